@@ -1,0 +1,51 @@
+import { shellQuote } from "./quote";
+
+/** What a script needs to talk to the PostgreSQL server on the host it runs on. */
+export interface ShellNodeContext {
+  /** Directory of the PostgreSQL binaries. */
+  binDir: string;
+  /** Unix socket directory of the local server. */
+  runDir: string;
+  port: number;
+  /** Default database for `sql_local`. */
+  database: string;
+  /** OS user that runs the server; scripts run psql as this user (peer authentication). */
+  osUser: string;
+  /** `.pgpass` used for connections to peers. */
+  pgpassFile: string;
+}
+
+/**
+ * The bash preamble every rendered step script starts with. It defines:
+ *
+ * - `as_pg CMD...`: run a command as the server's OS user (directly, with `runuser` as root, or
+ *   `sudo -n -u` otherwise);
+ * - `sql_local [DB]`: run the SQL read from stdin on this host's server through its Unix socket,
+ *   unaligned and tuples-only (`-At`), stopping at the first error;
+ * - `sql_peer CONNINFO`: the same against a peer, authenticated through `PGPASSFILE`;
+ * - `log MSG`: a line on stderr.
+ *
+ * Pure: the same context always renders the same text.
+ */
+export function renderPreamble(ctx: ShellNodeContext): string {
+  return [
+    "set -euo pipefail",
+    "umask 077",
+    `PG_BIN=${shellQuote(ctx.binDir)}`,
+    `PG_RUN=${shellQuote(ctx.runDir)}`,
+    `PG_PORT=${ctx.port}`,
+    `PG_DB=${shellQuote(ctx.database)}`,
+    `PG_OS_USER=${shellQuote(ctx.osUser)}`,
+    `export PGPASSFILE=${shellQuote(ctx.pgpassFile)}`,
+    "export PGCONNECT_TIMEOUT=10",
+    'log() { printf "%s\\n" "$*" >&2; }',
+    "as_pg() {",
+    '  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";',
+    '  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";',
+    '  else sudo -n -u "$PG_OS_USER" -- "$@"; fi',
+    "}",
+    'sql_local() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "${1:-$PG_DB}"; }',
+    'sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }',
+    "",
+  ].join("\n");
+}
