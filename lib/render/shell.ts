@@ -23,7 +23,9 @@ export interface ShellNodeContext {
  * - `sql_local [DB]`: run the SQL read from stdin on this host's server through its Unix socket,
  *   unaligned and tuples-only (`-At`), stopping at the first error;
  * - `sql_peer CONNINFO`: the same against a peer, authenticated through `PGPASSFILE`;
- * - `log MSG`: a line on stderr.
+ * - `log MSG`: a line on stderr;
+ * - `read_secrets`: reads `KEY=<base64>` lines from stdin into shell variables `SECRET_KEY`
+ *   (see {@link renderSecretStdin}); secrets never appear on a command line or in the script text.
  *
  * Pure: the same context always renders the same text.
  */
@@ -45,7 +47,27 @@ export function renderPreamble(ctx: ShellNodeContext): string {
     '  else sudo -n -u "$PG_OS_USER" -- "$@"; fi',
     "}",
     'sql_local() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "${1:-$PG_DB}"; }',
+    "read_secrets() {",
+    "  local k v",
+    '  while IFS="=" read -r k v; do [ -n "$k" ] || continue; printf -v "SECRET_$k" "%s" "$(printf "%s" "$v" | base64 -d)"; done',
+    "}",
     'sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }',
     "",
   ].join("\n");
+}
+
+/**
+ * Encodes secrets for a step's stdin as `KEY=<base64>` lines, read back by the preamble's
+ * `read_secrets`. Keys must be shell variable name characters.
+ */
+export function renderSecretStdin(secrets: Readonly<Record<string, string>>): string {
+  return Object.keys(secrets)
+    .sort()
+    .map((k) => {
+      if (!/^[A-Z][A-Z0-9_]*$/.test(k)) {
+        throw new Error(`secret key must match ^[A-Z][A-Z0-9_]*$, got ${JSON.stringify(k)}`);
+      }
+      return `${k}=${Buffer.from(secrets[k], "utf8").toString("base64")}\n`;
+    })
+    .join("");
 }
