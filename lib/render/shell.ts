@@ -20,7 +20,7 @@ export interface ShellNodeContext {
  *
  * - `as_pg CMD...`: run a command as the server's OS user (directly, with `runuser` as root, or
  *   `sudo -n -u` otherwise);
- * - `sql_local [DB]`: run the SQL read from stdin on this host's server through its Unix socket,
+ * - `sql_local [DB [PSQL-ARGS...]]`: run the SQL read from stdin on this host's server through its Unix socket,
  *   unaligned and tuples-only (`-At`), stopping at the first error;
  * - `sql_peer CONNINFO`: the same against a peer, authenticated through `PGPASSFILE`;
  * - `log MSG`: a line on stderr;
@@ -46,7 +46,10 @@ export function renderPreamble(ctx: ShellNodeContext): string {
     '  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";',
     '  else sudo -n -u "$PG_OS_USER" -- "$@"; fi',
     "}",
-    'sql_local() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "${1:-$PG_DB}"; }',
+    "sql_local() {",
+    '  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift',
+    '  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"',
+    "}",
     "read_secrets() {",
     "  local k v",
     '  while IFS="=" read -r k v; do [ -n "$k" ] || continue; printf -v "SECRET_$k" "%s" "$(printf "%s" "$v" | base64 -d)"; done',

@@ -1,0 +1,232 @@
+import * as pulumi from "@pulumi/pulumi";
+import type {
+  BdrVariant,
+  ConflictResolution,
+  EngineName,
+  PoolMode,
+  SwitchoverMethod,
+} from "../types";
+
+/**
+ * A node (or the proxy) as processes on the machine that runs `pulumi up`. The embedded default:
+ * it needs only Debian's `postgresql-15`, `postgresql-15-pglogical`, `haproxy` and `pgbouncer`.
+ * When `pulumi up` runs as root the servers run as the `postgres` OS user.
+ */
+export interface LocalHostArgs {
+  kind: "local";
+  /**
+   * Directory under which the node keeps `<cluster>/<node>/{data,run}`.
+   * @default "/var/tmp/pulumi-bdr" (as root) or "~/.local/share/pulumi-bdr" (otherwise)
+   */
+  baseDir?: string;
+  /**
+   * Address the node listens on and that peers use.
+   * @default "127.0.0.1"
+   */
+  address?: string;
+  /**
+   * OS user that runs PostgreSQL (and PgBouncer/HAProxy for a proxy host).
+   * @default "postgres" when running as root, otherwise the current user
+   */
+  osUser?: string;
+}
+
+/** A machine reached over SSH with `@pulumi/command`'s `remote.Command`. */
+export interface RemoteHostArgs {
+  kind: "remote";
+  /** Address that Pulumi's SSH connection, the peers and the proxy use. */
+  address: string;
+  /**
+   * SSH port.
+   * @default 22
+   */
+  sshPort?: number;
+  /**
+   * SSH user; when it is not `root`, steps run through `sudo -n`.
+   * @default "root"
+   */
+  user?: string;
+  /** SSH private key (PEM/OpenSSH text). Must be a Pulumi secret. */
+  privateKey: pulumi.Input<string>;
+  /**
+   * Directory on the host under which the node keeps `<cluster>/<node>/{data,run}`.
+   * @default "/var/lib/pulumi-bdr"
+   */
+  baseDir?: string;
+  /**
+   * Install the needed Debian packages with apt before anything else.
+   * @default false
+   */
+  installPackages?: boolean;
+  /**
+   * OS user that runs PostgreSQL.
+   * @default "postgres"
+   */
+  osUser?: string;
+}
+
+/** A container per node on a Docker network, through `@pulumi/docker`. */
+export interface DockerHostArgs {
+  kind: "docker";
+  /**
+   * Image with PostgreSQL and the engine's extension. When unset the library builds
+   * `docker/Dockerfile` (Debian 12 + PostgreSQL 15 + pglogical) once per cluster. BDR needs your own image.
+   * @default undefined (build the shipped Dockerfile)
+   */
+  image?: string;
+  /** Name of an existing user-defined Docker network; nodes reach each other by container name. */
+  network: string;
+  /**
+   * Docker daemon address for the provider and `docker exec`.
+   * @default the environment's DOCKER_HOST, or the local socket
+   */
+  dockerHost?: string;
+  /**
+   * Host port to publish the node's PostgreSQL port on (loopback only), so that the machine running
+   * Pulumi can reach it.
+   * @default undefined (not published)
+   */
+  publishPort?: number;
+}
+
+/** Where a node or the proxy runs. */
+export type HostArgs = LocalHostArgs | RemoteHostArgs | DockerHostArgs;
+
+/** One PostgreSQL server of the cluster. */
+export interface NodeArgs {
+  /**
+   * Node name: lowercase letter first, then lowercase letters, digits or `_`, at most 24 characters.
+   * It names the node in the engine, in HAProxy and in child resource names.
+   */
+  name: string;
+  /** Where the node runs. */
+  host: HostArgs;
+  /**
+   * PostgreSQL TCP port.
+   * @default 5432 for remote and docker hosts; 5432 + the node's position for local hosts
+   */
+  port?: number;
+}
+
+/** HAProxy + PgBouncer in front of the cluster. */
+export interface ProxyArgs {
+  /**
+   * Deploy the proxies at all.
+   * @default true
+   */
+  enabled?: boolean;
+  /**
+   * Where HAProxy and PgBouncer run.
+   * @default { kind: "local" }
+   */
+  host?: HostArgs;
+  /**
+   * HAProxy frontend (`ft_postgresql`) port.
+   * @default 5433
+   */
+  haproxyPort?: number;
+  /**
+   * Milliseconds between HAProxy health checks (`inter`).
+   * @default 1000
+   */
+  checkIntervalMs?: number;
+  /**
+   * Failed checks before a server is marked down (`fall`).
+   * @default 2
+   */
+  checkFall?: number;
+  /**
+   * Successful checks before a server is marked up (`rise`).
+   * @default 2
+   */
+  checkRise?: number;
+  /**
+   * PgBouncer listen port.
+   * @default 6432
+   */
+  pgbouncerPort?: number;
+  /**
+   * PgBouncer `pool_mode`. `transaction` lets a switchover move every client within one transaction.
+   * @default "transaction"
+   */
+  poolMode?: PoolMode;
+  /**
+   * PgBouncer `default_pool_size`.
+   * @default 20
+   */
+  defaultPoolSize?: number;
+  /**
+   * PgBouncer `max_client_conn`.
+   * @default 200
+   */
+  maxClientConn?: number;
+  /**
+   * How a change of `writeNode` drains the old node: `reconnect` (HAProxy maint + PgBouncer
+   * RECONNECT + WAIT_CLOSE) or `pause` (PgBouncer PAUSE / RESUME around the change).
+   * @default "reconnect"
+   */
+  switchoverMethod?: SwitchoverMethod;
+}
+
+/** Arguments of {@link BdrCluster}. */
+export interface BdrClusterArgs {
+  /** The servers, in join order: the first bootstraps the group. At least two. */
+  nodes: NodeArgs[];
+  /**
+   * Replication engine.
+   * @default "pglogical"
+   */
+  engine?: EngineName;
+  /**
+   * BDR API generation when `engine` is `"bdr"`: `bdr3` (BDR 3.7) or `pgd5` (PGD 5).
+   * @default "pgd5"
+   */
+  bdrVariant?: BdrVariant;
+  /**
+   * Replicated database.
+   * @default "bdrdb"
+   */
+  database?: string;
+  /**
+   * Superuser role used for replication, joins and proxy health checks.
+   * @default "bdr"
+   */
+  replicationUser?: string;
+  /** Password of `replicationUser`. Required; must be a Pulumi secret (`pulumi.secret(...)` or a secret config value). */
+  replicationPassword: pulumi.Input<string>;
+  /**
+   * PostgreSQL major version on every node. pglogical: 12–17; BDR 3.7: 11–13; PGD 5: 12–16.
+   * @default 15
+   */
+  postgresVersion?: number;
+  /**
+   * Extra `postgresql.conf` settings, applied last. Restart-only settings restart nodes one at a time.
+   * @default {}
+   */
+  postgresSettings?: Record<string, string | number | boolean>;
+  /**
+   * pglogical conflict resolution (`pglogical.conflict_resolution`). BDR resolves by its own rules.
+   * @default "last_update_wins"
+   */
+  conflictResolution?: ConflictResolution;
+  /**
+   * Replication group name.
+   * @default the component's name with `-` replaced by `_`
+   */
+  nodeGroupName?: string;
+  /**
+   * The node HAProxy sends connections to; the others are `backup`. Changing it performs a switchover.
+   * @default the first node
+   */
+  writeNode?: string;
+  /**
+   * Seconds that a wait (sync, join, drain) may take before the step fails with the server's error.
+   * @default 300
+   */
+  waitTimeoutSeconds?: number;
+  /**
+   * HAProxy and PgBouncer.
+   * @default { enabled: true, host: { kind: "local" } }
+   */
+  proxy?: ProxyArgs;
+}
