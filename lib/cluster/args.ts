@@ -65,7 +65,10 @@ export interface RemoteHostArgs {
   osUser?: string;
 }
 
-/** A container per node on a Docker network, through `@pulumi/docker`. */
+/**
+ * A container per node on a Docker network, through `@pulumi/docker`. The Docker daemon is the one
+ * `DOCKER_HOST` names (or the local socket), for the provider and for `docker exec` alike.
+ */
 export interface DockerHostArgs {
   kind: "docker";
   /**
@@ -76,11 +79,6 @@ export interface DockerHostArgs {
   image?: string;
   /** Name of an existing user-defined Docker network; nodes reach each other by container name. */
   network: string;
-  /**
-   * Docker daemon address for the provider and `docker exec`.
-   * @default the environment's DOCKER_HOST, or the local socket
-   */
-  dockerHost?: string;
   /**
    * Host port to publish the node's PostgreSQL port on (loopback only), so that the machine running
    * Pulumi can reach it.

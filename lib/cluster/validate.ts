@@ -200,9 +200,6 @@ function validateHost(p: Problems, path: string, host: unknown, role: "node" | "
     case "docker":
       p.pattern(`${path}.network`, h.network, DOCKER_NAME_RE, "the name of a user-defined Docker network");
       if (h.image !== undefined) p.pattern(`${path}.image`, h.image, IMAGE_RE, "a Docker image reference");
-      if (h.dockerHost !== undefined && typeof h.dockerHost !== "string") {
-        p.add(`${path}.dockerHost`, `got ${show(h.dockerHost)}; expected a Docker daemon address`);
-      }
       if (h.publishPort !== undefined) p.port(`${path}.publishPort`, h.publishPort);
       if (role === "proxy" && h.publishPort !== undefined) {
         p.add(`${path}.publishPort`, "is not used for the proxy host; publish PgBouncer with your own network setup");

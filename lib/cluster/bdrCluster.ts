@@ -1,0 +1,66 @@
+import * as os from "os";
+import * as pulumi from "@pulumi/pulumi";
+import type { BdrClusterArgs } from "./args";
+import { validateArgs } from "./validate";
+import { planCluster, RunnerEnv } from "./plan";
+import { connectionString, createCluster, deriveSecrets } from "./create";
+import type { EngineName } from "../types";
+
+/** The Pulumi type token of the component. */
+export const BDR_CLUSTER_TYPE = "pulumi-bdr:index:BdrCluster";
+
+/** Facts about the machine running Pulumi (root or not, user, home) for local-host defaults. */
+export function runnerEnv(): RunnerEnv {
+  const info = os.userInfo();
+  return { isRoot: info.uid === 0, currentUser: info.username, homeDir: info.homedir };
+}
+
+/**
+ * A PostgreSQL multi-master cluster: nodes on local, SSH or Docker hosts, a replication engine
+ * (pglogical 2 or BDR 3.7 / PGD 5), and HAProxy + PgBouncer in front.
+ *
+ * Every argument is checked before anything is created; all problems are reported at once.
+ * Child resources are named `<name>-<node>-{server,config,setup,join}` and `<name>-proxy`.
+ */
+export class BdrCluster extends pulumi.ComponentResource {
+  /** Connection string (without password) of each node, as peers reach it. */
+  readonly nodeDsns: pulumi.Output<Record<string, string>>;
+  /** Where PgBouncer listens (host, port), or undefined without proxies. */
+  readonly pgbouncerEndpoint: pulumi.Output<{ host: string; port: number } | undefined>;
+  /** Where HAProxy's `ft_postgresql` frontend listens, or undefined without proxies. */
+  readonly haproxyEndpoint: pulumi.Output<{ host: string; port: number } | undefined>;
+  /** Connection string through PgBouncer including the password: a secret. */
+  readonly connectionString: pulumi.Output<string | undefined>;
+  /** The node HAProxy sends connections to. */
+  readonly writeNode: pulumi.Output<string>;
+  /** The replication engine. */
+  readonly engine: pulumi.Output<EngineName>;
+
+  constructor(name: string, args: BdrClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Never pass args to super(): they hold the password and keys, and would land in state.
+    super(BDR_CLUSTER_TYPE, name, {}, opts);
+    validateArgs(name, args);
+    const plan = planCluster(name, args, runnerEnv());
+    const secrets = deriveSecrets(name, args.replicationPassword);
+    const created = createCluster(this, args, plan, secrets);
+
+    this.nodeDsns = pulumi.output(created.nodeDsns);
+    this.pgbouncerEndpoint = pulumi.output(
+      created.proxy ? { host: created.proxy.host, port: created.proxy.pgbouncerPort } : undefined,
+    );
+    this.haproxyEndpoint = pulumi.output(
+      created.proxy ? { host: created.proxy.host, port: created.proxy.haproxyPort } : undefined,
+    );
+    this.connectionString = connectionString(plan, secrets.password) ?? pulumi.output(undefined);
+    this.writeNode = pulumi.output(plan.proxy?.writeNode ?? plan.ctx.nodes[0].name);
+    this.engine = pulumi.output(plan.ctx.engine);
+    this.registerOutputs({
+      nodeDsns: this.nodeDsns,
+      pgbouncerEndpoint: this.pgbouncerEndpoint,
+      haproxyEndpoint: this.haproxyEndpoint,
+      connectionString: this.connectionString,
+      writeNode: this.writeNode,
+      engine: this.engine,
+    });
+  }
+}

@@ -1,0 +1,266 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { BdrClusterArgs, HostArgs } from "./args";
+import type { ClusterPlan, PlanStep, ResolvedHost } from "./plan";
+import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
+import { getEngine } from "../engines";
+import type { Engine } from "../engines/types";
+import { hostCommand } from "../hosts/commands";
+import { createContainer, createImage } from "../hosts/docker";
+import {
+  NodeFiles,
+  PROXY_PACKAGES,
+  nodePackages,
+  nodePreamble,
+  serverConfigScript,
+  serverCreateScript,
+  serverDeleteScript,
+  setupScript,
+} from "../hosts/nodeScripts";
+import { nodeSettings, OUTPUT_PLUGIN_CONF_FILE, outputPluginSnippet, renderPostgresqlConf } from "../render/postgresqlConf";
+import { renderPgHba } from "../render/pgHba";
+import { renderPgpass } from "../render/pgpass";
+import { clusterSalt, scramVerifier } from "../render/scram";
+import { renderSecretStdin } from "../render/shell";
+import { connString } from "../render/quote";
+import { proxyApplyScript, proxyDestroyScript } from "../proxy/scripts";
+
+/** Secrets derived once from the password; every one is a secret Output. */
+export interface ClusterSecrets {
+  password: pulumi.Output<string>;
+  /** The SCRAM-SHA-256 verifier stored on every node and in PgBouncer's auth file. */
+  verifier: pulumi.Output<string>;
+}
+
+/** What {@link createCluster} returns to the component. */
+export interface CreatedCluster {
+  /** Every child resource by its name. */
+  resources: Map<string, pulumi.Resource>;
+  nodeDsns: Record<string, string>;
+  proxy?: { host: string; haproxyPort: number; pgbouncerPort: number };
+}
+
+/** Derives the verifier from the password (deterministic salt: no diff on preview). */
+export function deriveSecrets(cluster: string, password: pulumi.Input<string>): ClusterSecrets {
+  const pw = pulumi.secret(password);
+  const verifier = pulumi.secret(pw.apply((p) => scramVerifier(p, clusterSalt(cluster, p))));
+  return { password: pw, verifier };
+}
+
+/** CIDRs (or `samenet`) that `pg_hba.conf` admits: the members and the proxy host. */
+export function memberCidrs(plan: Pick<ClusterPlan, "ctx" | "hosts" | "proxyHost">): string[] {
+  const cidrs = new Set<string>();
+  const add = (host: ResolvedHost) => {
+    if (host.kind === "docker") {
+      cidrs.add("samenet");
+    } else if (host.address.includes(":")) {
+      cidrs.add(`${host.address}/128`);
+    } else if (/^[0-9.]+$/.test(host.address)) {
+      cidrs.add(`${host.address}/32`);
+    } else {
+      cidrs.add(host.address);
+    }
+  };
+  for (const n of plan.ctx.nodes) add(plan.hosts[n.name]);
+  if (plan.proxyHost) add(plan.proxyHost);
+  return [...cidrs].sort();
+}
+
+/** Rendered, non-secret files of one node. */
+export function renderNodeFiles(
+  plan: ClusterPlan,
+  engine: Engine,
+  node: NodePlan,
+): NodeFiles & { settings: Record<string, string> } {
+  const settings = nodeSettings(plan.ctx, node, engine.settings(plan.ctx), plan.userSettings);
+  return {
+    settings,
+    postgresqlConf: renderPostgresqlConf(settings, { includeIfExists: [OUTPUT_PLUGIN_CONF_FILE] }),
+    pgHba: renderPgHba({
+      osUser: node.osUser,
+      replicationUser: plan.ctx.replicationUser,
+      database: plan.ctx.database,
+      memberCidrs: memberCidrs(plan),
+    }),
+  };
+}
+
+/** The `.pgpass` every node and the proxy host keep: the replication user on any cluster host. */
+export function pgpassFor(ctx: ClusterContext, password: string): string {
+  return renderPgpass([{ host: "*", port: "*", database: "*", user: ctx.replicationUser, password }]);
+}
+
+function outputPluginFor(ctx: ClusterContext, node: NodePlan): string | undefined {
+  if (ctx.engine !== "pglogical") return undefined;
+  return outputPluginSnippet({
+    binDir: node.binDir,
+    dataDir: node.dataDir,
+    confFile: `${node.dataDir}/${OUTPUT_PLUGIN_CONF_FILE}`,
+    libraries: ["pglogical_output"],
+  });
+}
+
+function hostArgsOf(args: BdrClusterArgs, nodeName: string): HostArgs {
+  return args.nodes.find((n) => n.name === nodeName)!.host;
+}
+
+/**
+ * Turns a plan into child resources of `parent`, one per plan step, with the plan's `dependsOn`
+ * edges. Node steps (server, config, setup) run in parallel across nodes; `config` steps chain so
+ * a change rolls one node at a time; `join` steps chain from the first node; the proxy waits for
+ * every join. Secrets reach scripts only on stdin.
+ */
+export function createCluster(
+  parent: pulumi.Resource,
+  args: BdrClusterArgs,
+  plan: ClusterPlan,
+  secrets: ClusterSecrets,
+): CreatedCluster {
+  const { ctx } = plan;
+  const engine = getEngine(ctx.engine);
+  const resources = new Map<string, pulumi.Resource>();
+  const deps = (step: PlanStep) => step.dependsOn.map((d) => resources.get(d)!);
+  const pgpassStdin = pulumi.secret(
+    secrets.password.apply((pw) => renderSecretStdin({ PGPASS: pgpassFor(ctx, pw) })),
+  );
+  const verifierStdin = pulumi.secret(secrets.verifier.apply((v) => renderSecretStdin({ VERIFIER: v })));
+  const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
+
+  let imageRef: pulumi.Input<string> | undefined;
+  for (const step of plan.steps) {
+    const node = step.node ? nodeByName.get(step.node)! : undefined;
+    const host = node ? plan.hosts[node.name] : plan.proxyHost!;
+    const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });
+    const opts = { parent, dependsOn: deps(step) };
+    let resource: pulumi.Resource;
+    switch (step.kind) {
+      case "image": {
+        const image = createImage(step.name, ctx.clusterName, parent);
+        imageRef = image.imageName;
+        resource = image;
+        break;
+      }
+      case "container": {
+        const image = host.docker?.image ?? imageRef!;
+        resource = createContainer(step.name, host, image, node?.port, opts);
+        break;
+      }
+      case "server": {
+        const files = renderNodeFiles(plan, engine, node!);
+        const install = host.installPackages ? nodePackages(ctx.postgresVersion, ctx.engine) : undefined;
+        resource = hostCommand(
+          step.name,
+          host,
+          hostArgs,
+          {
+            create: serverCreateScript(node!, ctx.database, files, {
+              installPackages: install,
+              outputPluginSnippet: outputPluginFor(ctx, node!),
+            }),
+            delete: serverDeleteScript(node!, ctx.database),
+            stdin: pgpassStdin,
+          },
+          // Later changes of the files are the config step's job (rolling, reload or restart).
+          { ...opts, ignoreChanges: ["create", "stdin"] },
+        );
+        break;
+      }
+      case "config": {
+        const files = renderNodeFiles(plan, engine, node!);
+        const script = serverConfigScript(node!, ctx.database, files, {
+          outputPluginSnippet: outputPluginFor(ctx, node!),
+          afterRestart: engine.afterRestartScript?.(ctx, node!),
+        });
+        resource = hostCommand(step.name, host, hostArgs, { create: script, update: script, stdin: pgpassStdin }, opts);
+        break;
+      }
+      case "setup": {
+        const script = setupScript(node!, ctx.database, ctx.replicationUser, engine.nodeScript(ctx, node!));
+        resource = hostCommand(step.name, host, hostArgs, { create: script, update: script, stdin: verifierStdin }, opts);
+        break;
+      }
+      case "join": {
+        const preamble = nodePreamble(node!, ctx.database);
+        resource = hostCommand(
+          step.name,
+          host,
+          hostArgs,
+          {
+            create: preamble + engine.joinScript(ctx, node!),
+            delete: preamble + engine.partScript(ctx, node!),
+          },
+          // Joins run once; parting discovers peers from the catalog, so later node-list changes
+          // need not touch these scripts.
+          { ...opts, ignoreChanges: ["create", "delete"] },
+        );
+        break;
+      }
+      case "proxy": {
+        const proxy = plan.proxy!;
+        const install = host.installPackages ? PROXY_PACKAGES : undefined;
+        const apply = proxyApplyScript(proxyScriptInput(ctx, proxy, install, engine));
+        resource = hostCommand(
+          step.name,
+          host,
+          hostArgs,
+          {
+            create: apply,
+            update: apply,
+            delete: proxyDestroyScript(proxyScriptInput(ctx, proxy, undefined, engine)),
+            stdin: pulumi.secret(
+              pulumi
+                .all([secrets.password, secrets.verifier])
+                .apply(([pw, v]) => renderSecretStdin({ PASSWORD: pw, VERIFIER: v })),
+            ),
+          },
+          opts,
+        );
+        break;
+      }
+      default: {
+        const never: never = step.kind;
+        throw new Error(`unknown step kind ${String(never)}`);
+      }
+    }
+    resources.set(step.name, resource);
+  }
+
+  const nodeDsns: Record<string, string> = {};
+  for (const n of ctx.nodes) nodeDsns[n.name] = n.dsn;
+  return {
+    resources,
+    nodeDsns,
+    proxy: plan.proxy
+      ? { host: plan.proxy.address, haproxyPort: plan.proxy.haproxyPort, pgbouncerPort: plan.proxy.pgbouncerPort }
+      : undefined,
+  };
+}
+
+function proxyScriptInput(ctx: ClusterContext, proxy: ProxyPlan, installPackages: string[] | undefined, engine: Engine) {
+  return {
+    ctx,
+    proxy,
+    installPackages,
+    drainSql: engine.drainSql(ctx.waitTimeoutSeconds),
+    binDir: ctx.nodes[0].binDir,
+  };
+}
+
+/** Connection string through PgBouncer, with the password: a secret. */
+export function connectionString(
+  plan: ClusterPlan,
+  password: pulumi.Output<string>,
+): pulumi.Output<string> | undefined {
+  if (!plan.proxy) return undefined;
+  const proxy = plan.proxy;
+  return pulumi.secret(
+    password.apply((pw) =>
+      connString([
+        ["host", proxy.address],
+        ["port", proxy.pgbouncerPort],
+        ["dbname", plan.ctx.database],
+        ["user", plan.ctx.replicationUser],
+        ["password", pw],
+      ]),
+    ),
+  );
+}

@@ -1,0 +1,279 @@
+import type { BdrClusterArgs, HostArgs } from "./args";
+import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
+import { connString } from "../render/quote";
+import {
+  DEFAULT_HAPROXY_PORT,
+  DEFAULT_LOCAL_BASE_PORT,
+  DEFAULT_PGBOUNCER_PORT,
+  DEFAULT_REMOTE_PORT,
+} from "./validate";
+
+/** Facts about the machine running Pulumi that defaults depend on. */
+export interface RunnerEnv {
+  isRoot: boolean;
+  currentUser: string;
+  homeDir: string;
+}
+
+/** A host with every default filled in. */
+export interface ResolvedHost {
+  kind: HostArgs["kind"];
+  /** Address peers and the proxy use. */
+  address: string;
+  /** Root of this cluster's files on the host: `<baseDir>/<cluster>`. */
+  clusterDir: string;
+  osUser: string;
+  /** Remote: SSH connection facts (the key stays in the args, as a secret). */
+  ssh?: { host: string; port: number; user: string };
+  /** Remote: whether steps need `sudo -n`. */
+  sudo: boolean;
+  installPackages: boolean;
+  /** Docker: container and network. */
+  docker?: { containerName: string; network: string; image?: string; publishPort?: number };
+}
+
+/** Kinds of step the component turns into resources. */
+export type StepKind = "image" | "container" | "server" | "config" | "setup" | "join" | "proxy";
+
+/** One resource-to-be, with the names of the steps it waits for. */
+export interface PlanStep {
+  /** Resource name, derived from the component's name; part of the API. */
+  name: string;
+  kind: StepKind;
+  /** Node the step belongs to (absent for cluster-wide steps). */
+  node?: string;
+  /** Names of the steps that must finish first. */
+  dependsOn: string[];
+}
+
+/** Everything the component needs, resolved from the args. Pure data. */
+export interface ClusterPlan {
+  ctx: ClusterContext;
+  /** Resolved host per node name. */
+  hosts: Record<string, ResolvedHost>;
+  proxy?: ProxyPlan;
+  proxyHost?: ResolvedHost;
+  userSettings: Record<string, string | number | boolean>;
+  /** Steps in an order that respects `dependsOn`. */
+  steps: PlanStep[];
+}
+
+/** Resource-name helpers: child names are `<component>-<node>-<step>` and `<component>-proxy`. */
+export const stepName = {
+  image: (cluster: string) => `${cluster}-image`,
+  container: (cluster: string, node: string) => `${cluster}-${node}-container`,
+  server: (cluster: string, node: string) => `${cluster}-${node}-server`,
+  config: (cluster: string, node: string) => `${cluster}-${node}-config`,
+  setup: (cluster: string, node: string) => `${cluster}-${node}-setup`,
+  join: (cluster: string, node: string) => `${cluster}-${node}-join`,
+  proxyContainer: (cluster: string) => `${cluster}-proxy-container`,
+  proxy: (cluster: string) => `${cluster}-proxy`,
+};
+
+function defaultBaseDir(host: HostArgs, env: RunnerEnv): string {
+  switch (host.kind) {
+    case "local":
+      return host.baseDir ?? (env.isRoot ? "/var/lib/pulumi-bdr" : `${env.homeDir}/.local/share/pulumi-bdr`);
+    case "remote":
+      return host.baseDir ?? "/var/lib/pulumi-bdr";
+    case "docker":
+      return "/var/lib/pulumi-bdr";
+    default: {
+      const never: never = host;
+      return never;
+    }
+  }
+}
+
+/** Fills in every default of a host. `unit` names the container for docker hosts. */
+export function resolveHost(cluster: string, unit: string, host: HostArgs, env: RunnerEnv): ResolvedHost {
+  const clusterDir = `${defaultBaseDir(host, env)}/${cluster}`;
+  switch (host.kind) {
+    case "local":
+      return {
+        kind: "local",
+        address: host.address ?? "127.0.0.1",
+        clusterDir,
+        osUser: host.osUser ?? (env.isRoot ? "postgres" : env.currentUser),
+        sudo: false,
+        installPackages: false,
+      };
+    case "remote": {
+      const user = host.user ?? "root";
+      return {
+        kind: "remote",
+        address: host.address,
+        clusterDir,
+        osUser: host.osUser ?? "postgres",
+        ssh: { host: host.address, port: host.sshPort ?? 22, user },
+        sudo: user !== "root",
+        installPackages: host.installPackages ?? false,
+      };
+    }
+    case "docker": {
+      const containerName = `${cluster}-${unit}`;
+      return {
+        kind: "docker",
+        address: containerName,
+        clusterDir,
+        osUser: "postgres",
+        sudo: false,
+        installPackages: false,
+        docker: {
+          containerName,
+          network: host.network,
+          image: host.image,
+          publishPort: host.publishPort,
+        },
+      };
+    }
+    default: {
+      const never: never = host;
+      return never;
+    }
+  }
+}
+
+/**
+ * Resolves validated args into a plan: node facts, proxy facts and the ordered steps.
+ * Pure and deterministic; call only after `validateArgs`.
+ *
+ * Order: per node (in parallel) `container` (docker) → `server` → `config` → `setup`; `config` steps
+ * form a chain so a configuration change rolls one node at a time; `join` steps form a chain from
+ * the first node (joins run one at a time); the `proxy` step waits for every join.
+ */
+export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv): ClusterPlan {
+  const engine = args.engine ?? "pglogical";
+  const database = args.database ?? "bdrdb";
+  const replicationUser = args.replicationUser ?? "bdr";
+  const version = args.postgresVersion ?? 15;
+  const binDir = `/usr/lib/postgresql/${version}/bin`;
+
+  const hosts: Record<string, ResolvedHost> = {};
+  const nodes: NodePlan[] = args.nodes.map((n, index) => {
+    const host = resolveHost(name, n.name, n.host, env);
+    hosts[n.name] = host;
+    const port = n.port ?? (n.host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT);
+    const nodeDir = `${host.clusterDir}/${n.name}`;
+    return {
+      name: n.name,
+      index,
+      hostKind: n.host.kind,
+      address: host.address,
+      port,
+      listenAddresses: n.host.kind === "docker" ? "*" : host.address,
+      dataDir: `${nodeDir}/data`,
+      runDir: `${nodeDir}/run`,
+      binDir,
+      osUser: host.osUser,
+      pgpassFile: `${nodeDir}/pgpass`,
+      dsn: connString([
+        ["host", host.address],
+        ["port", port],
+        ["dbname", database],
+        ["user", replicationUser],
+      ]),
+    };
+  });
+
+  const ctx: ClusterContext = {
+    clusterName: name,
+    engine,
+    bdrVariant: args.bdrVariant ?? "pgd5",
+    nodeGroupName: args.nodeGroupName ?? name.toLowerCase().replace(/-/g, "_"),
+    database,
+    replicationUser,
+    postgresVersion: version,
+    conflictResolution: args.conflictResolution ?? "last_update_wins",
+    nodes,
+    waitTimeoutSeconds: args.waitTimeoutSeconds ?? 300,
+  };
+
+  let proxy: ProxyPlan | undefined;
+  let proxyHost: ResolvedHost | undefined;
+  const px = args.proxy ?? {};
+  if (px.enabled !== false) {
+    proxyHost = resolveHost(name, "proxy", px.host ?? { kind: "local" }, env);
+    proxy = {
+      hostKind: proxyHost.kind,
+      address: proxyHost.address,
+      baseDir: `${proxyHost.clusterDir}/proxy`,
+      osUser: proxyHost.osUser,
+      haproxyListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
+      haproxyPort: px.haproxyPort ?? DEFAULT_HAPROXY_PORT,
+      checkInterMs: px.checkIntervalMs ?? 1000,
+      checkFall: px.checkFall ?? 2,
+      checkRise: px.checkRise ?? 2,
+      pgbouncerListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
+      pgbouncerPort: px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT,
+      poolMode: px.poolMode ?? "transaction",
+      defaultPoolSize: px.defaultPoolSize ?? 20,
+      maxClientConn: px.maxClientConn ?? 200,
+      switchoverMethod: px.switchoverMethod ?? "reconnect",
+      writeNode: args.writeNode ?? nodes[0].name,
+    };
+  }
+
+  return {
+    ctx,
+    hosts,
+    proxy,
+    proxyHost,
+    userSettings: { ...(args.postgresSettings ?? {}) },
+    steps: planSteps(name, ctx, hosts, proxyHost),
+  };
+}
+
+/** The step graph alone (pure), exposed for tests of ordering. */
+export function planSteps(
+  cluster: string,
+  ctx: Pick<ClusterContext, "nodes">,
+  hosts: Record<string, Pick<ResolvedHost, "kind">>,
+  proxyHost: Pick<ResolvedHost, "kind"> | undefined,
+): PlanStep[] {
+  const steps: PlanStep[] = [];
+  const anyDocker = Object.values(hosts).some((h) => h.kind === "docker") || proxyHost?.kind === "docker";
+  if (anyDocker) {
+    steps.push({ name: stepName.image(cluster), kind: "image", dependsOn: [] });
+  }
+  let previousConfig: string | undefined;
+  let previousJoin: string | undefined;
+  for (const node of ctx.nodes) {
+    const serverDeps: string[] = [];
+    if (hosts[node.name].kind === "docker") {
+      const container = stepName.container(cluster, node.name);
+      steps.push({ name: container, kind: "container", node: node.name, dependsOn: [stepName.image(cluster)] });
+      serverDeps.push(container);
+    }
+    const server = stepName.server(cluster, node.name);
+    steps.push({ name: server, kind: "server", node: node.name, dependsOn: serverDeps });
+    const config = stepName.config(cluster, node.name);
+    steps.push({
+      name: config,
+      kind: "config",
+      node: node.name,
+      dependsOn: previousConfig ? [server, previousConfig] : [server],
+    });
+    previousConfig = config;
+    const setup = stepName.setup(cluster, node.name);
+    steps.push({ name: setup, kind: "setup", node: node.name, dependsOn: [config] });
+    const join = stepName.join(cluster, node.name);
+    steps.push({
+      name: join,
+      kind: "join",
+      node: node.name,
+      dependsOn: previousJoin ? [setup, previousJoin] : [setup],
+    });
+    previousJoin = join;
+  }
+  if (proxyHost) {
+    const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
+    if (proxyHost.kind === "docker") {
+      const container = stepName.proxyContainer(cluster);
+      steps.push({ name: container, kind: "container", dependsOn: [stepName.image(cluster)] });
+      deps.unshift(container);
+    }
+    steps.push({ name: stepName.proxy(cluster), kind: "proxy", dependsOn: deps });
+  }
+  return steps;
+}

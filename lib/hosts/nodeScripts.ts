@@ -1,0 +1,222 @@
+import type { NodePlan } from "../types";
+import { quoteLiteral, shellQuote } from "../render/quote";
+import { renderPreamble } from "../render/shell";
+
+/** Rendered files a node's server needs. `pgpass` is not here: it is a secret and comes on stdin. */
+export interface NodeFiles {
+  /** Our settings file, included from `postgresql.conf`. */
+  postgresqlConf: string;
+  /** The whole `pg_hba.conf`. */
+  pgHba: string;
+}
+
+/** Debian packages a node needs for an engine. */
+export function nodePackages(postgresVersion: number, engine: "pglogical" | "bdr"): string[] {
+  const pkgs = [`postgresql-${postgresVersion}`, `postgresql-client-${postgresVersion}`];
+  if (engine === "pglogical") pkgs.push(`postgresql-${postgresVersion}-pglogical`);
+  return pkgs;
+}
+
+/** Packages the proxy host needs. */
+export const PROXY_PACKAGES = ["haproxy", "pgbouncer", "socat", "postgresql-client"];
+
+/** Name of our settings file inside the data directory. */
+export const SETTINGS_FILE = "pulumi-bdr.conf";
+
+const HEREDOC = "PULUMI_BDR_EOF";
+
+function nodeDir(node: NodePlan): string {
+  return node.dataDir.replace(/\/data$/, "");
+}
+
+/** The preamble for a script that runs on the node's own host. */
+export function nodePreamble(node: NodePlan, database: string): string {
+  return renderPreamble({
+    binDir: node.binDir,
+    runDir: node.runDir,
+    port: node.port,
+    database,
+    osUser: node.osUser,
+    pgpassFile: node.pgpassFile,
+  });
+}
+
+/**
+ * Shell that installs packages with apt when a binary is missing (remote hosts with
+ * `installPackages`). Idempotent: does nothing when every package is installed.
+ */
+export function installPackagesSnippet(packages: string[]): string {
+  const list = packages.map(shellQuote).join(" ");
+  return [
+    `missing=""; for p in ${list}; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done`,
+    'if [ -n "$missing" ]; then',
+    '  log "installing:$missing"',
+    "  export DEBIAN_FRONTEND=noninteractive",
+    "  apt-get update -qq >/dev/null",
+    "  # shellcheck disable=SC2086",
+    "  apt-get install -y -qq $missing >/dev/null",
+    "fi",
+  ].join("\n");
+}
+
+/** Shell that writes stdin to PATH atomically, owned by the server's OS user, with MODE. */
+function putFileFn(): string {
+  return [
+    "put_file() {",
+    '  as_pg sh -c \'umask 077; cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv -f "$1.tmp" "$1"\' _ "$1" "$2"',
+    "}",
+  ].join("\n");
+}
+
+function writeFiles(node: NodePlan, files: NodeFiles): string {
+  const data = shellQuote(node.dataDir);
+  return [
+    putFileFn(),
+    'printf "%s" "$SECRET_PGPASS" | put_file "$PGPASSFILE" 600',
+    `put_file ${data}/${SETTINGS_FILE} 600 <<'${HEREDOC}'`,
+    files.postgresqlConf.replace(/\n$/, ""),
+    HEREDOC,
+    `put_file ${data}/pg_hba.conf 600 <<'${HEREDOC}'`,
+    files.pgHba.replace(/\n$/, ""),
+    HEREDOC,
+    `include_line=${shellQuote(`include_if_exists = '${SETTINGS_FILE}'`)}`,
+    `if ! as_pg grep -qxF "$include_line" ${data}/postgresql.conf; then`,
+    `  printf '\\n%s\\n' "$include_line" | as_pg tee -a ${data}/postgresql.conf >/dev/null`,
+    "fi",
+  ].join("\n");
+}
+
+function startFn(node: NodePlan): string {
+  const data = shellQuote(node.dataDir);
+  return [
+    "pg_running() { as_pg \"$PG_BIN/pg_ctl\" -D " + data + " status >/dev/null 2>&1; }",
+    "pg_start() {",
+    `  as_pg env PGPASSFILE="$PGPASSFILE" "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
+    "}",
+    "pg_restart() {",
+    `  as_pg env PGPASSFILE="$PGPASSFILE" "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -m fast -w -t 120 restart >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
+    "}",
+    "pg_wait_ready() {",
+    "  local i",
+    '  for i in $(seq 1 600); do "$PG_BIN/pg_isready" -q -h "$PG_RUN" -p "$PG_PORT" && return 0; sleep 0.1; done',
+    '  log "server on port $PG_PORT did not accept connections within 60 s"; return 1',
+    "}",
+  ].join("\n");
+}
+
+/**
+ * Server step (create): packages (optional), directories, `initdb` when the data directory is empty,
+ * the rendered files, then start. Idempotent: a second run finds everything in place and starts
+ * the server only if it is stopped. Reads `SECRET_PGPASS` from stdin.
+ */
+export function serverCreateScript(
+  node: NodePlan,
+  database: string,
+  files: NodeFiles,
+  opts: { installPackages?: string[]; outputPluginSnippet?: string },
+): string {
+  const dir = shellQuote(nodeDir(node));
+  const data = shellQuote(node.dataDir);
+  return [
+    nodePreamble(node, database),
+    "read_secrets",
+    opts.installPackages && opts.installPackages.length > 0 ? installPackagesSnippet(opts.installPackages) : "",
+    `[ -x "$PG_BIN/postgres" ] || { log "PostgreSQL binaries not found in $PG_BIN: install the postgresql-${node.binDir.split("/")[3]} package"; exit 1; }`,
+    `id -u "$PG_OS_USER" >/dev/null 2>&1 || { log "OS user $PG_OS_USER does not exist (it comes with the postgresql package)"; exit 1; }`,
+    `mkdir -p ${dir}`,
+    `[ "$(id -u)" != 0 ] || chown "$PG_OS_USER" ${dir}`,
+    `chmod 700 ${dir}`,
+    `as_pg mkdir -p ${data} "$PG_RUN"`,
+    `if [ ! -s ${data}/PG_VERSION ]; then`,
+    `  as_pg "$PG_BIN/initdb" -D ${data} -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null`,
+    "fi",
+    writeFiles(node, files),
+    opts.outputPluginSnippet ?? "",
+    startFn(node),
+    "pg_running || pg_start",
+    "pg_wait_ready",
+    "",
+  ]
+    .filter((l) => l !== "")
+    .join("\n");
+}
+
+/**
+ * Config step (create and update): writes the files, reloads, and restarts only when a setting
+ * that needs a restart changed (`pg_settings.pending_restart`). The component chains these steps
+ * so a change rolls through the nodes one at a time. `afterRestart` runs after a restart (the
+ * engine's hook that wakes peers' apply workers). Reads `SECRET_PGPASS` from stdin.
+ */
+export function serverConfigScript(
+  node: NodePlan,
+  database: string,
+  files: NodeFiles,
+  opts: { outputPluginSnippet?: string; afterRestart?: string },
+): string {
+  return [
+    nodePreamble(node, database),
+    "read_secrets",
+    writeFiles(node, files),
+    opts.outputPluginSnippet ?? "",
+    startFn(node),
+    "if ! pg_running; then pg_start; pg_wait_ready; exit 0; fi",
+    "echo 'SELECT pg_reload_conf()' | sql_local postgres >/dev/null",
+    "pending=''",
+    "for i in 1 2 3 4 5 6 7 8 9 10; do",
+    "  sleep 0.2",
+    "  pending=$(echo \"SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart\" | sql_local postgres)",
+    '  [ -z "$pending" ] || break',
+    "done",
+    'if [ -n "$pending" ]; then',
+    '  log "restarting for: $pending"',
+    "  pg_restart",
+    "  pg_wait_ready",
+    opts.afterRestart ? opts.afterRestart.replace(/^/gm, "  ") : "  :",
+    "fi",
+    "",
+  ]
+    .filter((l) => l !== "")
+    .join("\n");
+}
+
+/**
+ * Server step (delete): stops the server and removes the node's directory. Idempotent.
+ */
+export function serverDeleteScript(node: NodePlan, database: string): string {
+  const data = shellQuote(node.dataDir);
+  return [
+    nodePreamble(node, database),
+    `if [ -d ${data} ] && as_pg "$PG_BIN/pg_ctl" -D ${data} status >/dev/null 2>&1; then`,
+    `  as_pg "$PG_BIN/pg_ctl" -D ${data} -m fast -w -t 120 stop >/dev/null`,
+    "fi",
+    `rm -rf ${shellQuote(nodeDir(node))}`,
+    `rmdir ${shellQuote(nodeDir(node).replace(/\/[^/]+$/, ""))} 2>/dev/null || true`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Setup step: the replication role with the cluster-wide SCRAM verifier (the same on every node,
+ * so PgBouncer's auth works after a switchover), the database, then the engine's node script.
+ * Idempotent. Reads `SECRET_VERIFIER` from stdin; the verifier reaches psql on its stdin, never on
+ * a command line.
+ */
+export function setupScript(node: NodePlan, database: string, replicationUser: string, engineNodeScript: string): string {
+  const user = quoteLiteral(replicationUser);
+  const db = quoteLiteral(database);
+  return [
+    nodePreamble(node, database),
+    "read_secrets",
+    'case "$SECRET_VERIFIER" in SCRAM-SHA-256\\$*) ;; *) log "the role verifier is not a SCRAM-SHA-256 verifier"; exit 1;; esac',
+    "{",
+    `  printf '\\\\set verifier %s\\n' "'$SECRET_VERIFIER'"`,
+    `  cat <<'${HEREDOC}'`,
+    `SELECT format('CREATE ROLE %I WITH LOGIN SUPERUSER REPLICATION', ${user}) WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${user}) \\gexec`,
+    `SELECT format('ALTER ROLE %I WITH LOGIN SUPERUSER REPLICATION PASSWORD %L', ${user}, :'verifier') \\gexec`,
+    `SELECT format('CREATE DATABASE %I OWNER %I', ${db}, ${user}) WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = ${db}) \\gexec`,
+    HEREDOC,
+    "} | sql_local postgres >/dev/null",
+    engineNodeScript,
+    "",
+  ].join("\n");
+}

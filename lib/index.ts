@@ -1,0 +1,17 @@
+export { BdrCluster, BDR_CLUSTER_TYPE } from "./cluster/bdrCluster";
+export type {
+  BdrClusterArgs,
+  DockerHostArgs,
+  HostArgs,
+  LocalHostArgs,
+  NodeArgs,
+  ProxyArgs,
+  RemoteHostArgs,
+} from "./cluster/args";
+export { BdrClusterArgsError, findProblems, validateArgs } from "./cluster/validate";
+export type { ArgProblem } from "./cluster/validate";
+export { planCluster, planSteps, stepName } from "./cluster/plan";
+export type { ClusterPlan, PlanStep } from "./cluster/plan";
+export { getEngine } from "./engines";
+export type { Engine } from "./engines/types";
+export type * from "./types";
