@@ -1,0 +1,167 @@
+import * as assert from "assert";
+import * as pulumi from "@pulumi/pulumi";
+import { planCluster, RunnerEnv } from "../../lib/cluster/plan";
+import type { BdrClusterArgs, NodeArgs } from "../../lib/cluster/args";
+
+const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
+const user: RunnerEnv = { isRoot: false, currentUser: "alice", homeDir: "/home/alice" };
+
+function args(names: string[], extra: Partial<BdrClusterArgs> = {}): BdrClusterArgs {
+  return {
+    nodes: names.map((name): NodeArgs => ({ name, host: { kind: "local" } })),
+    replicationPassword: pulumi.secret("pw"),
+    ...extra,
+  };
+}
+
+/** `name <- dep, dep` lines: the whole graph in a readable form. */
+function graph(a: BdrClusterArgs, env = root): string[] {
+  return planCluster("db", a, env).steps.map((s) => `${s.name} <- ${s.dependsOn.join(", ")}`);
+}
+
+describe("planCluster", () => {
+  it("orders a 3-node local cluster: setup in parallel, config and joins chained, proxy last", () => {
+    assert.deepStrictEqual(graph(args(["n1", "n2", "n3"])), [
+      "db-n1-server <- ",
+      "db-n1-config <- db-n1-server",
+      "db-n1-setup <- db-n1-config",
+      "db-n1-join <- db-n1-setup",
+      "db-n2-server <- ",
+      "db-n2-config <- db-n2-server, db-n1-config",
+      "db-n2-setup <- db-n2-config",
+      "db-n2-join <- db-n2-setup, db-n1-join",
+      "db-n3-server <- ",
+      "db-n3-config <- db-n3-server, db-n2-config",
+      "db-n3-setup <- db-n3-config",
+      "db-n3-join <- db-n3-setup, db-n2-join",
+      "db-proxy <- db-n1-join, db-n2-join, db-n3-join",
+    ]);
+  });
+
+  it("every dependency names an earlier step (a valid topological order)", () => {
+    for (const names of [["a", "b"], ["a", "b", "c", "d", "e"], ["x", "y", "z"]]) {
+      const seen = new Set<string>();
+      for (const s of planCluster("c", args(names), root).steps) {
+        for (const d of s.dependsOn) assert.ok(seen.has(d), `${s.name} depends on later ${d}`);
+        seen.add(s.name);
+      }
+    }
+  });
+
+  it("a resize 3 -> 4 only adds the new node's steps and changes only the proxy's dependencies", () => {
+    const before = graph(args(["n1", "n2", "n3"]));
+    const after = graph(args(["n1", "n2", "n3", "n4"]));
+    const added = after.filter((l) => !before.includes(l));
+    const removed = before.filter((l) => !after.includes(l));
+    assert.deepStrictEqual(added, [
+      "db-n4-server <- ",
+      "db-n4-config <- db-n4-server, db-n3-config",
+      "db-n4-setup <- db-n4-config",
+      "db-n4-join <- db-n4-setup, db-n3-join",
+      "db-proxy <- db-n1-join, db-n2-join, db-n3-join, db-n4-join",
+    ]);
+    assert.deepStrictEqual(removed, ["db-proxy <- db-n1-join, db-n2-join, db-n3-join"]);
+  });
+
+  it("removing a middle node re-links the chains around it", () => {
+    const after = graph(args(["n1", "n3"]));
+    assert.ok(after.includes("db-n3-config <- db-n3-server, db-n1-config"));
+    assert.ok(after.includes("db-n3-join <- db-n3-setup, db-n1-join"));
+    assert.ok(!after.some((l) => l.startsWith("db-n2-")));
+  });
+
+  it("node facts of existing nodes do not change when a node is added", () => {
+    const three = planCluster("db", args(["n1", "n2", "n3"]), root).ctx.nodes;
+    const four = planCluster("db", args(["n1", "n2", "n3", "n4"]), root).ctx.nodes;
+    assert.deepStrictEqual(four.slice(0, 3), three);
+  });
+
+  it("resolves local defaults for root and for a plain user", () => {
+    const r = planCluster("db", args(["n1", "n2"]), root);
+    assert.deepStrictEqual(r.ctx.nodes[1], {
+      name: "n2",
+      index: 1,
+      hostKind: "local",
+      address: "127.0.0.1",
+      port: 15433,
+      listenAddresses: "127.0.0.1",
+      dataDir: "/var/lib/pulumi-bdr/db/n2/data",
+      runDir: "/var/lib/pulumi-bdr/db/n2/run",
+      binDir: "/usr/lib/postgresql/15/bin",
+      osUser: "postgres",
+      pgpassFile: "/var/lib/pulumi-bdr/db/n2/pgpass",
+      dsn: "host=127.0.0.1 port=15433 dbname=bdrdb user=bdr",
+    });
+    const u = planCluster("db", args(["n1", "n2"]), user);
+    assert.strictEqual(u.ctx.nodes[0].osUser, "alice");
+    assert.strictEqual(u.ctx.nodes[0].dataDir, "/home/alice/.local/share/pulumi-bdr/db/n1/data");
+    assert.strictEqual(u.proxy!.osUser, "alice");
+  });
+
+  it("resolves the proxy and its defaults", () => {
+    const p = planCluster("db", args(["n1", "n2"], { writeNode: "n2" }), root).proxy!;
+    assert.deepStrictEqual(p, {
+      hostKind: "local",
+      address: "127.0.0.1",
+      baseDir: "/var/lib/pulumi-bdr/db/proxy",
+      osUser: "postgres",
+      haproxyListenAddress: "127.0.0.1",
+      haproxyPort: 5433,
+      checkInterMs: 1000,
+      checkFall: 2,
+      checkRise: 2,
+      pgbouncerListenAddress: "127.0.0.1",
+      pgbouncerPort: 6432,
+      poolMode: "transaction",
+      defaultPoolSize: 20,
+      maxClientConn: 200,
+      switchoverMethod: "reconnect",
+      writeNode: "n2",
+    });
+    assert.strictEqual(planCluster("db", args(["n1", "n2"], { proxy: { enabled: false } }), root).proxy, undefined);
+  });
+
+  it("adds the image and containers for docker hosts", () => {
+    const a: BdrClusterArgs = {
+      nodes: ["a", "b"].map((name) => ({ name, host: { kind: "docker" as const, network: "net" } })),
+      replicationPassword: pulumi.secret("pw"),
+      proxy: { host: { kind: "docker", network: "net" } },
+    };
+    assert.deepStrictEqual(graph(a), [
+      "db-image <- ",
+      "db-a-container <- db-image",
+      "db-a-server <- db-a-container",
+      "db-a-config <- db-a-server",
+      "db-a-setup <- db-a-config",
+      "db-a-join <- db-a-setup",
+      "db-b-container <- db-image",
+      "db-b-server <- db-b-container",
+      "db-b-config <- db-b-server, db-a-config",
+      "db-b-setup <- db-b-config",
+      "db-b-join <- db-b-setup, db-a-join",
+      "db-proxy-container <- db-image",
+      "db-proxy <- db-proxy-container, db-a-join, db-b-join",
+    ]);
+    const plan = planCluster("db", a, root);
+    assert.strictEqual(plan.ctx.nodes[0].address, "db-a");
+    assert.strictEqual(plan.ctx.nodes[0].listenAddresses, "*");
+    assert.strictEqual(plan.ctx.nodes[0].port, 5432);
+  });
+
+  it("remote hosts use sudo for a non-root user and keep their addresses", () => {
+    const key = pulumi.secret("k");
+    const a: BdrClusterArgs = {
+      nodes: ["10.0.0.1", "10.0.0.2"].map((address, i) => ({
+        name: `r${i}`,
+        host: { kind: "remote" as const, address, privateKey: key, user: i === 0 ? "admin" : undefined },
+      })),
+      replicationPassword: pulumi.secret("pw"),
+      proxy: { enabled: false },
+    };
+    const plan = planCluster("db", a, root);
+    assert.deepStrictEqual(plan.hosts.r0.ssh, { host: "10.0.0.1", port: 22, user: "admin" });
+    assert.strictEqual(plan.hosts.r0.sudo, true);
+    assert.strictEqual(plan.hosts.r1.sudo, false);
+    assert.strictEqual(plan.ctx.nodes[1].dsn, "host=10.0.0.2 port=5432 dbname=bdrdb user=bdr");
+  });
+});
