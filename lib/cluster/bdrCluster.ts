@@ -37,9 +37,10 @@ export class BdrCluster extends pulumi.ComponentResource {
   readonly engine: pulumi.Output<EngineName>;
 
   constructor(name: string, args: BdrClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Validate before anything is registered: bad input creates nothing, not even this component.
+    validateArgs(name, args);
     // Never pass args to super(): they hold the password and keys, and would land in state.
     super(BDR_CLUSTER_TYPE, name, {}, opts);
-    validateArgs(name, args);
     const plan = planCluster(name, args, runnerEnv());
     const secrets = deriveSecrets(name, args.replicationPassword);
     const created = createCluster(this, args, plan, secrets);

@@ -1,0 +1,36 @@
+/**
+ * The embedded default: three PostgreSQL 15 + pglogical servers as local processes, HAProxy and
+ * PgBouncer in front. `pulumi up` at the repository root runs this program.
+ *
+ * Config (all optional except the password):
+ *   replicationPassword (secret, required)  nodes (default 3)  writeNode (default n1)
+ *   basePort (default 15432)  haproxyPort (5433)  pgbouncerPort (6432)  switchoverMethod (reconnect)
+ *   settings (JSON object of extra postgresql.conf settings)
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { BdrCluster } from "../../lib";
+
+const config = new pulumi.Config();
+const count = config.getNumber("nodes") ?? 3;
+const basePort = config.getNumber("basePort") ?? 15432;
+const names = Array.from({ length: count }, (_, i) => `n${i + 1}`);
+
+const cluster = new BdrCluster(config.get("clusterName") ?? "bdr", {
+  nodes: names.map((name, i) => ({ name, host: { kind: "local" }, port: basePort + i })),
+  replicationPassword: config.requireSecret("replicationPassword"),
+  writeNode: config.get("writeNode"),
+  postgresSettings: config.getObject<Record<string, string | number | boolean>>("settings"),
+  proxy: {
+    haproxyPort: config.getNumber("haproxyPort"),
+    pgbouncerPort: config.getNumber("pgbouncerPort"),
+    switchoverMethod: config.get("switchoverMethod") as "reconnect" | "pause" | undefined,
+    checkIntervalMs: config.getNumber("checkIntervalMs"),
+  },
+});
+
+export const nodeDsns = cluster.nodeDsns;
+export const pgbouncer = cluster.pgbouncerEndpoint;
+export const haproxy = cluster.haproxyEndpoint;
+export const writeNode = cluster.writeNode;
+export const engine = cluster.engine;
+export const connectionString = cluster.connectionString;

@@ -1,0 +1,239 @@
+import * as assert from "assert";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  installMocks,
+  isSecret,
+  outputs,
+  plainOccurrences,
+  registered,
+  Registered,
+  reset,
+  settle,
+  valueOf,
+} from "./mocks";
+
+installMocks();
+
+const PASSWORD = "Sup3r-Secret-Pa55";
+const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkeymaterialAAAA\n-----END OPENSSH PRIVATE KEY-----";
+
+// Imported after setMocks, as Pulumi's docs require.
+// eslint-disable-next-line @typescript-eslint/consistent-type-imports
+let lib: typeof import("../../lib");
+
+function children(component: string): Registered[] {
+  return registered.filter((r) => r.name !== component && r.name.startsWith(`${component}-`));
+}
+
+function byName(name: string): Registered {
+  const r = registered.find((x) => x.name === name);
+  assert.ok(r, `no resource named ${name}; have ${registered.map((x) => x.name).join(", ")}`);
+  return r;
+}
+
+function depNames(r: Registered): string[] {
+  return r.dependencies.map((urn) => urn.split("::").pop()!).sort();
+}
+
+describe("BdrCluster (mocks)", () => {
+  before(async () => {
+    lib = await import("../../lib");
+  });
+  beforeEach(() => reset());
+
+  it("creates exactly the planned children for a local 3-node pglogical cluster, all parented and chained", async () => {
+    const c = new lib.BdrCluster("loc", {
+      nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
+      replicationPassword: pulumi.secret(PASSWORD),
+    });
+    await settle();
+    const component = byName("loc");
+    assert.strictEqual(component.type, "pulumi-bdr:index:BdrCluster");
+    assert.deepStrictEqual(component.raw, {}, "no args may reach the component's state");
+    const kids = children("loc");
+    assert.deepStrictEqual(
+      kids.map((k) => `${k.type} ${k.name}`),
+      [
+        ...["n1", "n2", "n3"].flatMap((n) =>
+          ["server", "config", "setup", "join"].map((s) => `command:local:Command loc-${n}-${s}`),
+        ),
+        "command:local:Command loc-proxy",
+      ].sort((a, b) => order(a) - order(b)),
+    );
+    for (const k of kids) assert.strictEqual(k.parent, component.urn, `${k.name} parent`);
+    assert.deepStrictEqual(depNames(byName("loc-n1-server")), []);
+    assert.deepStrictEqual(depNames(byName("loc-n2-config")), ["loc-n1-config", "loc-n2-server"]);
+    assert.deepStrictEqual(depNames(byName("loc-n3-join")), ["loc-n2-join", "loc-n3-setup"]);
+    assert.deepStrictEqual(depNames(byName("loc-proxy")), ["loc-n1-join", "loc-n2-join", "loc-n3-join"]);
+    // The server step ignores later file changes (the config step rolls them out).
+    assert.deepStrictEqual(byName("loc-n1-server").ignoreChanges.sort(), ["create", "stdin"]);
+    assert.deepStrictEqual(byName("loc-n1-join").ignoreChanges.sort(), ["create", "delete"]);
+    for (const k of kids) assert.strictEqual(k.deleteBeforeReplace, true, k.name);
+    // Scripts are bash, quote their paths, and run as the right user.
+    const server = byName("loc-n2-server").inputs;
+    assert.deepStrictEqual(server.interpreter, ["/bin/bash", "-c"]);
+    assert.match(server.create, /initdb/);
+    assert.match(server.create, /PG_PORT=15433/);
+    assert.match(server.delete, /rm -rf \/var\/lib\/pulumi-bdr\/loc\/n2|rm -rf .*loc\/n2/);
+    assert.strictEqual(byName("loc-n2-config").inputs.update, byName("loc-n2-config").inputs.create);
+    assert.match(byName("loc-n1-setup").inputs.create, /pglogical\.create_node/);
+    assert.match(byName("loc-n2-join").inputs.create, /pglogical\.create_subscription/);
+    assert.match(byName("loc-n2-join").inputs.delete, /pglogical\.drop_node/);
+    assert.match(byName("loc-proxy").inputs.create, /haproxy/);
+    // Outputs.
+    assert.deepStrictEqual(await valueOf(c.nodeDsns), {
+      n1: "host=127.0.0.1 port=15432 dbname=bdrdb user=bdr",
+      n2: "host=127.0.0.1 port=15433 dbname=bdrdb user=bdr",
+      n3: "host=127.0.0.1 port=15434 dbname=bdrdb user=bdr",
+    });
+    assert.deepStrictEqual(await valueOf(c.pgbouncerEndpoint), { host: "127.0.0.1", port: 6432 });
+    assert.strictEqual(await valueOf(c.writeNode), "n1");
+    assert.strictEqual(await valueOf(c.engine), "pglogical");
+    assert.strictEqual(
+      await valueOf(c.connectionString),
+      `host=127.0.0.1 port=6432 dbname=bdrdb user=bdr password=${PASSWORD}`,
+    );
+  });
+
+  it("never lets the password or its verifier out of a secret, in inputs or outputs", async () => {
+    const c = new lib.BdrCluster("sec", {
+      nodes: ["a", "b"].map((name) => ({ name, host: { kind: "local" as const } })),
+      replicationPassword: pulumi.secret(PASSWORD),
+    });
+    await settle();
+    await valueOf(c.connectionString);
+    await settle();
+    const kids = children("sec");
+    assert.ok(kids.length > 0);
+    for (const r of registered) {
+      assert.deepStrictEqual(plainOccurrences(r.raw, PASSWORD), [], `${r.name} inputs`);
+      assert.deepStrictEqual(plainOccurrences(r.raw, "SCRAM-SHA-256$"), [], `${r.name} inputs (verifier)`);
+    }
+    for (const o of outputs) {
+      assert.deepStrictEqual(plainOccurrences(o.raw, PASSWORD), [], `${o.urn} outputs`);
+    }
+    // Every script that needs a secret gets it on stdin, as a secret; scripts themselves hold none.
+    for (const name of ["sec-a-server", "sec-a-config", "sec-a-setup", "sec-proxy"]) {
+      assert.ok(isSecret(byName(name).raw.stdin), `${name} stdin must be secret`);
+    }
+    const componentOutputs = outputs.find((o) => o.urn.endsWith("::sec"))!;
+    assert.ok(isSecret(componentOutputs.raw.connectionString));
+    // The stdin carries the secret base64-encoded for read_secrets.
+    const stdin: string = byName("sec-a-setup").inputs.stdin;
+    const verifier = Buffer.from(stdin.trim().replace(/^VERIFIER=/, ""), "base64").toString();
+    assert.match(verifier, /^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
+    // The same verifier on every node (PgBouncer needs it), and stable across runs (no diff).
+    assert.strictEqual(byName("sec-b-setup").inputs.stdin, stdin);
+  });
+
+  it("runs steps over SSH for remote hosts, with sudo for a non-root user and the key as a secret", async () => {
+    const key = pulumi.secret(KEY);
+    new lib.BdrCluster("rem", {
+      nodes: [
+        { name: "r1", host: { kind: "remote", address: "10.77.0.11", privateKey: key, user: "deploy" } },
+        { name: "r2", host: { kind: "remote", address: "10.77.0.12", privateKey: key, installPackages: true } },
+      ],
+      replicationPassword: pulumi.secret(PASSWORD),
+      proxy: { host: { kind: "remote", address: "10.77.0.20", privateKey: key } },
+    });
+    await settle();
+    const kids = children("rem");
+    assert.ok(kids.every((k) => k.type === "command:remote:Command"), kids.map((k) => k.type).join());
+    const r1 = byName("rem-r1-server");
+    assert.deepStrictEqual(
+      { host: r1.inputs.connection.host, port: r1.inputs.connection.port, user: r1.inputs.connection.user },
+      { host: "10.77.0.11", port: 22, user: "deploy" },
+    );
+    assert.ok(isSecret(r1.raw.connection.privateKey) || isSecret(r1.raw.connection));
+    assert.ok(r1.inputs.create.startsWith("sudo -n bash -c '"), r1.inputs.create.slice(0, 40));
+    const r2 = byName("rem-r2-server");
+    assert.ok(r2.inputs.create.startsWith("bash -c '"));
+    assert.match(r2.inputs.create, /apt-get install/);
+    assert.match(r2.inputs.create, /postgresql-15-pglogical/);
+    for (const r of registered) assert.deepStrictEqual(plainOccurrences(r.raw, "keymaterial"), [], r.name);
+    // pg_hba admits exactly the members and the proxy.
+    const hba = r1.inputs.create as string;
+    for (const a of ["10.77.0.11/32", "10.77.0.12/32", "10.77.0.20/32"]) assert.ok(hba.includes(a), a);
+    assert.ok(!/\btrust\b|\bmd5\b/.test(hba.replace(/#.*$/gm, "")), "no trust or md5 lines");
+  });
+
+  it("builds the shipped image and a container per node for docker hosts", async () => {
+    new lib.BdrCluster("dk", {
+      nodes: ["a", "b"].map((name) => ({ name, host: { kind: "docker" as const, network: "pgnet" } })),
+      replicationPassword: pulumi.secret(PASSWORD),
+      proxy: { host: { kind: "docker", network: "pgnet" } },
+    });
+    await settle();
+    const image = byName("dk-image");
+    assert.strictEqual(image.type, "docker:index/image:Image");
+    assert.strictEqual(image.inputs.skipPush, true);
+    assert.match(image.inputs.build.context, /docker$/);
+    const container = byName("dk-a-container");
+    assert.strictEqual(container.type, "docker:index/container:Container");
+    assert.strictEqual(container.inputs.name, "dk-a");
+    assert.deepStrictEqual(container.inputs.networksAdvanced, [{ name: "pgnet", aliases: ["dk-a"] }]);
+    assert.deepStrictEqual(depNames(byName("dk-a-server")), ["dk-a-container"]);
+    assert.ok(byName("dk-a-server").inputs.create.startsWith("docker exec -i dk-a bash -c '"));
+    assert.match(byName("dk-a-server").inputs.create, /samenet/);
+    assert.deepStrictEqual(depNames(byName("dk-proxy")).sort(), ["dk-a-join", "dk-b-join", "dk-proxy-container"]);
+  });
+
+  it("speaks the BDR API when engine is bdr (PGD 5 and BDR 3.7)", async () => {
+    for (const [name, variant, version] of [
+      ["pgd", "pgd5", 16],
+      ["b37", "bdr3", 13],
+    ] as const) {
+      new lib.BdrCluster(name, {
+        nodes: ["n1", "n2"].map((n) => ({ name: n, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+        engine: "bdr",
+        bdrVariant: variant,
+        postgresVersion: version,
+      });
+      await settle();
+      assert.match(byName(`${name}-n1-setup`).inputs.create, /bdr\.create_node/);
+      assert.match(byName(`${name}-n1-join`).inputs.create, /bdr\.create_node_group/);
+      assert.match(byName(`${name}-n2-join`).inputs.create, /bdr\.join_node_group/);
+      assert.match(byName(`${name}-n2-join`).inputs.delete, /bdr\.part_node/);
+      assert.match(byName(`${name}-n1-server`).inputs.create, new RegExp(`/usr/lib/postgresql/${version}/bin`));
+      const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
+      assert.ok(byName(`${name}-n1-server`).inputs.create.includes(`shared_preload_libraries = ${preload}`));
+    }
+  });
+
+  it("rejects bad input before registering anything", async () => {
+    const before = registered.length;
+    assert.throws(
+      () =>
+        new lib.BdrCluster("bad", {
+          nodes: [{ name: "x; rm -rf /", host: { kind: "local" } }],
+          replicationPassword: PASSWORD,
+        }),
+      /BdrCluster "bad" has 3 invalid arguments/,
+    );
+    await settle();
+    assert.strictEqual(registered.length, before);
+  });
+
+  it("moves the write node with writeNode and leaves the rest as backup", async () => {
+    new lib.BdrCluster("sw", {
+      nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
+      replicationPassword: pulumi.secret(PASSWORD),
+      writeNode: "n2",
+      proxy: { switchoverMethod: "pause", haproxyPort: 7433, pgbouncerPort: 7432 },
+    });
+    await settle();
+    const script: string = byName("sw-proxy").inputs.create;
+    assert.match(script, /server n2 127\.0\.0\.1:15433 check(?! backup)/);
+    assert.match(script, /server n1 127\.0\.0\.1:15432 .*backup/);
+    assert.match(script, /server n3 127\.0\.0\.1:15434 .*backup/);
+    assert.match(script, /PAUSE/);
+  });
+});
+
+/** Sort key matching the plan's order: per node server, config, setup, join; proxy last. */
+function order(line: string): number {
+  const m = /-(n\d)-(server|config|setup|join)$/.exec(line);
+  if (!m) return 1000;
+  return Number(m[1].slice(1)) * 10 + ["server", "config", "setup", "join"].indexOf(m[2]);
+}

@@ -1,0 +1,124 @@
+/**
+ * Pulumi mocks that also record what `MockResourceArgs` hides: parent, dependencies, options and the
+ * raw serialized inputs (with secret markers intact). Call {@link installMocks} before importing the
+ * component under test.
+ */
+import * as pulumi from "@pulumi/pulumi";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const mocksModule = require("@pulumi/pulumi/runtime/mocks");
+
+/** Pulumi's marker key for special values in serialized properties, and the secret marker. */
+export const SIG_KEY = "4dabf18193072939515e22adb298388d";
+export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+export interface Registered {
+  type: string;
+  name: string;
+  urn: string;
+  parent: string;
+  dependencies: string[];
+  ignoreChanges: string[];
+  deleteBeforeReplace: boolean;
+  /** Inputs as plain JS with secrets unwrapped (for assertions on values). */
+  inputs: Record<string, any>;
+  /** Inputs as serialized, secret markers intact (for assertions on secrecy). */
+  raw: Record<string, any>;
+  custom: boolean;
+}
+
+export interface OutputsRecord {
+  urn: string;
+  raw: Record<string, any>;
+}
+
+export const registered: Registered[] = [];
+export const outputs: OutputsRecord[] = [];
+
+let installed = false;
+
+/** Sets mocks once per process and starts recording. */
+export function installMocks(): void {
+  if (installed) return;
+  installed = true;
+  const proto = mocksModule.MockMonitor.prototype;
+  const original = proto.registerResource;
+  proto.registerResource = function (this: any, req: any, callback: any) {
+    const urn = this.newUrn(req.getParent(), req.getType(), req.getName());
+    const raw = req.getObject()?.toJavaScript() ?? {};
+    registered.push({
+      type: req.getType(),
+      name: req.getName(),
+      urn,
+      parent: req.getParent(),
+      dependencies: req.getDependenciesList(),
+      ignoreChanges: req.getIgnorechangesList(),
+      deleteBeforeReplace: req.getDeletebeforereplace(),
+      inputs: unwrap(raw),
+      raw,
+      custom: req.getCustom(),
+    });
+    return original.call(this, req, callback);
+  };
+  const originalOutputs = proto.registerResourceOutputs;
+  proto.registerResourceOutputs = function (this: any, req: any, callback: any) {
+    outputs.push({ urn: req.getUrn(), raw: req.getOutputs()?.toJavaScript() ?? {} });
+    return originalOutputs.call(this, req, callback);
+  };
+  pulumi.runtime.setMocks(
+    {
+      newResource: (args: pulumi.runtime.MockResourceArgs) => ({
+        id: `${args.name}-id`,
+        state: { ...args.inputs, stdout: "", stderr: "" },
+      }),
+      call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
+    },
+    "project",
+    "stack",
+    false,
+  );
+}
+
+/** Replaces secret wrappers by their values. */
+export function unwrap(v: any): any {
+  if (Array.isArray(v)) return v.map(unwrap);
+  if (v && typeof v === "object") {
+    if (v[SIG_KEY] === SECRET_SIG) return unwrap(v.value);
+    const out: Record<string, any> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = unwrap(x);
+    return out;
+  }
+  return v;
+}
+
+/** Paths of every string that contains `needle` outside a secret wrapper. */
+export function plainOccurrences(v: any, needle: string, path = "$"): string[] {
+  if (typeof v === "string") return v.includes(needle) ? [path] : [];
+  if (Array.isArray(v)) return v.flatMap((x, i) => plainOccurrences(x, needle, `${path}[${i}]`));
+  if (v && typeof v === "object") {
+    if (v[SIG_KEY] === SECRET_SIG) return [];
+    return Object.entries(v).flatMap(([k, x]) => plainOccurrences(x, needle, `${path}.${k}`));
+  }
+  return [];
+}
+
+/** Whether a serialized value is a secret. */
+export function isSecret(v: any): boolean {
+  return !!v && typeof v === "object" && v[SIG_KEY] === SECRET_SIG;
+}
+
+/** Resolves an Output's value in mocks. */
+export function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => o.apply((v) => resolve(v)));
+}
+
+/** Waits for pending registrations to flush. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Clears the records (between tests). */
+export function reset(): void {
+  registered.length = 0;
+  outputs.length = 0;
+}
