@@ -1,0 +1,704 @@
+/**
+ * pglogical 2 as a multi-master engine: a full mesh of subscriptions with
+ * `forward_origins := '{}'` (every node subscribes to every other node and forwards nothing it did
+ * not originate), tables in each node's `default` replication set, DDL through
+ * `pglogical.replicate_ddl_command`, conflicts settled by `pglogical.conflict_resolution`.
+ *
+ * See docs/engines.md for the join choreography and why it is ordered the way it is.
+ */
+import { ClusterContext, NodePlan } from "../types";
+import { quoteLiteral, shellQuote } from "../render/quote";
+import {
+  Engine,
+  QualifiedName,
+  SEQUENCE_STEP,
+  SequenceOptions,
+  SequenceStrategy,
+  doBlock,
+  earlierNodes,
+  heredoc,
+  indentScript,
+  joinTarget,
+  localSql,
+  logLine,
+  peerSql,
+  qualifiedIdent,
+  statementTimeout,
+} from "./types";
+
+/** Replication sets every subscription receives (pglogical's defaults, spelled out). */
+export const PGLOGICAL_REPLICATION_SETS = ["default", "default_insert_only", "ddl_sql"] as const;
+
+/** Schema holding our helper objects (the auto-replication event trigger's function). */
+export const HELPER_SCHEMA = "pulumi_bdr";
+
+/** Event trigger that puts new `public` tables with a primary key into the `default` set. */
+export const AUTO_REPLICATE_TRIGGER = "pulumi_bdr_pglogical_auto_replicate";
+
+/** Function behind {@link AUTO_REPLICATE_TRIGGER}. */
+export const AUTO_REPLICATE_FUNCTION = "pglogical_auto_replicate";
+
+/**
+ * Name of the subscription on `subscriber` that receives from `provider`: `sub_<provider>_<subscriber>`.
+ * Unique per subscriber (two providers of one subscriber never share a name). The part script
+ * rebuilds the same name in SQL (`'sub_' || provider || '_' || subscriber`), so keep them in step.
+ */
+export function pglogicalSubscriptionName(provider: string, subscriber: string): string {
+  const name = `sub_${provider}_${subscriber}`;
+  if (Buffer.byteLength(name, "utf8") > 63) {
+    throw new Error(`subscription name ${JSON.stringify(name)} is longer than 63 bytes; use shorter node names`);
+  }
+  return name;
+}
+
+const lit = quoteLiteral;
+
+const local = localSql;
+const peer = peerSql;
+const indent = indentScript;
+
+/** SQL that fails unless this database is registered as pglogical node `name`. */
+function assertLocalNode(name: string): string {
+  return doBlock(
+    [
+      "DECLARE",
+      "  existing text;",
+      "BEGIN",
+      "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN",
+      `    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', ${lit(name)};`,
+      "  END IF;",
+      "  SELECT n.node_name INTO existing",
+      "    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;",
+      `  IF existing IS DISTINCT FROM ${lit(name)} THEN`,
+      `    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), ${lit(name)};`,
+      "  END IF;",
+      "END",
+    ].join("\n"),
+  );
+}
+
+/** Idempotent `create_subscription` on the node the SQL runs on. */
+function createSubscriptionSql(subName: string, providerDsn: string, sync: boolean): string {
+  return doBlock(
+    [
+      "BEGIN",
+      `  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = ${lit(subName)}) THEN`,
+      "    PERFORM pglogical.create_subscription(",
+      `      subscription_name := ${lit(subName)},`,
+      `      provider_dsn := ${lit(providerDsn)},`,
+      `      replication_sets := ARRAY[${PGLOGICAL_REPLICATION_SETS.map(lit).join(", ")}]::text[],`,
+      `      synchronize_structure := ${sync},`,
+      `      synchronize_data := ${sync},`,
+      "      forward_origins := '{}'::text[]);",
+      "  END IF;",
+      "END",
+    ].join("\n"),
+  );
+}
+
+/**
+ * Bash: wait (bounded) for a subscription's initial sync on the host `runner` reaches; on failure
+ * print the server's error (psql does) and the subscription status, then exit 1.
+ */
+function waitSync(
+  runner: (sql: string, suffix?: string) => string,
+  subName: string,
+  timeoutSeconds: number,
+  where: string,
+): string {
+  return [
+    `if ! ${runner([statementTimeout(timeoutSeconds), `SELECT pglogical.wait_for_subscription_sync_complete(${lit(subName)});`].join("\n"))}`,
+    "then",
+    indentScript(
+      [
+        logLine(`pglogical: subscription ${subName} on ${where} did not finish its initial sync within ${timeoutSeconds}s; status:`),
+        runner(
+          "SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();",
+          ">&2 || true",
+        ),
+        "exit 1",
+      ].join("\n"),
+      2,
+    ),
+    "fi",
+  ].join("\n");
+}
+
+/**
+ * SQL: poll until the named subscriptions exist and are `replicating`, failing with their status
+ * after `timeoutSeconds`.
+ */
+function waitReplicatingSql(subNames: string[], timeoutSeconds: number): string {
+  const arr = `ARRAY[${subNames.map(lit).join(", ")}]::text[]`;
+  return [
+    statementTimeout(timeoutSeconds + 10),
+    doBlock(
+      [
+        "DECLARE",
+        `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${timeoutSeconds});`,
+        "  missing text;",
+        "  pending text;",
+        "BEGIN",
+        "  SELECT string_agg(x, ', ' ORDER BY x) INTO missing",
+        `    FROM unnest(${arr}) AS x`,
+        "   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);",
+        "  IF missing IS NOT NULL THEN",
+        "    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;",
+        "  END IF;",
+        "  LOOP",
+        "    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending",
+        "      FROM pglogical.show_subscription_status()",
+        `     WHERE subscription_name = ANY (${arr}) AND status <> 'replicating';`,
+        "    EXIT WHEN pending IS NULL;",
+        "    IF clock_timestamp() > deadline THEN",
+        `      RAISE EXCEPTION 'pglogical subscriptions not replicating after ${timeoutSeconds}s: %', pending;`,
+        "    END IF;",
+        "    PERFORM pg_catalog.pg_sleep(0.2);",
+        "  END LOOP;",
+        "END",
+      ].join("\n"),
+    ),
+  ].join("\n");
+}
+
+/**
+ * SQL (run on the node itself): the helper schema, the event trigger function and the event
+ * trigger, `ENABLE ALWAYS` so it also fires in pglogical's apply workers (they run with
+ * `session_replication_role = replica`) when a `replicate_ddl_command` reaches the node.
+ */
+function autoReplicateSql(): string {
+  const fn = `${HELPER_SCHEMA}.${AUTO_REPLICATE_FUNCTION}`;
+  const body = [
+    "DECLARE",
+    "  rel oid;",
+    "BEGIN",
+    "  IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN",
+    "    RETURN;",
+    "  END IF;",
+    "  FOR rel IN",
+    "    SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c",
+    "     WHERE c.object_type = 'table' AND c.schema_name = 'public' AND NOT c.in_extension",
+    "  LOOP",
+    "    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r",
+    "                WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')",
+    "       AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary)",
+    "       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt",
+    "                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id",
+    "                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
+    "                        WHERE rt.set_reloid::oid = rel)",
+    "    THEN",
+    "      PERFORM pglogical.replication_set_add_table('default', rel::regclass, false);",
+    "    END IF;",
+    "  END LOOP;",
+    "END",
+  ].join("\n");
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${HELPER_SCHEMA};`,
+    `CREATE OR REPLACE FUNCTION ${fn}() RETURNS event_trigger`,
+    "LANGUAGE plpgsql SET search_path = pg_catalog AS",
+    `${dollarBody(body)};`,
+    doBlock(
+      [
+        "BEGIN",
+        `  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '${AUTO_REPLICATE_TRIGGER}') THEN`,
+        `    CREATE EVENT TRIGGER ${AUTO_REPLICATE_TRIGGER} ON ddl_command_end`,
+        "      WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')",
+        `      EXECUTE FUNCTION ${fn}();`,
+        "  END IF;",
+        "END",
+      ].join("\n"),
+    ),
+    `ALTER EVENT TRIGGER ${AUTO_REPLICATE_TRIGGER} ENABLE ALWAYS;`,
+  ].join("\n");
+}
+
+/** A dollar-quoted function body (same tag rule as `doBlock`). */
+function dollarBody(body: string): string {
+  let tag = "$fn$";
+  for (let i = 1; body.includes(tag); i++) {
+    tag = `$fn${i}$`;
+  }
+  return `${tag}\n${body}\n${tag}`;
+}
+
+/**
+ * SQL (run on the node itself): make sure the `default` replication set exists and holds every
+ * permanent table of schema `public` that has a primary key; warn about the ones without.
+ */
+function ensureTablesSql(): string {
+  return doBlock(
+    [
+      "DECLARE",
+      "  r record;",
+      "BEGIN",
+      "  IF NOT EXISTS (SELECT 1 FROM pglogical.replication_set rs",
+      "                   JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
+      "                  WHERE rs.set_name = 'default') THEN",
+      "    PERFORM pglogical.create_replication_set('default');",
+      "  END IF;",
+      "  FOR r IN",
+      "    SELECT c.oid, c.oid::regclass AS rel,",
+      "           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk",
+      "      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+      "     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence = 'p'",
+      "       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d",
+      "                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')",
+      "       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt",
+      "                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id",
+      "                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
+      "                        WHERE rt.set_reloid::oid = c.oid)",
+      "     ORDER BY c.oid::regclass::text",
+      "  LOOP",
+      "    IF r.has_pk THEN",
+      "      PERFORM pglogical.replication_set_add_table('default', r.rel, false);",
+      "    ELSE",
+      "      RAISE WARNING 'table % has no primary key: not replicated', r.rel;",
+      "    END IF;",
+      "  END LOOP;",
+      "END",
+    ].join("\n"),
+  );
+}
+
+/**
+ * SQL: drop replication slots matching `condition` (an SQL boolean over `pg_replication_slots`
+ * columns), terminating walsenders that still hold them, retrying until none is left or the
+ * deadline passes.
+ */
+function dropSlotsSql(condition: string, what: string, timeoutSeconds: number): string {
+  return doBlock(
+    [
+      "DECLARE",
+      `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${timeoutSeconds});`,
+      "  s record;",
+      "  left_over text;",
+      "BEGIN",
+      "  LOOP",
+      "    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots",
+      `              WHERE ${condition} LOOP`,
+      "      IF s.active_pid IS NOT NULL THEN",
+      "        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);",
+      "      ELSE",
+      "        BEGIN",
+      "          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);",
+      "        EXCEPTION WHEN object_in_use OR undefined_object THEN",
+      "          NULL;",
+      "        END;",
+      "      END IF;",
+      "    END LOOP;",
+      "    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots",
+      `     WHERE ${condition};`,
+      "    EXIT WHEN left_over IS NULL;",
+      "    IF clock_timestamp() > deadline THEN",
+      `      RAISE EXCEPTION 'replication slots for % still present: %', ${lit(what)}, left_over;`,
+      "    END IF;",
+      "    PERFORM pg_catalog.pg_sleep(0.1);",
+      "  END LOOP;",
+      "END",
+    ].join("\n"),
+  );
+}
+
+function bootstrapScript(ctx: ClusterContext, node: NodePlan): string {
+  return [
+    "# pglogical: bootstrap of the group on its first node",
+    logLine(`pglogical: bootstrapping group ${ctx.nodeGroupName} on node ${node.name}`),
+    local(
+      [
+        assertLocalNode(node.name),
+        "-- New public tables with a primary key join the default set (on every node, also when",
+        "-- their DDL arrives through replicate_ddl_command).",
+        autoReplicateSql(),
+        ensureTablesSql(),
+      ].join("\n"),
+    ),
+    logLine(`pglogical: node ${node.name} is the group's first node`),
+    "",
+  ].join("\n");
+}
+
+function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
+  const t = ctx.waitTimeoutSeconds;
+  const target = joinTarget(ctx);
+  if (target.name === node.name) {
+    throw new Error(`node ${node.name} has index ${node.index} but is the first node of the plan: it must bootstrap (index 0)`);
+  }
+  const earlier = earlierNodes(ctx, node).filter((n) => n.name !== node.name);
+  if (!earlier.some((n) => n.name === target.name)) {
+    throw new Error(`join target ${target.name} does not precede node ${node.name} in the join order`);
+  }
+  const others = earlier.filter((n) => n.name !== target.name);
+  const targetSub = pglogicalSubscriptionName(target.name, node.name);
+  const localWait = (sql: string, suffix?: string) => local(sql, suffix);
+
+  const out: string[] = [
+    "# pglogical: a node joins the group through the join target",
+    logLine(`pglogical: joining node ${node.name} through ${target.name}`),
+    local(assertLocalNode(node.name)),
+    "# Sync state of the subscription that copies structure and data from the join target:",
+    "# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).",
+    `target_sync=$(${local(
+      [
+        "SELECT coalesce((SELECT st.sync_status::text",
+        "                   FROM pglogical.local_sync_status st",
+        "                   JOIN pglogical.subscription s ON s.sub_id = st.sync_subid",
+        `                  WHERE s.sub_name = ${lit(targetSub)}`,
+        "                    AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');",
+      ].join("\n"),
+    )}`,
+    ")",
+    'if [ "$target_sync" != r ]; then',
+  ];
+
+  if (others.length > 0) {
+    out.push(
+      "  # 1. Subscribe to every other earlier node first, without copying: creating the subscription",
+      "  #    creates its slot there, so changes committed there from now on stream to this node.",
+      "  #    Park each one (disabled) until the tables exist here.",
+    );
+    for (const o of others) {
+      const sub = pglogicalSubscriptionName(o.name, node.name);
+      out.push(
+        indent(local(createSubscriptionSql(sub, o.dsn, false)), 2),
+        indent(waitSync(localWait, sub, t, node.name), 2),
+        indent(
+          local(
+            `SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_name = ${lit(sub)} AND sub_enabled;`,
+          ),
+          2,
+        ),
+      );
+    }
+    out.push(
+      "  # 2. Make sure the join target already holds everything those nodes committed before their",
+      "  #    slot for this node existed: wait until the target confirmed their current WAL position.",
+    );
+    for (const o of others) {
+      const slotSub = pglogicalSubscriptionName(o.name, target.name);
+      out.push(
+        indent(
+          [
+            `if ! ${peer(
+              o.dsn,
+              [
+                statementTimeout(t),
+                "SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)",
+                "  FROM pg_catalog.pg_replication_slots",
+                ` WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), ${lit(o.name)}, ${lit(slotSub)});`,
+              ].join("\n"),
+            )}`,
+            "then",
+            `  ${logLine(`pglogical: ${target.name} did not confirm the changes of ${o.name} within ${t}s`)}`,
+            "  exit 1",
+            "fi",
+          ].join("\n"),
+          2,
+        ),
+      );
+    }
+  }
+  out.push(
+    "  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).",
+    indent(local(createSubscriptionSql(targetSub, target.dsn, true)), 2),
+    indent(waitSync(localWait, targetSub, t, node.name), 2),
+    "fi",
+    "# 4. This node's own replication set: every public table with a primary key, and the event",
+    "#    trigger for tables created later (the trigger came with the structure; re-assert it).",
+    local([autoReplicateSql(), ensureTablesSql()].join("\n")),
+  );
+  if (others.length > 0) {
+    out.push("# 5. Resume the parked subscriptions from the other earlier nodes.");
+    for (const o of others) {
+      const sub = pglogicalSubscriptionName(o.name, node.name);
+      out.push(
+        local(createSubscriptionSql(sub, o.dsn, false)),
+        local(
+          `SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription WHERE sub_name = ${lit(sub)} AND NOT sub_enabled;`,
+        ),
+        waitSync(localWait, sub, t, node.name),
+      );
+    }
+  }
+  out.push("# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).");
+  for (const e of earlier) {
+    const sub = pglogicalSubscriptionName(node.name, e.name);
+    const onPeer = (sql: string, suffix?: string) => peer(e.dsn, sql, suffix);
+    out.push(
+      peer(e.dsn, createSubscriptionSql(sub, node.dsn, false)),
+      waitSync(onPeer, sub, t, e.name),
+      peer(e.dsn, waitReplicatingSql([sub], t)),
+    );
+  }
+  out.push(
+    "# 7. Everything this node receives is replicating.",
+    local(
+      waitReplicatingSql(
+        earlier.map((e) => pglogicalSubscriptionName(e.name, node.name)),
+        t,
+      ),
+    ),
+    logLine(`pglogical: node ${node.name} joined (${earlier.length} providers, ${earlier.length} subscribers)`),
+    "",
+  );
+  return out.join("\n");
+}
+
+function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
+  const t = ctx.waitTimeoutSeconds;
+  const fallback = [...ctx.nodes].filter((n) => n.name !== node.name).sort((a, b) => a.index - b.index);
+  const leaving = lit(node.name);
+  return [
+    "# pglogical: a node leaves the group",
+    logLine(`pglogical: parting node ${node.name}`),
+    "peer_names=()",
+    "peer_dsns=()",
+    'add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }',
+    `has_ext=$(${local("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'pglogical';")}`,
+    ")",
+    "has_node=0",
+    'if [ "$has_ext" = 1 ]; then',
+    `  has_node=$(${local(
+      `SELECT count(*) FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id WHERE n.node_name = ${leaving};`,
+    )}`,
+    "  )",
+    "fi",
+    'if [ "$has_node" = 1 ]; then',
+    "  # 1. Let the peers confirm what this node committed (best effort: a dead peer must not block",
+    "  #    the removal; its subscription from this node is dropped below anyway).",
+    indent(
+      [
+        `if ! ${local(
+          [
+            statementTimeout(t),
+            "SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
+            " WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots",
+            "                WHERE slot_type = 'logical' AND database = current_database());",
+          ].join("\n"),
+        )}`,
+        "then",
+        `  ${logLine(`pglogical: WARNING: peers did not confirm all changes of ${node.name} within ${t}s; parting anyway`)}`,
+        "fi",
+      ].join("\n"),
+      2,
+    ),
+    "  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:",
+    "  #    dropping a node's last subscription also drops its node record.",
+    `  catalog_peers=$(${local(
+      [
+        "SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn",
+        "  FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id",
+        " WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node)",
+        " ORDER BY n.node_name, i.if_id;",
+      ].join("\n"),
+    )}`,
+    "  )",
+    '  while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"',
+    "  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).",
+    indent(
+      local(
+        [
+          statementTimeout(t),
+          "SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;",
+        ].join("\n"),
+      ),
+      2,
+    ),
+    "fi",
+    "# Peers from the plan, in case the catalog is gone already (it may be stale: best effort).",
+    ...fallback.map((n) => `add_peer ${shellQuote(n.name)} ${shellQuote(n.dsn)}`),
+    "# 4. On every peer: drop its subscriptions from this node, this node's record, and any slot",
+    "#    still kept there for this node's subscription.",
+    "unreached=()",
+    'for i in "${!peer_names[@]}"; do',
+    '  log "pglogical: removing node from peer ${peer_names[$i]}"',
+    indent(
+      [
+        `if ! ${heredoc(
+          'sql_peer "${peer_dsns[$i]}"',
+          [
+            statementTimeout(t + 10),
+            doBlock(
+              [
+                "DECLARE",
+                "  s record;",
+                "BEGIN",
+                "  IF to_regclass('pglogical.local_node') IS NULL THEN",
+                "    RETURN;",
+                "  END IF;",
+                "  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub",
+                "             JOIN pglogical.node n ON n.node_id = sub.sub_origin",
+                `            WHERE n.node_name = ${leaving} LOOP`,
+                "    PERFORM pglogical.drop_subscription(s.sub_name, true);",
+                "  END LOOP;",
+                `  PERFORM pglogical.drop_node(${leaving}, true);`,
+                "END",
+              ].join("\n"),
+            ),
+            dropSlotsSql(
+              [
+                "to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (",
+                "                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,",
+                `                         'sub_' || n.node_name || '_' || ${leaving})`,
+                "                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)",
+              ].join("\n"),
+              `node ${node.name}`,
+              t,
+            ),
+          ].join("\n"),
+        )}`,
+        "then",
+        '  log "pglogical: WARNING: could not clean up peer ${peer_names[$i]}"',
+        '  unreached+=("${peer_names[$i]}")',
+        "fi",
+      ].join("\n"),
+      2,
+    ),
+    "done",
+    'if [ "$has_node" = 1 ]; then',
+    "  # 5. Slots peers kept on this node, then the node itself.",
+    indent(
+      local(
+        [
+          statementTimeout(t + 10),
+          dropSlotsSql(
+            "database = current_database() AND plugin = 'pglogical_output'",
+            `peers of node ${node.name}`,
+            t,
+          ),
+          `SELECT pglogical.drop_node(${leaving}, true);`,
+        ].join("\n"),
+      ),
+      2,
+    ),
+    "fi",
+    'if [ "${#unreached[@]}" -gt 0 ]; then',
+    '  log "pglogical: WARNING: peers not cleaned up (unreachable or failing): ${unreached[*]}"',
+    "fi",
+    logLine(`pglogical: node ${node.name} parted`),
+    "",
+  ].join("\n");
+}
+
+/** pglogical 2 (Debian `postgresql-<major>-pglogical`). */
+export const pglogicalEngine: Engine = {
+  name: "pglogical",
+  outputPlugins(): readonly string[] {
+    return ["pglogical_output"];
+  },
+
+  settings(ctx: ClusterContext): Record<string, string> {
+    return {
+      "pglogical.conflict_resolution": ctx.conflictResolution,
+      shared_preload_libraries: "pglogical",
+      track_commit_timestamp: "on",
+    };
+  },
+
+  nodeScript(ctx: ClusterContext, node: NodePlan): string {
+    void ctx;
+    return [
+      "# pglogical: extension and local node",
+      logLine(`pglogical: preparing node ${node.name}`),
+      local(
+        [
+          "CREATE EXTENSION IF NOT EXISTS pglogical;",
+          doBlock(
+            [
+              "DECLARE",
+              "  existing text;",
+              "  existing_dsn text;",
+              "BEGIN",
+              "  SELECT n.node_name, i.if_dsn INTO existing, existing_dsn",
+              "    FROM pglogical.local_node l",
+              "    JOIN pglogical.node n ON n.node_id = l.node_id",
+              "    JOIN pglogical.node_interface i ON i.if_id = l.node_local_interface;",
+              "  IF existing IS NULL THEN",
+              `    PERFORM pglogical.create_node(node_name := ${lit(node.name)}, dsn := ${lit(node.dsn)});`,
+              `  ELSIF existing <> ${lit(node.name)} THEN`,
+              `    RAISE EXCEPTION 'this database is already pglogical node %, expected %', existing, ${lit(node.name)};`,
+              `  ELSIF existing_dsn <> ${lit(node.dsn)} THEN`,
+              "    RAISE WARNING 'pglogical node % keeps its registered dsn %', existing, existing_dsn;",
+              "  END IF;",
+              "END",
+            ].join("\n"),
+          ),
+        ].join("\n"),
+      ),
+      "",
+    ].join("\n");
+  },
+
+  joinScript(ctx: ClusterContext, node: NodePlan): string {
+    return node.index === 0 ? bootstrapScript(ctx, node) : joinNodeScript(ctx, node);
+  },
+
+  partScript(ctx: ClusterContext, node: NodePlan): string {
+    return partNodeScript(ctx, node);
+  },
+
+  drainSql(timeoutSeconds: number): string {
+    return [
+      statementTimeout(timeoutSeconds),
+      "-- Without a slot pglogical.wait_slot_confirm_lsn would wait forever: skip it then.",
+      "SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
+      " WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots",
+      "                WHERE slot_type = 'logical' AND database = current_database());",
+      "RESET statement_timeout;",
+    ].join("\n");
+  },
+
+  ddlSql(statement: string): string {
+    return `SELECT pglogical.replicate_ddl_command(${lit(statement)});`;
+  },
+
+  sequenceStrategy(): SequenceStrategy {
+    return {
+      kinds: ["offset-step"],
+      defaultKind: "offset-step",
+      perNode: true,
+      summary: `per-node offset/step: INCREMENT BY ${SEQUENCE_STEP}, node i hands out values ≡ i+1 (mod ${SEQUENCE_STEP}); run on every node`,
+    };
+  },
+
+  sequenceSql(ctx: ClusterContext, sequence: QualifiedName, options: SequenceOptions = {}): string {
+    void ctx;
+    const kind = options.kind ?? "offset-step";
+    if (kind !== "offset-step") {
+      throw new Error(`pglogical supports only the offset-step sequence kind, not ${kind}`);
+    }
+    const node = options.node;
+    if (!node) {
+      throw new Error("pglogical sequenceSql needs options.node (the SQL is per node)");
+    }
+    if (!Number.isInteger(node.index) || node.index < 0 || node.index >= SEQUENCE_STEP) {
+      throw new Error(`node index ${node.index} out of range for offset-step sequences (0..${SEQUENCE_STEP - 1})`);
+    }
+    const base = options.base ?? 0;
+    if (!Number.isSafeInteger(base) || base < 0) {
+      throw new Error(`sequence base must be a non-negative safe integer, got ${base}`);
+    }
+    const offset = node.index + 1;
+    return doBlock(
+      [
+        "DECLARE",
+        "  s record;",
+        "  floor_value bigint;",
+        "  restart bigint;",
+        "BEGIN",
+        "  SELECT increment_by, start_value, last_value INTO s FROM pg_catalog.pg_sequences",
+        `   WHERE schemaname = ${lit(sequence.schema)} AND sequencename = ${lit(sequence.name)};`,
+        "  IF NOT FOUND THEN",
+        `    RAISE EXCEPTION 'sequence % does not exist', ${lit(qualifiedIdent(sequence))};`,
+        "  END IF;",
+        `  IF s.increment_by = ${SEQUENCE_STEP} AND s.start_value % ${SEQUENCE_STEP} = ${offset % SEQUENCE_STEP} THEN`,
+        "    RETURN; -- already this node's offset/step",
+        "  END IF;",
+        `  floor_value := greatest(${base}, coalesce(s.last_value, 0));`,
+        `  restart := (floor_value / ${SEQUENCE_STEP} + 1) * ${SEQUENCE_STEP} + ${offset};`,
+        "  EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s START WITH %s RESTART WITH %s',",
+        `                 ${lit(qualifiedIdent(sequence))}, ${SEQUENCE_STEP}, restart, restart);`,
+        "END",
+      ].join("\n"),
+    );
+  },
+};
