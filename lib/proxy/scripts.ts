@@ -1,15 +1,16 @@
 /**
  * Bash scripts for the proxy host (HAProxy + PgBouncer): an idempotent apply that also performs the
- * switchover choreography when the write node changes, and a destroy. The caller prepends
- * `renderPreamble(proxyShellContext(...))` and feeds `renderSecretStdin({ PASSWORD, VERIFIER })` on
- * stdin; secrets never appear in the script text or on a command line.
+ * switchover choreography when the write node changes, and a destroy. Each is complete: it starts
+ * with `renderPreamble(proxyShellContext(...))` (do not prepend another). The apply reads
+ * `renderSecretStdin({ PASSWORD, VERIFIER })` on stdin; secrets never appear in the script text or
+ * on a command line.
  */
 import * as path from "path";
-import { ShellNodeContext } from "../render/shell";
+import { renderPreamble, ShellNodeContext } from "../render/shell";
 import { shellQuote } from "../render/quote";
 import { HAPROXY_BACKEND, renderHaproxyCfg } from "../render/haproxy";
 import { renderPgbouncerIni, userlistField } from "../render/pgbouncer";
-import { NodePlan, ProxyPlan } from "../types";
+import { ClusterContext, ProxyPlan } from "../types";
 
 /** Where the proxy keeps its files, all under `proxy.baseDir` (mode 0700, owned by `proxy.osUser`). */
 export interface ProxyPaths {
@@ -79,20 +80,32 @@ export function proxyShellContext(proxy: ProxyPlan, opts: { binDir: string; data
   };
 }
 
-/** Options of {@link proxyApplyScript}. */
-export interface ProxyScriptOptions {
-  /** The replicated database. */
-  database: string;
-  /** Role of the health check, the admin console and the drain; its password and verifier come on stdin. */
-  replicationUser: string;
+/**
+ * Input of {@link proxyApplyScript} and {@link proxyDestroyScript}: plain resolved values.
+ */
+export interface ProxyScriptInput {
+  /**
+   * The cluster: its nodes (server names and drain DSNs), `database`, `replicationUser` (health
+   * check, admin console and drain role; its password and verifier come on stdin) and
+   * `waitTimeoutSeconds` (upper bound of the drain).
+   */
+  ctx: ClusterContext;
+  proxy: ProxyPlan;
   /**
    * SQL run on the old write node during a switchover that returns once its changes have reached
-   * the other nodes (the engine's drain, e.g. `SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)`).
-   * Run through `sql_peer` with the node's DSN under `statement_timeout = drainTimeoutSeconds`.
+   * the other nodes (the engine's drain, e.g. `SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)`),
+   * through `sql_peer` with the node's DSN, after `SET statement_timeout = <waitTimeoutSeconds>s`.
+   * Required by the apply script, unused by the destroy script.
    */
-  drainSql: string;
-  /** Upper bound of the drain, seconds. */
-  drainTimeoutSeconds: number;
+  drainSql?: string;
+  /** Directory of `psql` on the proxy host (`/usr/lib/postgresql/<major>/bin`). */
+  binDir: string;
+  /**
+   * Debian packages to install with apt-get when missing, before anything else (e.g.
+   * `["haproxy", "pgbouncer", "socat", "postgresql-client"]`).
+   * @default [] (nothing is installed)
+   */
+  installPackages?: readonly string[];
   /**
    * Upper bound, seconds, of every other wait: daemon start and stop, PgBouncer `WAIT_CLOSE` and
    * `PAUSE`.
@@ -112,29 +125,55 @@ export interface ProxyConfigs {
 }
 
 /** Renders the two proxy configuration files with the paths of {@link proxyPaths}. Pure. */
-export function renderProxyConfigs(
-  proxy: ProxyPlan,
-  nodes: readonly NodePlan[],
-  opts: Pick<ProxyScriptOptions, "database" | "replicationUser">,
-): ProxyConfigs {
+export function renderProxyConfigs(ctx: ClusterContext, proxy: ProxyPlan): ProxyConfigs {
   const paths = proxyPaths(proxy);
   return {
-    haproxyCfg: renderHaproxyCfg(proxy, nodes, {
-      replicationUser: opts.replicationUser,
+    haproxyCfg: renderHaproxyCfg(proxy, ctx.nodes, {
+      replicationUser: ctx.replicationUser,
       socketPath: paths.haproxySocket,
       pidFile: paths.haproxyPid,
     }),
     pgbouncerIni: renderPgbouncerIni(proxy, {
-      database: opts.database,
+      database: ctx.database,
       haproxyAddress: proxy.haproxyListenAddress,
       haproxyPort: proxy.haproxyPort,
       authFile: paths.userlist,
       pidFile: paths.pgbouncerPid,
       logFile: paths.pgbouncerLog,
       socketDir: paths.pgbouncerSocketDir,
-      adminUser: opts.replicationUser,
+      adminUser: ctx.replicationUser,
     }),
   };
+}
+
+/** Bash that installs the Debian packages that are missing (nothing when all are installed). */
+function installSnippet(packages: readonly string[]): string[] {
+  if (packages.length === 0) {
+    return [];
+  }
+  for (const p of packages) {
+    if (!/^[a-z0-9][a-z0-9.+-]*$/.test(p)) {
+      throw new Error(`Debian package name expected, got ${JSON.stringify(p)}`);
+    }
+  }
+  return [
+    "missing=\"\"",
+    `for pkg in ${packages.join(" ")}; do`,
+    '  dpkg-query -W -f=\'${Status}\' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"',
+    "done",
+    'if [ -n "$missing" ]; then',
+    '  log "installing:$missing"',
+    "  export DEBIAN_FRONTEND=noninteractive",
+    "  apt-get update -qq </dev/null >/dev/null",
+    "  # shellcheck disable=SC2086",
+    "  apt-get install -y -qq --no-install-recommends $missing </dev/null >/dev/null",
+    "fi",
+    "",
+  ];
+}
+
+function preambleFor(input: ProxyScriptInput): string {
+  return renderPreamble(proxyShellContext(input.proxy, { binDir: input.binDir, database: input.ctx.database }));
 }
 
 const HEREDOC_END = "PULUMI_BDR_EOF";
@@ -148,10 +187,12 @@ function heredoc(content: string, after = ""): string {
 }
 
 /** Bash helpers shared by the apply and destroy scripts (after the preamble). */
-function commonVars(proxy: ProxyPlan, opts: { waitSeconds: number; haproxyBin: string; pgbouncerBin: string; adminUser: string }): string[] {
+function commonVars(input: ProxyScriptInput): string[] {
+  const { proxy } = input;
   const paths = proxyPaths(proxy);
-  if (!Number.isInteger(opts.waitSeconds) || opts.waitSeconds < 1) {
-    throw new Error(`waitSeconds must be a positive integer, got ${opts.waitSeconds}`);
+  const waitSeconds = input.waitSeconds ?? 30;
+  if (!Number.isInteger(waitSeconds) || waitSeconds < 1) {
+    throw new Error(`waitSeconds must be a positive integer, got ${waitSeconds}`);
   }
   return [
     `PG_OS_USER=${shellQuote(proxy.osUser)}`,
@@ -169,10 +210,10 @@ function commonVars(proxy: ProxyPlan, opts: { waitSeconds: number; haproxyBin: s
     `PGB_USERLIST=${shellQuote(paths.userlist)}`,
     `PGPASSFILE=${shellQuote(paths.pgpass)}`,
     "export PGPASSFILE",
-    `ADMIN_USER=${shellQuote(opts.adminUser)}`,
-    `HAPROXY_BIN=${shellQuote(opts.haproxyBin)}`,
-    `PGBOUNCER_BIN=${shellQuote(opts.pgbouncerBin)}`,
-    `WAIT_SECONDS=${opts.waitSeconds}`,
+    `ADMIN_USER=${shellQuote(input.ctx.replicationUser)}`,
+    `HAPROXY_BIN=${shellQuote(input.haproxyBin ?? "haproxy")}`,
+    `PGBOUNCER_BIN=${shellQuote(input.pgbouncerBin ?? "pgbouncer")}`,
+    `WAIT_SECONDS=${waitSeconds}`,
     'case "$BASE" in ""|/) log "refusing to work on base directory \'$BASE\'"; exit 1 ;; esac',
     "",
     "# pid_of FILE: the first pid in a pid file (empty if none)",
@@ -218,15 +259,16 @@ function commonVars(proxy: ProxyPlan, opts: { waitSeconds: number; haproxyBin: s
 }
 
 /**
- * The idempotent create/update script of the proxy host. In order:
+ * The idempotent create/update script of the proxy host, preamble included. In order:
  *
  * 1. reads `SECRET_PASSWORD` and `SECRET_VERIFIER` from stdin (`read_secrets`) and checks them;
+ *    installs `installPackages` that are missing;
  * 2. creates `baseDir` and PgBouncer's socket directory (0700, owned by `proxy.osUser`); writes the
  *    auth file (0600, `"user" "<verifier>"`), the `.pgpass` (0600, `*:*:*:<user>:<password>`),
  *    pgbouncer.ini and `haproxy.cfg.new`, each replaced only when its content changes; validates
  *    the new haproxy.cfg with `haproxy -c -f`;
  * 3. HAProxy not running: installs the config and starts it as `proxy.osUser`
- *    (`haproxy -D -p <pid> -f <cfg>`);
+ *    (`haproxy -D -f <cfg>`, the pid file named in the config);
  *    running: finds where traffic goes now (the server the `stick on dst` entry points to, else the
  *    non-backup server of the running process). If that is not the new write node, switches over
  *    (below); else, if the config changed or a server was left in drain/maintenance, installs it
@@ -258,37 +300,35 @@ function commonVars(proxy: ProxyPlan, opts: { waitSeconds: number; haproxyBin: s
  * traffic on the new node; re-running the apply retries the drain. An old write node that is already
  * DOWN or no longer in the cluster is not drained (its unreplicated changes cannot be reached).
  */
-export function proxyApplyScript(proxy: ProxyPlan, nodes: readonly NodePlan[], opts: ProxyScriptOptions): string {
-  const paths = proxyPaths(proxy);
-  const configs = renderProxyConfigs(proxy, nodes, opts);
-  if (!Number.isInteger(opts.drainTimeoutSeconds) || opts.drainTimeoutSeconds < 1) {
-    throw new Error(`drainTimeoutSeconds must be a positive integer, got ${opts.drainTimeoutSeconds}`);
+export function proxyApplyScript(input: ProxyScriptInput): string {
+  const { ctx, proxy } = input;
+  const configs = renderProxyConfigs(ctx, proxy);
+  const drainTimeout = ctx.waitTimeoutSeconds;
+  if (!Number.isInteger(drainTimeout) || drainTimeout < 1) {
+    throw new Error(`waitTimeoutSeconds must be a positive integer, got ${drainTimeout}`);
   }
-  if (opts.drainSql.trim() === "") {
-    throw new Error("drainSql must not be empty (use SELECT 1 when there is nothing to wait for)");
+  if (input.drainSql === undefined || input.drainSql.trim() === "") {
+    throw new Error("proxyApplyScript needs drainSql (use SELECT 1 when there is nothing to wait for)");
   }
   if (proxy.switchoverMethod !== "reconnect" && proxy.switchoverMethod !== "pause") {
     const never: never = proxy.switchoverMethod;
     throw new Error(`unknown switchover method ${JSON.stringify(never)}`);
   }
   const userlistHeader = ";; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.";
-  const dsnCases = [...nodes]
+  const dsnCases = [...ctx.nodes]
     .sort((a, b) => a.index - b.index)
     .map((n) => `    ${n.name}) printf '%s\\n' ${shellQuote(n.dsn)} ;;`);
-  const drainSql = `SET statement_timeout = '${opts.drainTimeoutSeconds}s';\n${opts.drainSql.trim().replace(/;\s*$/, "")};\n`;
+  const drainSql = `SET statement_timeout = '${drainTimeout}s';\n${input.drainSql.trim().replace(/;\s*$/, "")};\n`;
   const lines = [
+    preambleFor(input),
     "# ---- pulumi-bdr: proxy apply (HAProxy + PgBouncer) ----",
-    ...commonVars(proxy, {
-      waitSeconds: opts.waitSeconds ?? 30,
-      haproxyBin: opts.haproxyBin ?? "haproxy",
-      pgbouncerBin: opts.pgbouncerBin ?? "pgbouncer",
-      adminUser: opts.replicationUser,
-    }),
+    "read_secrets",
+    ...installSnippet(input.installPackages ?? []),
+    ...commonVars(input),
     `NEW_WRITE=${proxy.writeNode}`,
     `SWITCHOVER_METHOD=${proxy.switchoverMethod}`,
-    `DRAIN_TIMEOUT=${opts.drainTimeoutSeconds}`,
+    `DRAIN_TIMEOUT=${drainTimeout}`,
     "",
-    "read_secrets",
     'if [ -z "${SECRET_PASSWORD:-}" ]; then log "proxy apply: the PASSWORD secret is missing on stdin"; exit 1; fi',
     'case "$SECRET_PASSWORD" in *$\'\\n\'*|*$\'\\r\'*) log "proxy apply: the password must not contain line breaks"; exit 1 ;; esac',
     'if ! [[ "${SECRET_VERIFIER:-}" =~ ^SCRAM-SHA-256\\$[0-9]+:[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$ ]]; then',
@@ -439,11 +479,11 @@ export function proxyApplyScript(proxy: ProxyPlan, nodes: readonly NodePlan[], o
     "if { printf '%s\\n' " +
       shellQuote(userlistHeader) +
       "; printf '%s \"%s\"\\n' " +
-      shellQuote(userlistField(opts.replicationUser)) +
+      shellQuote(userlistField(ctx.replicationUser)) +
       ' "$SECRET_VERIFIER"; } | put_file "$PGB_USERLIST" 0600; then PGB_CHANGED=1; fi',
     "pw_escaped=$(printf '%s' \"$SECRET_PASSWORD\" | sed -e 's/[\\\\:]/\\\\&/g')",
     "{ printf '%s\\n' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'; printf '*:*:*:%s:%s\\n' " +
-      shellQuote(opts.replicationUser.replace(/\\/g, "\\\\").replace(/:/g, "\\:")) +
+      shellQuote(ctx.replicationUser.replace(/\\/g, "\\\\").replace(/:/g, "\\:")) +
       ' "$pw_escaped"; } | put_file "$PGPASSFILE" 0600 || true',
     "unset pw_escaped",
     `if put_file "$PGB_INI" 0600 ${heredoc(configs.pgbouncerIni)}`,
@@ -515,7 +555,6 @@ export function proxyApplyScript(proxy: ProxyPlan, nodes: readonly NodePlan[], o
     "fi",
     "",
   ];
-  void paths;
   return lines.join("\n");
 }
 
@@ -524,18 +563,11 @@ export function proxyApplyScript(proxy: ProxyPlan, nodes: readonly NodePlan[], o
  * every HAProxy process the apply script started (the current one and old ones still finishing
  * sessions after a reload), then removes `baseDir`.
  */
-export function proxyDestroyScript(
-  proxy: ProxyPlan,
-  opts: { replicationUser: string; waitSeconds?: number } = { replicationUser: "unused" },
-): string {
+export function proxyDestroyScript(input: ProxyScriptInput): string {
   return [
+    preambleFor(input),
     "# ---- pulumi-bdr: proxy destroy (HAProxy + PgBouncer) ----",
-    ...commonVars(proxy, {
-      waitSeconds: opts.waitSeconds ?? 30,
-      haproxyBin: "haproxy",
-      pgbouncerBin: "pgbouncer",
-      adminUser: opts.replicationUser,
-    }),
+    ...commonVars(input),
     'stop_pid "$(pid_of "$PGB_PID")" pgbouncer TERM',
     'for p in $( { pid_of "$HA_PID"; cat "$HA_PIDS" 2>/dev/null || true; } | sort -u); do stop_pid "$p" haproxy TERM; done',
     'rm -rf -- "$BASE"',

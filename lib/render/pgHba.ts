@@ -14,7 +14,9 @@ export interface PgHbaOptions {
   database: string;
   /**
    * Addresses allowed to log in as the replication user: every cluster node's address and the
-   * proxy's, each as a CIDR (`/32` for one IPv4 address, `/128` for one IPv6 address).
+   * proxy's, each as a CIDR (`/32` for one IPv4 address, `/128` for one IPv6 address), or the
+   * pg_hba keywords `samehost` / `samenet` (e.g. a Docker network whose addresses are assigned
+   * at run time), or a host name (PostgreSQL then checks it by reverse and forward DNS lookups).
    * Duplicates are dropped; order is kept.
    */
   memberCidrs: readonly string[];
@@ -28,13 +30,24 @@ export function hbaName(name: string): string {
   return `"${name}"`;
 }
 
-/** Validates a CIDR (`address/prefix`) and returns it in canonical spelling (lower case). */
+/**
+ * Validates one pg_hba address: a CIDR (`address/prefix`, returned in lower case), `samehost`,
+ * `samenet` or a host name.
+ */
 export function hbaCidr(cidr: string): string {
+  if (cidr === "samehost" || cidr === "samenet") {
+    return cidr;
+  }
+  if (!cidr.includes("/") && isIP(cidr) === 0 && /^(?=.*[a-z])[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(cidr)) {
+    return cidr.toLowerCase();
+  }
   const m = /^([^/]+)\/([0-9]{1,3})$/.exec(cidr);
   const family = m ? isIP(m[1]) : 0;
   const prefix = m ? Number(m[2]) : NaN;
   if (!m || family === 0 || prefix > (family === 4 ? 32 : 128)) {
-    throw new Error(`member address must be a CIDR such as 10.0.0.5/32 or fd00::5/128, got ${JSON.stringify(cidr)}`);
+    throw new Error(
+      `member address must be a CIDR such as 10.0.0.5/32 or fd00::5/128, samehost, samenet or a host name, got ${JSON.stringify(cidr)}`,
+    );
   }
   return `${m[1].toLowerCase()}/${prefix}`;
 }
