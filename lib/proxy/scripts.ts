@@ -32,17 +32,18 @@ export interface ProxyPaths {
 
 /** Checks that a base directory is an absolute, normalised path at least two levels deep (the destroy script removes it). */
 export function checkBaseDir(baseDir: string): string {
+  const trimmed = baseDir.replace(/\/+$/, "");
   if (
-    !path.posix.isAbsolute(baseDir) ||
-    path.posix.normalize(baseDir) !== baseDir.replace(/\/+$/, "") ||
-    baseDir.split("/").filter((s) => s !== "").length < 2 ||
-    /[\r\n\0]/.test(baseDir)
+    !path.posix.isAbsolute(trimmed) ||
+    path.posix.normalize(trimmed) !== trimmed ||
+    trimmed.split("/").filter((s) => s !== "").length < 2 ||
+    /[\r\n\0]/.test(trimmed)
   ) {
     throw new Error(
       `proxy baseDir must be an absolute, normalised path at least two levels deep (it is removed on destroy), got ${JSON.stringify(baseDir)}`,
     );
   }
-  return baseDir.replace(/\/+$/, "");
+  return trimmed;
 }
 
 /** The file layout under `proxy.baseDir`. */

@@ -279,7 +279,7 @@ export function outputPluginSnippet(options: OutputPluginSnippetOptions): string
     "  IFS=',' read -r -a opl_items <<<\"$opl_current\"",
     "  for opl_item in \"${opl_items[@]}\"; do",
     "    opl_item=\"${opl_item#\"${opl_item%%[![:space:]]*}\"}\"; opl_item=\"${opl_item%\"${opl_item##*[![:space:]]}\"}\"",
-    "    [ -n \"$opl_item\" ] && opl_list=\"${opl_list:+$opl_list, }$opl_item\"",
+    "    if [ -n \"$opl_item\" ]; then opl_list=\"${opl_list:+$opl_list, }$opl_item\"; fi",
     "  done",
     `  for opl_lib in ${wanted}; do`,
     "    case \", $opl_list, \" in *\", $opl_lib, \"*) ;; *) opl_list=\"${opl_list:+$opl_list, }$opl_lib\" ;; esac",

@@ -1,0 +1,90 @@
+set -euo pipefail
+umask 077
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/proxy/run
+PG_PORT=6432
+PG_DB=appdb
+PG_OS_USER=postgres
+export PGPASSFILE=/var/lib/pulumi-bdr/proxy/.pgpass
+export PGCONNECT_TIMEOUT=10
+log() { printf "%s\n" "$*" >&2; }
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
+  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+}
+sql_local() {
+  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
+}
+read_secrets() {
+  local k v
+  while IFS="=" read -r k v; do [ -n "$k" ] || continue; printf -v "SECRET_$k" "%s" "$(printf "%s" "$v" | base64 -d)"; done
+}
+sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }
+
+# ---- pulumi-bdr: proxy destroy (HAProxy + PgBouncer) ----
+PG_OS_USER=postgres
+BASE=/var/lib/pulumi-bdr/proxy
+HA_CFG=/var/lib/pulumi-bdr/proxy/haproxy.cfg
+HA_PID=/var/lib/pulumi-bdr/proxy/haproxy.pid
+HA_PIDS=/var/lib/pulumi-bdr/proxy/haproxy.pids
+HA_SOCK=/var/lib/pulumi-bdr/proxy/haproxy.sock
+HA_BACKEND=bk_db
+PGB_INI=/var/lib/pulumi-bdr/proxy/pgbouncer.ini
+PGB_PID=/var/lib/pulumi-bdr/proxy/pgbouncer.pid
+PGB_LOG=/var/lib/pulumi-bdr/proxy/pgbouncer.log
+PGB_SOCKDIR=/var/lib/pulumi-bdr/proxy/run
+PGB_PORT=6432
+PGB_USERLIST=/var/lib/pulumi-bdr/proxy/userlist.txt
+PGPASSFILE=/var/lib/pulumi-bdr/proxy/.pgpass
+export PGPASSFILE
+ADMIN_USER=bdr_repl
+HAPROXY_BIN=haproxy
+PGBOUNCER_BIN=pgbouncer
+WAIT_SECONDS=30
+case "$BASE" in ""|/) log "refusing to work on base directory '$BASE'"; exit 1 ;; esac
+
+# pid_of FILE: the first pid in a pid file (empty if none)
+pid_of() { if [ -s "$1" ]; then head -n1 "$1" | tr -dc 0-9; echo; fi; }
+# is_proc PID NAME: PID is alive (not a zombie) and runs NAME (guards against stale pid files and reused pids)
+is_proc() {
+  [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+not_proc() { ! is_proc "$1" "$2"; }
+ha_running() { is_proc "$(pid_of "$HA_PID")" haproxy; }
+pgb_running() { is_proc "$(pid_of "$PGB_PID")" pgbouncer; }
+# wait_for SECONDS WHAT CMD...: poll CMD every 0.1 s until it succeeds; fail after SECONDS
+wait_for() {
+  local limit=$1 what=$2 start=$SECONDS; shift 2
+  until "$@"; do
+    if [ $((SECONDS - start)) -ge "$limit" ]; then log "timed out after ${limit}s waiting for $what"; return 1; fi
+    sleep 0.1
+  done
+}
+# stop_pid PID NAME SIGNAL: signal a process, wait for it to exit, SIGKILL it after WAIT_SECONDS
+stop_pid() {
+  local pid=$1 name=$2 sig=$3
+  is_proc "$pid" "$name" || return 0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  if ! wait_for "$WAIT_SECONDS" "$name ($pid) to exit" not_proc "$pid" "$name"; then
+    log "killing $name ($pid)"; kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+# ha_cmd COMMANDS: run commands (separated by ';') on HAProxy's admin socket; fail on an error reply
+ha_cmd() {
+  local out
+  out=$(printf '%s\n' "$1" | socat -t 5 stdio "UNIX-CONNECT:$HA_SOCK") || { log "HAProxy admin socket $HA_SOCK: no answer to: $1"; return 1; }
+  if printf '%s\n' "$out" | grep -qiE "^(unknown|no such|require|invalid|.*not found)"; then log "HAProxy refused '$1': $out"; return 1; fi
+  printf '%s\n' "$out"
+}
+# pgb_admin SECONDS COMMAND: run a command on PgBouncer's admin console (Unix socket), bounded
+pgb_admin() {
+  as_pg timeout "$1" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer -c "$2"
+}
+
+stop_pid "$(pid_of "$PGB_PID")" pgbouncer TERM
+for p in $( { pid_of "$HA_PID"; cat "$HA_PIDS" 2>/dev/null || true; } | sort -u); do stop_pid "$p" haproxy TERM; done
+rm -rf -- "$BASE"
+log "proxy stopped and $BASE removed"
