@@ -1,0 +1,392 @@
+/**
+ * Real-daemon checks of the renderers: haproxy -c, a PostgreSQL 15 start with the rendered
+ * postgresql.conf and pg_hba.conf, SCRAM logins with our verifier, PgBouncer with the rendered ini.
+ * Needs root (servers run as `postgres` through runuser), PostgreSQL 15, haproxy and pgbouncer.
+ */
+import * as assert from "assert";
+import { spawnSync, SpawnSyncReturns } from "child_process";
+import * as fs from "fs";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { NodePlan, ClusterContext, ProxyPlan } from "../../lib/types";
+import { quoteIdent, quoteLiteral } from "../../lib/render/quote";
+import { renderPreamble } from "../../lib/render/shell";
+import {
+  nodeSettings,
+  OUTPUT_PLUGIN_CONF_FILE,
+  outputPluginSnippet,
+  renderPostgresqlConf,
+  RESTART_ONLY_SETTINGS,
+} from "../../lib/render/postgresqlConf";
+import { renderPgHba } from "../../lib/render/pgHba";
+import { clusterSalt, scramVerifier } from "../../lib/render/scram";
+import { renderHaproxyCfg } from "../../lib/render/haproxy";
+import { renderPgbouncerIni, renderUserlist } from "../../lib/render/pgbouncer";
+
+const PG_BIN = "/usr/lib/postgresql/15/bin";
+const REPL = "bdr_repl";
+const DB = "appdb";
+
+function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { encoding: "utf8", input: opts.input, env: opts.env ?? process.env, cwd: opts.cwd, timeout: 60000 });
+}
+
+function check(r: SpawnSyncReturns<string>, what: string): string {
+  assert.strictEqual(r.status, 0, `${what} failed (${r.status}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+function asPostgres(args: string[], input?: string): SpawnSyncReturns<string> {
+  return run("runuser", ["-u", "postgres", "--", ...args], { input });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A directory owned by postgres under /tmp, removed by the caller. */
+function pgTempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, 0o755);
+  fs.chownSync(dir, pgUid(), pgGid());
+  return dir;
+}
+
+function pgUid(): number {
+  return Number(check(run("id", ["-u", "postgres"]), "id -u postgres").trim());
+}
+function pgGid(): number {
+  return Number(check(run("id", ["-g", "postgres"]), "id -g postgres").trim());
+}
+
+function writeAsPostgres(file: string, text: string, mode = 0o600): void {
+  fs.writeFileSync(file, text, { mode });
+  fs.chmodSync(file, mode);
+  fs.chownSync(file, pgUid(), pgGid());
+}
+
+/** psql over TCP with a password in the environment (test only). */
+function psqlTcp(port: number, user: string, password: string, sql: string, db = DB): SpawnSyncReturns<string> {
+  return run(`${PG_BIN}/psql`, ["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", db, "-c", sql], {
+    env: { ...process.env, PGPASSWORD: password, PGCONNECT_TIMEOUT: "5", PGSSLMODE: "disable" },
+  });
+}
+
+function waitUntil(what: string, seconds: number, fn: () => boolean): void {
+  const end = Date.now() + seconds * 1000;
+  while (!fn()) {
+    if (Date.now() > end) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    spawnSync("sleep", ["0.1"]);
+  }
+}
+
+function nodePlan(root: string, port: number): NodePlan {
+  return {
+    name: "alpha",
+    index: 0,
+    hostKind: "local",
+    address: "127.0.0.1",
+    port,
+    listenAddresses: "127.0.0.1",
+    dataDir: path.join(root, "data"),
+    runDir: path.join(root, "run"),
+    binDir: PG_BIN,
+    osUser: "postgres",
+    pgpassFile: path.join(root, ".pgpass"),
+    dsn: `host=127.0.0.1 port=${port} dbname=${DB} user=${REPL}`,
+  };
+}
+
+function ctxFor(node: NodePlan): ClusterContext {
+  return {
+    clusterName: "daemons",
+    engine: "pglogical",
+    bdrVariant: "bdr3",
+    nodeGroupName: "g",
+    database: DB,
+    replicationUser: REPL,
+    postgresVersion: 15,
+    conflictResolution: "last_update_wins",
+    nodes: [node],
+    waitTimeoutSeconds: 30,
+  };
+}
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+
+describe("real daemons: rendered configuration", function () {
+  this.timeout(120000);
+  let root = "";
+  let node: NodePlan;
+  let started = false;
+  let pgbPid = 0;
+  const badPgbPids: number[] = [];
+  const password = "correct horse:battery\\staple 'x'";
+  const verifier = scramVerifier(password, clusterSalt("daemons", password));
+
+  const sqlLocal = (sql: string, db = "postgres"): string =>
+    check(asPostgres([`${PG_BIN}/psql`, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", node.runDir, "-p", String(node.port), "-d", db, "-c", sql]), sql);
+
+  before(async function () {
+    if (!isRoot) {
+      this.skip();
+    }
+    root = pgTempDir("bdr-daemons-");
+    node = nodePlan(root, await freePort());
+    fs.mkdirSync(node.runDir, { mode: 0o700 });
+    fs.chownSync(node.runDir, pgUid(), pgGid());
+    check(asPostgres([`${PG_BIN}/initdb`, "-D", node.dataDir, "-A", "peer", "-U", "postgres", "-E", "UTF8"]), "initdb");
+  });
+
+  after(function () {
+    if (!root) {
+      return;
+    }
+    for (const pid of [pgbPid, ...badPgbPids]) {
+      if (pid > 0) {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // already gone
+        }
+      }
+    }
+    if (started) {
+      asPostgres([`${PG_BIN}/pg_ctl`, "-D", node.dataDir, "-m", "immediate", "-w", "stop"]);
+    }
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it("haproxy -c accepts the rendered haproxy.cfg, hostile paths included", () => {
+    const proxy: ProxyPlan = {
+      hostKind: "local",
+      address: "127.0.0.1",
+      baseDir: root,
+      osUser: "postgres",
+      haproxyListenAddress: "127.0.0.1",
+      haproxyPort: 15433,
+      checkInterMs: 1000,
+      checkFall: 2,
+      checkRise: 2,
+      pgbouncerListenAddress: "127.0.0.1",
+      pgbouncerPort: 16432,
+      poolMode: "transaction",
+      defaultPoolSize: 10,
+      maxClientConn: 100,
+      switchoverMethod: "reconnect",
+      writeNode: "beta",
+    };
+    const nodes = [
+      { ...node, name: "alpha", index: 0, port: 5432 },
+      { ...node, name: "beta", index: 1, port: 5433 },
+      { ...node, name: "gamma", index: 2, port: 5434, address: "::1" },
+    ];
+    for (const sock of [path.join(root, "ha.sock"), path.join(root, "we ird $HOME \"dir\" #x", "ha.sock")]) {
+      const cfg = renderHaproxyCfg(proxy, nodes, { replicationUser: REPL, socketPath: sock, pidFile: path.join(root, "ha.pid") });
+      const file = path.join(root, "haproxy.cfg");
+      fs.writeFileSync(file, cfg);
+      const r = run("haproxy", ["-c", "-f", file]);
+      assert.strictEqual(r.status, 0, `haproxy -c: ${r.stderr}${r.stdout}`);
+      assert.match(r.stdout + r.stderr, /Configuration file is valid/);
+    }
+  });
+
+  it("the output_plugin_libraries snippet handles servers with and without the setting", () => {
+    const preamble = renderPreamble({
+      binDir: PG_BIN,
+      runDir: node.runDir,
+      port: node.port,
+      database: DB,
+      osUser: "postgres",
+      pgpassFile: node.pgpassFile,
+    });
+    // this server (15.18) has no output_plugin_libraries: a header-only file
+    const confFile = path.join(node.dataDir, OUTPUT_PLUGIN_CONF_FILE);
+    const real = outputPluginSnippet({ binDir: PG_BIN, dataDir: node.dataDir, confFile, libraries: ["pglogical_output"] });
+    const r1 = run("bash", ["-c", preamble + real]);
+    assert.strictEqual(r1.status, 0, r1.stderr);
+    assert.match(r1.stderr, /no output_plugin_libraries setting/);
+    assert.strictEqual(fs.readFileSync(confFile, "utf8").split("\n").filter((l) => l && !l.startsWith("#")).length, 0);
+    // a server that knows it (15.19+): a fake postgres binary answering -C
+    const fakeBin = path.join(root, "fakebin");
+    fs.mkdirSync(fakeBin, { mode: 0o755 });
+    const fakeConf = path.join(root, "fake-opl.conf");
+    for (const [current, expected] of [
+      ["pgoutput, test_decoding", "output_plugin_libraries = 'pgoutput, test_decoding, pglogical_output'"],
+      ["pgoutput,pglogical_output", "output_plugin_libraries = 'pgoutput, pglogical_output'"],
+      ["pgoutput, it's\\odd", "output_plugin_libraries = 'pgoutput, it''s\\\\odd, pglogical_output'"],
+    ]) {
+      fs.writeFileSync(path.join(fakeBin, "postgres"), `#!/bin/sh\nprintf '%s\\n' ${quoteShellForTest(current)}\n`, { mode: 0o755 });
+      const snippet = outputPluginSnippet({ binDir: fakeBin, dataDir: node.dataDir, confFile: fakeConf, libraries: ["pglogical_output"] });
+      for (let i = 0; i < 2; i++) {
+        const r = run("bash", ["-c", preamble + snippet]);
+        assert.strictEqual(r.status, 0, r.stderr);
+      }
+      const lines = fs.readFileSync(fakeConf, "utf8").trimEnd().split("\n");
+      assert.strictEqual(lines[1], expected);
+      assert.strictEqual(lines.length, 2);
+    }
+  });
+
+  it("PostgreSQL 15 starts with the rendered postgresql.conf and pg_hba.conf", () => {
+    const ctx = ctxFor(node);
+    const settings = nodeSettings(
+      ctx,
+      node,
+      { shared_preload_libraries: "pglogical", "pglogical.conflict_resolution": "last_update_wins" },
+      {
+        "pulumi_bdr.note": "it's a \\ test, # not a comment",
+        search_path: '"$user", public',
+        cluster_name: "bdr 'daemons'",
+        log_min_messages: "warning",
+        synchronous_commit: false,
+      },
+    );
+    writeAsPostgres(path.join(node.dataDir, "pulumi-bdr.conf"), renderPostgresqlConf(settings, { includeIfExists: [OUTPUT_PLUGIN_CONF_FILE] }), 0o644);
+    fs.appendFileSync(path.join(node.dataDir, "postgresql.conf"), "\ninclude 'pulumi-bdr.conf'\n");
+    writeAsPostgres(
+      path.join(node.dataDir, "pg_hba.conf"),
+      renderPgHba({ osUser: "postgres", replicationUser: REPL, database: DB, memberCidrs: ["127.0.0.1/32", "::1/128"] }),
+    );
+    check(asPostgres([`${PG_BIN}/pg_ctl`, "-D", node.dataDir, "-l", path.join(root, "server.log"), "-w", "-t", "30", "start"]), "pg_ctl start");
+    started = true;
+    const show = (name: string): string => sqlLocal(`SHOW ${name}`).trim();
+    assert.strictEqual(show("wal_level"), "logical");
+    assert.strictEqual(show("track_commit_timestamp"), "on");
+    assert.strictEqual(show("max_wal_senders"), "6");
+    assert.strictEqual(show("max_replication_slots"), "6");
+    assert.strictEqual(show("max_worker_processes"), "10");
+    assert.strictEqual(show("password_encryption"), "scram-sha-256");
+    assert.strictEqual(show("port"), String(node.port));
+    assert.strictEqual(show("unix_socket_directories"), node.runDir);
+    assert.strictEqual(show("shared_preload_libraries"), "pglogical");
+    assert.strictEqual(show("pglogical.conflict_resolution"), "last_update_wins");
+    assert.strictEqual(show("synchronous_commit"), "off");
+    assert.strictEqual(show("pulumi_bdr.note"), "it's a \\ test, # not a comment");
+    assert.strictEqual(show("search_path"), '"$user", public');
+    assert.strictEqual(show("cluster_name"), "bdr 'daemons'");
+    assert.strictEqual(sqlLocal("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL").trim(), "0");
+    assert.strictEqual(sqlLocal("SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL").trim(), "0");
+  });
+
+  it("RESTART_ONLY_SETTINGS are exactly postmaster-context parameters on PostgreSQL 15", () => {
+    const names = RESTART_ONLY_SETTINGS.map((n) => quoteLiteral(n)).join(",");
+    const rows = sqlLocal(`SELECT name || ':' || context FROM pg_settings WHERE name IN (${names}) ORDER BY name`).trim().split("\n");
+    assert.strictEqual(rows.length, RESTART_ONLY_SETTINGS.length, rows.join(" "));
+    for (const row of rows) {
+      assert.match(row, /:postmaster$/);
+    }
+  });
+
+  it("a role created with our SCRAM verifier logs in with the password; others are rejected", () => {
+    sqlLocal(`CREATE ROLE ${quoteIdent(REPL)} SUPERUSER LOGIN PASSWORD ${quoteLiteral(verifier)}`);
+    sqlLocal(`CREATE DATABASE ${quoteIdent(DB)} OWNER ${quoteIdent(REPL)}`);
+    assert.strictEqual(sqlLocal(`SELECT rolpassword FROM pg_authid WHERE rolname = ${quoteLiteral(REPL)}`).trim(), verifier);
+    assert.strictEqual(check(psqlTcp(node.port, REPL, password, "SELECT current_user"), "login").trim(), REPL);
+    const wrong = psqlTcp(node.port, REPL, password + "x", "SELECT 1");
+    assert.notStrictEqual(wrong.status, 0);
+    assert.match(wrong.stderr, /password authentication failed/);
+    sqlLocal("CREATE ROLE intruder LOGIN PASSWORD 'intruder'");
+    const intruder = psqlTcp(node.port, "intruder", "intruder", "SELECT 1");
+    assert.notStrictEqual(intruder.status, 0);
+    assert.match(intruder.stderr, /pg_hba.conf rejects connection/);
+  });
+
+  it("non-ASCII passwords get the verifier libpq's SASLprep expects", () => {
+    for (const pw of ["pässwörd", "ｐａｓｓ\u00A0word", "pa\u00ADss"]) {
+      sqlLocal(`ALTER ROLE ${quoteIdent(REPL)} PASSWORD ${quoteLiteral(scramVerifier(pw, clusterSalt("daemons", pw)))}`);
+      assert.strictEqual(check(psqlTcp(node.port, REPL, pw, "SELECT 1"), `login with ${JSON.stringify(pw)}`).trim(), "1");
+    }
+    sqlLocal(`ALTER ROLE ${quoteIdent(REPL)} PASSWORD ${quoteLiteral(verifier)}`);
+  });
+
+  it("PgBouncer runs with the rendered ini and accepts a SCRAM login (pass-through to the server)", async () => {
+    const pgbDir = path.join(root, "pgb");
+    fs.mkdirSync(path.join(pgbDir, "run"), { recursive: true, mode: 0o700 });
+    fs.chownSync(pgbDir, pgUid(), pgGid());
+    fs.chownSync(path.join(pgbDir, "run"), pgUid(), pgGid());
+    const port = await freePort();
+    const proxy: ProxyPlan = {
+      hostKind: "local",
+      address: "127.0.0.1",
+      baseDir: pgbDir,
+      osUser: "postgres",
+      haproxyListenAddress: "127.0.0.1",
+      haproxyPort: node.port,
+      checkInterMs: 1000,
+      checkFall: 2,
+      checkRise: 2,
+      pgbouncerListenAddress: "127.0.0.1",
+      pgbouncerPort: port,
+      poolMode: "transaction",
+      defaultPoolSize: 5,
+      maxClientConn: 50,
+      switchoverMethod: "reconnect",
+      writeNode: "alpha",
+    };
+    const iniFor = (authFile: string, p: number, tag: string): string =>
+      renderPgbouncerIni(
+        { ...proxy, pgbouncerPort: p },
+        {
+          database: DB,
+          haproxyAddress: "127.0.0.1",
+          haproxyPort: node.port, // straight to PostgreSQL: this test is about PgBouncer
+          authFile,
+          pidFile: path.join(pgbDir, `${tag}.pid`),
+          logFile: path.join(pgbDir, `${tag}.log`),
+          socketDir: path.join(pgbDir, "run"),
+          adminUser: REPL,
+        },
+      );
+    writeAsPostgres(path.join(pgbDir, "userlist.txt"), renderUserlist(REPL, verifier));
+    writeAsPostgres(path.join(pgbDir, "pgbouncer.ini"), iniFor(path.join(pgbDir, "userlist.txt"), port, "pgbouncer"));
+    check(asPostgres(["pgbouncer", "-d", "-q", path.join(pgbDir, "pgbouncer.ini")]), "pgbouncer -d");
+    waitUntil("PgBouncer's pid file", 10, () => fs.existsSync(path.join(pgbDir, "pgbouncer.pid")));
+    pgbPid = Number(fs.readFileSync(path.join(pgbDir, "pgbouncer.pid"), "utf8").trim());
+    waitUntil("PgBouncer's socket", 10, () => fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${port}`)));
+    assert.strictEqual(check(psqlTcp(port, REPL, password, "SELECT current_user || '@' || current_setting('port')"), "login via PgBouncer").trim(), `${REPL}@${node.port}`);
+    const wrong = psqlTcp(port, REPL, "nope", "SELECT 1");
+    assert.notStrictEqual(wrong.status, 0);
+    // the admin console, reached through the 0700 Unix socket directory
+    const consoleOut = check(
+      run(`${PG_BIN}/psql`, ["-X", "-At", "-h", path.join(pgbDir, "run"), "-p", String(port), "-U", REPL, "-d", "pgbouncer", "-c", "SHOW CONFIG"], {
+        env: { ...process.env, PGPASSWORD: password },
+      }),
+      "PgBouncer console",
+    );
+    assert.match(consoleOut, /auth_type\|scram-sha-256/);
+    assert.match(consoleOut, /pool_mode\|transaction/);
+    // PgBouncer rejects PGOPTIONS (the `options` startup parameter), as documented
+    const withOptions = run(`${PG_BIN}/psql`, ["-X", "-At", "-h", "127.0.0.1", "-p", String(port), "-U", REPL, "-d", DB, "-c", "SELECT 1"], {
+      env: { ...process.env, PGPASSWORD: password, PGOPTIONS: "-c statement_timeout=1000" },
+    });
+    assert.notStrictEqual(withOptions.status, 0);
+    assert.match(withOptions.stderr, /unsupported startup parameter/);
+
+    // pitfall check: a '#' comment line breaks PgBouncer's auth file (only ';' comments are allowed)
+    const badPort = await freePort();
+    writeAsPostgres(path.join(pgbDir, "bad-userlist.txt"), `# a hash comment\n"${REPL}" "${verifier}"\n`);
+    writeAsPostgres(path.join(pgbDir, "bad.ini"), iniFor(path.join(pgbDir, "bad-userlist.txt"), badPort, "bad"));
+    check(asPostgres(["pgbouncer", "-d", "-q", path.join(pgbDir, "bad.ini")]), "pgbouncer -d (bad userlist)");
+    waitUntil("the second PgBouncer's pid file", 10, () => fs.existsSync(path.join(pgbDir, "bad.pid")));
+    badPgbPids.push(Number(fs.readFileSync(path.join(pgbDir, "bad.pid"), "utf8").trim()));
+    waitUntil("the second PgBouncer's socket", 10, () => fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${badPort}`)));
+    const bad = psqlTcp(badPort, REPL, password, "SELECT 1");
+    assert.notStrictEqual(bad.status, 0);
+    assert.match(fs.readFileSync(path.join(pgbDir, "bad.log"), "utf8"), /broken auth file/);
+  });
+});
+
+function quoteShellForTest(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
