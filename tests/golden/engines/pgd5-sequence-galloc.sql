@@ -1,0 +1,2 @@
+SELECT bdr.alter_sequence_set_kind('"public"."items_id_seq"'::regclass, 'galloc')
+ WHERE NOT EXISTS (SELECT 1 FROM bdr.sequences WHERE seqid = '"public"."items_id_seq"'::regclass AND seqkind = 'galloc');

@@ -1,0 +1,1 @@
+SELECT pglogical.replicate_ddl_command('CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');

@@ -1,0 +1,88 @@
+# pglogical: bootstrap of the group on its first node
+log 'pglogical: bootstrapping group demo_group on node node0'
+sql_local <<'SQL'
+DO $pb$
+DECLARE
+  existing text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
+    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', 'node0';
+  END IF;
+  SELECT n.node_name INTO existing
+    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  IF existing IS DISTINCT FROM 'node0' THEN
+    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), 'node0';
+  END IF;
+END
+$pb$;
+-- New public tables with a primary key join the default set (on every node, also when
+-- their DDL arrives through replicate_ddl_command).
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
+CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN
+    RETURN;
+  END IF;
+  FOR rel IN
+    SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+     WHERE c.object_type = 'table' AND c.schema_name = 'public' AND NOT c.in_extension
+  LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r
+                WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary)
+       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rt.set_reloid::oid = rel)
+    THEN
+      PERFORM pglogical.replication_set_add_table('default', rel::regclass, false);
+    END IF;
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_pglogical_auto_replicate') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_pglogical_auto_replicate ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+      EXECUTE FUNCTION pulumi_bdr.pglogical_auto_replicate();
+  END IF;
+END
+$pb$;
+ALTER EVENT TRIGGER pulumi_bdr_pglogical_auto_replicate ENABLE ALWAYS;
+DO $pb$
+DECLARE
+  r record;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.replication_set rs
+                   JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                  WHERE rs.set_name = 'default') THEN
+    PERFORM pglogical.create_replication_set('default');
+  END IF;
+  FOR r IN
+    SELECT c.oid, c.oid::regclass AS rel,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence = 'p'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rt.set_reloid::oid = c.oid)
+     ORDER BY c.oid::regclass::text
+  LOOP
+    IF r.has_pk THEN
+      PERFORM pglogical.replication_set_add_table('default', r.rel, false);
+    ELSE
+      RAISE WARNING 'table % has no primary key: not replicated', r.rel;
+    END IF;
+  END LOOP;
+END
+$pb$;
+SQL
+log 'pglogical: node node0 is the group'\''s first node'

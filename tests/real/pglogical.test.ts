@@ -1,0 +1,272 @@
+/**
+ * pglogical engine against real PostgreSQL 15 servers on loopback: runs exactly the scripts and
+ * SQL the engine renders (preamble + body, bash as root).
+ *
+ *   npx tsc -p . && npx mocha dist/tests/real/pglogical.test.js
+ */
+import * as assert from "assert";
+import { getEngine, pglogicalSubscriptionName } from "../../lib/engines";
+import { NodePlan } from "../../lib/types";
+import { PgHarness, waitFor } from "./pgHarness";
+
+const engine = getEngine("pglogical");
+/** A database name that needs quoting as identifier, literal, connection-string value and shell word. */
+const DATABASE = `app db's "x"`;
+const TABLE = "public.items";
+
+interface Counts {
+  subscriptions: number;
+  slots: number;
+  nodes: number;
+}
+
+describe("pglogical engine on real servers", function () {
+  this.timeout(15 * 60 * 1000);
+  let h: PgHarness;
+  const timings: Record<string, number> = {};
+  let nextKey = 1;
+
+  const ctxOf = (...names: string[]) => h.ctx(names.map((n) => h.node(n)));
+
+  async function counts(node: NodePlan): Promise<Counts> {
+    const out = await h.sql(
+      node,
+      [
+        "SELECT (SELECT count(*) FROM pglogical.subscription) || ' ' ||",
+        "       (SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE database = current_database()) || ' ' ||",
+        "       (SELECT count(*) FROM pglogical.node);",
+      ].join("\n"),
+    );
+    const [subscriptions, slots, nodes] = out.split(" ").map(Number);
+    return { subscriptions, slots, nodes };
+  }
+
+  async function statuses(node: NodePlan): Promise<string[]> {
+    const out = await h.sql(node, "SELECT subscription_name || '=' || status FROM pglogical.show_subscription_status() ORDER BY 1;");
+    return out === "" ? [] : out.split("\n");
+  }
+
+  async function rowCount(node: NodePlan): Promise<number> {
+    return Number(await h.sql(node, `SELECT count(*) FROM ${TABLE};`));
+  }
+
+  /** Inserts one row per node (distinct keys) and waits until every node in `nodes` has them all. */
+  async function insertEverywhereAndConverge(nodes: NodePlan[], timeoutMs = 30000): Promise<number[]> {
+    const keys: number[] = [];
+    for (const n of nodes) {
+      const k = nextKey++;
+      keys.push(k);
+      await h.sql(n, `INSERT INTO ${TABLE} (id, origin, v) VALUES (${k}, '${n.name}', 'v${k}');`);
+    }
+    const list = keys.join(",");
+    for (const n of nodes) {
+      await waitFor(
+        `rows ${list} on ${n.name}`,
+        async () => Number(await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id IN (${list});`)) === keys.length,
+        timeoutMs,
+      );
+    }
+    return keys;
+  }
+
+  async function assertSameRows(nodes: NodePlan[]): Promise<void> {
+    const dumps = await Promise.all(nodes.map((n) => h.sql(n, `SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM ${TABLE};`)));
+    for (let i = 1; i < dumps.length; i++) {
+      assert.strictEqual(dumps[i], dumps[0], `${nodes[i].name} differs from ${nodes[0].name}`);
+    }
+  }
+
+  before(async () => {
+    const t0 = Date.now();
+    h = await PgHarness.create({
+      engine: "pglogical",
+      nodeNames: ["node0", "node1", "node2"],
+      database: DATABASE,
+      maxNodes: 6,
+      waitTimeoutSeconds: 90,
+      keep: process.env.PGH_KEEP === "1",
+    });
+    timings["start 3 servers (initdb + start + role + db, parallel)"] = Date.now() - t0;
+  });
+
+  after(async function () {
+    if (this.currentTest?.state === "failed" || process.env.KEEP_HARNESS) {
+      for (const n of h?.nodes ?? []) {
+        console.log(`--- ${n.name} server log (tail) ---\n${h.serverLog(n, 30)}`);
+      }
+    }
+    await h?.destroy();
+    console.log("\n    pglogical timings (ms):");
+    for (const [k, v] of Object.entries(timings)) {
+      console.log(`      ${k}: ${v}`);
+    }
+  });
+
+  it("sets up, bootstraps and joins 3 nodes into a full mesh", async () => {
+    const ctx = ctxOf("node0", "node1", "node2");
+    let t0 = Date.now();
+    await Promise.all(ctx.nodes.map((n) => h.runScriptOk(n, engine.nodeScript(ctx, n), "node")));
+    timings["node scripts x3 (parallel)"] = Date.now() - t0;
+    t0 = Date.now();
+    for (const n of ctx.nodes) {
+      const r = await h.runScriptOk(n, engine.joinScript(ctx, n), "join");
+      timings[`join ${n.name}`] = r.durationMs;
+    }
+    timings["3-node mesh (bootstrap + 2 joins)"] = Date.now() - t0;
+    for (const n of ctx.nodes) {
+      assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
+      const st = await statuses(n);
+      assert.strictEqual(st.length, 2);
+      assert.ok(st.every((s) => s.endsWith("=replicating")), `${n.name}: ${st.join(", ")}`);
+    }
+  });
+
+  it("replicates a table created through ddlSql and rows written on every node", async () => {
+    const [n0, n1, n2] = ["node0", "node1", "node2"].map((n) => h.node(n));
+    await h.sql(
+      n1,
+      engine.ddlSql(`CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, origin text NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now())`),
+    );
+    // The DDL reaches every node, and the event trigger puts the table in each node's default set.
+    for (const n of [n0, n1, n2]) {
+      await waitFor(
+        `${TABLE} in the default set on ${n.name}`,
+        async () =>
+          (await h.sql(
+            n,
+            [
+              "SELECT count(*) FROM pglogical.replication_set_table rt",
+              "  JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id",
+              "  JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
+              ` WHERE rs.set_name = 'default' AND rt.set_reloid::oid = to_regclass('${TABLE}')::oid;`,
+            ].join("\n"),
+          )) === "1",
+        20000,
+      );
+    }
+    const t0 = Date.now();
+    await insertEverywhereAndConverge([n0, n1, n2]);
+    timings["rows from 3 nodes visible on all 3"] = Date.now() - t0;
+    await assertSameRows([n0, n1, n2]);
+  });
+
+  it("converges concurrent updates of one row to a single value (last_update_wins)", async () => {
+    const nodes = ["node0", "node1", "node2"].map((n) => h.node(n));
+    await h.sql(nodes[0], `INSERT INTO ${TABLE} (id, origin, v) VALUES (0, 'node0', 'initial');`);
+    for (const n of nodes) {
+      await waitFor(`row 0 on ${n.name}`, async () => (await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id = 0;`)) === "1");
+    }
+    for (let round = 1; round <= 5; round++) {
+      const written = nodes.map((n) => `${n.name}-r${round}`);
+      await Promise.all(nodes.map((n, i) => h.sql(n, `UPDATE ${TABLE} SET v = '${written[i]}', updated_at = clock_timestamp() WHERE id = 0;`)));
+      const value = await waitFor(
+        `round ${round} converging`,
+        async () => {
+          const vs = await Promise.all(nodes.map((n) => h.sql(n, `SELECT v FROM ${TABLE} WHERE id = 0;`)));
+          return vs.every((v) => v === vs[0]) && written.includes(vs[0]) ? vs[0] : "";
+        },
+        30000,
+      );
+      assert.ok(written.includes(value), `round ${round}: ${value}`);
+    }
+  });
+
+  it("drainSql returns once the peers confirmed, and the peers then hold the change", async () => {
+    const [n0, n1, n2] = ["node0", "node1", "node2"].map((n) => h.node(n));
+    const k = nextKey++;
+    await h.sql(n1, `INSERT INTO ${TABLE} (id, origin, v) VALUES (${k}, 'node1', 'drain');`);
+    const t0 = Date.now();
+    await h.sql(n1, engine.drainSql(30));
+    timings["drainSql after one insert"] = Date.now() - t0;
+    for (const n of [n0, n2]) {
+      assert.strictEqual(await h.sql(n, `SELECT v FROM ${TABLE} WHERE id = ${k};`), "drain", n.name);
+    }
+  });
+
+  it("joins a 4th node that receives the existing data and replicates both ways", async () => {
+    const n3 = await h.addNode("node3");
+    const ctx = ctxOf("node0", "node1", "node2", "node3");
+    await h.runScriptOk(n3, engine.nodeScript(ctx, n3), "node");
+    const r = await h.runScriptOk(n3, engine.joinScript(ctx, n3), "join");
+    timings["join of the 4th node (joinScript)"] = r.durationMs;
+    const all = ctx.nodes;
+    assert.strictEqual(await rowCount(n3), await rowCount(h.node("node0")));
+    await assertSameRows(all);
+    for (const n of all) {
+      assert.deepStrictEqual(await counts(n), { subscriptions: 3, slots: 3, nodes: 4 }, n.name);
+      assert.ok((await statuses(n)).every((s) => s.endsWith("=replicating")), n.name);
+    }
+    // The table joined node3's own default set: node3's writes reach the others.
+    await insertEverywhereAndConverge(all);
+    await assertSameRows(all);
+  });
+
+  it("re-running node and join scripts is a no-op", async () => {
+    const ctx = ctxOf("node0", "node1", "node2", "node3");
+    const before = await Promise.all(ctx.nodes.map(counts));
+    const t0 = Date.now();
+    for (const n of ctx.nodes) {
+      await h.runScriptOk(n, engine.nodeScript(ctx, n), "node-again");
+      await h.runScriptOk(n, engine.joinScript(ctx, n), "join-again");
+    }
+    timings["re-run of node + join scripts on 4 nodes"] = Date.now() - t0;
+    assert.deepStrictEqual(await Promise.all(ctx.nodes.map(counts)), before);
+    await insertEverywhereAndConverge(ctx.nodes);
+  });
+
+  it("parts the 4th node (stale context) leaving nothing behind, and the rest keeps replicating", async () => {
+    const n3 = h.node("node3");
+    const rest = ["node0", "node1", "node2"].map((n) => h.node(n));
+    // Stale on purpose: the 3-node context, which does not know node3's peers' view.
+    const stale = ctxOf("node0", "node1", "node2");
+    const r = await h.runScriptOk(n3, engine.partScript(stale, n3), "part");
+    timings["part of the 4th node (partScript)"] = r.durationMs;
+    for (const n of rest) {
+      assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
+      assert.strictEqual(await h.sql(n, "SELECT count(*) FROM pglogical.node WHERE node_name = 'node3';"), "0");
+      assert.strictEqual(
+        await h.sql(n, `SELECT count(*) FROM pglogical.subscription WHERE sub_name = '${pglogicalSubscriptionName("node3", n.name)}';`),
+        "0",
+      );
+    }
+    assert.deepStrictEqual(await counts(n3), { subscriptions: 0, slots: 0, nodes: 0 });
+    // Parting again is a no-op.
+    await h.runScriptOk(n3, engine.partScript(stale, n3), "part-again");
+    await h.stopNode(n3);
+    await insertEverywhereAndConverge(rest);
+    await assertSameRows(rest);
+  });
+
+  it("converges when a join is killed midway and run again", async () => {
+    const n4 = await h.addNode("node4");
+    const ctx = ctxOf("node0", "node1", "node2", "node4");
+    await h.runScriptOk(n4, engine.nodeScript(ctx, n4), "node");
+    const first = h.startScript(n4, engine.joinScript(ctx, n4), "join-killed");
+    // Kill it once it has created its first subscription (from node1, before the copy).
+    await waitFor(
+      "the first subscription on node4",
+      async () => (await h.sql(n4, "SELECT count(*) FROM pglogical.subscription;")) !== "0",
+      60000,
+      20,
+    );
+    first.kill();
+    const killed = await first.done;
+    assert.ok(killed.signal === "SIGKILL" || killed.code !== 0, "the first run was killed");
+    const lastStep = killed.stderr.trim().split("\n").pop() ?? "";
+    const subsAtKill = await h.sql(n4, "SELECT string_agg(sub_name || (CASE WHEN sub_enabled THEN '' ELSE ' (disabled)' END), ', ' ORDER BY sub_name) FROM pglogical.subscription;");
+    console.log(`      killed after ${killed.durationMs} ms; last log line: ${lastStep}; subscriptions then: ${subsAtKill}`);
+    const r = await h.runScriptOk(n4, engine.joinScript(ctx, n4), "join-rerun");
+    timings["join of a node after a killed attempt (re-run)"] = r.durationMs;
+    for (const n of ctx.nodes) {
+      assert.deepStrictEqual(await counts(n), { subscriptions: 3, slots: 3, nodes: 4 }, n.name);
+      assert.ok((await statuses(n)).every((s) => s.endsWith("=replicating")), n.name);
+    }
+    await assertSameRows(ctx.nodes);
+    await insertEverywhereAndConverge(ctx.nodes);
+    const p = await h.runScriptOk(n4, engine.partScript(ctx, n4), "part");
+    timings["part of a node (partScript, current context)"] = p.durationMs;
+    for (const n of ctx.nodes.filter((x) => x.name !== "node4")) {
+      assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
+    }
+  });
+});

@@ -1,0 +1,305 @@
+/**
+ * Engine layer: golden files for every artifact of pglogical, BDR 3.7 and PGD 5 on a 3-node
+ * context, quoting of hostile names, `bash -n` on every script, and the small rules around them.
+ *
+ * Regenerate the golden files after an intended change:
+ *   UPDATE_GOLDEN=1 npx mocha dist/tests/unit/engines.test.js
+ */
+import * as assert from "assert";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { Engine, getEngine, pglogicalSubscriptionName, SEQUENCE_STEP } from "../../lib/engines";
+import { bdrDataGroupName } from "../../lib/engines/bdr";
+import { dollarQuote, heredoc, indentScript, statementTimeout } from "../../lib/engines/types";
+import { connString, quoteLiteral } from "../../lib/render/quote";
+import { renderPreamble } from "../../lib/render/shell";
+import { BdrVariant, ClusterContext, EngineName, NodePlan } from "../../lib/types";
+
+/** tests/golden/engines in the source tree (this file runs from dist/tests/unit). */
+const GOLDEN_DIR = path.resolve(__dirname, "..", "..", "..", "tests", "golden", "engines");
+
+/** Compares `actual` with the golden file `name`; rewrites it when UPDATE_GOLDEN=1. */
+function expectGolden(name: string, actual: string): void {
+  const file = path.join(GOLDEN_DIR, name);
+  if (process.env.UPDATE_GOLDEN === "1") {
+    fs.mkdirSync(GOLDEN_DIR, { recursive: true });
+    fs.writeFileSync(file, actual);
+    return;
+  }
+  if (!fs.existsSync(file)) {
+    assert.fail(`golden file ${file} is missing; run with UPDATE_GOLDEN=1 to create it`);
+  }
+  const expected = fs.readFileSync(file, "utf8");
+  if (expected !== actual) {
+    // assert.strictEqual prints a line diff.
+    assert.strictEqual(actual, expected, `${name} differs from its golden file (UPDATE_GOLDEN=1 to accept)`);
+  }
+}
+
+function bashSyntaxOk(script: string): void {
+  const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
+  assert.strictEqual(r.status, 0, `bash -n failed: ${r.stderr}\n${script}`);
+}
+
+interface Names {
+  database: string;
+  group: string;
+  nodes: string[];
+}
+
+function makeCtx(engine: EngineName, variant: BdrVariant, names: Names): ClusterContext {
+  const nodes: NodePlan[] = names.nodes.map((name, index) => ({
+    name,
+    index,
+    hostKind: "local",
+    address: `10.0.0.${index + 11}`,
+    port: 5432,
+    listenAddresses: "*",
+    dataDir: `/var/lib/postgresql/15/${name}`,
+    runDir: "/var/run/postgresql",
+    binDir: "/usr/lib/postgresql/15/bin",
+    osUser: "postgres",
+    pgpassFile: "/var/lib/postgresql/.pgpass",
+    dsn: connString([
+      ["host", `10.0.0.${index + 11}`],
+      ["port", 5432],
+      ["dbname", names.database],
+      ["user", "bdr_repl"],
+    ]),
+  }));
+  return {
+    clusterName: "demo",
+    engine,
+    bdrVariant: variant,
+    nodeGroupName: names.group,
+    database: names.database,
+    replicationUser: "bdr_repl",
+    postgresVersion: 15,
+    conflictResolution: "last_update_wins",
+    nodes,
+    waitTimeoutSeconds: 300,
+  };
+}
+
+const PLAIN: Names = { database: "app", group: "demo_group", nodes: ["node0", "node1", "node2"] };
+const HOSTILE: Names = { database: `d"b'x`, group: `g"r'p`, nodes: [`n"o'0`, `n"o'1`, `n"o'2`] };
+
+const FLAVOURS: Array<{ label: string; engine: EngineName; variant: BdrVariant }> = [
+  { label: "pglogical", engine: "pglogical", variant: "bdr3" },
+  { label: "bdr3", engine: "bdr", variant: "bdr3" },
+  { label: "pgd5", engine: "bdr", variant: "pgd5" },
+];
+
+/** Every artifact an engine renders for a 3-node context, by golden file name suffix. */
+function artifacts(e: Engine, ctx: ClusterContext, ddl: string, seq: { schema: string; name: string }): Record<string, string> {
+  const [n0, n1, n2] = ctx.nodes;
+  const settings = e.settings(ctx);
+  const out: Record<string, string> = {
+    "settings.conf":
+      Object.keys(settings)
+        .sort()
+        .map((k) => `${k} = ${quoteLiteral(settings[k])}`)
+        .join("\n") + `\n# output_plugin_libraries += ${e.outputPlugins(ctx).join(", ")}\n`,
+    "node-node0.sh": e.nodeScript(ctx, n0),
+    "node-node1.sh": e.nodeScript(ctx, n1),
+    "join-node0.sh": e.joinScript(ctx, n0),
+    "join-node1.sh": e.joinScript(ctx, n1),
+    "join-node2.sh": e.joinScript(ctx, n2),
+    "part-node2.sh": e.partScript(ctx, n2),
+    "drain.sql": e.drainSql(30) + "\n",
+    "ddl.sql": e.ddlSql(ddl) + "\n",
+  };
+  if (e.sequenceStrategy(ctx).perNode) {
+    for (const n of ctx.nodes) {
+      out[`sequence-node${n.index}.sql`] = e.sequenceSql(ctx, seq, { node: n }) + "\n";
+    }
+  } else {
+    for (const kind of e.sequenceStrategy(ctx).kinds) {
+      out[`sequence-${kind}.sql`] = e.sequenceSql(ctx, seq, { kind }) + "\n";
+    }
+  }
+  return out;
+}
+
+describe("engines", () => {
+  describe("golden files (3-node context)", () => {
+    for (const f of FLAVOURS) {
+      describe(f.label, () => {
+        const ctx = makeCtx(f.engine, f.variant, PLAIN);
+        const e = getEngine(f.engine);
+        const arts = artifacts(e, ctx, "CREATE TABLE public.items (id bigint PRIMARY KEY, v text)", { schema: "public", name: "items_id_seq" });
+        for (const [suffix, text] of Object.entries(arts)) {
+          it(`${f.label}-${suffix}`, () => {
+            expectGolden(`${f.label}-${suffix}`, text);
+            if (suffix.endsWith(".sh")) {
+              bashSyntaxOk(renderPreamble({ ...ctx.nodes[0], database: ctx.database }) + text);
+            }
+          });
+        }
+      });
+    }
+  });
+
+  describe("hostile names are only ever quoted", () => {
+    const ddl = `CREATE TABLE public."we'ird" (id bigint PRIMARY KEY)`;
+    const seq = { schema: `sc"h'm`, name: `s"e'q` };
+    const raws = [HOSTILE.database, HOSTILE.group, ...HOSTILE.nodes, ddl, seq.schema, seq.name];
+    for (const f of FLAVOURS) {
+      it(`${f.label}: no raw hostile value in any artifact, and the scripts parse`, () => {
+        const ctx = makeCtx(f.engine, f.variant, HOSTILE);
+        const e = getEngine(f.engine);
+        for (const [suffix, text] of Object.entries(artifacts(e, ctx, ddl, seq))) {
+          for (const raw of raws) {
+            // Each raw value holds both ' and ": every correct quoting (SQL identifier, SQL
+            // literal, libpq value, shell word) changes it, so seeing it verbatim means a hole.
+            assert.ok(!text.includes(raw), `${f.label}-${suffix} contains raw ${JSON.stringify(raw)}:\n${text}`);
+          }
+          if (suffix.endsWith(".sh")) {
+            bashSyntaxOk(renderPreamble({ ...ctx.nodes[0], database: ctx.database }) + text);
+          }
+        }
+      });
+    }
+
+    it("the database name reaches SQL as a quoted literal inside the DSN", () => {
+      const ctx = makeCtx("pglogical", "bdr3", HOSTILE);
+      const text = getEngine("pglogical").nodeScript(ctx, ctx.nodes[0]);
+      assert.ok(text.includes(`dsn := ${quoteLiteral(ctx.nodes[0].dsn)}`));
+      assert.ok(ctx.nodes[0].dsn.includes(`dbname='d"b\\'x'`));
+    });
+  });
+
+  describe("pglogical rules", () => {
+    const ctx = makeCtx("pglogical", "bdr3", PLAIN);
+    const e = getEngine("pglogical");
+
+    it("settings: preload, commit timestamps and the context's conflict resolution", () => {
+      assert.deepStrictEqual(e.settings({ ...ctx, conflictResolution: "first_update_wins" }), {
+        "pglogical.conflict_resolution": "first_update_wins",
+        shared_preload_libraries: "pglogical",
+        track_commit_timestamp: "on",
+      });
+      assert.deepStrictEqual(e.outputPlugins(ctx), ["pglogical_output"]);
+    });
+
+    it("copies structure and data only from the join target, and forwards no origins", () => {
+      const join = e.joinScript(ctx, ctx.nodes[2]);
+      const structure = join.match(/synchronize_structure := true/g) ?? [];
+      assert.strictEqual(structure.length, 1);
+      assert.ok(/subscription_name := 'sub_node0_node2',\n.*\n.*\n\s+synchronize_structure := true/.test(join));
+      const subs = join.match(/PERFORM pglogical\.create_subscription\(/g) ?? [];
+      // node1 -> node2 twice (park, then resume-if-missing), node0 -> node2, and node2 -> node0/node1.
+      assert.strictEqual(subs.length, 5);
+      assert.strictEqual((join.match(/forward_origins := '\{\}'::text\[\]/g) ?? []).length, 5);
+      // Parking happens before the copy; resuming after it.
+      assert.ok(join.indexOf("alter_subscription_disable") < join.indexOf("synchronize_structure := true"));
+      assert.ok(join.indexOf("alter_subscription_enable") > join.indexOf("synchronize_structure := true"));
+      assert.ok(join.includes("SELECT pglogical.wait_for_subscription_sync_complete('sub_node0_node2');"));
+      assert.ok(join.includes("SET statement_timeout = '300000ms';"));
+    });
+
+    it("the part script rebuilds subscription names the way pglogicalSubscriptionName does", () => {
+      assert.strictEqual(pglogicalSubscriptionName("node1", "node2"), "sub_node1_node2");
+      const part = e.partScript(ctx, ctx.nodes[2]);
+      assert.ok(part.includes(`'sub_' || n.node_name || '_' || 'node2'`));
+      assert.throws(() => pglogicalSubscriptionName("a".repeat(30), "b".repeat(30)), /longer than 63 bytes/);
+    });
+
+    it("the bootstrap installs the auto-replication event trigger, enabled ALWAYS", () => {
+      const boot = e.joinScript(ctx, ctx.nodes[0]);
+      assert.ok(boot.includes("ON ddl_command_end"));
+      assert.ok(boot.includes("ENABLE ALWAYS;"));
+      assert.ok(!boot.includes("create_subscription"));
+    });
+
+    it("drain and DDL", () => {
+      assert.ok(e.drainSql(12.5).startsWith("SET statement_timeout = '12500ms';"));
+      assert.ok(e.drainSql(5).includes("pglogical.wait_slot_confirm_lsn(NULL, NULL)"));
+      assert.strictEqual(e.ddlSql("CREATE TABLE public.t (id int PRIMARY KEY, s text DEFAULT 'x')"),
+        "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.t (id int PRIMARY KEY, s text DEFAULT ''x'')');");
+      assert.throws(() => e.drainSql(0), /positive/);
+      assert.throws(() => e.drainSql(Number.NaN), /positive/);
+    });
+
+    it("sequences: per-node offset/step, needs the node, at most SEQUENCE_STEP nodes", () => {
+      const s = e.sequenceStrategy(ctx);
+      assert.deepStrictEqual([s.kinds, s.defaultKind, s.perNode], [["offset-step"], "offset-step", true]);
+      const sql = e.sequenceSql(ctx, { schema: "public", name: "s" }, { node: ctx.nodes[1], base: 1000 });
+      assert.ok(sql.includes(`restart := (floor_value / ${SEQUENCE_STEP} + 1) * ${SEQUENCE_STEP} + 2;`));
+      assert.ok(sql.includes("greatest(1000, coalesce(s.last_value, 0))"));
+      assert.throws(() => e.sequenceSql(ctx, { schema: "public", name: "s" }), /options\.node/);
+      assert.throws(() => e.sequenceSql(ctx, { schema: "public", name: "s" }, { node: { ...ctx.nodes[0], index: SEQUENCE_STEP } }), /out of range/);
+      assert.throws(() => e.sequenceSql(ctx, { schema: "public", name: "s" }, { node: ctx.nodes[0], kind: "galloc" }), /offset-step/);
+    });
+
+    it("refuses a join whose node is first in the plan but not index 0", () => {
+      const odd = { ...ctx, nodes: [{ ...ctx.nodes[1] }] };
+      assert.throws(() => e.joinScript(odd, odd.nodes[0]), /must bootstrap/);
+    });
+  });
+
+  describe("BDR rules", () => {
+    const e = getEngine("bdr");
+    const bdr3 = makeCtx("bdr", "bdr3", PLAIN);
+    const pgd5 = makeCtx("bdr", "pgd5", PLAIN);
+
+    it("settings per variant", () => {
+      assert.strictEqual(e.settings(bdr3).shared_preload_libraries, "pglogical,bdr");
+      assert.strictEqual(e.settings(pgd5).shared_preload_libraries, "bdr");
+      assert.strictEqual(e.settings(pgd5).track_commit_timestamp, "on");
+    });
+
+    it("the seed's calls, PGD 5's node_kind and data subgroup", () => {
+      assert.ok(e.nodeScript(bdr3, bdr3.nodes[0]).includes("SELECT bdr.create_node(node_name := 'node0', local_dsn := 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl');"));
+      assert.ok(e.nodeScript(pgd5, pgd5.nodes[0]).includes("node_kind := 'data'"));
+      assert.ok(e.joinScript(bdr3, bdr3.nodes[0]).includes("SELECT bdr.create_node_group(node_group_name := 'demo_group');"));
+      assert.ok(e.joinScript(bdr3, bdr3.nodes[0]).includes("SELECT bdr.wait_for_join_completion();"));
+      assert.strictEqual(bdrDataGroupName(pgd5), "demo_group_data");
+      assert.ok(e.joinScript(pgd5, pgd5.nodes[0]).includes("parent_group_name := 'demo_group'"));
+      const join = e.joinScript(bdr3, bdr3.nodes[2]);
+      assert.ok(join.includes("join_target_dsn := 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl',"));
+      assert.ok(join.includes("wait_for_completion := true);"));
+      assert.ok(e.joinScript(pgd5, pgd5.nodes[2]).includes("node_group_name := 'demo_group_data',"));
+      assert.ok(e.partScript(bdr3, bdr3.nodes[2]).includes("bdr.part_node(node_name := 'node2', wait_for_completion := true, force := false)"));
+    });
+
+    it("sequence kinds per variant", () => {
+      const seq = { schema: "public", name: "s" };
+      assert.deepStrictEqual(e.sequenceStrategy(bdr3).kinds, ["galloc", "timeshard"]);
+      assert.deepStrictEqual(e.sequenceStrategy(pgd5).kinds, ["snowflakeid", "galloc"]);
+      assert.ok(e.sequenceSql(bdr3, seq).includes(`bdr.alter_sequence_set_kind('"public"."s"'::regclass, 'galloc')`));
+      assert.ok(e.sequenceSql(pgd5, seq).includes("'snowflakeid'"));
+      assert.throws(() => e.sequenceSql(bdr3, seq, { kind: "snowflakeid" }), /galloc or timeshard/);
+      assert.throws(() => e.sequenceSql(pgd5, seq, { kind: "timeshard" }), /snowflakeid or galloc/);
+      assert.throws(() => e.sequenceSql(pgd5, seq, { kind: "offset-step" }));
+    });
+
+    it("drain and DDL", () => {
+      assert.ok(e.drainSql(7).includes("SELECT bdr.wait_slot_confirm_lsn(NULL, NULL);"));
+      assert.strictEqual(e.ddlSql("DROP TABLE public.t"), "SELECT bdr.replicate_ddl_command('DROP TABLE public.t');");
+    });
+  });
+
+  describe("helpers", () => {
+    it("getEngine is exhaustive", () => {
+      assert.strictEqual(getEngine("pglogical").name, "pglogical");
+      assert.strictEqual(getEngine("bdr").name, "bdr");
+      assert.throws(() => getEngine("slony" as EngineName), /unknown engine/);
+    });
+
+    it("dollar quotes and here-documents cannot be closed by their content", () => {
+      assert.strictEqual(dollarQuote("x := '$pb$';"), "$pb1$\nx := '$pb$';\n$pb1$");
+      assert.strictEqual(heredoc("sql_local", "SELECT 1;\nSQL\nSELECT 2;"), "sql_local <<'SQL_1'\nSELECT 1;\nSQL\nSELECT 2;\nSQL_1");
+      assert.strictEqual(heredoc("sql_local", "SELECT 1;", ">&2 || true"), "sql_local <<'SQL' >&2 || true\nSELECT 1;\nSQL");
+      const script = heredoc("sql_local", "SELECT 1;\nSQL\nSELECT 2;");
+      bashSyntaxOk(`sql_local() { cat >/dev/null; }\nif true; then\n${indentScript(script, 2)}\nfi\n`);
+      assert.strictEqual(indentScript("a\nb <<'SQL'\nbody\nSQL\nc", 2), "  a\n  b <<'SQL'\nbody\nSQL\n  c");
+    });
+
+    it("statement timeouts are positive and in milliseconds", () => {
+      assert.strictEqual(statementTimeout(1), "SET statement_timeout = '1000ms';");
+      assert.throws(() => statementTimeout(-1));
+    });
+  });
+});
