@@ -108,6 +108,13 @@ export interface Engine {
   partScript(ctx: ClusterContext, node: NodePlan): string;
 
   /**
+   * Optional bash body run on `node`'s host right after its server restarted (a rolling config
+   * change): wakes what the engine does not restart by itself (pglogical: peers' apply workers
+   * for subscriptions from this node retry only about every 180 s).
+   */
+  afterRestartScript?(ctx: ClusterContext, node: NodePlan): string;
+
+  /**
    * SQL that returns once every change committed so far on the node it runs on is confirmed by
    * all peers (the engine's `wait_slot_confirm_lsn(NULL, NULL)`), under a `statement_timeout` of
    * `timeoutSeconds` (the wait has no timeout of its own); it fails with

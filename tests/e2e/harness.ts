@@ -1,0 +1,221 @@
+/**
+ * End-to-end harness: a real Pulumi engine (built from Go modules, see scripts/install-pulumi.sh)
+ * driven through the Automation API with a local file backend, and small clients for checks.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { execFile, spawn } from "child_process";
+import { promisify } from "util";
+import { Client } from "pg";
+import { LocalWorkspace, Stack, PulumiFn } from "@pulumi/pulumi/automation";
+
+const run = promisify(execFile);
+
+/** Where the Pulumi engine is cached, as scripts/install-pulumi.sh lays it out. */
+export const PULUMI_CACHE = process.env.PULUMI_BDR_CACHE ?? path.join(os.homedir(), ".cache", "pulumi-bdr");
+
+/** Whether a usable `pulumi` is on PATH (after `source scripts/pulumi-env.sh`) or in the cache. */
+export function pulumiAvailable(): boolean {
+  const dirs = [...(process.env.PATH ?? "").split(":"), path.join(PULUMI_CACHE, "bin")];
+  return dirs.some((d) => d && fs.existsSync(path.join(d, "pulumi")));
+}
+
+/** Environment for offline Pulumi runs, with the cache's bin dir first on PATH. */
+export function pulumiEnv(stateDir: string): Record<string, string> {
+  return {
+    PATH: `${path.join(PULUMI_CACHE, "bin")}:${process.env.PATH ?? ""}`,
+    PULUMI_BACKEND_URL: `file://${stateDir}`,
+    PULUMI_CONFIG_PASSPHRASE: "e2e-passphrase",
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+  };
+}
+
+/** A stack with an inline program on a fresh local backend. */
+export async function inlineStack(project: string, stackName: string, program: PulumiFn): Promise<{ stack: Stack; stateDir: string }> {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `pulumi-bdr-${project}-`));
+  const envVars = pulumiEnv(stateDir);
+  process.env.PATH = envVars.PATH;
+  const stack = await LocalWorkspace.createOrSelectStack(
+    { projectName: project, stackName, program },
+    { envVars, projectSettings: { name: project, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } } },
+  );
+  return { stack, stateDir };
+}
+
+/** Runs one query on a connection string and returns the rows; the password goes through the client, not a command line. */
+export async function query<T extends Record<string, any> = Record<string, any>>(
+  conn: { host: string; port: number; database: string; user: string; password: string },
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  const client = new Client({ ...conn, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    const res = await client.query(sql, params);
+    return res.rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; returns the time it took. */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30000, everyMs = 100): Promise<number> {
+  const start = Date.now();
+  let last: unknown;
+  while (Date.now() - start < timeoutMs) {
+    try {
+      if (await check()) return Date.now() - start;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+/** Whether something listens on host:port. */
+export async function listening(host: string, port: number): Promise<boolean> {
+  const net = await import("net");
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    s.setTimeout(1000);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => {
+      s.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Output lines of `cmd` (throws with stderr on failure). */
+export async function sh(cmd: string, env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await run("bash", ["-c", cmd], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
+  return stdout;
+}
+
+/** Result of a pgbench run. */
+export interface PgbenchResult {
+  exitCode: number;
+  transactions: number;
+  failed: number;
+  tps: number;
+  /** Longest gap between two consecutive transaction ends, from the per-transaction log (ms). */
+  maxGapMs: number;
+  output: string;
+}
+
+/**
+ * Runs pgbench with a custom script through a connection (password through PGPASSWORD in the
+ * child's environment only), with a per-transaction log to measure the longest stall.
+ */
+export function pgbench(
+  conn: { host: string; port: number; database: string; user: string; password: string },
+  script: string,
+  opts: { clients: number; seconds: number },
+): { done: Promise<PgbenchResult> } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgbench-"));
+  fs.writeFileSync(path.join(dir, "load.sql"), script);
+  const child = spawn(
+    "pgbench",
+    [
+      "-n",
+      "-c",
+      String(opts.clients),
+      "-j",
+      String(Math.min(opts.clients, 2)),
+      "-T",
+      String(opts.seconds),
+      "-f",
+      "load.sql",
+      "-l",
+      "--log-prefix",
+      path.join(dir, "tx"),
+      "-h",
+      conn.host,
+      "-p",
+      String(conn.port),
+      "-U",
+      conn.user,
+      conn.database,
+    ],
+    { cwd: dir, env: { ...process.env, PGPASSWORD: conn.password } },
+  );
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const done = new Promise<PgbenchResult>((resolve) => {
+    child.on("close", (code) => {
+      const ends: number[] = [];
+      for (const f of fs.readdirSync(dir).filter((x) => x.startsWith("tx"))) {
+        for (const line of fs.readFileSync(path.join(dir, f), "utf8").split("\n")) {
+          const parts = line.trim().split(/\s+/);
+          if (parts.length >= 6) ends.push(Number(parts[4]) * 1000 + Number(parts[5]) / 1000);
+        }
+      }
+      ends.sort((a, b) => a - b);
+      let maxGapMs = 0;
+      for (let i = 1; i < ends.length; i++) maxGapMs = Math.max(maxGapMs, ends[i] - ends[i - 1]);
+      const num = (re: RegExp) => Number(re.exec(output)?.[1] ?? "NaN");
+      resolve({
+        exitCode: code ?? -1,
+        transactions: num(/number of transactions actually processed: (\d+)/),
+        failed: /number of failed transactions: (\d+)/.test(output) ? num(/number of failed transactions: (\d+)/) : 0,
+        tps: num(/tps = ([0-9.]+)/),
+        maxGapMs: Math.round(maxGapMs),
+        output,
+      });
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+  });
+  return { done };
+}
+
+/**
+ * A client that opens a new connection for every statement and retries after errors: what an
+ * application with a reconnecting pool sees (pgbench drops a client at its first error).
+ */
+export function reconnectingLoad(
+  conn: { host: string; port: number; database: string; user: string; password: string },
+  sql: (i: number) => string,
+): { stop(): Promise<{ ok: number; failed: number; maxGapMs: number; committed: number[] }> } {
+  let running = true;
+  let ok = 0;
+  let failed = 0;
+  let lastOk = Date.now();
+  let maxGapMs = 0;
+  const committed: number[] = [];
+  const loop = (async () => {
+    let i = 0;
+    while (running) {
+      i++;
+      const client = new Client({ ...conn, connectionTimeoutMillis: 2000 });
+      try {
+        await client.connect();
+        await client.query(sql(i));
+        ok++;
+        committed.push(i);
+        const now = Date.now();
+        maxGapMs = Math.max(maxGapMs, now - lastOk);
+        lastOk = now;
+      } catch {
+        failed++;
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { ok, failed, maxGapMs, committed };
+    },
+  };
+}
