@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs } from "./args";
 import type { ClusterPlan, PlanStep, ResolvedHost } from "./plan";
-import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
+import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
 import { hostCommand } from "../hosts/commands";
@@ -103,11 +103,102 @@ function hostArgsOf(args: BdrClusterArgs, nodeName: string): HostArgs {
   return args.nodes.find((n) => n.name === nodeName)!.host;
 }
 
+/** Plain secret values, for {@link StepRender.stdin}. */
+export interface PlainSecrets {
+  password: string;
+  verifier: string;
+}
+
+/** The scripts of one host step, rendered from the plan; pure. */
+export interface StepRender {
+  create: string;
+  update?: string;
+  delete?: string;
+  /** The step's stdin (`KEY=<base64>` lines) from the secrets, or undefined when it needs none. */
+  stdin?: (secrets: PlainSecrets) => string;
+  /** Properties whose later changes must not update the resource. */
+  ignoreChanges?: string[];
+}
+
+/**
+ * Renders the scripts of a host step (`server`, `config`, `setup`, `join` or `proxy`) from the plan.
+ * Pure: the component wraps the result in a command resource; real-process tests run it directly.
+ */
+export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
+  const { ctx } = plan;
+  const engine = getEngine(ctx.engine);
+  const node = step.node ? ctx.nodes.find((n) => n.name === step.node) : undefined;
+  const host = node ? plan.hosts[node.name] : plan.proxyHost!;
+  const pgpass = (s: PlainSecrets) => renderSecretStdin({ PGPASS: pgpassFor(ctx, s.password) });
+  switch (step.kind) {
+    case "server": {
+      const files = renderNodeFiles(plan, engine, node!);
+      const install = host.installPackages ? nodePackages(ctx.postgresVersion, ctx.engine) : undefined;
+      return {
+        create: serverCreateScript(node!, ctx.database, files, {
+          installPackages: install,
+          outputPluginSnippet: outputPluginFor(ctx, node!),
+        }),
+        delete: serverDeleteScript(node!, ctx.database),
+        stdin: pgpass,
+        // Later changes of the files are the config step's job (rolling, reload or restart).
+        ignoreChanges: ["create", "stdin"],
+      };
+    }
+    case "config": {
+      const files = renderNodeFiles(plan, engine, node!);
+      const script = serverConfigScript(node!, ctx.database, files, {
+        outputPluginSnippet: outputPluginFor(ctx, node!),
+        afterRestart: engine.afterRestartScript?.(ctx, node!),
+      });
+      return { create: script, update: script, stdin: pgpass };
+    }
+    case "setup": {
+      const script = setupScript(node!, ctx.database, ctx.replicationUser, engine.nodeScript(ctx, node!));
+      return { create: script, update: script, stdin: (s) => renderSecretStdin({ VERIFIER: s.verifier }) };
+    }
+    case "join": {
+      const preamble = nodePreamble(node!, ctx.database);
+      return {
+        create: preamble + engine.joinScript(ctx, node!),
+        delete: preamble + engine.partScript(ctx, node!),
+        // Joins run once; parting discovers peers from the catalog, so later node-list changes
+        // need not touch these scripts.
+        ignoreChanges: ["create", "delete"],
+      };
+    }
+    case "proxy": {
+      const install = host.installPackages ? PROXY_PACKAGES : undefined;
+      const input = {
+        ctx,
+        proxy: plan.proxy!,
+        installPackages: install,
+        drainSql: engine.drainSql(ctx.waitTimeoutSeconds),
+        binDir: ctx.nodes[0].binDir,
+      };
+      const apply = proxyApplyScript(input);
+      return {
+        create: apply,
+        update: apply,
+        delete: proxyDestroyScript({ ...input, installPackages: undefined }),
+        stdin: (s) => renderSecretStdin({ PASSWORD: s.password, VERIFIER: s.verifier }),
+      };
+    }
+    case "image":
+    case "container":
+      throw new Error(`step ${step.name} (${step.kind}) is a docker resource, not a script`);
+    default: {
+      const never: never = step.kind;
+      throw new Error(`unknown step kind ${String(never)}`);
+    }
+  }
+}
+
 /**
  * Turns a plan into child resources of `parent`, one per plan step, with the plan's `dependsOn`
  * edges. Node steps (server, config, setup) run in parallel across nodes; `config` steps chain so
  * a change rolls one node at a time; `join` steps chain from the first node; the proxy waits for
- * every join. Secrets reach scripts only on stdin.
+ * every join. Secrets reach scripts only on stdin, as secret Outputs.
  */
 export function createCluster(
   parent: pulumi.Resource,
@@ -116,110 +207,38 @@ export function createCluster(
   secrets: ClusterSecrets,
 ): CreatedCluster {
   const { ctx } = plan;
-  const engine = getEngine(ctx.engine);
   const resources = new Map<string, pulumi.Resource>();
-  const deps = (step: PlanStep) => step.dependsOn.map((d) => resources.get(d)!);
-  const pgpassStdin = pulumi.secret(
-    secrets.password.apply((pw) => renderSecretStdin({ PGPASS: pgpassFor(ctx, pw) })),
-  );
-  const verifierStdin = pulumi.secret(secrets.verifier.apply((v) => renderSecretStdin({ VERIFIER: v })));
+  const plain = pulumi.all([secrets.password, secrets.verifier]).apply(([password, verifier]) => ({ password, verifier }));
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
 
   let imageRef: pulumi.Input<string> | undefined;
   for (const step of plan.steps) {
     const node = step.node ? nodeByName.get(step.node)! : undefined;
     const host = node ? plan.hosts[node.name] : plan.proxyHost!;
-    const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });
-    const opts = { parent, dependsOn: deps(step) };
+    const opts = { parent, dependsOn: step.dependsOn.map((d) => resources.get(d)!) };
     let resource: pulumi.Resource;
-    switch (step.kind) {
-      case "image": {
-        const image = createImage(step.name, ctx.clusterName, parent);
-        imageRef = image.imageName;
-        resource = image;
-        break;
-      }
-      case "container": {
-        const image = host.docker?.image ?? imageRef!;
-        resource = createContainer(step.name, host, image, node?.port, opts);
-        break;
-      }
-      case "server": {
-        const files = renderNodeFiles(plan, engine, node!);
-        const install = host.installPackages ? nodePackages(ctx.postgresVersion, ctx.engine) : undefined;
-        resource = hostCommand(
-          step.name,
-          host,
-          hostArgs,
-          {
-            create: serverCreateScript(node!, ctx.database, files, {
-              installPackages: install,
-              outputPluginSnippet: outputPluginFor(ctx, node!),
-            }),
-            delete: serverDeleteScript(node!, ctx.database),
-            stdin: pgpassStdin,
-          },
-          // Later changes of the files are the config step's job (rolling, reload or restart).
-          { ...opts, ignoreChanges: ["create", "stdin"] },
-        );
-        break;
-      }
-      case "config": {
-        const files = renderNodeFiles(plan, engine, node!);
-        const script = serverConfigScript(node!, ctx.database, files, {
-          outputPluginSnippet: outputPluginFor(ctx, node!),
-          afterRestart: engine.afterRestartScript?.(ctx, node!),
-        });
-        resource = hostCommand(step.name, host, hostArgs, { create: script, update: script, stdin: pgpassStdin }, opts);
-        break;
-      }
-      case "setup": {
-        const script = setupScript(node!, ctx.database, ctx.replicationUser, engine.nodeScript(ctx, node!));
-        resource = hostCommand(step.name, host, hostArgs, { create: script, update: script, stdin: verifierStdin }, opts);
-        break;
-      }
-      case "join": {
-        const preamble = nodePreamble(node!, ctx.database);
-        resource = hostCommand(
-          step.name,
-          host,
-          hostArgs,
-          {
-            create: preamble + engine.joinScript(ctx, node!),
-            delete: preamble + engine.partScript(ctx, node!),
-          },
-          // Joins run once; parting discovers peers from the catalog, so later node-list changes
-          // need not touch these scripts.
-          { ...opts, ignoreChanges: ["create", "delete"] },
-        );
-        break;
-      }
-      case "proxy": {
-        const proxy = plan.proxy!;
-        const install = host.installPackages ? PROXY_PACKAGES : undefined;
-        const apply = proxyApplyScript(proxyScriptInput(ctx, proxy, install, engine));
-        resource = hostCommand(
-          step.name,
-          host,
-          hostArgs,
-          {
-            create: apply,
-            update: apply,
-            delete: proxyDestroyScript(proxyScriptInput(ctx, proxy, undefined, engine)),
-            stdin: pulumi.secret(
-              pulumi
-                .all([secrets.password, secrets.verifier])
-                .apply(([pw, v]) => renderSecretStdin({ PASSWORD: pw, VERIFIER: v })),
-            ),
-          },
-          opts,
-        );
-        break;
-      }
-      default: {
-        const never: never = step.kind;
-        throw new Error(`unknown step kind ${String(never)}`);
-      }
+    if (step.kind === "image") {
+      const image = createImage(step.name, ctx.clusterName, parent);
+      imageRef = image.imageName;
+      resource = image;
+    } else if (step.kind === "container") {
+      resource = createContainer(step.name, host, host.docker?.image ?? imageRef!, node?.port, opts);
+    } else {
+      const r = renderStep(plan, step);
+      const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });
+      const stdinOf = r.stdin;
+      resource = hostCommand(
+        step.name,
+        host,
+        hostArgs,
+        {
+          create: r.create,
+          update: r.update,
+          delete: r.delete,
+          stdin: stdinOf ? pulumi.secret(plain.apply((s) => stdinOf(s))) : undefined,
+        },
+        { ...opts, ignoreChanges: r.ignoreChanges },
+      );
     }
     resources.set(step.name, resource);
   }
@@ -232,16 +251,6 @@ export function createCluster(
     proxy: plan.proxy
       ? { host: plan.proxy.address, haproxyPort: plan.proxy.haproxyPort, pgbouncerPort: plan.proxy.pgbouncerPort }
       : undefined,
-  };
-}
-
-function proxyScriptInput(ctx: ClusterContext, proxy: ProxyPlan, installPackages: string[] | undefined, engine: Engine) {
-  return {
-    ctx,
-    proxy,
-    installPackages,
-    drainSql: engine.drainSql(ctx.waitTimeoutSeconds),
-    binDir: ctx.nodes[0].binDir,
   };
 }
 
