@@ -142,16 +142,21 @@ ha_start() {
 }
 # ha_new_pid OLD_PIDS: the pid file names a running HAProxy that is not one of OLD_PIDS
 ha_new_pid() { local p; p=$(pid_of "$HA_PID"); [ -n "$p" ] && [[ " $1 " != *" $p "* ]] && is_proc "$p" haproxy; }
-ha_reload() {
-  local old
-  old=$(tr -s '\n' ' ' <"$HA_PID")
-  log "reloading HAProxy (old pids: $old)"
+# ha_reload_start: start a new HAProxy that takes over the listening socket (-x) and soft-stops the old one (-sf);
+# it listens when the command returns. ha_reload_finish: check it runs and answers on the admin socket.
+HA_OLD_PIDS=""
+ha_reload_start() {
+  HA_OLD_PIDS=$(tr -s '\n' ' ' <"$HA_PID")
+  log "reloading HAProxy (old pids: $HA_OLD_PIDS)"
   # shellcheck disable=SC2086
-  as_pg "$HAPROXY_BIN" -D -f "$HA_CFG" -x "$HA_SOCK" -sf $old
-  wait_for "$WAIT_SECONDS" "the new HAProxy process" ha_new_pid "$old"
+  as_pg "$HAPROXY_BIN" -D -f "$HA_CFG" -x "$HA_SOCK" -sf $HA_OLD_PIDS
+}
+ha_reload_finish() {
+  wait_for "$WAIT_SECONDS" "the new HAProxy process" ha_new_pid "$HA_OLD_PIDS"
   record_ha_pid
   wait_for "$WAIT_SECONDS" "HAProxy's admin socket" ha_cmd "show info" >/dev/null
 }
+ha_reload() { ha_reload_start; ha_reload_finish; }
 install_cfg() { mv -f "$HA_CFG.new" "$HA_CFG"; }
 pgb_reconnect() {
   if pgb_running; then
@@ -165,15 +170,15 @@ drain_old() {
   case "$2" in
     DOWN*) log "old write node $1 is DOWN: its unreplicated changes cannot be drained"; return 0 ;;
   esac
-  if ! sql_peer "$dsn" <<<"SELECT 1" >/dev/null 2>&1; then
-    log "old write node $1 is unreachable: its unreplicated changes cannot be drained now"; return 0
-  fi
   log "waiting up to ${DRAIN_TIMEOUT}s for the changes of $1 to replicate"
-  if ! sql_peer "$dsn" >/dev/null <<'PULUMI_BDR_EOF'
+  local rc=0
+  sql_peer "$dsn" >/dev/null <<'PULUMI_BDR_EOF' || rc=$?
 SET statement_timeout = '120s';
 SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL);
 PULUMI_BDR_EOF
-  then
+  # psql exits with 2 when it cannot connect (or loses the connection)
+  if [ "$rc" = 2 ]; then log "old write node $1 is unreachable: its unreplicated changes cannot be drained now"; return 0; fi
+  if [ "$rc" != 0 ]; then
     log "drain of $1 failed or timed out: traffic is on $NEW_WRITE, $1 stays in maintenance; re-run to retry"
     return 1
   fi
@@ -226,13 +231,12 @@ switchover_pause() {
   printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
   drain_old "$old" "$old_status"
   install_cfg
-  ha_reload
-  rm -f "$PENDING"
-  if pgb_running; then
-    pgb_admin "$WAIT_SECONDS" RECONNECT || true
-    resume_if_paused
-  fi
+  # PAUSE closed every server connection: clients resume as soon as the new HAProxy listens
+  ha_reload_start
+  resume_if_paused
   trap - EXIT
+  ha_reload_finish
+  rm -f "$PENDING"
 }
 
 # 1. files
