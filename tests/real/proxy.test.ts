@@ -92,8 +92,15 @@ class TestServer {
     ).trim();
   }
 
-  stop(): void {
-    asPostgres([`${PG_BIN}/pg_ctl`, "-D", this.node.dataDir, "-m", "immediate", "-w", "stop"]);
+  stop(mode: "immediate" | "fast" = "immediate"): void {
+    asPostgres([`${PG_BIN}/pg_ctl`, "-D", this.node.dataDir, "-m", mode, "-w", "stop"]);
+  }
+
+  start(): void {
+    check(
+      asPostgres([`${PG_BIN}/pg_ctl`, "-D", this.node.dataDir, "-l", path.join(path.dirname(this.node.dataDir), "server.log"), "-w", "-t", "30", "start"]),
+      "pg_ctl start",
+    );
   }
 }
 
@@ -242,6 +249,30 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       child.on("close", (status) => resolve({ status, stderr, ms: Date.now() - t0 }));
       child.stdin.end(renderSecretStdin({ PASSWORD, VERIFIER }));
     });
+
+  const applyRaw = (i: ProxyScriptInput): SpawnSyncReturns<string> =>
+    run("bash", ["-c", proxyApplyScript(i)], { input: renderSecretStdin({ PASSWORD, VERIFIER }) });
+
+  const serverStates = (): Record<string, string> => {
+    const out: Record<string, string> = {};
+    const rows = check(run("socat", ["-t", "2", "stdio", `UNIX-CONNECT:${proxyPaths(proxy).haproxySocket}`], { input: "show stat\n" }), "socat").split("\n");
+    const header = rows[0].replace(/^# /, "").split(",");
+    for (const row of rows.slice(1)) {
+      const cols = row.split(",");
+      if (cols[0] === "bk_db" && cols[1] !== "BACKEND") {
+        out[cols[1]] = cols[header.indexOf("status")];
+      }
+    }
+    return out;
+  };
+
+  const waitForState = (name: string, re: RegExp): void => {
+    const deadline = Date.now() + 15000;
+    while (!re.test(serverStates()[name] ?? "") && Date.now() < deadline) {
+      spawnSync("sleep", ["0.1"]);
+    }
+    assert.match(serverStates()[name] ?? "", re, `${name} in HAProxy`);
+  };
 
   const landsOn = (): number => Number(check(psqlThrough(proxy.pgbouncerPort, "SELECT current_setting('port')"), "query through PgBouncer").trim());
   const pidIn = (file: string): number => Number(fs.readFileSync(file, "utf8").trim().split("\n")[0]);
@@ -434,6 +465,37 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       spawnSync("sleep", ["0.2"]);
     }
     assert.strictEqual(processesMentioning(`${proxy.baseDir}/haproxy.cfg`).length, 1);
+  });
+
+  it("refuses to switch over to a node HAProxy reports DOWN, changing nothing", () => {
+    const extra = { checkInterMs: 500, defaultPoolSize: 6 };
+    servers[1].stop("fast");
+    try {
+      waitForState("n2", /^DOWN/);
+      const r = applyRaw(input("n2", "reconnect", extra));
+      assert.notStrictEqual(r.status, 0);
+      assert.match(r.stderr, /new write node n2 is DOWN[^\n]* in HAProxy: refusing to switch over to it/);
+      assert.strictEqual(landsOn(), servers[0].node.port);
+    } finally {
+      servers[1].start();
+    }
+    waitForState("n2", /^UP/);
+  });
+
+  it("a failed drain leaves traffic on the new node and a re-run finishes the switchover", () => {
+    const extra = { checkInterMs: 500, defaultPoolSize: 6 };
+    const slow = { ...input("n2", "reconnect", extra), ctx: { ...ctx, waitTimeoutSeconds: 1 }, drainSql: "SELECT pg_sleep(5)" };
+    const failed = applyRaw(slow);
+    assert.notStrictEqual(failed.status, 0);
+    assert.match(failed.stderr, /drain of n1 failed or timed out: traffic is on n2, n1 stays in maintenance; re-run to retry/);
+    assert.strictEqual(landsOn(), servers[1].node.port);
+    assert.match(serverStates().n1, /^MAINT/);
+    const { stderr } = apply("n2", "reconnect", extra);
+    assert.match(stderr, /finishing the interrupted switchover from n1/);
+    assert.strictEqual(landsOn(), servers[1].node.port);
+    waitForState("n1", /^UP/);
+    assert.ok(!fs.existsSync(path.join(proxy.baseDir, "switchover.pending")));
+    assert.match(apply("n2", "reconnect", extra).stderr, /HAProxy configuration unchanged/);
   });
 
   it("destroy stops every process and removes the base directory", () => {
