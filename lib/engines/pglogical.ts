@@ -77,11 +77,17 @@ function assertLocalNode(name: string): string {
   );
 }
 
+/** Advisory lock key (transaction-scoped) taken around every subscription creation. */
+export const SUBSCRIPTION_LOCK_KEY = 7262840001;
+
 /** Idempotent `create_subscription` on the node the SQL runs on. */
 function createSubscriptionSql(subName: string, providerDsn: string, sync: boolean): string {
   return doBlock(
     [
       "BEGIN",
+      "  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating",
+      "  -- this subscription): the check below then sees its committed result.",
+      `  PERFORM pg_catalog.pg_advisory_xact_lock(${SUBSCRIPTION_LOCK_KEY});`,
       `  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = ${lit(subName)}) THEN`,
       "    PERFORM pglogical.create_subscription(",
       `      subscription_name := ${lit(subName)},`,
@@ -356,19 +362,20 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
       "  #    creates its slot there, so changes committed there from now on stream to this node.",
       "  #    Park each one (disabled) until the tables exist here.",
     );
-    for (const o of others) {
-      const sub = pglogicalSubscriptionName(o.name, node.name);
-      out.push(
-        indent(local(createSubscriptionSql(sub, o.dsn, false)), 2),
-        indent(waitSync(localWait, sub, t, node.name), 2),
-        indent(
-          local(
-            `SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_name = ${lit(sub)} AND sub_enabled;`,
-          ),
-          2,
+    const otherSubs = others.map((o) => pglogicalSubscriptionName(o.name, node.name));
+    out.push(
+      indent(local(others.map((o, i) => createSubscriptionSql(otherSubs[i], o.dsn, false)).join("\n")), 2),
+      ...otherSubs.map((sub) => indent(waitSync(localWait, sub, t, node.name), 2)),
+      indent(
+        local(
+          [
+            "SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription",
+            ` WHERE sub_name IN (${otherSubs.map(lit).join(", ")}) AND sub_enabled;`,
+          ].join("\n"),
         ),
-      );
-    }
+        2,
+      ),
+    );
     out.push(
       "  # 2. Make sure the join target already holds everything those nodes committed before their",
       "  #    slot for this node existed: wait until the target confirmed their current WAL position.",
@@ -407,27 +414,27 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
     local([autoReplicateSql(), ensureTablesSql()].join("\n")),
   );
   if (others.length > 0) {
-    out.push("# 5. Resume the parked subscriptions from the other earlier nodes.");
-    for (const o of others) {
-      const sub = pglogicalSubscriptionName(o.name, node.name);
-      out.push(
-        local(createSubscriptionSql(sub, o.dsn, false)),
-        local(
-          `SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription WHERE sub_name = ${lit(sub)} AND NOT sub_enabled;`,
-        ),
-        waitSync(localWait, sub, t, node.name),
-      );
-    }
+    const otherSubs = others.map((o) => pglogicalSubscriptionName(o.name, node.name));
+    out.push(
+      "# 5. Resume the parked subscriptions from the other earlier nodes.",
+      local(
+        [
+          ...others.map((o, i) => createSubscriptionSql(otherSubs[i], o.dsn, false)),
+          "SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription",
+          ` WHERE sub_name IN (${otherSubs.map(lit).join(", ")}) AND NOT sub_enabled;`,
+        ].join("\n"),
+      ),
+      ...otherSubs.map((sub) => waitSync(localWait, sub, t, node.name)),
+    );
   }
   out.push("# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).");
   for (const e of earlier) {
+    out.push(peer(e.dsn, createSubscriptionSql(pglogicalSubscriptionName(node.name, e.name), node.dsn, false)));
+  }
+  for (const e of earlier) {
     const sub = pglogicalSubscriptionName(node.name, e.name);
     const onPeer = (sql: string, suffix?: string) => peer(e.dsn, sql, suffix);
-    out.push(
-      peer(e.dsn, createSubscriptionSql(sub, node.dsn, false)),
-      waitSync(onPeer, sub, t, e.name),
-      peer(e.dsn, waitReplicatingSql([sub], t)),
-    );
+    out.push(waitSync(onPeer, sub, t, e.name), peer(e.dsn, waitReplicatingSql([sub], t)));
   }
   out.push(
     "# 7. Everything this node receives is replicating.",
@@ -498,6 +505,8 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
       local(
         [
           statementTimeout(t),
+          "-- Stop every apply worker at once, so each drop does not wait for its own worker to exit.",
+          "SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;",
           "SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;",
         ].join("\n"),
       ),
@@ -508,51 +517,57 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     ...fallback.map((n) => `add_peer ${shellQuote(n.name)} ${shellQuote(n.dsn)}`),
     "# 4. On every peer: drop its subscriptions from this node, this node's record, and any slot",
     "#    still kept there for this node's subscription.",
-    "unreached=()",
-    'for i in "${!peer_names[@]}"; do',
-    '  log "pglogical: removing node from peer ${peer_names[$i]}"',
+    "#    All peers in parallel: each drop waits for the peer's apply worker to exit.",
+    "peer_cleanup() {",
     indent(
-      [
-        `if ! ${heredoc(
-          'sql_peer "${peer_dsns[$i]}"',
-          [
-            statementTimeout(t + 10),
-            doBlock(
-              [
-                "DECLARE",
-                "  s record;",
-                "BEGIN",
-                "  IF to_regclass('pglogical.local_node') IS NULL THEN",
-                "    RETURN;",
-                "  END IF;",
-                "  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub",
-                "             JOIN pglogical.node n ON n.node_id = sub.sub_origin",
-                `            WHERE n.node_name = ${leaving} LOOP`,
-                "    PERFORM pglogical.drop_subscription(s.sub_name, true);",
-                "  END LOOP;",
-                `  PERFORM pglogical.drop_node(${leaving}, true);`,
-                "END",
-              ].join("\n"),
-            ),
-            dropSlotsSql(
-              [
-                "to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (",
-                "                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,",
-                `                         'sub_' || n.node_name || '_' || ${leaving})`,
-                "                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)",
-              ].join("\n"),
-              `node ${node.name}`,
-              t,
-            ),
-          ].join("\n"),
-        )}`,
-        "then",
-        '  log "pglogical: WARNING: could not clean up peer ${peer_names[$i]}"',
-        '  unreached+=("${peer_names[$i]}")',
-        "fi",
-      ].join("\n"),
+      heredoc(
+        'sql_peer "${peer_dsns[$1]}"',
+        [
+          statementTimeout(t + 10),
+          doBlock(
+            [
+              "DECLARE",
+              "  s record;",
+              "BEGIN",
+              "  IF to_regclass('pglogical.local_node') IS NULL THEN",
+              "    RETURN;",
+              "  END IF;",
+              "  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub",
+              "             JOIN pglogical.node n ON n.node_id = sub.sub_origin",
+              `            WHERE n.node_name = ${leaving} LOOP`,
+              "    PERFORM pglogical.drop_subscription(s.sub_name, true);",
+              "  END LOOP;",
+              `  PERFORM pglogical.drop_node(${leaving}, true);`,
+              "END",
+            ].join("\n"),
+          ),
+          dropSlotsSql(
+            [
+              "to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (",
+              "                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,",
+              `                         'sub_' || n.node_name || '_' || ${leaving})`,
+              "                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)",
+            ].join("\n"),
+            `node ${node.name}`,
+            t,
+          ),
+        ].join("\n"),
+      ),
       2,
     ),
+    "}",
+    "pids=()",
+    'for i in "${!peer_names[@]}"; do',
+    '  log "pglogical: removing the node from peer ${peer_names[$i]}"',
+    '  peer_cleanup "$i" &',
+    '  pids+=("$!")',
+    "done",
+    "unreached=()",
+    'for i in "${!pids[@]}"; do',
+    '  if ! wait "${pids[$i]}"; then',
+    '    log "pglogical: WARNING: could not clean up peer ${peer_names[$i]}"',
+    '    unreached+=("${peer_names[$i]}")',
+    "  fi",
     "done",
     'if [ "$has_node" = 1 ]; then',
     "  # 5. Slots peers kept on this node, then the node itself.",

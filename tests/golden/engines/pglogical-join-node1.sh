@@ -31,6 +31,9 @@ if [ "$target_sync" != r ]; then
   sql_local <<'SQL'
 DO $pb$
 BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node0_node1') THEN
     PERFORM pglogical.create_subscription(
       subscription_name := 'sub_node0_node1',
@@ -130,6 +133,9 @@ SQL
 sql_peer 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl' <<'SQL'
 DO $pb$
 BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node1_node0') THEN
     PERFORM pglogical.create_subscription(
       subscription_name := 'sub_node1_node0',

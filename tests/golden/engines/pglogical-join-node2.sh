@@ -33,6 +33,9 @@ if [ "$target_sync" != r ]; then
   sql_local <<'SQL'
 DO $pb$
 BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node1_node2') THEN
     PERFORM pglogical.create_subscription(
       subscription_name := 'sub_node1_node2',
@@ -57,7 +60,8 @@ SQL
     exit 1
   fi
   sql_local <<'SQL'
-SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_name = 'sub_node1_node2' AND sub_enabled;
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name IN ('sub_node1_node2') AND sub_enabled;
 SQL
   # 2. Make sure the join target already holds everything those nodes committed before their
   #    slot for this node existed: wait until the target confirmed their current WAL position.
@@ -75,6 +79,9 @@ SQL
   sql_local <<'SQL'
 DO $pb$
 BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node0_node2') THEN
     PERFORM pglogical.create_subscription(
       subscription_name := 'sub_node0_node2',
@@ -174,6 +181,9 @@ SQL
 sql_local <<'SQL'
 DO $pb$
 BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node1_node2') THEN
     PERFORM pglogical.create_subscription(
       subscription_name := 'sub_node1_node2',
@@ -185,9 +195,8 @@ BEGIN
   END IF;
 END
 $pb$;
-SQL
-sql_local <<'SQL'
-SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription WHERE sub_name = 'sub_node1_node2' AND NOT sub_enabled;
+SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name IN ('sub_node1_node2') AND NOT sub_enabled;
 SQL
 if ! sql_local <<'SQL'
 SET statement_timeout = '300000ms';
@@ -204,9 +213,30 @@ fi
 sql_peer 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl' <<'SQL'
 DO $pb$
 BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node2_node0') THEN
     PERFORM pglogical.create_subscription(
       subscription_name := 'sub_node2_node0',
+      provider_dsn := 'host=10.0.0.13 port=5432 dbname=app user=bdr_repl',
+      replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
+      synchronize_structure := false,
+      synchronize_data := false,
+      forward_origins := '{}'::text[]);
+  END IF;
+END
+$pb$;
+SQL
+sql_peer 'host=10.0.0.12 port=5432 dbname=app user=bdr_repl' <<'SQL'
+DO $pb$
+BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node2_node1') THEN
+    PERFORM pglogical.create_subscription(
+      subscription_name := 'sub_node2_node1',
       provider_dsn := 'host=10.0.0.13 port=5432 dbname=app user=bdr_repl',
       replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
       synchronize_structure := false,
@@ -251,21 +281,6 @@ BEGIN
     END IF;
     PERFORM pg_catalog.pg_sleep(0.2);
   END LOOP;
-END
-$pb$;
-SQL
-sql_peer 'host=10.0.0.12 port=5432 dbname=app user=bdr_repl' <<'SQL'
-DO $pb$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node2_node1') THEN
-    PERFORM pglogical.create_subscription(
-      subscription_name := 'sub_node2_node1',
-      provider_dsn := 'host=10.0.0.13 port=5432 dbname=app user=bdr_repl',
-      replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
-      synchronize_structure := false,
-      synchronize_data := false,
-      forward_origins := '{}'::text[]);
-  END IF;
 END
 $pb$;
 SQL

@@ -39,6 +39,8 @@ SQL
   # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).
   sql_local <<'SQL'
 SET statement_timeout = '300000ms';
+-- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
 SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
 SQL
 fi
@@ -47,10 +49,9 @@ add_peer node0 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
 add_peer node1 'host=10.0.0.12 port=5432 dbname=app user=bdr_repl'
 # 4. On every peer: drop its subscriptions from this node, this node's record, and any slot
 #    still kept there for this node's subscription.
-unreached=()
-for i in "${!peer_names[@]}"; do
-  log "pglogical: removing node from peer ${peer_names[$i]}"
-  if ! sql_peer "${peer_dsns[$i]}" <<'SQL'
+#    All peers in parallel: each drop waits for the peer's apply worker to exit.
+peer_cleanup() {
+  sql_peer "${peer_dsns[$1]}" <<'SQL'
 SET statement_timeout = '310000ms';
 DO $pb$
 DECLARE
@@ -103,7 +104,16 @@ BEGIN
 END
 $pb$;
 SQL
-  then
+}
+pids=()
+for i in "${!peer_names[@]}"; do
+  log "pglogical: removing the node from peer ${peer_names[$i]}"
+  peer_cleanup "$i" &
+  pids+=("$!")
+done
+unreached=()
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
     log "pglogical: WARNING: could not clean up peer ${peer_names[$i]}"
     unreached+=("${peer_names[$i]}")
   fi
