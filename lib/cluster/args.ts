@@ -1,11 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type {
-  BdrVariant,
-  ConflictResolution,
-  EngineName,
-  PoolMode,
-  SwitchoverMethod,
-} from "../types";
+import type { BdrVariant, ConflictResolution, EngineName, PoolMode, SwitchoverMethod } from "../types";
 
 /**
  * A node (or the proxy) as processes on the machine that runs `pulumi up`. The embedded default:

@@ -16,7 +16,12 @@ import {
   serverDeleteScript,
   setupScript,
 } from "../hosts/nodeScripts";
-import { nodeSettings, OUTPUT_PLUGIN_CONF_FILE, outputPluginSnippet, renderPostgresqlConf } from "../render/postgresqlConf";
+import {
+  nodeSettings,
+  OUTPUT_PLUGIN_CONF_FILE,
+  outputPluginSnippet,
+  renderPostgresqlConf,
+} from "../render/postgresqlConf";
 import { renderPgHba } from "../render/pgHba";
 import { renderPgpass } from "../render/pgpass";
 import { clusterSalt, scramVerifier } from "../render/scram";
@@ -208,7 +213,9 @@ export function createCluster(
 ): CreatedCluster {
   const { ctx } = plan;
   const resources = new Map<string, pulumi.Resource>();
-  const plain = pulumi.all([secrets.password, secrets.verifier]).apply(([password, verifier]) => ({ password, verifier }));
+  const plain = pulumi
+    .all([secrets.password, secrets.verifier])
+    .apply(([password, verifier]) => ({ password, verifier }));
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
 
   let imageRef: pulumi.Input<string> | undefined;
@@ -249,7 +256,11 @@ export function createCluster(
     resources,
     nodeDsns,
     proxy: plan.proxy
-      ? { host: plan.proxy.address, haproxyPort: plan.proxy.haproxyPort, pgbouncerPort: plan.proxy.pgbouncerPort }
+      ? {
+          host: plan.proxy.address,
+          haproxyPort: plan.proxy.haproxyPort,
+          pgbouncerPort: plan.proxy.pgbouncerPort,
+        }
       : undefined,
   };
 }

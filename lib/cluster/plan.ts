@@ -242,7 +242,12 @@ export function planSteps(
     const serverDeps: string[] = [];
     if (hosts[node.name].kind === "docker") {
       const container = stepName.container(cluster, node.name);
-      steps.push({ name: container, kind: "container", node: node.name, dependsOn: [stepName.image(cluster)] });
+      steps.push({
+        name: container,
+        kind: "container",
+        node: node.name,
+        dependsOn: [stepName.image(cluster)],
+      });
       serverDeps.push(container);
     }
     const server = stepName.server(cluster, node.name);

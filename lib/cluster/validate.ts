@@ -139,7 +139,8 @@ class Problems {
 }
 
 const NODE_NAME_WHAT = "a lowercase letter followed by at most 23 lowercase letters, digits or underscores";
-const SQL_NAME_WHAT = "a lowercase letter or underscore followed by at most 62 lowercase letters, digits or underscores";
+const SQL_NAME_WHAT =
+  "a lowercase letter or underscore followed by at most 62 lowercase letters, digits or underscores";
 const OS_USER_WHAT = "an OS user name (lowercase letters, digits, _ or -, at most 32)";
 const PATH_WHAT = "an absolute path of letters, digits, _ . / -";
 
@@ -202,7 +203,10 @@ function validateHost(p: Problems, path: string, host: unknown, role: "node" | "
       if (h.image !== undefined) p.pattern(`${path}.image`, h.image, IMAGE_RE, "a Docker image reference");
       if (h.publishPort !== undefined) p.port(`${path}.publishPort`, h.publishPort);
       if (role === "proxy" && h.publishPort !== undefined) {
-        p.add(`${path}.publishPort`, "is not used for the proxy host; publish PgBouncer with your own network setup");
+        p.add(
+          `${path}.publishPort`,
+          "is not used for the proxy host; publish PgBouncer with your own network setup",
+        );
       }
       break;
   }
@@ -232,14 +236,18 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
   const engine = (a.engine ?? "pglogical") as string;
   const variantOk = a.bdrVariant === undefined || p.enumValue("bdrVariant", a.bdrVariant, BDR_VARIANTS);
   if (a.bdrVariant !== undefined && engine !== "bdr" && variantOk) {
-    p.add("bdrVariant", `got ${show(a.bdrVariant)} with engine ${show(engine)}; bdrVariant applies only to engine "bdr"`);
+    p.add(
+      "bdrVariant",
+      `got ${show(a.bdrVariant)} with engine ${show(engine)}; bdrVariant applies only to engine "bdr"`,
+    );
   }
   const version = a.postgresVersion ?? 15;
   if (p.integer("postgresVersion", version, 9, 99) && engineOk && variantOk) {
     const key = engine === "bdr" ? ((a.bdrVariant ?? "pgd5") as "bdr3" | "pgd5") : "pglogical";
     const supported: readonly number[] = SUPPORTED_VERSIONS[key];
     if (!supported.includes(version as number)) {
-      const label = engine === "bdr" ? `engine "bdr" (${key === "bdr3" ? "BDR 3.7" : "PGD 5"})` : `engine "pglogical"`;
+      const label =
+        engine === "bdr" ? `engine "bdr" (${key === "bdr3" ? "BDR 3.7" : "PGD 5"})` : `engine "pglogical"`;
       p.add("postgresVersion", `got ${version} for ${label}; supported versions are ${supported.join(", ")}`);
     }
   }
@@ -258,7 +266,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     if (p.pattern("replicationUser", a.replicationUser, SQL_NAME_RE, SQL_NAME_WHAT)) {
       const u = a.replicationUser as string;
       if (u.startsWith("pg_") || u === "postgres" || u === "public") {
-        p.add("replicationUser", `got ${show(u)}; names starting with "pg_", "postgres" and "public" are reserved`);
+        p.add(
+          "replicationUser",
+          `got ${show(u)}; names starting with "pg_", "postgres" and "public" are reserved`,
+        );
       }
     }
   }
@@ -268,7 +279,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
   // password
   const pw = a.replicationPassword;
   if (pw === undefined || pw === null || pw === "") {
-    p.add("replicationPassword", "is missing; expected a Pulumi secret such as pulumi.secret(config.requireSecret(...))");
+    p.add(
+      "replicationPassword",
+      "is missing; expected a Pulumi secret such as pulumi.secret(config.requireSecret(...))",
+    );
   } else if (!isOutput(pw)) {
     p.add(
       "replicationPassword",
@@ -278,13 +292,23 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
 
   // settings
   if (a.postgresSettings !== undefined) {
-    if (typeof a.postgresSettings !== "object" || a.postgresSettings === null || Array.isArray(a.postgresSettings)) {
-      p.add("postgresSettings", `got ${show(a.postgresSettings)}; expected an object of setting name to value`);
+    if (
+      typeof a.postgresSettings !== "object" ||
+      a.postgresSettings === null ||
+      Array.isArray(a.postgresSettings)
+    ) {
+      p.add(
+        "postgresSettings",
+        `got ${show(a.postgresSettings)}; expected an object of setting name to value`,
+      );
     } else {
       for (const [k, v] of Object.entries(a.postgresSettings as Record<string, unknown>)) {
         const path = `postgresSettings[${JSON.stringify(k)}]`;
         if (!SETTING_NAME_RE.test(k)) {
-          p.add(path, `is not a PostgreSQL setting name; expected lowercase letters, digits, _ and at most one .`);
+          p.add(
+            path,
+            `is not a PostgreSQL setting name; expected lowercase letters, digits, _ and at most one .`,
+          );
         } else if ((MANAGED_SETTINGS as readonly string[]).includes(k)) {
           p.add(path, `is managed by BdrCluster; settings it manages are ${MANAGED_SETTINGS.join(", ")}`);
         } else if (typeof v === "string") {
@@ -316,7 +340,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
   } else {
     const nodes = a.nodes as unknown[];
     if (nodes.length < MIN_NODES || nodes.length > MAX_NODES) {
-      p.add("nodes", `got ${nodes.length} node${nodes.length === 1 ? "" : "s"}; expected from ${MIN_NODES} to ${MAX_NODES}`);
+      p.add(
+        "nodes",
+        `got ${nodes.length} node${nodes.length === 1 ? "" : "s"}; expected from ${MIN_NODES} to ${MAX_NODES}`,
+      );
     }
     nodes.forEach((raw, i) => {
       const path = `nodes[${i}]`;
@@ -328,7 +355,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       if (p.pattern(`${path}.name`, n.name, NODE_NAME_RE, NODE_NAME_WHAT)) {
         const first = nodeNames.indexOf(n.name as string);
         if (first >= 0) {
-          p.add(`${path}.name`, `got ${show(n.name)}, which nodes[${first}] already has; node names must be unique`);
+          p.add(
+            `${path}.name`,
+            `got ${show(n.name)}, which nodes[${first}] already has; node names must be unique`,
+          );
         }
       }
       nodeNames.push(typeof n.name === "string" ? n.name : "");
@@ -339,20 +369,29 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       const port = n.port ?? defaultPort;
       if (n.port === undefined || p.port(`${path}.port`, n.port)) {
         if (host.kind !== "docker") {
-          claimPort(hostPortScope(host), port, n.port === undefined ? `${path} (default port)` : `${path}.port`);
+          claimPort(
+            hostPortScope(host),
+            port,
+            n.port === undefined ? `${path} (default port)` : `${path}.port`,
+          );
         }
       }
       if (host.kind === "docker") {
         if (typeof host.network === "string") networks.add(host.network);
-        if (typeof host.publishPort === "number") claimPort("local machine", host.publishPort, `${path}.host.publishPort`);
+        if (typeof host.publishPort === "number")
+          claimPort("local machine", host.publishPort, `${path}.host.publishPort`);
       }
-      if (host.kind === "local" && isLoopback(host.address ?? "127.0.0.1")) loopbackPaths.push(`${path}.host.address`);
+      if (host.kind === "local" && isLoopback(host.address ?? "127.0.0.1"))
+        loopbackPaths.push(`${path}.host.address`);
     });
   }
 
   // writeNode
   if (a.writeNode !== undefined && !nodeNames.includes(a.writeNode as string)) {
-    p.add("writeNode", `got ${show(a.writeNode)}; expected one of the node names: ${oneOf(nodeNames.filter((x) => x))}`);
+    p.add(
+      "writeNode",
+      `got ${show(a.writeNode)}; expected one of the node names: ${oneOf(nodeNames.filter((x) => x))}`,
+    );
   }
 
   // proxy
@@ -368,7 +407,8 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
         const proxyHost: HostArgs = px.host ?? { kind: "local" };
         if (validateHost(p, "proxy.host", proxyHost, "proxy")) {
           kinds.add(proxyHost.kind);
-          if (proxyHost.kind === "docker" && typeof proxyHost.network === "string") networks.add(proxyHost.network);
+          if (proxyHost.kind === "docker" && typeof proxyHost.network === "string")
+            networks.add(proxyHost.network);
           if (proxyHost.kind === "local" && isLoopback(proxyHost.address ?? "127.0.0.1")) {
             loopbackPaths.push("proxy.host.address");
           }
@@ -376,21 +416,35 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
           const hp = px.haproxyPort ?? DEFAULT_HAPROXY_PORT;
           const bp = px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT;
           if (px.haproxyPort === undefined || p.port("proxy.haproxyPort", px.haproxyPort)) {
-            if (scope !== "docker") claimPort(scope, hp, px.haproxyPort === undefined ? "proxy (default haproxyPort)" : "proxy.haproxyPort");
+            if (scope !== "docker")
+              claimPort(
+                scope,
+                hp,
+                px.haproxyPort === undefined ? "proxy (default haproxyPort)" : "proxy.haproxyPort",
+              );
           }
           if (px.pgbouncerPort === undefined || p.port("proxy.pgbouncerPort", px.pgbouncerPort)) {
             if (scope !== "docker") {
-              claimPort(scope, bp, px.pgbouncerPort === undefined ? "proxy (default pgbouncerPort)" : "proxy.pgbouncerPort");
+              claimPort(
+                scope,
+                bp,
+                px.pgbouncerPort === undefined ? "proxy (default pgbouncerPort)" : "proxy.pgbouncerPort",
+              );
             } else if (hp === bp) {
-              p.add("proxy.pgbouncerPort", `got ${bp}, which proxy.haproxyPort already uses; expected a free port`);
+              p.add(
+                "proxy.pgbouncerPort",
+                `got ${bp}, which proxy.haproxyPort already uses; expected a free port`,
+              );
             }
           }
         }
-        if (px.checkIntervalMs !== undefined) p.integer("proxy.checkIntervalMs", px.checkIntervalMs, 100, 60000);
+        if (px.checkIntervalMs !== undefined)
+          p.integer("proxy.checkIntervalMs", px.checkIntervalMs, 100, 60000);
         if (px.checkFall !== undefined) p.integer("proxy.checkFall", px.checkFall, 1, 100);
         if (px.checkRise !== undefined) p.integer("proxy.checkRise", px.checkRise, 1, 100);
         if (px.poolMode !== undefined) p.enumValue("proxy.poolMode", px.poolMode, POOL_MODES);
-        if (px.defaultPoolSize !== undefined) p.integer("proxy.defaultPoolSize", px.defaultPoolSize, 1, 10000);
+        if (px.defaultPoolSize !== undefined)
+          p.integer("proxy.defaultPoolSize", px.defaultPoolSize, 1, 10000);
         if (px.maxClientConn !== undefined) p.integer("proxy.maxClientConn", px.maxClientConn, 1, 100000);
         if (px.switchoverMethod !== undefined) {
           p.enumValue("proxy.switchoverMethod", px.switchoverMethod, SWITCHOVER_METHODS);
@@ -412,7 +466,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     );
   }
   if (networks.size > 1) {
-    p.add("nodes", `use Docker networks ${oneOf([...networks].sort())}; expected one network for every node and the proxy`);
+    p.add(
+      "nodes",
+      `use Docker networks ${oneOf([...networks].sort())}; expected one network for every node and the proxy`,
+    );
   }
   if (kinds.has("remote") && loopbackPaths.length > 0) {
     p.add(
@@ -424,7 +481,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
 }
 
 /** Throws a {@link BdrClusterArgsError} listing every problem, or returns when the args are valid. */
-export function validateArgs(componentName: string, args: BdrClusterArgs | undefined): asserts args is BdrClusterArgs {
+export function validateArgs(
+  componentName: string,
+  args: BdrClusterArgs | undefined,
+): asserts args is BdrClusterArgs {
   const problems = findProblems(componentName, args);
   if (problems.length > 0) {
     throw new BdrClusterArgsError(componentName, problems);

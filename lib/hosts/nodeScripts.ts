@@ -1,6 +1,7 @@
 import type { NodePlan } from "../types";
 import { quoteLiteral, shellQuote } from "../render/quote";
 import { renderPreamble } from "../render/shell";
+import { OUTPUT_PLUGIN_CONF_FILE } from "../render/postgresqlConf";
 
 /** Rendered files a node's server needs. `pgpass` is not here: it is a secret and comes on stdin. */
 export interface NodeFiles {
@@ -24,6 +25,10 @@ export const PROXY_PACKAGES = ["haproxy", "pgbouncer", "socat", "postgresql-clie
 export const SETTINGS_FILE = "pulumi-bdr.conf";
 
 const HEREDOC = "PULUMI_BDR_EOF";
+
+function majorOf(node: NodePlan): string {
+  return /postgresql\/(\d+)\//.exec(node.binDir)?.[1] ?? "<major>";
+}
 
 function nodeDir(node: NodePlan): string {
   return node.dataDir.replace(/\/data$/, "");
@@ -59,20 +64,31 @@ export function installPackagesSnippet(packages: string[]): string {
   ].join("\n");
 }
 
-/** Shell that writes stdin to PATH atomically, owned by the server's OS user, with MODE. */
+/**
+ * Shell function `put_file PATH MODE`: writes stdin to PATH atomically, owned by the server's OS
+ * user, with MODE; only when the content differs, and then sets `CHANGED=1`.
+ */
 function putFileFn(): string {
   return [
+    "CHANGED=0",
     "put_file() {",
-    '  as_pg sh -c \'umask 077; cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv -f "$1.tmp" "$1"\' _ "$1" "$2"',
+    "  local tmp",
+    '  tmp=$(as_pg mktemp "$1.XXXXXX")',
+    '  as_pg sh -c \'cat > "$1"\' _ "$tmp"',
+    '  if as_pg cmp -s "$tmp" "$1"; then as_pg rm -f "$tmp"; return 0; fi',
+    '  as_pg chmod "$2" "$tmp" && as_pg mv -f "$tmp" "$1"',
+    "  CHANGED=1",
     "}",
   ].join("\n");
 }
 
-function writeFiles(node: NodePlan, files: NodeFiles): string {
+function writeFiles(node: NodePlan, files: NodeFiles, outputPluginSnippet: string | undefined): string {
   const data = shellQuote(node.dataDir);
   return [
     putFileFn(),
+    // The password file does not need a reload: it is read at each connection.
     'printf "%s" "$SECRET_PGPASS" | put_file "$PGPASSFILE" 600',
+    "CHANGED=0",
     `put_file ${data}/${SETTINGS_FILE} 600 <<'${HEREDOC}'`,
     files.postgresqlConf.replace(/\n$/, ""),
     HEREDOC,
@@ -82,14 +98,23 @@ function writeFiles(node: NodePlan, files: NodeFiles): string {
     `include_line=${shellQuote(`include_if_exists = '${SETTINGS_FILE}'`)}`,
     `if ! as_pg grep -qxF "$include_line" ${data}/postgresql.conf; then`,
     `  printf '\\n%s\\n' "$include_line" | as_pg tee -a ${data}/postgresql.conf >/dev/null`,
+    "  CHANGED=1",
     "fi",
+    ...(outputPluginSnippet
+      ? [
+          `opl_sum() { { cat ${data}/${OUTPUT_PLUGIN_CONF_FILE} 2>/dev/null || true; } | cksum; }`,
+          "opl_before=$(opl_sum)",
+          outputPluginSnippet.replace(/\n$/, ""),
+          '[ "$opl_before" = "$(opl_sum)" ] || CHANGED=1',
+        ]
+      : []),
   ].join("\n");
 }
 
 function startFn(node: NodePlan): string {
   const data = shellQuote(node.dataDir);
   return [
-    "pg_running() { as_pg \"$PG_BIN/pg_ctl\" -D " + data + " status >/dev/null 2>&1; }",
+    'pg_running() { as_pg "$PG_BIN/pg_ctl" -D ' + data + " status >/dev/null 2>&1; }",
     "pg_start() {",
     `  as_pg env PGPASSFILE="$PGPASSFILE" "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
     "}",
@@ -120,18 +145,20 @@ export function serverCreateScript(
   return [
     nodePreamble(node, database),
     "read_secrets",
-    opts.installPackages && opts.installPackages.length > 0 ? installPackagesSnippet(opts.installPackages) : "",
-    `[ -x "$PG_BIN/postgres" ] || { log "PostgreSQL binaries not found in $PG_BIN: install the postgresql-${node.binDir.split("/")[3]} package"; exit 1; }`,
+    opts.installPackages && opts.installPackages.length > 0
+      ? installPackagesSnippet(opts.installPackages)
+      : "",
+    `[ -x "$PG_BIN/postgres" ] || { log "PostgreSQL binaries not found in $PG_BIN: install the postgresql-${majorOf(node)} package"; exit 1; }`,
     `id -u "$PG_OS_USER" >/dev/null 2>&1 || { log "OS user $PG_OS_USER does not exist (it comes with the postgresql package)"; exit 1; }`,
-    `mkdir -p ${dir}`,
+    // Parents must stay traversable by the server's user; the node's own directory is private.
+    `(umask 022; mkdir -p ${dir})`,
     `[ "$(id -u)" != 0 ] || chown "$PG_OS_USER" ${dir}`,
     `chmod 700 ${dir}`,
     `as_pg mkdir -p ${data} "$PG_RUN"`,
     `if [ ! -s ${data}/PG_VERSION ]; then`,
     `  as_pg "$PG_BIN/initdb" -D ${data} -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null`,
     "fi",
-    writeFiles(node, files),
-    opts.outputPluginSnippet ?? "",
+    writeFiles(node, files, opts.outputPluginSnippet),
     startFn(node),
     "pg_running || pg_start",
     "pg_wait_ready",
@@ -156,17 +183,20 @@ export function serverConfigScript(
   return [
     nodePreamble(node, database),
     "read_secrets",
-    writeFiles(node, files),
-    opts.outputPluginSnippet ?? "",
+    writeFiles(node, files, opts.outputPluginSnippet),
     startFn(node),
     "if ! pg_running; then pg_start; pg_wait_ready; exit 0; fi",
-    "echo 'SELECT pg_reload_conf()' | sql_local postgres >/dev/null",
-    "pending=''",
-    "for i in 1 2 3 4 5 6 7 8 9 10; do",
-    "  sleep 0.2",
-    "  pending=$(echo \"SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart\" | sql_local postgres)",
-    '  [ -z "$pending" ] || break',
-    "done",
+    'if [ "$CHANGED" = 1 ]; then',
+    "  t0=$(echo 'SELECT pg_conf_load_time()' | sql_local postgres)",
+    "  echo 'SELECT pg_reload_conf()' | sql_local postgres >/dev/null",
+    "  # Wait until the postmaster has re-read the files (new sessions see the new load time).",
+    "  for i in $(seq 1 100); do",
+    `    [ "$(printf 'SELECT pg_conf_load_time() > %s::timestamptz' "'$t0'" | sql_local postgres)" = t ] && break`,
+    "    sleep 0.05",
+    "  done",
+    "fi",
+    "# Also catches a restart that an interrupted earlier run left pending.",
+    "pending=$(echo \"SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart\" | sql_local postgres)",
     'if [ -n "$pending" ]; then',
     '  log "restarting for: $pending"',
     "  pg_restart",
@@ -201,7 +231,12 @@ export function serverDeleteScript(node: NodePlan, database: string): string {
  * Idempotent. Reads `SECRET_VERIFIER` from stdin; the verifier reaches psql on its stdin, never on
  * a command line.
  */
-export function setupScript(node: NodePlan, database: string, replicationUser: string, engineNodeScript: string): string {
+export function setupScript(
+  node: NodePlan,
+  database: string,
+  replicationUser: string,
+  engineNodeScript: string,
+): string {
   const user = quoteLiteral(replicationUser);
   const db = quoteLiteral(database);
   return [

@@ -33,13 +33,20 @@ export function pulumiEnv(stateDir: string): Record<string, string> {
 }
 
 /** A stack with an inline program on a fresh local backend. */
-export async function inlineStack(project: string, stackName: string, program: PulumiFn): Promise<{ stack: Stack; stateDir: string }> {
+export async function inlineStack(
+  project: string,
+  stackName: string,
+  program: PulumiFn,
+): Promise<{ stack: Stack; stateDir: string }> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `pulumi-bdr-${project}-`));
   const envVars = pulumiEnv(stateDir);
   process.env.PATH = envVars.PATH;
   const stack = await LocalWorkspace.createOrSelectStack(
     { projectName: project, stackName, program },
-    { envVars, projectSettings: { name: project, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } } },
+    {
+      envVars,
+      projectSettings: { name: project, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } },
+    },
   );
   return { stack, stateDir };
 }
@@ -61,7 +68,12 @@ export async function query<T extends Record<string, any> = Record<string, any>>
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; returns the time it took. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30000, everyMs = 100): Promise<number> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 30000,
+  everyMs = 100,
+): Promise<number> {
   const start = Date.now();
   let last: unknown;
   while (Date.now() - start < timeoutMs) {
@@ -95,7 +107,10 @@ export async function listening(host: string, port: number): Promise<boolean> {
 
 /** Output lines of `cmd` (throws with stderr on failure). */
 export async function sh(cmd: string, env: Record<string, string> = {}): Promise<string> {
-  const { stdout } = await run("bash", ["-c", cmd], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await run("bash", ["-c", cmd], {
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 1024 * 1024,
+  });
   return stdout;
 }
 
@@ -165,7 +180,9 @@ export function pgbench(
       resolve({
         exitCode: code ?? -1,
         transactions: num(/number of transactions actually processed: (\d+)/),
-        failed: /number of failed transactions: (\d+)/.test(output) ? num(/number of failed transactions: (\d+)/) : 0,
+        failed: /number of failed transactions: (\d+)/.test(output)
+          ? num(/number of failed transactions: (\d+)/)
+          : 0,
         tps: num(/tps = ([0-9.]+)/),
         maxGapMs: Math.round(maxGapMs),
         output,

@@ -131,14 +131,20 @@ describe("BdrCluster (mocks)", () => {
     new lib.BdrCluster("rem", {
       nodes: [
         { name: "r1", host: { kind: "remote", address: "10.77.0.11", privateKey: key, user: "deploy" } },
-        { name: "r2", host: { kind: "remote", address: "10.77.0.12", privateKey: key, installPackages: true } },
+        {
+          name: "r2",
+          host: { kind: "remote", address: "10.77.0.12", privateKey: key, installPackages: true },
+        },
       ],
       replicationPassword: pulumi.secret(PASSWORD),
       proxy: { host: { kind: "remote", address: "10.77.0.20", privateKey: key } },
     });
     await settle();
     const kids = children("rem");
-    assert.ok(kids.every((k) => k.type === "command:remote:Command"), kids.map((k) => k.type).join());
+    assert.ok(
+      kids.every((k) => k.type === "command:remote:Command"),
+      kids.map((k) => k.type).join(),
+    );
     const r1 = byName("rem-r1-server");
     assert.deepStrictEqual(
       { host: r1.inputs.connection.host, port: r1.inputs.connection.port, user: r1.inputs.connection.user },
@@ -175,7 +181,11 @@ describe("BdrCluster (mocks)", () => {
     assert.deepStrictEqual(depNames(byName("dk-a-server")), ["dk-a-container"]);
     assert.ok(byName("dk-a-server").inputs.create.startsWith("docker exec -i dk-a bash -c '"));
     assert.match(byName("dk-a-server").inputs.create, /samenet/);
-    assert.deepStrictEqual(depNames(byName("dk-proxy")).sort(), ["dk-a-join", "dk-b-join", "dk-proxy-container"]);
+    assert.deepStrictEqual(depNames(byName("dk-proxy")).sort(), [
+      "dk-a-join",
+      "dk-b-join",
+      "dk-proxy-container",
+    ]);
   });
 
   it("speaks the BDR API when engine is bdr (PGD 5 and BDR 3.7)", async () => {
@@ -195,7 +205,10 @@ describe("BdrCluster (mocks)", () => {
       assert.match(byName(`${name}-n1-join`).inputs.create, /bdr\.create_node_group/);
       assert.match(byName(`${name}-n2-join`).inputs.create, /bdr\.join_node_group/);
       assert.match(byName(`${name}-n2-join`).inputs.delete, /bdr\.part_node/);
-      assert.match(byName(`${name}-n1-server`).inputs.create, new RegExp(`/usr/lib/postgresql/${version}/bin`));
+      assert.match(
+        byName(`${name}-n1-server`).inputs.create,
+        new RegExp(`/usr/lib/postgresql/${version}/bin`),
+      );
       const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
       assert.ok(byName(`${name}-n1-server`).inputs.create.includes(`shared_preload_libraries = ${preload}`));
     }

@@ -39,7 +39,11 @@ describe("planCluster", () => {
   });
 
   it("every dependency names an earlier step (a valid topological order)", () => {
-    for (const names of [["a", "b"], ["a", "b", "c", "d", "e"], ["x", "y", "z"]]) {
+    for (const names of [
+      ["a", "b"],
+      ["a", "b", "c", "d", "e"],
+      ["x", "y", "z"],
+    ]) {
       const seen = new Set<string>();
       for (const s of planCluster("c", args(names), root).steps) {
         for (const d of s.dependsOn) assert.ok(seen.has(d), `${s.name} depends on later ${d}`);
@@ -118,7 +122,10 @@ describe("planCluster", () => {
       switchoverMethod: "reconnect",
       writeNode: "n2",
     });
-    assert.strictEqual(planCluster("db", args(["n1", "n2"], { proxy: { enabled: false } }), root).proxy, undefined);
+    assert.strictEqual(
+      planCluster("db", args(["n1", "n2"], { proxy: { enabled: false } }), root).proxy,
+      undefined,
+    );
   });
 
   it("adds the image and containers for docker hosts", () => {

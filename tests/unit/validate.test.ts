@@ -78,10 +78,22 @@ describe("validateArgs", () => {
       (a) => (a.nodes[2].name = "n1"),
       [`nodes[2].name: got "n1", which nodes[0] already has; node names must be unique`],
     ],
-    ["fewer than two nodes", (a) => (a.nodes = a.nodes.slice(0, 1)), ["nodes: got 1 node; expected from 2 to 32"]],
+    [
+      "fewer than two nodes",
+      (a) => (a.nodes = a.nodes.slice(0, 1)),
+      ["nodes: got 1 node; expected from 2 to 32"],
+    ],
     ["empty node list", (a) => (a.nodes = []), ["nodes: got 0 nodes; expected from 2 to 32"]],
-    ["nodes not a list", (a) => (a.nodes = "n1,n2"), [`nodes: got "n1,n2"; expected a list of at least 2 nodes`]],
-    ["unknown engine", (a) => (a.engine = "galera"), [`engine: got "galera"; expected one of "pglogical", "bdr"`]],
+    [
+      "nodes not a list",
+      (a) => (a.nodes = "n1,n2"),
+      [`nodes: got "n1,n2"; expected a list of at least 2 nodes`],
+    ],
+    [
+      "unknown engine",
+      (a) => (a.engine = "galera"),
+      [`engine: got "galera"; expected one of "pglogical", "bdr"`],
+    ],
     [
       "unknown host kind",
       (a) => (a.nodes[0].host = { kind: "k8s" }),
@@ -92,25 +104,39 @@ describe("validateArgs", () => {
       (a) => (a.writeNode = "n9"),
       [`writeNode: got "n9"; expected one of the node names: "n1", "n2", "n3"`],
     ],
-    ["port out of range", (a) => (a.nodes[0].port = 70000), ["nodes[0].port: got 70000; expected an integer from 1 to 65535"]],
-    ["port as a string", (a) => (a.nodes[0].port = "5432"), [`nodes[0].port: got "5432"; expected an integer from 1 to 65535`]],
+    [
+      "port out of range",
+      (a) => (a.nodes[0].port = 70000),
+      ["nodes[0].port: got 70000; expected an integer from 1 to 65535"],
+    ],
+    [
+      "port as a string",
+      (a) => (a.nodes[0].port = "5432"),
+      [`nodes[0].port: got "5432"; expected an integer from 1 to 65535`],
+    ],
     [
       "ports colliding on one host",
       (a) => {
         a.nodes[0].port = 6000;
         a.nodes[1].port = 6000;
       },
-      ["nodes[1].port: got 6000, which nodes[0].port already uses on the local machine; expected a free port"],
+      [
+        "nodes[1].port: got 6000, which nodes[0].port already uses on the local machine; expected a free port",
+      ],
     ],
     [
       "a node port colliding with the proxy",
       (a) => (a.nodes[2].port = 6432),
-      ["proxy (default pgbouncerPort): got 6432, which nodes[2].port already uses on the local machine; expected a free port"],
+      [
+        "proxy (default pgbouncerPort): got 6432, which nodes[2].port already uses on the local machine; expected a free port",
+      ],
     ],
     [
       "missing password",
       (a) => delete a.replicationPassword,
-      ["replicationPassword: is missing; expected a Pulumi secret such as pulumi.secret(config.requireSecret(...))"],
+      [
+        "replicationPassword: is missing; expected a Pulumi secret such as pulumi.secret(config.requireSecret(...))",
+      ],
     ],
     [
       "plain-text password",
@@ -172,12 +198,16 @@ describe("validateArgs", () => {
     [
       "a setting value with a newline",
       (a) => (a.postgresSettings = { work_mem: "4MB\nwal_level = minimal" }),
-      [`postgresSettings["work_mem"]: got "4MB\\nwal_level = minimal"; a value may not contain line breaks or NUL`],
+      [
+        `postgresSettings["work_mem"]: got "4MB\\nwal_level = minimal"; a value may not contain line breaks or NUL`,
+      ],
     ],
     [
       "a setting name with a semicolon",
       (a) => (a.postgresSettings = { "work_mem;": "4MB" }),
-      [`postgresSettings["work_mem;"]: is not a PostgreSQL setting name; expected lowercase letters, digits, _ and at most one .`],
+      [
+        `postgresSettings["work_mem;"]: is not a PostgreSQL setting name; expected lowercase letters, digits, _ and at most one .`,
+      ],
     ],
     [
       "remote host without a key",
@@ -213,8 +243,7 @@ describe("validateArgs", () => {
     ],
     [
       "bad proxy settings",
-      (a) =>
-        (a.proxy = { poolMode: "txn", checkIntervalMs: 5, switchoverMethod: "kill", haproxyPort: 0 }),
+      (a) => (a.proxy = { poolMode: "txn", checkIntervalMs: 5, switchoverMethod: "kill", haproxyPort: 0 }),
       [
         "proxy.haproxyPort: got 0; expected an integer from 1 to 65535",
         "proxy.checkIntervalMs: got 5; expected an integer from 100 to 60000",

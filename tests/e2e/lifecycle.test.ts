@@ -1,0 +1,307 @@
+/**
+ * The product, proven by the Pulumi engine: `up`, `preview`, resize, switchover under load, a
+ * rolling restart and `destroy`, on local hosts with real PostgreSQL 15 + pglogical, HAProxy and
+ * PgBouncer. One cluster is shared by the ordered tests of this file.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import type { Stack, UpResult } from "@pulumi/pulumi/automation";
+import { BdrCluster } from "../../lib";
+import { getEngine } from "../../lib/engines";
+import {
+  inlineStack,
+  listening,
+  pgbench,
+  pulumiAvailable,
+  query,
+  reconnectingLoad,
+  sh,
+  waitFor,
+} from "./harness";
+
+const CLUSTER = "e2e";
+const BASE_PORT = 25432;
+const HAPROXY_PORT = 25533;
+const PGBOUNCER_PORT = 25532;
+const PASSWORD = "e2e-Pa55-word-not-in-state";
+const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+
+/** What the inline program builds; tests change it between `up`s. */
+const desired = {
+  nodes: 3,
+  writeNode: "n1",
+  settings: {} as Record<string, string | number | boolean>,
+  switchoverMethod: "reconnect" as "reconnect" | "pause",
+};
+const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
+const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
+
+function program() {
+  const cluster = new BdrCluster(CLUSTER, {
+    nodes: names().map((name) => ({ name, host: { kind: "local" }, port: portOf(name) })),
+    replicationPassword: pulumi.secret(PASSWORD),
+    writeNode: desired.writeNode,
+    postgresSettings: desired.settings,
+    waitTimeoutSeconds: 120,
+    proxy: {
+      haproxyPort: HAPROXY_PORT,
+      pgbouncerPort: PGBOUNCER_PORT,
+      switchoverMethod: desired.switchoverMethod,
+    },
+  });
+  return Promise.resolve({ nodeDsns: cluster.nodeDsns, connectionString: cluster.connectionString });
+}
+
+const direct = (node: string) => ({
+  host: "127.0.0.1",
+  port: portOf(node),
+  database: "bdrdb",
+  user: "bdr",
+  password: PASSWORD,
+});
+const viaBouncer = {
+  host: "127.0.0.1",
+  port: PGBOUNCER_PORT,
+  database: "bdrdb",
+  user: "bdr",
+  password: PASSWORD,
+};
+const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
+
+function changes(r: UpResult): Record<string, number> {
+  const c = { ...(r.summary.resourceChanges ?? {}) } as Record<string, number>;
+  delete c.same;
+  return c;
+}
+
+async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
+  for (const n of nodes) {
+    await waitFor(
+      `${expected} rows in ${table} on ${n}`,
+      async () => Number((await query(direct(n), `SELECT count(*) AS c FROM ${table}`))[0].c) === expected,
+      30000,
+    );
+  }
+}
+
+describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function () {
+  this.timeout(15 * 60 * 1000);
+  let stack: Stack;
+  const log = (line: string) => console.log(`      ${line}`);
+  const up = async (label: string) => {
+    const t = Date.now();
+    const r = await stack.up({ onOutput: () => undefined });
+    log(`${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    return r;
+  };
+
+  before(async function () {
+    if (!pulumiAvailable()) {
+      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
+    }
+    // A leftover from an interrupted run would make the test meaningless.
+    await sh(`pkill -f ${CLUSTER_DIR}/ || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`);
+    ({ stack } = await inlineStack("pulumi-bdr-e2e", "lifecycle", program));
+  });
+
+  after(async () => {
+    if (stack) {
+      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+  });
+
+  it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
+    const r = await up("up 3 nodes");
+    assert.strictEqual(changes(r).create, 15, JSON.stringify(r.summary.resourceChanges)); // stack + component + 13 steps
+    const nodes = names();
+    await query(direct("n1"), ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text, v text)"));
+    for (const n of nodes) {
+      await waitFor(
+        `table on ${n}`,
+        async () => (await query(direct(n), "SELECT to_regclass('public.items') AS t"))[0].t !== null,
+      );
+    }
+    for (const [i, n] of nodes.entries()) {
+      await query(direct(n), "INSERT INTO public.items VALUES ($1, $2, 'x')", [i + 1, n]);
+    }
+    await rowsEverywhere("public.items", nodes, 3);
+    // Concurrent updates of one row on every node converge to one value.
+    await query(direct("n1"), "INSERT INTO public.items VALUES (100, 'n1', 'start')");
+    await rowsEverywhere("public.items", nodes, 4);
+    await Promise.all(
+      nodes.map((n) => query(direct(n), "UPDATE public.items SET v = $1 WHERE id = 100", [`from-${n}`])),
+    );
+    let values: string[] = [];
+    await waitFor("convergence of row 100", async () => {
+      values = await Promise.all(
+        nodes.map(
+          async (n) => (await query(direct(n), "SELECT v FROM public.items WHERE id = 100"))[0].v as string,
+        ),
+      );
+      return new Set(values).size === 1;
+    });
+    assert.ok(values[0].startsWith("from-"), values[0]);
+    log(`row 100 converged to ${values[0]}`);
+    // Through PgBouncer -> HAProxy -> the write node.
+    assert.strictEqual(
+      (await query(viaBouncer, "SELECT current_setting('port') AS p"))[0].p,
+      String(portOf("n1")),
+    );
+  });
+
+  it("2. preview after up shows no change, and a second up changes nothing", async () => {
+    const t = Date.now();
+    const p = await stack.preview({ onOutput: () => undefined });
+    log(`no-op preview: ${Date.now() - t} ms`);
+    const c = { ...p.changeSummary } as Record<string, number>;
+    delete c.same;
+    assert.deepStrictEqual(c, {});
+    const r = await up("second up");
+    assert.deepStrictEqual(changes(r), {});
+  });
+
+  it("3. resize 3 -> 4 touches only the new node and the proxy; 4 -> 3 parts n4 cleanly", async () => {
+    desired.nodes = 4;
+    const p = await stack.preview({ onOutput: () => undefined });
+    const pc = { ...p.changeSummary } as Record<string, number>;
+    delete pc.same;
+    assert.deepStrictEqual(pc, { create: 4, update: 1 });
+    const r = await up("resize 3->4");
+    assert.deepStrictEqual(changes(r), { create: 4, update: 1 });
+    await rowsEverywhere("public.items", ["n4"], 4);
+    await query(direct("n4"), "INSERT INTO public.items VALUES (4, 'n4', 'x')");
+    await rowsEverywhere("public.items", names(), 5);
+
+    desired.nodes = 3;
+    const r2 = await up("resize 4->3");
+    assert.deepStrictEqual(changes(r2), { delete: 4, update: 1 });
+    for (const n of names()) {
+      const subs = await query(direct(n), "SELECT sub_name FROM pglogical.subscription ORDER BY 1");
+      assert.ok(
+        !subs.some((s) => String(s.sub_name).includes("n4")),
+        `${n} subscriptions: ${JSON.stringify(subs)}`,
+      );
+      assert.strictEqual(subs.length, 2, `${n} has ${subs.length} subscriptions`);
+      const slots = await query(direct(n), "SELECT slot_name FROM pg_replication_slots");
+      assert.strictEqual(slots.length, 2, `${n} slots: ${JSON.stringify(slots)}`);
+      const nodesRows = await query(direct(n), "SELECT node_name FROM pglogical.node ORDER BY 1");
+      assert.ok(!nodesRows.some((x) => x.node_name === "n4"), JSON.stringify(nodesRows));
+    }
+    assert.strictEqual(await listening("127.0.0.1", portOf("n4")), false, "n4 still listens");
+    assert.strictEqual(fs.existsSync(`${CLUSTER_DIR}/n4`), false, "n4's directory remains");
+    await query(direct("n2"), "INSERT INTO public.items VALUES (5, 'n2', 'after part')");
+    await rowsEverywhere("public.items", names(), 6);
+  });
+
+  for (const method of ["reconnect", "pause"] as const) {
+    it(`4. switchover (${method}) under pgbench through PgBouncer: 0 failed, new connections on the new node`, async () => {
+      await query(
+        direct("n1"),
+        ddl("CREATE TABLE IF NOT EXISTS public.load (id bigint PRIMARY KEY, port text)"),
+      );
+      for (const n of names()) {
+        await waitFor(
+          `load table on ${n}`,
+          async () => (await query(direct(n), "SELECT to_regclass('public.load') AS t"))[0].t !== null,
+        );
+      }
+      const from = desired.writeNode;
+      const to = from === "n1" ? "n2" : "n1";
+      desired.writeNode = to;
+      desired.switchoverMethod = method;
+      const bench = pgbench(
+        viaBouncer,
+        "\\set id random(1, 9000000000000)\nINSERT INTO public.load VALUES (:id, current_setting('port')) ON CONFLICT DO NOTHING;\n",
+        { clients: 4, seconds: 15 },
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+      await up(`switchover ${from}->${to} (${method})`);
+      const res = await bench.done;
+      log(
+        `pgbench: ${res.transactions} tx, ${res.failed} failed, ${res.tps} tps, longest gap ${res.maxGapMs} ms`,
+      );
+      assert.strictEqual(res.exitCode, 0, res.output);
+      assert.strictEqual(res.failed, 0, res.output);
+      assert.ok(res.transactions > 0);
+      assert.strictEqual(
+        (await query(viaBouncer, "SELECT current_setting('port') AS p"))[0].p,
+        String(portOf(to)),
+      );
+      const stat = await sh(`echo "show stat" | socat stdio UNIX-CONNECT:${CLUSTER_DIR}/proxy/haproxy.sock`);
+      const header = stat.split("\n")[0].replace(/^# /, "").split(",");
+      const rows = stat
+        .split("\n")
+        .slice(1)
+        .map((l) => l.split(","));
+      const col = (row: string[], name: string) => row[header.indexOf(name)];
+      const old = rows.find((row) => row[0] === "bk_db" && row[1] === from)!;
+      const now = rows.find((row) => row[0] === "bk_db" && row[1] === to)!;
+      assert.strictEqual(col(old, "bck"), "1", "old write node is a backup");
+      assert.strictEqual(col(old, "status"), "UP");
+      assert.strictEqual(col(now, "bck"), "0");
+      // Every transaction pgbench committed is on every node.
+      const counts = await Promise.all(
+        names().map(async (n) =>
+          Number((await query(direct(n), "SELECT count(*) AS c FROM public.load"))[0].c),
+        ),
+      );
+      await rowsEverywhere("public.load", names(), Math.max(...counts));
+    });
+  }
+
+  it("5. a restart-only setting restarts nodes one at a time while PgBouncer keeps serving", async () => {
+    const startTimes = async () =>
+      Promise.all(
+        names().map(async (n) =>
+          new Date((await query(direct(n), "SELECT pg_postmaster_start_time() AS t"))[0].t).getTime(),
+        ),
+      );
+    const before = await startTimes();
+    desired.settings = { max_connections: 120 };
+    const load = reconnectingLoad(
+      viaBouncer,
+      (i) => `INSERT INTO public.load VALUES (${10_000_000_000 + i}, 'rolling')`,
+    );
+    const r = await up("restart-only change");
+    const stats = await load.stop();
+    log(
+      `during the rolling restart: ${stats.ok} ok, ${stats.failed} failed attempts, longest gap ${stats.maxGapMs} ms`,
+    );
+    assert.deepStrictEqual(changes(r), { update: 3 });
+    const after = await startTimes();
+    for (let i = 0; i < after.length; i++) assert.ok(after[i] > before[i], `n${i + 1} was not restarted`);
+    for (let i = 1; i < after.length; i++) assert.ok(after[i] > after[i - 1], "restarts were not in order");
+    for (const n of names()) {
+      assert.strictEqual((await query(direct(n), "SHOW max_connections"))[0].max_connections, "120");
+    }
+    assert.ok(stats.ok > 0, "no transaction got through during the rolling restart");
+    // Every committed row reaches every node.
+    const expected = stats.committed.length;
+    for (const n of names()) {
+      await waitFor(
+        `rolling rows on ${n}`,
+        async () =>
+          Number(
+            (await query(direct(n), "SELECT count(*) AS c FROM public.load WHERE port = 'rolling'"))[0].c,
+          ) === expected,
+      );
+    }
+  });
+
+  it("6. destroy leaves no process, listening port or data directory", async () => {
+    const t = Date.now();
+    await stack.destroy({ onOutput: () => undefined });
+    log(`destroy: ${Date.now() - t} ms`);
+    const procs = await sh(`pgrep -af '${CLUSTER_DIR}/' || true`);
+    assert.strictEqual(procs.trim(), "", procs);
+    for (const port of [...[1, 2, 3, 4].map((i) => BASE_PORT + i - 1), HAPROXY_PORT, PGBOUNCER_PORT]) {
+      assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);
+    }
+    assert.strictEqual(fs.existsSync(CLUSTER_DIR), false, `${CLUSTER_DIR} remains`);
+    const exported = JSON.stringify(await stack.exportStack());
+    assert.ok(!exported.includes(PASSWORD));
+  });
+});
