@@ -13,7 +13,8 @@ export type BdrVariant = "bdr3" | "pgd5";
 export type HostKind = "local" | "remote" | "docker";
 
 /** pglogical's `pglogical.conflict_resolution` values. */
-export type ConflictResolution = "last_update_wins" | "first_update_wins" | "apply_remote" | "keep_local" | "error";
+export type ConflictResolution =
+  "last_update_wins" | "first_update_wins" | "apply_remote" | "keep_local" | "error";
 
 /** HAProxy + PgBouncer switchover choreography. */
 export type SwitchoverMethod = "reconnect" | "pause";
