@@ -69,7 +69,10 @@ export function proxyPaths(proxy: ProxyPlan): ProxyPaths {
  * The shell context to pass to `renderPreamble` for the proxy host: psql from `binDir`, the proxy's
  * OS user, PgBouncer's socket directory and port, and the proxy's `.pgpass`.
  */
-export function proxyShellContext(proxy: ProxyPlan, opts: { binDir: string; database: string }): ShellNodeContext {
+export function proxyShellContext(
+  proxy: ProxyPlan,
+  opts: { binDir: string; database: string },
+): ShellNodeContext {
   const paths = proxyPaths(proxy);
   return {
     binDir: opts.binDir,
@@ -158,7 +161,7 @@ function installSnippet(packages: readonly string[]): string[] {
     }
   }
   return [
-    "missing=\"\"",
+    'missing=""',
     `for pkg in ${packages.join(" ")}; do`,
     '  dpkg-query -W -f=\'${Status}\' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"',
     "done",
@@ -174,7 +177,9 @@ function installSnippet(packages: readonly string[]): string[] {
 }
 
 function preambleFor(input: ProxyScriptInput): string {
-  return renderPreamble(proxyShellContext(input.proxy, { binDir: input.binDir, database: input.ctx.database }));
+  return renderPreamble(
+    proxyShellContext(input.proxy, { binDir: input.binDir, database: input.ctx.database }),
+  );
 }
 
 const HEREDOC_END = "PULUMI_BDR_EOF";
@@ -228,7 +233,7 @@ function commonVars(input: ProxyScriptInput): string[] {
     'pgb_running() { is_proc "$(pid_of "$PGB_PID")" pgbouncer; }',
     "# wait_for SECONDS WHAT CMD...: poll CMD every 0.1 s until it succeeds; fail after SECONDS",
     "wait_for() {",
-    '  local limit=$1 what=$2 start=$SECONDS; shift 2',
+    "  local limit=$1 what=$2 start=$SECONDS; shift 2",
     '  until "$@"; do',
     '    if [ $((SECONDS - start)) -ge "$limit" ]; then log "timed out after ${limit}s waiting for $what"; return 1; fi',
     "    sleep 0.1",
@@ -236,7 +241,7 @@ function commonVars(input: ProxyScriptInput): string[] {
     "}",
     "# stop_pid PID NAME SIGNAL: signal a process, wait for it to exit, SIGKILL it after WAIT_SECONDS",
     "stop_pid() {",
-    '  local pid=$1 name=$2 sig=$3',
+    "  local pid=$1 name=$2 sig=$3",
     '  is_proc "$pid" "$name" || return 0',
     '  kill "-$sig" "$pid" 2>/dev/null || true',
     '  if ! wait_for "$WAIT_SECONDS" "$name ($pid) to exit" not_proc "$pid" "$name"; then',
@@ -248,7 +253,7 @@ function commonVars(input: ProxyScriptInput): string[] {
     "  local out",
     '  out=$(printf \'%s\\n\' "$1" | socat -t 5 stdio "UNIX-CONNECT:$HA_SOCK") || { log "HAProxy admin socket $HA_SOCK: no answer to: $1"; return 1; }',
     '  if printf \'%s\\n\' "$out" | grep -qiE "^(unknown|no such|require|invalid|.*not found)"; then log "HAProxy refused \'$1\': $out"; return 1; fi',
-    '  printf \'%s\\n\' "$out"',
+    "  printf '%s\\n' \"$out\"",
     "}",
     "# pgb_admin SECONDS COMMAND: run a command on PgBouncer's admin console (Unix socket), bounded",
     "pgb_admin() {",
@@ -316,7 +321,8 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     const never: never = proxy.switchoverMethod;
     throw new Error(`unknown switchover method ${JSON.stringify(never)}`);
   }
-  const userlistHeader = ";; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.";
+  const userlistHeader =
+    ";; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.";
   const dsnCases = [...ctx.nodes]
     .sort((a, b) => a.index - b.index)
     .map((n) => `    ${n.name}) printf '%s\\n' ${shellQuote(n.dsn)} ;;`);
@@ -332,7 +338,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     `DRAIN_TIMEOUT=${drainTimeout}`,
     "",
     'if [ -z "${SECRET_PASSWORD:-}" ]; then log "proxy apply: the PASSWORD secret is missing on stdin"; exit 1; fi',
-    'case "$SECRET_PASSWORD" in *$\'\\n\'*|*$\'\\r\'*) log "proxy apply: the password must not contain line breaks"; exit 1 ;; esac',
+    "case \"$SECRET_PASSWORD\" in *$'\\n'*|*$'\\r'*) log \"proxy apply: the password must not contain line breaks\"; exit 1 ;; esac",
     'if ! [[ "${SECRET_VERIFIER:-}" =~ ^SCRAM-SHA-256\\$[0-9]+:[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$ ]]; then',
     '  log "proxy apply: the VERIFIER secret on stdin is not a SCRAM-SHA-256 verifier"; exit 1',
     "fi",
@@ -360,13 +366,13 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     "# ha_current SERVERS: the server traffic goes to now (stick-table entry, else the non-backup server)",
     "ha_current() {",
     "  local stuck",
-    '  stuck=$(ha_cmd "show table $HA_BACKEND" | sed -n \'s/.* server_key=\\([^ ]*\\).*/\\1/p\' | head -n1)',
+    "  stuck=$(ha_cmd \"show table $HA_BACKEND\" | sed -n 's/.* server_key=\\([^ ]*\\).*/\\1/p' | head -n1)",
     '  if [ -n "$stuck" ] && printf \'%s\\n\' "$1" | grep -q "^$stuck,"; then',
     '    case "$(status_of "$1" "$stuck")" in MAINT*|DRAIN*) ;; *) printf \'%s\\n\' "$stuck"; return 0 ;; esac',
     "  fi",
-    '  printf \'%s\\n\' "$1" | awk -F, \'$3=="0"{print $1; exit}\'',
+    "  printf '%s\\n' \"$1\" | awk -F, '$3==\"0\"{print $1; exit}'",
     "}",
-    'status_of() { printf \'%s\\n\' "$1" | awk -F, -v s="$2" \'$1==s{print $2; exit}\'; }',
+    "status_of() { printf '%s\\n' \"$1\" | awk -F, -v s=\"$2\" '$1==s{print $2; exit}'; }",
     "record_ha_pid() {",
     "  local p keep",
     '  p=$(pid_of "$HA_PID")',
@@ -384,9 +390,9 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     'ha_new_pid() { local p; p=$(pid_of "$HA_PID"); [ -n "$p" ] && [[ " $1 " != *" $p "* ]] && is_proc "$p" haproxy; }',
     "# ha_reload_start: start a new HAProxy that takes over the listening socket (-x) and soft-stops the old one (-sf);",
     "# it listens when the command returns. ha_reload_finish: check it runs and answers on the admin socket.",
-    "HA_OLD_PIDS=\"\"",
+    'HA_OLD_PIDS=""',
     "ha_reload_start() {",
-    '  HA_OLD_PIDS=$(tr -s \'\\n\' \' \' <"$HA_PID")',
+    "  HA_OLD_PIDS=$(tr -s '\\n' ' ' <\"$HA_PID\")",
     '  log "reloading HAProxy (old pids: $HA_OLD_PIDS)"',
     "  # shellcheck disable=SC2086",
     '  as_pg "$HAPROXY_BIN" -D -f "$HA_CFG" -x "$HA_SOCK" -sf $HA_OLD_PIDS',
@@ -397,7 +403,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     '  wait_for "$WAIT_SECONDS" "HAProxy\'s admin socket" ha_cmd "show info" >/dev/null',
     "}",
     "ha_reload() { ha_reload_start; ha_reload_finish; }",
-    "install_cfg() { mv -f \"$HA_CFG.new\" \"$HA_CFG\"; }",
+    'install_cfg() { mv -f "$HA_CFG.new" "$HA_CFG"; }',
     "pgb_reconnect() {",
     "  if pgb_running; then",
     '    pgb_admin "$WAIT_SECONDS" RECONNECT || log "PgBouncer RECONNECT failed (pooled connections move at their next reconnect)"',
@@ -412,7 +418,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     "  esac",
     '  log "waiting up to ${DRAIN_TIMEOUT}s for the changes of $1 to replicate"',
     "  local rc=0",
-    "  sql_peer \"$dsn\" >/dev/null " + heredoc(drainSql, " || rc=$?"),
+    '  sql_peer "$dsn" >/dev/null ' + heredoc(drainSql, " || rc=$?"),
     "  # psql exits with 2 when it cannot connect (or loses the connection)",
     '  if [ "$rc" = 2 ]; then log "old write node $1 is unreachable: its unreplicated changes cannot be drained now"; return 0; fi',
     '  if [ "$rc" != 0 ]; then',
@@ -495,7 +501,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     `if put_file "$PGB_INI" 0600 ${heredoc(configs.pgbouncerIni)}`,
     "then PGB_CHANGED=1; fi",
     `put_file "$HA_CFG.new" 0600 ${heredoc(configs.haproxyCfg, " || true")}`,
-    "if ! \"$HAPROXY_BIN\" -c -q -f \"$HA_CFG.new\" >&2; then log \"haproxy -c rejected the rendered configuration $HA_CFG.new\"; exit 1; fi",
+    'if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi',
     "",
     "# 2. HAProxy",
     "if ! ha_running; then",

@@ -76,7 +76,11 @@ function positiveInt(name: string, value: number): number {
  *
  * Throws when `proxy.writeNode` is not one of `nodes` or a node name is not a safe word.
  */
-export function renderHaproxyCfg(proxy: ProxyPlan, nodes: readonly NodePlan[], opts: HaproxyCfgOptions): string {
+export function renderHaproxyCfg(
+  proxy: ProxyPlan,
+  nodes: readonly NodePlan[],
+  opts: HaproxyCfgOptions,
+): string {
   const write = nodes.find((n) => n.name === proxy.writeNode);
   if (!write) {
     throw new Error(
@@ -85,7 +89,9 @@ export function renderHaproxyCfg(proxy: ProxyPlan, nodes: readonly NodePlan[], o
   }
   for (const n of nodes) {
     if (!/^[a-z][a-z0-9_]*$/.test(n.name)) {
-      throw new Error(`node name must match ^[a-z][a-z0-9_]*$ to be a HAProxy server name, got ${JSON.stringify(n.name)}`);
+      throw new Error(
+        `node name must match ^[a-z][a-z0-9_]*$ to be a HAProxy server name, got ${JSON.stringify(n.name)}`,
+      );
     }
   }
   const inter = positiveInt("checkInterMs", proxy.checkInterMs);
@@ -122,7 +128,8 @@ export function renderHaproxyCfg(proxy: ProxyPlan, nodes: readonly NodePlan[], o
     `    option pgsql-check user ${haproxyWord(opts.replicationUser)}`,
     `    default-server inter ${inter}ms fall ${fall} rise ${rise} on-marked-down shutdown-sessions`,
     ...ordered.map(
-      (n) => `    server ${n.name} ${haproxyAddress(n.address, n.port)} ${n === write ? "check" : "backup check"}`,
+      (n) =>
+        `    server ${n.name} ${haproxyAddress(n.address, n.port)} ${n === write ? "check" : "backup check"}`,
     ),
   ];
   return lines.join("\n") + "\n";

@@ -25,7 +25,9 @@ export interface PgHbaOptions {
 /** Quotes a pg_hba.conf user or database name so keywords (`all`, `replication`, …) lose their meaning. */
 export function hbaName(name: string): string {
   if (name === "" || /["\r\n\0]/.test(name)) {
-    throw new Error(`pg_hba.conf cannot hold the name ${JSON.stringify(name)} (empty, or contains a double quote or a line break)`);
+    throw new Error(
+      `pg_hba.conf cannot hold the name ${JSON.stringify(name)} (empty, or contains a double quote or a line break)`,
+    );
   }
   return `"${name}"`;
 }
@@ -38,7 +40,11 @@ export function hbaCidr(cidr: string): string {
   if (cidr === "samehost" || cidr === "samenet") {
     return cidr;
   }
-  if (!cidr.includes("/") && isIP(cidr) === 0 && /^(?=.*[a-z])[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(cidr)) {
+  if (
+    !cidr.includes("/") &&
+    isIP(cidr) === 0 &&
+    /^(?=.*[a-z])[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i.test(cidr)
+  ) {
     return cidr.toLowerCase();
   }
   const m = /^([^/]+)\/([0-9]{1,3})$/.exec(cidr);

@@ -26,7 +26,9 @@ export interface PgbouncerIniOptions {
 export function pgbouncerValue(name: string, value: string | number): string {
   const text = String(value);
   if (text === "" || /[\r\n\0]/.test(text) || text.trim() !== text) {
-    throw new Error(`pgbouncer.ini ${name} cannot hold ${JSON.stringify(text)} (empty, line break, NUL or surrounding spaces)`);
+    throw new Error(
+      `pgbouncer.ini ${name} cannot hold ${JSON.stringify(text)} (empty, line break, NUL or surrounding spaces)`,
+    );
   }
   return text;
 }
@@ -108,8 +110,10 @@ export function userlistField(value: string): string {
  * The verifier is a secret: call this inside an `apply` and keep the result secret.
  */
 export function renderUserlist(user: string, verifier: string): string {
-  return [
-    ";; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.",
-    `${userlistField(user)} ${userlistField(verifier)}`,
-  ].join("\n") + "\n";
+  return (
+    [
+      ";; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.",
+      `${userlistField(user)} ${userlistField(verifier)}`,
+    ].join("\n") + "\n"
+  );
 }

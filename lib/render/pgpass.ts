@@ -26,7 +26,9 @@ export function renderPgpass(entries: readonly PgpassEntry[]): string {
     const names = ["host", "port", "database", "user", "password"];
     fields.forEach((f, j) => {
       if (/[\r\n\0]/.test(f)) {
-        throw new Error(`.pgpass entry ${i}: the ${names[j]} contains a line break or NUL byte, which .pgpass cannot hold`);
+        throw new Error(
+          `.pgpass entry ${i}: the ${names[j]} contains a line break or NUL byte, which .pgpass cannot hold`,
+        );
       }
       if (f === "" && j < 4) {
         throw new Error(`.pgpass entry ${i}: the ${names[j]} is empty (use "*" to match anything)`);

@@ -6,7 +6,8 @@ import { shellQuote } from "./quote";
 import { ClusterContext, NodePlan } from "../types";
 
 /** First line of every file pulumi-bdr renders into a PostgreSQL data directory. */
-export const POSTGRESQL_CONF_HEADER = "# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.";
+export const POSTGRESQL_CONF_HEADER =
+  "# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.";
 
 /**
  * Settings the planner owns: they come from the node plan or are required by logical
@@ -90,7 +91,9 @@ const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
  * not GUC names, settings the planner owns ({@link PROTECTED_SETTINGS}), non-finite numbers and
  * values with line breaks or NUL bytes.
  */
-export function userSettingProblems(userSettings: Readonly<Record<string, string | number | boolean>>): string[] {
+export function userSettingProblems(
+  userSettings: Readonly<Record<string, string | number | boolean>>,
+): string[] {
   const problems: string[] = [];
   for (const name of Object.keys(userSettings).sort()) {
     const value = userSettings[name];
@@ -180,7 +183,9 @@ export function confValue(value: string | number | boolean): string {
     return String(value);
   }
   if (/[\r\n\0]/.test(value)) {
-    throw new Error(`postgresql.conf value must not contain line breaks or NUL bytes: ${JSON.stringify(value)}`);
+    throw new Error(
+      `postgresql.conf value must not contain line breaks or NUL bytes: ${JSON.stringify(value)}`,
+    );
   }
   if (/^-?[0-9]+$/.test(value)) {
     return value;
@@ -210,7 +215,9 @@ export function renderPostgresqlConf(
   const lines = [POSTGRESQL_CONF_HEADER];
   for (const name of Object.keys(settings).sort()) {
     if (!SETTING_NAME.test(name)) {
-      throw new Error(`postgresql.conf setting name ${JSON.stringify(name)} is not a PostgreSQL parameter name`);
+      throw new Error(
+        `postgresql.conf setting name ${JSON.stringify(name)} is not a PostgreSQL parameter name`,
+      );
     }
     lines.push(`${name} = ${confValue(settings[name])}`);
   }
@@ -273,28 +280,28 @@ export function outputPluginSnippet(options: OutputPluginSnippetOptions): string
   return [
     "# output_plugin_libraries (PostgreSQL 15.19+): add the engine's output plugins when the server knows the setting",
     "opl_file=" + shellQuote(options.confFile),
-    "opl_tmp=\"$opl_file.tmp.$$\"",
+    'opl_tmp="$opl_file.tmp.$$"',
     `if opl_current=$(as_pg ${shellQuote(options.binDir + "/postgres")} -D ${shellQuote(options.dataDir)} -C output_plugin_libraries 2>/dev/null); then`,
-    "  opl_list=\"\"",
+    '  opl_list=""',
     "  IFS=',' read -r -a opl_items <<<\"$opl_current\"",
-    "  for opl_item in \"${opl_items[@]}\"; do",
-    "    opl_item=\"${opl_item#\"${opl_item%%[![:space:]]*}\"}\"; opl_item=\"${opl_item%\"${opl_item##*[![:space:]]}\"}\"",
-    "    if [ -n \"$opl_item\" ]; then opl_list=\"${opl_list:+$opl_list, }$opl_item\"; fi",
+    '  for opl_item in "${opl_items[@]}"; do',
+    '    opl_item="${opl_item#"${opl_item%%[![:space:]]*}"}"; opl_item="${opl_item%"${opl_item##*[![:space:]]}"}"',
+    '    if [ -n "$opl_item" ]; then opl_list="${opl_list:+$opl_list, }$opl_item"; fi',
     "  done",
     `  for opl_lib in ${wanted}; do`,
-    "    case \", $opl_list, \" in *\", $opl_lib, \"*) ;; *) opl_list=\"${opl_list:+$opl_list, }$opl_lib\" ;; esac",
+    '    case ", $opl_list, " in *", $opl_lib, "*) ;; *) opl_list="${opl_list:+$opl_list, }$opl_lib" ;; esac',
     "  done",
-    "  opl_quoted=\"${opl_list//\\\\/\\\\\\\\}\"; opl_quoted=\"${opl_quoted//\\'/\\'\\'}\"",
+    '  opl_quoted="${opl_list//\\\\/\\\\\\\\}"; opl_quoted="${opl_quoted//\\\'/\\\'\\\'}"',
     `  printf '%s\\n%s\\n' ${shellQuote(POSTGRESQL_CONF_HEADER)} "output_plugin_libraries = '$opl_quoted'" >"$opl_tmp"`,
     "  log \"output_plugin_libraries = '$opl_list'\"",
     "else",
     `  printf '%s\\n' ${shellQuote(POSTGRESQL_CONF_HEADER)} >"$opl_tmp"`,
-    "  log \"server has no output_plugin_libraries setting: nothing to allow\"",
+    '  log "server has no output_plugin_libraries setting: nothing to allow"',
     "fi",
-    "chmod 0644 \"$opl_tmp\"",
-    "if cmp -s \"$opl_tmp\" \"$opl_file\"; then rm -f \"$opl_tmp\"; else",
-    "  if [ \"$(id -u)\" = 0 ]; then chown \"$PG_OS_USER\" \"$opl_tmp\"; fi",
-    "  mv -f \"$opl_tmp\" \"$opl_file\"",
+    'chmod 0644 "$opl_tmp"',
+    'if cmp -s "$opl_tmp" "$opl_file"; then rm -f "$opl_tmp"; else',
+    '  if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$opl_tmp"; fi',
+    '  mv -f "$opl_tmp" "$opl_file"',
     "fi",
     "",
   ].join("\n");

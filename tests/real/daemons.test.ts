@@ -28,8 +28,18 @@ const PG_BIN = "/usr/lib/postgresql/15/bin";
 const REPL = "bdr_repl";
 const DB = "appdb";
 
-function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { encoding: "utf8", input: opts.input, env: opts.env ?? process.env, cwd: opts.cwd, timeout: 60000 });
+function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, {
+    encoding: "utf8",
+    input: opts.input,
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    timeout: 60000,
+  });
 }
 
 function check(r: SpawnSyncReturns<string>, what: string): string {
@@ -74,10 +84,35 @@ function writeAsPostgres(file: string, text: string, mode = 0o600): void {
 }
 
 /** psql over TCP with a password in the environment (test only). */
-function psqlTcp(port: number, user: string, password: string, sql: string, db = DB): SpawnSyncReturns<string> {
-  return run(`${PG_BIN}/psql`, ["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", db, "-c", sql], {
-    env: { ...process.env, PGPASSWORD: password, PGCONNECT_TIMEOUT: "5", PGSSLMODE: "disable" },
-  });
+function psqlTcp(
+  port: number,
+  user: string,
+  password: string,
+  sql: string,
+  db = DB,
+): SpawnSyncReturns<string> {
+  return run(
+    `${PG_BIN}/psql`,
+    [
+      "-X",
+      "-At",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-U",
+      user,
+      "-d",
+      db,
+      "-c",
+      sql,
+    ],
+    {
+      env: { ...process.env, PGPASSWORD: password, PGCONNECT_TIMEOUT: "5", PGSSLMODE: "disable" },
+    },
+  );
 }
 
 function waitUntil(what: string, seconds: number, fn: () => boolean): void {
@@ -135,7 +170,24 @@ describe("real daemons: rendered configuration", function () {
   const verifier = scramVerifier(password, clusterSalt("daemons", password));
 
   const sqlLocal = (sql: string, db = "postgres"): string =>
-    check(asPostgres([`${PG_BIN}/psql`, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", node.runDir, "-p", String(node.port), "-d", db, "-c", sql]), sql);
+    check(
+      asPostgres([
+        `${PG_BIN}/psql`,
+        "-X",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        node.runDir,
+        "-p",
+        String(node.port),
+        "-d",
+        db,
+        "-c",
+        sql,
+      ]),
+      sql,
+    );
 
   before(async function () {
     if (!isRoot) {
@@ -145,7 +197,10 @@ describe("real daemons: rendered configuration", function () {
     node = nodePlan(root, await freePort());
     fs.mkdirSync(node.runDir, { mode: 0o700 });
     fs.chownSync(node.runDir, pgUid(), pgGid());
-    check(asPostgres([`${PG_BIN}/initdb`, "-D", node.dataDir, "-A", "peer", "-U", "postgres", "-E", "UTF8"]), "initdb");
+    check(
+      asPostgres([`${PG_BIN}/initdb`, "-D", node.dataDir, "-A", "peer", "-U", "postgres", "-E", "UTF8"]),
+      "initdb",
+    );
   });
 
   after(function () {
@@ -191,8 +246,12 @@ describe("real daemons: rendered configuration", function () {
       { ...node, name: "beta", index: 1, port: 5433 },
       { ...node, name: "gamma", index: 2, port: 5434, address: "::1" },
     ];
-    for (const sock of [path.join(root, "ha.sock"), path.join(root, "we ird $HOME \"dir\" #x", "ha.sock")]) {
-      const cfg = renderHaproxyCfg(proxy, nodes, { replicationUser: REPL, socketPath: sock, pidFile: path.join(root, "ha.pid") });
+    for (const sock of [path.join(root, "ha.sock"), path.join(root, 'we ird $HOME "dir" #x', "ha.sock")]) {
+      const cfg = renderHaproxyCfg(proxy, nodes, {
+        replicationUser: REPL,
+        socketPath: sock,
+        pidFile: path.join(root, "ha.pid"),
+      });
       const file = path.join(root, "haproxy.cfg");
       fs.writeFileSync(file, cfg);
       const r = run("haproxy", ["-c", "-f", file]);
@@ -212,11 +271,22 @@ describe("real daemons: rendered configuration", function () {
     });
     // this server (15.18) has no output_plugin_libraries: a header-only file
     const confFile = path.join(node.dataDir, OUTPUT_PLUGIN_CONF_FILE);
-    const real = outputPluginSnippet({ binDir: PG_BIN, dataDir: node.dataDir, confFile, libraries: ["pglogical_output"] });
+    const real = outputPluginSnippet({
+      binDir: PG_BIN,
+      dataDir: node.dataDir,
+      confFile,
+      libraries: ["pglogical_output"],
+    });
     const r1 = run("bash", ["-c", preamble + real]);
     assert.strictEqual(r1.status, 0, r1.stderr);
     assert.match(r1.stderr, /no output_plugin_libraries setting/);
-    assert.strictEqual(fs.readFileSync(confFile, "utf8").split("\n").filter((l) => l && !l.startsWith("#")).length, 0);
+    assert.strictEqual(
+      fs
+        .readFileSync(confFile, "utf8")
+        .split("\n")
+        .filter((l) => l && !l.startsWith("#")).length,
+      0,
+    );
     // a server that knows it (15.19+): a fake postgres binary answering -C
     const fakeBin = path.join(root, "fakebin");
     fs.mkdirSync(fakeBin, { mode: 0o755 });
@@ -226,8 +296,17 @@ describe("real daemons: rendered configuration", function () {
       ["pgoutput,pglogical_output", "output_plugin_libraries = 'pgoutput, pglogical_output'"],
       ["pgoutput, it's\\odd", "output_plugin_libraries = 'pgoutput, it''s\\\\odd, pglogical_output'"],
     ]) {
-      fs.writeFileSync(path.join(fakeBin, "postgres"), `#!/bin/sh\nprintf '%s\\n' ${quoteShellForTest(current)}\n`, { mode: 0o755 });
-      const snippet = outputPluginSnippet({ binDir: fakeBin, dataDir: node.dataDir, confFile: fakeConf, libraries: ["pglogical_output"] });
+      fs.writeFileSync(
+        path.join(fakeBin, "postgres"),
+        `#!/bin/sh\nprintf '%s\\n' ${quoteShellForTest(current)}\n`,
+        { mode: 0o755 },
+      );
+      const snippet = outputPluginSnippet({
+        binDir: fakeBin,
+        dataDir: node.dataDir,
+        confFile: fakeConf,
+        libraries: ["pglogical_output"],
+      });
       for (let i = 0; i < 2; i++) {
         const r = run("bash", ["-c", preamble + snippet]);
         assert.strictEqual(r.status, 0, r.stderr);
@@ -252,13 +331,35 @@ describe("real daemons: rendered configuration", function () {
         synchronous_commit: false,
       },
     );
-    writeAsPostgres(path.join(node.dataDir, "pulumi-bdr.conf"), renderPostgresqlConf(settings, { includeIfExists: [OUTPUT_PLUGIN_CONF_FILE] }), 0o644);
+    writeAsPostgres(
+      path.join(node.dataDir, "pulumi-bdr.conf"),
+      renderPostgresqlConf(settings, { includeIfExists: [OUTPUT_PLUGIN_CONF_FILE] }),
+      0o644,
+    );
     fs.appendFileSync(path.join(node.dataDir, "postgresql.conf"), "\ninclude 'pulumi-bdr.conf'\n");
     writeAsPostgres(
       path.join(node.dataDir, "pg_hba.conf"),
-      renderPgHba({ osUser: "postgres", replicationUser: REPL, database: DB, memberCidrs: ["127.0.0.1/32", "::1/128"] }),
+      renderPgHba({
+        osUser: "postgres",
+        replicationUser: REPL,
+        database: DB,
+        memberCidrs: ["127.0.0.1/32", "::1/128"],
+      }),
     );
-    check(asPostgres([`${PG_BIN}/pg_ctl`, "-D", node.dataDir, "-l", path.join(root, "server.log"), "-w", "-t", "30", "start"]), "pg_ctl start");
+    check(
+      asPostgres([
+        `${PG_BIN}/pg_ctl`,
+        "-D",
+        node.dataDir,
+        "-l",
+        path.join(root, "server.log"),
+        "-w",
+        "-t",
+        "30",
+        "start",
+      ]),
+      "pg_ctl start",
+    );
     started = true;
     const show = (name: string): string => sqlLocal(`SHOW ${name}`).trim();
     assert.strictEqual(show("wal_level"), "logical");
@@ -275,13 +376,20 @@ describe("real daemons: rendered configuration", function () {
     assert.strictEqual(show("pulumi_bdr.note"), "it's a \\ test, # not a comment");
     assert.strictEqual(show("search_path"), '"$user", public');
     assert.strictEqual(show("cluster_name"), "bdr 'daemons'");
-    assert.strictEqual(sqlLocal("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL").trim(), "0");
+    assert.strictEqual(
+      sqlLocal("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL").trim(),
+      "0",
+    );
     assert.strictEqual(sqlLocal("SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL").trim(), "0");
   });
 
   it("RESTART_ONLY_SETTINGS are exactly postmaster-context parameters on PostgreSQL 15", () => {
     const names = RESTART_ONLY_SETTINGS.map((n) => quoteLiteral(n)).join(",");
-    const rows = sqlLocal(`SELECT name || ':' || context FROM pg_settings WHERE name IN (${names}) ORDER BY name`).trim().split("\n");
+    const rows = sqlLocal(
+      `SELECT name || ':' || context FROM pg_settings WHERE name IN (${names}) ORDER BY name`,
+    )
+      .trim()
+      .split("\n");
     assert.strictEqual(rows.length, RESTART_ONLY_SETTINGS.length, rows.join(" "));
     for (const row of rows) {
       assert.match(row, /:postmaster$/);
@@ -291,8 +399,14 @@ describe("real daemons: rendered configuration", function () {
   it("a role created with our SCRAM verifier logs in with the password; others are rejected", () => {
     sqlLocal(`CREATE ROLE ${quoteIdent(REPL)} SUPERUSER LOGIN PASSWORD ${quoteLiteral(verifier)}`);
     sqlLocal(`CREATE DATABASE ${quoteIdent(DB)} OWNER ${quoteIdent(REPL)}`);
-    assert.strictEqual(sqlLocal(`SELECT rolpassword FROM pg_authid WHERE rolname = ${quoteLiteral(REPL)}`).trim(), verifier);
-    assert.strictEqual(check(psqlTcp(node.port, REPL, password, "SELECT current_user"), "login").trim(), REPL);
+    assert.strictEqual(
+      sqlLocal(`SELECT rolpassword FROM pg_authid WHERE rolname = ${quoteLiteral(REPL)}`).trim(),
+      verifier,
+    );
+    assert.strictEqual(
+      check(psqlTcp(node.port, REPL, password, "SELECT current_user"), "login").trim(),
+      REPL,
+    );
     const wrong = psqlTcp(node.port, REPL, password + "x", "SELECT 1");
     assert.notStrictEqual(wrong.status, 0);
     assert.match(wrong.stderr, /password authentication failed/);
@@ -304,8 +418,13 @@ describe("real daemons: rendered configuration", function () {
 
   it("non-ASCII passwords get the verifier libpq's SASLprep expects", () => {
     for (const pw of ["pässwörd", "ｐａｓｓ\u00A0word", "pa\u00ADss"]) {
-      sqlLocal(`ALTER ROLE ${quoteIdent(REPL)} PASSWORD ${quoteLiteral(scramVerifier(pw, clusterSalt("daemons", pw)))}`);
-      assert.strictEqual(check(psqlTcp(node.port, REPL, pw, "SELECT 1"), `login with ${JSON.stringify(pw)}`).trim(), "1");
+      sqlLocal(
+        `ALTER ROLE ${quoteIdent(REPL)} PASSWORD ${quoteLiteral(scramVerifier(pw, clusterSalt("daemons", pw)))}`,
+      );
+      assert.strictEqual(
+        check(psqlTcp(node.port, REPL, pw, "SELECT 1"), `login with ${JSON.stringify(pw)}`).trim(),
+        "1",
+      );
     }
     sqlLocal(`ALTER ROLE ${quoteIdent(REPL)} PASSWORD ${quoteLiteral(verifier)}`);
   });
@@ -349,38 +468,73 @@ describe("real daemons: rendered configuration", function () {
         },
       );
     writeAsPostgres(path.join(pgbDir, "userlist.txt"), renderUserlist(REPL, verifier));
-    writeAsPostgres(path.join(pgbDir, "pgbouncer.ini"), iniFor(path.join(pgbDir, "userlist.txt"), port, "pgbouncer"));
+    writeAsPostgres(
+      path.join(pgbDir, "pgbouncer.ini"),
+      iniFor(path.join(pgbDir, "userlist.txt"), port, "pgbouncer"),
+    );
     check(asPostgres(["pgbouncer", "-d", "-q", path.join(pgbDir, "pgbouncer.ini")]), "pgbouncer -d");
     waitUntil("PgBouncer's pid file", 10, () => fs.existsSync(path.join(pgbDir, "pgbouncer.pid")));
     pgbPid = Number(fs.readFileSync(path.join(pgbDir, "pgbouncer.pid"), "utf8").trim());
     waitUntil("PgBouncer's socket", 10, () => fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${port}`)));
-    assert.strictEqual(check(psqlTcp(port, REPL, password, "SELECT current_user || '@' || current_setting('port')"), "login via PgBouncer").trim(), `${REPL}@${node.port}`);
+    assert.strictEqual(
+      check(
+        psqlTcp(port, REPL, password, "SELECT current_user || '@' || current_setting('port')"),
+        "login via PgBouncer",
+      ).trim(),
+      `${REPL}@${node.port}`,
+    );
     const wrong = psqlTcp(port, REPL, "nope", "SELECT 1");
     assert.notStrictEqual(wrong.status, 0);
     // the admin console, reached through the 0700 Unix socket directory
     const consoleOut = check(
-      run(`${PG_BIN}/psql`, ["-X", "-At", "-h", path.join(pgbDir, "run"), "-p", String(port), "-U", REPL, "-d", "pgbouncer", "-c", "SHOW CONFIG"], {
-        env: { ...process.env, PGPASSWORD: password },
-      }),
+      run(
+        `${PG_BIN}/psql`,
+        [
+          "-X",
+          "-At",
+          "-h",
+          path.join(pgbDir, "run"),
+          "-p",
+          String(port),
+          "-U",
+          REPL,
+          "-d",
+          "pgbouncer",
+          "-c",
+          "SHOW CONFIG",
+        ],
+        {
+          env: { ...process.env, PGPASSWORD: password },
+        },
+      ),
       "PgBouncer console",
     );
     assert.match(consoleOut, /auth_type\|scram-sha-256/);
     assert.match(consoleOut, /pool_mode\|transaction/);
     // PgBouncer rejects PGOPTIONS (the `options` startup parameter), as documented
-    const withOptions = run(`${PG_BIN}/psql`, ["-X", "-At", "-h", "127.0.0.1", "-p", String(port), "-U", REPL, "-d", DB, "-c", "SELECT 1"], {
-      env: { ...process.env, PGPASSWORD: password, PGOPTIONS: "-c statement_timeout=1000" },
-    });
+    const withOptions = run(
+      `${PG_BIN}/psql`,
+      ["-X", "-At", "-h", "127.0.0.1", "-p", String(port), "-U", REPL, "-d", DB, "-c", "SELECT 1"],
+      {
+        env: { ...process.env, PGPASSWORD: password, PGOPTIONS: "-c statement_timeout=1000" },
+      },
+    );
     assert.notStrictEqual(withOptions.status, 0);
     assert.match(withOptions.stderr, /unsupported startup parameter/);
 
     // pitfall check: a '#' comment line breaks PgBouncer's auth file (only ';' comments are allowed)
     const badPort = await freePort();
     writeAsPostgres(path.join(pgbDir, "bad-userlist.txt"), `# a hash comment\n"${REPL}" "${verifier}"\n`);
-    writeAsPostgres(path.join(pgbDir, "bad.ini"), iniFor(path.join(pgbDir, "bad-userlist.txt"), badPort, "bad"));
+    writeAsPostgres(
+      path.join(pgbDir, "bad.ini"),
+      iniFor(path.join(pgbDir, "bad-userlist.txt"), badPort, "bad"),
+    );
     check(asPostgres(["pgbouncer", "-d", "-q", path.join(pgbDir, "bad.ini")]), "pgbouncer -d (bad userlist)");
     waitUntil("the second PgBouncer's pid file", 10, () => fs.existsSync(path.join(pgbDir, "bad.pid")));
     badPgbPids.push(Number(fs.readFileSync(path.join(pgbDir, "bad.pid"), "utf8").trim()));
-    waitUntil("the second PgBouncer's socket", 10, () => fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${badPort}`)));
+    waitUntil("the second PgBouncer's socket", 10, () =>
+      fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${badPort}`)),
+    );
     const bad = psqlTcp(badPort, REPL, password, "SELECT 1");
     assert.notStrictEqual(bad.status, 0);
     assert.match(fs.readFileSync(path.join(pgbDir, "bad.log"), "utf8"), /broken auth file/);

@@ -25,8 +25,17 @@ const PASSWORD = "pr0xy:test\\pw 'quoted' $HOME";
 const VERIFIER = scramVerifier(PASSWORD, clusterSalt("proxytest", PASSWORD));
 const MEASUREMENTS_FILE = path.join(os.tmpdir(), "pulumi-bdr-proxy-measurements.json");
 
-function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { encoding: "utf8", input: opts.input, env: opts.env ?? process.env, timeout: 120000 });
+function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv } = {},
+): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, {
+    encoding: "utf8",
+    input: opts.input,
+    env: opts.env ?? process.env,
+    timeout: 120000,
+  });
 }
 
 function check(r: SpawnSyncReturns<string>, what: string): string {
@@ -66,8 +75,16 @@ class TestServer {
     fs.mkdirSync(this.node.runDir, { recursive: true, mode: 0o700 });
     fs.chownSync(path.dirname(this.node.runDir), pgUid(), pgGid());
     fs.chownSync(this.node.runDir, pgUid(), pgGid());
-    check(asPostgres([`${PG_BIN}/initdb`, "-D", this.node.dataDir, "-A", "peer", "-U", "postgres", "-E", "UTF8"]), "initdb");
-    const settings = nodeSettings(ctx, this.node, {}, { fsync: false, synchronous_commit: false, full_page_writes: false });
+    check(
+      asPostgres([`${PG_BIN}/initdb`, "-D", this.node.dataDir, "-A", "peer", "-U", "postgres", "-E", "UTF8"]),
+      "initdb",
+    );
+    const settings = nodeSettings(
+      ctx,
+      this.node,
+      {},
+      { fsync: false, synchronous_commit: false, full_page_writes: false },
+    );
     writeAsPostgres(path.join(this.node.dataDir, "pulumi-bdr.conf"), renderPostgresqlConf(settings), 0o644);
     fs.appendFileSync(path.join(this.node.dataDir, "postgresql.conf"), "\ninclude 'pulumi-bdr.conf'\n");
     writeAsPostgres(
@@ -75,19 +92,48 @@ class TestServer {
       renderPgHba({ osUser: "postgres", replicationUser: REPL, database: DB, memberCidrs: ["127.0.0.1/32"] }),
     );
     check(
-      asPostgres([`${PG_BIN}/pg_ctl`, "-D", this.node.dataDir, "-l", path.join(path.dirname(this.node.dataDir), "server.log"), "-w", "-t", "30", "start"]),
+      asPostgres([
+        `${PG_BIN}/pg_ctl`,
+        "-D",
+        this.node.dataDir,
+        "-l",
+        path.join(path.dirname(this.node.dataDir), "server.log"),
+        "-w",
+        "-t",
+        "30",
+        "start",
+      ]),
       "pg_ctl start",
     );
     // the same verifier on every node: PgBouncer's SCRAM pass-through needs it
-    this.sql(`CREATE ROLE ${quoteIdent(REPL)} SUPERUSER LOGIN PASSWORD ${quoteLiteral(VERIFIER)}`, "postgres");
+    this.sql(
+      `CREATE ROLE ${quoteIdent(REPL)} SUPERUSER LOGIN PASSWORD ${quoteLiteral(VERIFIER)}`,
+      "postgres",
+    );
     this.sql(`CREATE DATABASE ${quoteIdent(DB)} OWNER ${quoteIdent(REPL)}`, "postgres");
-    this.sql("CREATE TABLE public.t (id bigserial PRIMARY KEY, port int NOT NULL, v int, at timestamptz DEFAULT clock_timestamp())");
+    this.sql(
+      "CREATE TABLE public.t (id bigserial PRIMARY KEY, port int NOT NULL, v int, at timestamptz DEFAULT clock_timestamp())",
+    );
     this.sql(`ALTER TABLE public.t OWNER TO ${quoteIdent(REPL)}`);
   }
 
   sql(sql: string, db = DB): string {
     return check(
-      asPostgres([`${PG_BIN}/psql`, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", this.node.runDir, "-p", String(this.node.port), "-d", db, "-c", sql]),
+      asPostgres([
+        `${PG_BIN}/psql`,
+        "-X",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        this.node.runDir,
+        "-p",
+        String(this.node.port),
+        "-d",
+        db,
+        "-c",
+        sql,
+      ]),
       sql,
     ).trim();
   }
@@ -98,16 +144,45 @@ class TestServer {
 
   start(): void {
     check(
-      asPostgres([`${PG_BIN}/pg_ctl`, "-D", this.node.dataDir, "-l", path.join(path.dirname(this.node.dataDir), "server.log"), "-w", "-t", "30", "start"]),
+      asPostgres([
+        `${PG_BIN}/pg_ctl`,
+        "-D",
+        this.node.dataDir,
+        "-l",
+        path.join(path.dirname(this.node.dataDir), "server.log"),
+        "-w",
+        "-t",
+        "30",
+        "start",
+      ]),
       "pg_ctl start",
     );
   }
 }
 
 function psqlThrough(port: number, sql: string): SpawnSyncReturns<string> {
-  return run(`${PG_BIN}/psql`, ["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", REPL, "-d", DB, "-c", sql], {
-    env: { ...process.env, PGPASSWORD: PASSWORD, PGCONNECT_TIMEOUT: "5" },
-  });
+  return run(
+    `${PG_BIN}/psql`,
+    [
+      "-X",
+      "-At",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-U",
+      REPL,
+      "-d",
+      DB,
+      "-c",
+      sql,
+    ],
+    {
+      env: { ...process.env, PGPASSWORD: PASSWORD, PGCONNECT_TIMEOUT: "5" },
+    },
+  );
 }
 
 interface PgbenchResult {
@@ -139,7 +214,19 @@ function pgbench(port: number, dir: string, seconds: number, clients = 4): Promi
   );
   const logDir = fs.mkdtempSync(path.join(dir, "pgbench-"));
   const prefix = path.join(logDir, "log");
-  const args = ["-n", "-c", String(clients), "-j", "2", "-T", String(seconds), "-f", script, "-l", `--log-prefix=${prefix}`];
+  const args = [
+    "-n",
+    "-c",
+    String(clients),
+    "-j",
+    "2",
+    "-T",
+    String(seconds),
+    "-f",
+    script,
+    "-l",
+    `--log-prefix=${prefix}`,
+  ];
   args.push("-h", "127.0.0.1", "-p", String(port), "-U", REPL, DB);
   return new Promise((resolve, reject) => {
     const child = spawn("pgbench", args, { env: { ...process.env, PGPASSWORD: PASSWORD } });
@@ -220,7 +307,11 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
   let proxy: ProxyPlan;
   const measurements: Record<string, unknown> = {};
 
-  const input = (writeNode: string, method: SwitchoverMethod, extra: Partial<ProxyPlan> = {}): ProxyScriptInput => ({
+  const input = (
+    writeNode: string,
+    method: SwitchoverMethod,
+    extra: Partial<ProxyPlan> = {},
+  ): ProxyScriptInput => ({
     ctx,
     proxy: { ...proxy, writeNode, switchoverMethod: method, ...extra },
     drainSql: "SELECT 1",
@@ -228,7 +319,11 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     waitSeconds: 20,
   });
 
-  const apply = (writeNode: string, method: SwitchoverMethod, extra: Partial<ProxyPlan> = {}): { stderr: string; ms: number } => {
+  const apply = (
+    writeNode: string,
+    method: SwitchoverMethod,
+    extra: Partial<ProxyPlan> = {},
+  ): { stderr: string; ms: number } => {
     const t0 = Date.now();
     const r = run("bash", ["-c", proxyApplyScript(input(writeNode, method, extra))], {
       input: renderSecretStdin({ PASSWORD, VERIFIER }),
@@ -238,7 +333,10 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     return { stderr: r.stderr, ms };
   };
 
-  const applyAsync = (writeNode: string, method: SwitchoverMethod): Promise<{ status: number | null; stderr: string; ms: number }> =>
+  const applyAsync = (
+    writeNode: string,
+    method: SwitchoverMethod,
+  ): Promise<{ status: number | null; stderr: string; ms: number }> =>
     new Promise((resolve, reject) => {
       const t0 = Date.now();
       const child = spawn("bash", ["-c", proxyApplyScript(input(writeNode, method))]);
@@ -255,7 +353,12 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
 
   const serverStates = (): Record<string, string> => {
     const out: Record<string, string> = {};
-    const rows = check(run("socat", ["-t", "2", "stdio", `UNIX-CONNECT:${proxyPaths(proxy).haproxySocket}`], { input: "show stat\n" }), "socat").split("\n");
+    const rows = check(
+      run("socat", ["-t", "2", "stdio", `UNIX-CONNECT:${proxyPaths(proxy).haproxySocket}`], {
+        input: "show stat\n",
+      }),
+      "socat",
+    ).split("\n");
     const header = rows[0].replace(/^# /, "").split(",");
     for (const row of rows.slice(1)) {
       const cols = row.split(",");
@@ -274,7 +377,13 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     assert.match(serverStates()[name] ?? "", re, `${name} in HAProxy`);
   };
 
-  const landsOn = (): number => Number(check(psqlThrough(proxy.pgbouncerPort, "SELECT current_setting('port')"), "query through PgBouncer").trim());
+  const landsOn = (): number =>
+    Number(
+      check(
+        psqlThrough(proxy.pgbouncerPort, "SELECT current_setting('port')"),
+        "query through PgBouncer",
+      ).trim(),
+    );
   const pidIn = (file: string): number => Number(fs.readFileSync(file, "utf8").trim().split("\n")[0]);
 
   const switchoverUnderLoad = async (to: string, method: SwitchoverMethod): Promise<void> => {
@@ -389,7 +498,10 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     const paths = proxyPaths(proxy);
     // health checks need a moment: both servers must be UP (the pgsql-check passes pg_hba)
     const upServers = (): string[] =>
-      check(run("socat", ["-t", "2", "stdio", `UNIX-CONNECT:${paths.haproxySocket}`], { input: "show stat\n" }), "socat")
+      check(
+        run("socat", ["-t", "2", "stdio", `UNIX-CONNECT:${paths.haproxySocket}`], { input: "show stat\n" }),
+        "socat",
+      )
         .split("\n")
         .filter((l) => /^bk_db,n[12],/.test(l) && /,UP,/.test(l));
     const deadline = Date.now() + 10000;
@@ -443,9 +555,13 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     const bench = pgbench(proxy.pgbouncerPort, root, 5);
     await new Promise((r) => setTimeout(r, 1500));
     const t0 = Date.now();
-    const r = run("bash", ["-c", proxyApplyScript(input("n1", "pause", { checkInterMs: 500, defaultPoolSize: 6 }))], {
-      input: renderSecretStdin({ PASSWORD, VERIFIER }),
-    });
+    const r = run(
+      "bash",
+      ["-c", proxyApplyScript(input("n1", "pause", { checkInterMs: 500, defaultPoolSize: 6 }))],
+      {
+        input: renderSecretStdin({ PASSWORD, VERIFIER }),
+      },
+    );
     const ms = Date.now() - t0;
     assert.strictEqual(r.status, 0, r.stderr);
     assert.match(r.stderr, /reloading HAProxy/);
@@ -484,10 +600,17 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
 
   it("a failed drain leaves traffic on the new node and a re-run finishes the switchover", () => {
     const extra = { checkInterMs: 500, defaultPoolSize: 6 };
-    const slow = { ...input("n2", "reconnect", extra), ctx: { ...ctx, waitTimeoutSeconds: 1 }, drainSql: "SELECT pg_sleep(5)" };
+    const slow = {
+      ...input("n2", "reconnect", extra),
+      ctx: { ...ctx, waitTimeoutSeconds: 1 },
+      drainSql: "SELECT pg_sleep(5)",
+    };
     const failed = applyRaw(slow);
     assert.notStrictEqual(failed.status, 0);
-    assert.match(failed.stderr, /drain of n1 failed or timed out: traffic is on n2, n1 stays in maintenance; re-run to retry/);
+    assert.match(
+      failed.stderr,
+      /drain of n1 failed or timed out: traffic is on n2, n1 stays in maintenance; re-run to retry/,
+    );
     assert.strictEqual(landsOn(), servers[1].node.port);
     assert.match(serverStates().n1, /^MAINT/);
     const { stderr } = apply("n2", "reconnect", extra);

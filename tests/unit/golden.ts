@@ -25,7 +25,9 @@ export function repoRoot(): string {
 /** Absolute path of a golden file, `tests/golden/<relPath>` in the source tree. */
 export function goldenPath(relPath: string): string {
   if (path.isAbsolute(relPath) || relPath.split(/[\\/]/).includes("..")) {
-    throw new Error(`golden path must be relative and stay under tests/golden, got ${JSON.stringify(relPath)}`);
+    throw new Error(
+      `golden path must be relative and stay under tests/golden, got ${JSON.stringify(relPath)}`,
+    );
   }
   return path.join(repoRoot(), "tests", "golden", relPath);
 }
@@ -42,8 +44,14 @@ export function expectGolden(relPath: string, actual: string): void {
     return;
   }
   if (!fs.existsSync(file)) {
-    assert.fail(`golden file ${path.relative(repoRoot(), file)} is missing: run the tests with UPDATE_GOLDEN=1 and review it`);
+    assert.fail(
+      `golden file ${path.relative(repoRoot(), file)} is missing: run the tests with UPDATE_GOLDEN=1 and review it`,
+    );
   }
   const expected = fs.readFileSync(file, "utf8");
-  assert.strictEqual(actual, expected, `${path.relative(repoRoot(), file)} differs (UPDATE_GOLDEN=1 rewrites it)`);
+  assert.strictEqual(
+    actual,
+    expected,
+    `${path.relative(repoRoot(), file)} differs (UPDATE_GOLDEN=1 rewrites it)`,
+  );
 }

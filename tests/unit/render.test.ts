@@ -18,7 +18,12 @@ import { hbaCidr, hbaName, renderPgHba } from "../../lib/render/pgHba";
 import { renderPgpass } from "../../lib/render/pgpass";
 import { clusterSalt, saslprepPassword, scramVerifier } from "../../lib/render/scram";
 import { haproxyAddress, haproxyWord, renderHaproxyCfg } from "../../lib/render/haproxy";
-import { pgbouncerValue, renderPgbouncerIni, renderUserlist, userlistField } from "../../lib/render/pgbouncer";
+import {
+  pgbouncerValue,
+  renderPgbouncerIni,
+  renderUserlist,
+  userlistField,
+} from "../../lib/render/pgbouncer";
 import {
   checkBaseDir,
   proxyApplyScript,
@@ -80,7 +85,10 @@ const proxy: ProxyPlan = {
   writeNode: "beta",
 };
 
-const engineSettings = { "pglogical.conflict_resolution": "last_update_wins", shared_preload_libraries: "pglogical" };
+const engineSettings = {
+  "pglogical.conflict_resolution": "last_update_wins",
+  shared_preload_libraries: "pglogical",
+};
 
 const scriptInput: ProxyScriptInput = {
   ctx,
@@ -97,8 +105,14 @@ function bashSyntaxOk(script: string): void {
 describe("render: postgresql.conf", () => {
   it("renders every node's settings (golden)", () => {
     for (const n of nodes) {
-      const settings = nodeSettings(ctx, n, engineSettings, { shared_buffers: "256MB", log_min_duration_statement: 250 });
-      expectGolden(`render/postgresql.${n.name}.conf`, renderPostgresqlConf(settings, { includeIfExists: [OUTPUT_PLUGIN_CONF_FILE] }));
+      const settings = nodeSettings(ctx, n, engineSettings, {
+        shared_buffers: "256MB",
+        log_min_duration_statement: 250,
+      });
+      expectGolden(
+        `render/postgresql.${n.name}.conf`,
+        renderPostgresqlConf(settings, { includeIfExists: [OUTPUT_PLUGIN_CONF_FILE] }),
+      );
     }
   });
 
@@ -127,11 +141,16 @@ describe("render: postgresql.conf", () => {
   });
 
   it("layers engine settings, then user settings, keys sorted", () => {
-    const s = nodeSettings(ctx, nodes[0], { max_wal_senders: "30", shared_preload_libraries: "pglogical" }, {
-      max_wal_senders: 40,
-      hot_standby_feedback: true,
-      synchronous_commit: false,
-    });
+    const s = nodeSettings(
+      ctx,
+      nodes[0],
+      { max_wal_senders: "30", shared_preload_libraries: "pglogical" },
+      {
+        max_wal_senders: 40,
+        hot_standby_feedback: true,
+        synchronous_commit: false,
+      },
+    );
     assert.strictEqual(s.max_wal_senders, "40");
     assert.strictEqual(s.hot_standby_feedback, "on");
     assert.strictEqual(s.synchronous_commit, "off");
@@ -143,12 +162,17 @@ describe("render: postgresql.conf", () => {
   });
 
   it("refuses overrides of managed settings and bad names, listing every problem", () => {
-    assert.deepStrictEqual(userSettingProblems({ wal_level: "replica", "bad name": 1, ok_one: 1, x: Infinity, y: "a\nb" }), [
-      'setting name "bad name" is not a PostgreSQL parameter name',
-      'setting "wal_level" is managed by pulumi-bdr and cannot be overridden (managed: ' + PROTECTED_SETTINGS.join(", ") + ")",
-      'setting "x" must be a finite number, got Infinity',
-      'setting "y" must not contain line breaks or NUL bytes',
-    ]);
+    assert.deepStrictEqual(
+      userSettingProblems({ wal_level: "replica", "bad name": 1, ok_one: 1, x: Infinity, y: "a\nb" }),
+      [
+        'setting name "bad name" is not a PostgreSQL parameter name',
+        'setting "wal_level" is managed by pulumi-bdr and cannot be overridden (managed: ' +
+          PROTECTED_SETTINGS.join(", ") +
+          ")",
+        'setting "x" must be a finite number, got Infinity',
+        'setting "y" must not contain line breaks or NUL bytes',
+      ],
+    );
     assert.throws(
       () => nodeSettings(ctx, nodes[0], {}, { port: 1 }),
       (e: Error) =>
@@ -175,11 +199,22 @@ describe("render: postgresql.conf", () => {
 
   it("knows which settings need a restart", () => {
     assert.deepStrictEqual([...RESTART_ONLY_SETTINGS], [...RESTART_ONLY_SETTINGS].sort());
-    for (const s of ["wal_level", "shared_preload_libraries", "max_wal_senders", "port", "track_commit_timestamp"]) {
+    for (const s of [
+      "wal_level",
+      "shared_preload_libraries",
+      "max_wal_senders",
+      "port",
+      "track_commit_timestamp",
+    ]) {
       assert.ok(RESTART_ONLY_SETTINGS.includes(s), s);
     }
-    assert.deepStrictEqual(restartNeeded({ port: "5432", work_mem: "4MB" }, { port: "5433", work_mem: "8MB" }), ["port"]);
-    assert.deepStrictEqual(restartNeeded({ work_mem: "4MB" }, { work_mem: "8MB", shared_buffers: "1GB" }), ["shared_buffers"]);
+    assert.deepStrictEqual(
+      restartNeeded({ port: "5432", work_mem: "4MB" }, { port: "5433", work_mem: "8MB" }),
+      ["port"],
+    );
+    assert.deepStrictEqual(restartNeeded({ work_mem: "4MB" }, { work_mem: "8MB", shared_buffers: "1GB" }), [
+      "shared_buffers",
+    ]);
     assert.deepStrictEqual(restartNeeded({ a: "1" }, { a: "2" }), []);
   });
 
@@ -218,7 +253,12 @@ describe("render: pg_hba.conf", () => {
     assert.strictEqual(hbaName("replication"), '"replication"');
     assert.throws(() => hbaName('a"b'), /cannot hold the name "a\\"b"/);
     assert.throws(() => hbaName("a\nhost all all 0.0.0.0/0 trust"), /line break/);
-    const hba = renderPgHba({ osUser: "postgres", replicationUser: "all", database: "sameuser", memberCidrs: ["127.0.0.1/32"] });
+    const hba = renderPgHba({
+      osUser: "postgres",
+      replicationUser: "all",
+      database: "sameuser",
+      memberCidrs: ["127.0.0.1/32"],
+    });
     assert.ok(hba.includes('host    "sameuser","all"  "all"       127.0.0.1/32  scram-sha-256'), hba);
   });
 
@@ -250,7 +290,9 @@ describe("render: .pgpass", () => {
   it("refuses line breaks without echoing the secret", () => {
     assert.throws(
       () => renderPgpass([{ host: "h", port: 1, database: "d", user: "u", password: "hunter2\nx" }]),
-      (e: Error) => e.message === ".pgpass entry 0: the password contains a line break or NUL byte, which .pgpass cannot hold",
+      (e: Error) =>
+        e.message ===
+        ".pgpass entry 0: the password contains a line break or NUL byte, which .pgpass cannot hold",
     );
   });
 });
@@ -290,7 +332,11 @@ describe("render: SCRAM verifier", () => {
 
 describe("render: haproxy.cfg", () => {
   const paths = proxyPaths(proxy);
-  const opts = { replicationUser: ctx.replicationUser, socketPath: paths.haproxySocket, pidFile: paths.haproxyPid };
+  const opts = {
+    replicationUser: ctx.replicationUser,
+    socketPath: paths.haproxySocket,
+    pidFile: paths.haproxyPid,
+  };
 
   it("renders the write node first, the others as backups in join order (golden)", () => {
     const cfg = renderHaproxyCfg(proxy, nodes, opts);
@@ -310,8 +356,13 @@ describe("render: haproxy.cfg", () => {
     assert.strictEqual(haproxyAddress("::1", 5433), "ipv6@::1:5433");
     assert.throws(() => haproxyAddress("10.0.0.1 backup", 1), /address must be an IP address or host name/);
     assert.throws(() => haproxyAddress("h", 70000), /port must be an integer in 1..65535, got 70000/);
-    const cfg = renderHaproxyCfg({ ...proxy, haproxyListenAddress: "::1" }, nodes, { ...opts, socketPath: "/tmp/my dir/ha.sock" });
-    assert.ok(cfg.includes('    stats socket "/tmp/my dir/ha.sock" mode 600 level admin expose-fd listeners\n'));
+    const cfg = renderHaproxyCfg({ ...proxy, haproxyListenAddress: "::1" }, nodes, {
+      ...opts,
+      socketPath: "/tmp/my dir/ha.sock",
+    });
+    assert.ok(
+      cfg.includes('    stats socket "/tmp/my dir/ha.sock" mode 600 level admin expose-fd listeners\n'),
+    );
     assert.ok(cfg.includes("    bind ipv6@::1:5433\n"));
     assert.ok(cfg.includes("    stick-table type ipv6 size 1\n"));
   });
@@ -321,7 +372,10 @@ describe("render: haproxy.cfg", () => {
       () => renderHaproxyCfg({ ...proxy, writeNode: "delta" }, nodes, opts),
       (e: Error) => e.message === 'writeNode "delta" is not a cluster node (nodes: alpha, beta, gamma)',
     );
-    assert.throws(() => renderHaproxyCfg({ ...proxy, checkFall: 0 }, nodes, opts), /checkFall must be a positive integer, got 0/);
+    assert.throws(
+      () => renderHaproxyCfg({ ...proxy, checkFall: 0 }, nodes, opts),
+      /checkFall must be a positive integer, got 0/,
+    );
   });
 });
 
@@ -334,7 +388,11 @@ describe("render: pgbouncer.ini and auth file", () => {
     const v = scramVerifier("pw", clusterSalt("orders", "pw"));
     expectGolden("render/userlist.txt", renderUserlist("bdr_repl", v));
     assert.strictEqual(userlistField('we"ird'), '"we""ird"');
-    assert.ok(!renderUserlist("u", v).split("\n").some((l) => l.startsWith("#")));
+    assert.ok(
+      !renderUserlist("u", v)
+        .split("\n")
+        .some((l) => l.startsWith("#")),
+    );
     assert.throws(() => userlistField("a\nb"), /line breaks/);
   });
 
@@ -352,9 +410,18 @@ describe("render: pgbouncer.ini and auth file", () => {
       socketDir: paths.pgbouncerSocketDir,
       adminUser: "bdr_repl",
     };
-    assert.throws(() => renderPgbouncerIni(proxy, { ...base, adminUser: "a,b" }), /admin user must be a plain identifier/);
-    assert.throws(() => renderPgbouncerIni(proxy, { ...base, haproxyAddress: "h port=1" }), /HAProxy address must be/);
-    assert.throws(() => renderPgbouncerIni({ ...proxy, defaultPoolSize: 0 }, base), /defaultPoolSize must be a positive integer, got 0/);
+    assert.throws(
+      () => renderPgbouncerIni(proxy, { ...base, adminUser: "a,b" }),
+      /admin user must be a plain identifier/,
+    );
+    assert.throws(
+      () => renderPgbouncerIni(proxy, { ...base, haproxyAddress: "h port=1" }),
+      /HAProxy address must be/,
+    );
+    assert.throws(
+      () => renderPgbouncerIni({ ...proxy, defaultPoolSize: 0 }, base),
+      /defaultPoolSize must be a positive integer, got 0/,
+    );
   });
 });
 
@@ -391,8 +458,14 @@ describe("proxy scripts", () => {
       () => proxyApplyScript({ ...scriptInput, drainSql: "SELECT 1;\nPULUMI_BDR_EOF\nrm -rf /" }),
       /contains the line PULUMI_BDR_EOF/,
     );
-    assert.throws(() => proxyApplyScript({ ...scriptInput, installPackages: ["haproxy; reboot"] }), /Debian package name expected/);
-    assert.throws(() => proxyApplyScript({ ...scriptInput, waitSeconds: 0 }), /waitSeconds must be a positive integer, got 0/);
+    assert.throws(
+      () => proxyApplyScript({ ...scriptInput, installPackages: ["haproxy; reboot"] }),
+      /Debian package name expected/,
+    );
+    assert.throws(
+      () => proxyApplyScript({ ...scriptInput, waitSeconds: 0 }),
+      /waitSeconds must be a positive integer, got 0/,
+    );
     for (const bad of ["/", "/tmp", "relative/dir", "/var/../etc", "/var/lib/x\n"]) {
       assert.throws(() => checkBaseDir(bad), /proxy baseDir must be an absolute, normalised path/, bad);
     }
