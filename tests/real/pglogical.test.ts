@@ -199,6 +199,16 @@ describe("pglogical engine on real servers", function () {
     // The table joined node3's own default set: node3's writes reach the others.
     await insertEverywhereAndConverge(all);
     await assertSameRows(all);
+    // DDL issued on the new node reaches every node, and its table replicates from everywhere.
+    await h.sql(n3, engine.ddlSql("CREATE TABLE public.notes (id bigint PRIMARY KEY, body text)"));
+    for (const n of all) {
+      await waitFor(`public.notes on ${n.name}`, async () => (await h.sql(n, "SELECT to_regclass('public.notes') IS NOT NULL;")) === "t");
+    }
+    await h.sql(n3, engine.drainSql(30));
+    await Promise.all(all.map((n) => h.sql(n, `INSERT INTO public.notes VALUES (${n.index + 1}, 'from ${n.name}');`)));
+    for (const n of all) {
+      await waitFor(`4 notes on ${n.name}`, async () => (await h.sql(n, "SELECT count(*) FROM public.notes;")) === "4");
+    }
   });
 
   it("re-running node and join scripts is a no-op", async () => {
