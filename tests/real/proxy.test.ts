@@ -409,7 +409,6 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       maxGapStartsAfterApplyStartMs: Math.round(result.maxGapAt - switchStart),
     };
     measurements[`switchover-${method}`] = m;
-    // eslint-disable-next-line no-console
     console.log(`      ${method} switchover -> ${to}: ${JSON.stringify(m)}`);
   };
 
@@ -537,7 +536,6 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     const r = await pgbench(proxy.pgbouncerPort, root, 5);
     assertCleanRun(r);
     measurements.baseline = { processed: r.processed, tps: r.tps, maxGapMs: r.maxGapMs };
-    // eslint-disable-next-line no-console
     console.log(`      baseline: ${JSON.stringify(measurements.baseline)}`);
   });
 
@@ -573,7 +571,6 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     assert.match(fs.readFileSync(paths.haproxyCfg, "utf8"), /inter 500ms/);
     assert.strictEqual(landsOn(), servers[0].node.port);
     measurements.reload = { applyMs: ms, processed: result.processed, maxGapMs: result.maxGapMs };
-    // eslint-disable-next-line no-console
     console.log(`      reload: ${JSON.stringify(measurements.reload)}`);
     // the old HAProxy process leaves once PgBouncer has moved its server connections
     const deadline = Date.now() + 15000;
