@@ -46,7 +46,9 @@ export const AUTO_REPLICATE_FUNCTION = "pglogical_auto_replicate";
 export function pglogicalSubscriptionName(provider: string, subscriber: string): string {
   const name = `sub_${provider}_${subscriber}`;
   if (Buffer.byteLength(name, "utf8") > 63) {
-    throw new Error(`subscription name ${JSON.stringify(name)} is longer than 63 bytes; use shorter node names`);
+    throw new Error(
+      `subscription name ${JSON.stringify(name)} is longer than 63 bytes; use shorter node names`,
+    );
   }
   return name;
 }
@@ -117,7 +119,9 @@ function waitSync(
     "then",
     indentScript(
       [
-        logLine(`pglogical: subscription ${subName} on ${where} did not finish its initial sync within ${timeoutSeconds}s; status:`),
+        logLine(
+          `pglogical: subscription ${subName} on ${where} did not finish its initial sync within ${timeoutSeconds}s; status:`,
+        ),
         runner(
           "SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();",
           ">&2 || true",
@@ -227,6 +231,75 @@ function dollarBody(body: string): string {
   return `${tag}\n${body}\n${tag}`;
 }
 
+/** Schema of the join-time helpers on a joining node (dropped when the join completes). */
+export const JOIN_SCHEMA = "pulumi_bdr_join";
+
+/** Join-time event trigger that adds the copy-stamping trigger to every restored table. */
+export const COPY_STAMP_TRIGGER = "pulumi_bdr_join_stamp";
+
+/**
+ * SQL (run on the joining node before the structure/data subscription exists): record the stamp
+ * (`clock_timestamp()` now) and install an event trigger that gives every table pg_restore creates a
+ * statement trigger, `ENABLE ALWAYS`, which in pglogical's copy session (application name
+ * `<subscription>_copy`, replication origin set up) calls `pg_replication_origin_xact_setup` with
+ * the stamp, so the copy transaction commits with that timestamp instead of its own. The origin
+ * LSN passed is 0/0, which never moves the origin's progress.
+ */
+function copyStampSetupSql(targetSub: string): string {
+  const stampFn = `${JOIN_SCHEMA}.stamp_copy`;
+  const addFn = `${JOIN_SCHEMA}.add_stamp_trigger`;
+  const appName = `${targetSub}_copy`;
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${JOIN_SCHEMA};`,
+    `CREATE TABLE IF NOT EXISTS ${JOIN_SCHEMA}.copy_stamp (ts timestamptz NOT NULL);`,
+    `DELETE FROM ${JOIN_SCHEMA}.copy_stamp;`,
+    `INSERT INTO ${JOIN_SCHEMA}.copy_stamp VALUES (clock_timestamp());`,
+    `CREATE OR REPLACE FUNCTION ${stampFn}() RETURNS trigger`,
+    "LANGUAGE plpgsql SET search_path = pg_catalog AS",
+    dollarBody(
+      [
+        "DECLARE",
+        "  stamp timestamptz;",
+        "BEGIN",
+        `  IF current_setting('application_name') = ${lit(appName)} AND pg_replication_origin_session_is_setup() THEN`,
+        `    SELECT ts INTO stamp FROM ${JOIN_SCHEMA}.copy_stamp;`,
+        "    IF stamp IS NOT NULL THEN",
+        "      PERFORM pg_replication_origin_xact_setup('0/0'::pg_lsn, stamp);",
+        "    END IF;",
+        "  END IF;",
+        "  RETURN NULL;",
+        "END",
+      ].join("\n"),
+    ) + ";",
+    `CREATE OR REPLACE FUNCTION ${addFn}() RETURNS event_trigger`,
+    "LANGUAGE plpgsql SET search_path = pg_catalog AS",
+    dollarBody(
+      [
+        "DECLARE",
+        "  rel oid;",
+        "BEGIN",
+        "  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c",
+        `              WHERE c.object_type = 'table' AND c.schema_name <> ${lit(JOIN_SCHEMA)} LOOP`,
+        "    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION "
+          + `${stampFn}()', rel::regclass);`,
+        "    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);",
+        "  END LOOP;",
+        "END",
+      ].join("\n"),
+    ) + ";",
+    doBlock(
+      [
+        "BEGIN",
+        `  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '${COPY_STAMP_TRIGGER}') THEN`,
+        `    CREATE EVENT TRIGGER ${COPY_STAMP_TRIGGER} ON ddl_command_end WHEN TAG IN ('CREATE TABLE')`,
+        `      EXECUTE FUNCTION ${addFn}();`,
+        "  END IF;",
+        "END",
+      ].join("\n"),
+    ),
+  ].join("\n");
+}
+
 /**
  * SQL (run on the node itself): make sure the `default` replication set exists and holds every
  * permanent table of schema `public` that has a primary key; warn about the ones without.
@@ -327,7 +400,9 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const target = joinTarget(ctx);
   if (target.name === node.name) {
-    throw new Error(`node ${node.name} has index ${node.index} but is the first node of the plan: it must bootstrap (index 0)`);
+    throw new Error(
+      `node ${node.name} has index ${node.index} but is the first node of the plan: it must bootstrap (index 0)`,
+    );
   }
   const earlier = earlierNodes(ctx, node).filter((n) => n.name !== node.name);
   if (!earlier.some((n) => n.name === target.name)) {
@@ -377,6 +452,13 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
       ),
     );
     out.push(
+      "  # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's",
+      "  #     commit time, and last_update_wins would then discard every update the other nodes",
+      "  #     made while the copy ran. Stamped with the time taken here (before step 2), the copy",
+      "  #     loses against exactly those changes the target may not hold yet.",
+      '  if [ "$target_sync" = none ]; then',
+      indent(local(copyStampSetupSql(targetSub)), 4),
+      "  fi",
       "  # 2. Make sure the join target already holds everything those nodes committed before their",
       "  #    slot for this node existed: wait until the target confirmed their current WAL position.",
     );
@@ -411,7 +493,8 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "fi",
     "# 4. This node's own replication set: every public table with a primary key, and the event",
     "#    trigger for tables created later (the trigger came with the structure; re-assert it).",
-    local([autoReplicateSql(), ensureTablesSql()].join("\n")),
+    "#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.",
+    local([`DROP EVENT TRIGGER IF EXISTS ${COPY_STAMP_TRIGGER};`, `DROP SCHEMA IF EXISTS ${JOIN_SCHEMA} CASCADE;`, autoReplicateSql(), ensureTablesSql()].join("\n")),
   );
   if (others.length > 0) {
     const otherSubs = others.map((o) => pglogicalSubscriptionName(o.name, node.name));
@@ -429,7 +512,9 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
   }
   out.push("# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).");
   for (const e of earlier) {
-    out.push(peer(e.dsn, createSubscriptionSql(pglogicalSubscriptionName(node.name, e.name), node.dsn, false)));
+    out.push(
+      peer(e.dsn, createSubscriptionSql(pglogicalSubscriptionName(node.name, e.name), node.dsn, false)),
+    );
   }
   for (const e of earlier) {
     const sub = pglogicalSubscriptionName(node.name, e.name);
@@ -444,7 +529,9 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
         t,
       ),
     ),
-    logLine(`pglogical: node ${node.name} joined (${earlier.length} providers, ${earlier.length} subscribers)`),
+    logLine(
+      `pglogical: node ${node.name} joined (${earlier.length} providers, ${earlier.length} subscribers)`,
+    ),
     "",
   );
   return out.join("\n");
@@ -686,7 +773,9 @@ export const pglogicalEngine: Engine = {
       throw new Error("pglogical sequenceSql needs options.node (the SQL is per node)");
     }
     if (!Number.isInteger(node.index) || node.index < 0 || node.index >= SEQUENCE_STEP) {
-      throw new Error(`node index ${node.index} out of range for offset-step sequences (0..${SEQUENCE_STEP - 1})`);
+      throw new Error(
+        `node index ${node.index} out of range for offset-step sequences (0..${SEQUENCE_STEP - 1})`,
+      );
     }
     const base = options.base ?? 0;
     if (!Number.isSafeInteger(base) || base < 0) {

@@ -299,11 +299,30 @@ describe("pglogical engine on real servers", function () {
     assert.strictEqual(new Set(all).size, 9, all.join(","));
   });
 
-  it("a join under concurrent inserts on the other nodes loses no row", async () => {
+  it("a join under concurrent inserts (all other nodes) and updates (a non-target node) loses nothing", async () => {
     const n5 = await h.addNode("node5");
     const ctx = ctxOf("node0", "node1", "node2", "node5");
     const writers = ctx.nodes.filter((n) => n.name !== "node5");
     await h.runScriptOk(n5, engine.nodeScript(ctx, n5), "node");
+    // Rows that node1 (not the join target) keeps updating while node5 copies from node0.
+    await h.sql(writers[0], engine.ddlSql("CREATE TABLE public.counters (id int PRIMARY KEY, v bigint NOT NULL DEFAULT 0, pad text)"));
+    for (const n of writers) {
+      await waitFor(`public.counters on ${n.name}`, async () => (await h.sql(n, "SELECT to_regclass('public.counters') IS NOT NULL;")) === "t");
+    }
+    await h.sql(writers[0], engine.drainSql(30));
+    await h.sql(writers[0], "INSERT INTO public.counters SELECT g, 0, repeat('x', 200) FROM generate_series(1, 100000) g;");
+    await h.sql(writers[0], engine.drainSql(60));
+    const updater = h.startScript(
+      writers[1],
+      [
+        "f=$(mktemp)",
+        `printf '%s\\n' '\\set k random(1, 100000)' 'UPDATE public.counters SET v = v + 1 WHERE id = :k;' > "$f"`,
+        'chmod 644 "$f"',
+        'as_pg "$PG_BIN/pgbench" -n -h "$PG_RUN" -p "$PG_PORT" -c 1 -R 150 -T 12 -f "$f" "$PG_DB"',
+        'rm -f "$f"',
+      ].join("\n"),
+      "pgbench-updates",
+    );
     // pgbench on each existing node: rate-limited single-row inserts with offset/step keys.
     const bench = writers.map((n) =>
       h.startScript(
@@ -320,9 +339,11 @@ describe("pglogical engine on real servers", function () {
     );
     await new Promise((r) => setTimeout(r, 1500));
     const r = await h.runScriptOk(n5, engine.joinScript(ctx, n5), "join-under-load");
-    timings["join of a node under ~450 inserts/s on the 3 others"] = r.durationMs;
+    timings["join of a node under ~450 inserts/s on the 3 others + 150 updates/s on node1"] = r.durationMs;
     const results = await Promise.all(bench.map((b) => b.done));
     results.forEach((b, i) => assert.strictEqual(b.code, 0, `pgbench on ${writers[i].name}: ${b.stderr}`));
+    const upd = await updater.done;
+    assert.strictEqual(upd.code, 0, `update pgbench: ${upd.stderr}`);
     const tps = results.map((b) => /tps = ([0-9.]+)/.exec(b.stdout)?.[1] ?? "?");
     console.log(`      pgbench tps during the join: ${tps.join(", ")}`);
     for (const n of writers) {
@@ -336,5 +357,13 @@ describe("pglogical engine on real servers", function () {
     const benchRows = Number(await h.sql(ctx.nodes[0], `SELECT count(*) FROM ${TABLE} WHERE v = 'bench';`));
     console.log(`      rows inserted by pgbench: ${benchRows}, identical on all 4 nodes`);
     assert.ok(benchRows > 100, "the writers actually wrote during the join");
+    const sums = await Promise.all(ctx.nodes.map((n) => h.sql(n, "SELECT count(*) || ' rows, sum(v) = ' || sum(v) FROM public.counters;")));
+    console.log(`      updates on node1 during the join: public.counters ${sums[0]} on every node`);
+    sums.forEach((x, i) => assert.strictEqual(x, sums[0], `${ctx.nodes[i].name}: public.counters`));
+    assert.ok(!sums[0].endsWith("= 0"), "the updater actually updated during the join");
+    for (const n of ctx.nodes) {
+      assert.strictEqual(await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = 'pulumi_bdr_stamp_copy';"), "0");
+      assert.strictEqual(await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'pulumi_bdr_join';"), "0");
+    }
   });
 });

@@ -60,7 +60,10 @@ SQL
 fi
 # 4. This node's own replication set: every public table with a primary key, and the event
 #    trigger for tables created later (the trigger came with the structure; re-assert it).
+#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
 sql_local <<'SQL'
+DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
+DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
 CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
 CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS

@@ -63,6 +63,54 @@ SQL
 SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
  WHERE sub_name IN ('sub_node1_node2') AND sub_enabled;
 SQL
+  # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
+  #     commit time, and last_update_wins would then discard every update the other nodes
+  #     made while the copy ran. Stamped with the time taken here (before step 2), the copy
+  #     loses against exactly those changes the target may not hold yet.
+  if [ "$target_sync" = none ]; then
+    sql_local <<'SQL'
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr_join;
+CREATE TABLE IF NOT EXISTS pulumi_bdr_join.copy_stamp (ts timestamptz NOT NULL);
+DELETE FROM pulumi_bdr_join.copy_stamp;
+INSERT INTO pulumi_bdr_join.copy_stamp VALUES (clock_timestamp());
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.stamp_copy() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  stamp timestamptz;
+BEGIN
+  IF current_setting('application_name') = 'sub_node0_node2_copy' AND pg_replication_origin_session_is_setup() THEN
+    SELECT ts INTO stamp FROM pulumi_bdr_join.copy_stamp;
+    IF stamp IS NOT NULL THEN
+      PERFORM pg_replication_origin_xact_setup('0/0'::pg_lsn, stamp);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.add_stamp_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+              WHERE c.object_type = 'table' AND c.schema_name <> 'pulumi_bdr_join' LOOP
+    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION pulumi_bdr_join.stamp_copy()', rel::regclass);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_join_stamp') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_join_stamp ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+      EXECUTE FUNCTION pulumi_bdr_join.add_stamp_trigger();
+  END IF;
+END
+$pb$;
+SQL
+  fi
   # 2. Make sure the join target already holds everything those nodes committed before their
   #    slot for this node existed: wait until the target confirmed their current WAL position.
   if ! sql_peer 'host=10.0.0.12 port=5432 dbname=app user=bdr_repl' <<'SQL'
@@ -108,7 +156,10 @@ SQL
 fi
 # 4. This node's own replication set: every public table with a primary key, and the event
 #    trigger for tables created later (the trigger came with the structure; re-assert it).
+#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
 sql_local <<'SQL'
+DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
+DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
 CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
 CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS
