@@ -55,7 +55,13 @@ function waitJoinCompletion(ctx: ClusterContext, node: NodePlan): string {
     `if ! ${local([statementTimeout(t), "SELECT bdr.wait_for_join_completion();"].join("\n"))}`,
     "then",
     `  ${logLine(`bdr: node ${node.name} did not complete its join within ${t}s`)}`,
-    indentScript(local("SELECT node_name || ': ' || coalesce(peer_state_name::text, '?') FROM bdr.node_summary ORDER BY 1;", ">&2 || true"), 2),
+    indentScript(
+      local(
+        "SELECT node_name || ': ' || coalesce(peer_state_name::text, '?') FROM bdr.node_summary ORDER BY 1;",
+        ">&2 || true",
+      ),
+      2,
+    ),
     "  exit 1",
     "fi",
   ].join("\n");
@@ -101,7 +107,12 @@ function bootstrap(ctx: ClusterContext, node: NodePlan): string {
       ),
     );
   }
-  out.push("fi", waitJoinCompletion(ctx, node), logLine(`bdr: node ${node.name} is the group's first node`), "");
+  out.push(
+    "fi",
+    waitJoinCompletion(ctx, node),
+    logLine(`bdr: node ${node.name} is the group's first node`),
+    "",
+  );
   return out.join("\n");
 }
 
@@ -110,7 +121,9 @@ function join(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const target = joinTarget(ctx);
   if (target.name === node.name) {
-    throw new Error(`node ${node.name} has index ${node.index} but is the first node of the plan: it must bootstrap (index 0)`);
+    throw new Error(
+      `node ${node.name} has index ${node.index} but is the first node of the plan: it must bootstrap (index 0)`,
+    );
   }
   const group = bdrDataGroupName(ctx);
   return [
@@ -236,7 +249,8 @@ function strategy(ctx: ClusterContext): SequenceStrategy {
       kinds: ["snowflakeid", "galloc"],
       defaultKind: "snowflakeid",
       perNode: false,
-      summary: "PGD 5 distributed sequences: bdr.alter_sequence_set_kind(seq, 'snowflakeid' | 'galloc'), run once",
+      summary:
+        "PGD 5 distributed sequences: bdr.alter_sequence_set_kind(seq, 'snowflakeid' | 'galloc'), run once",
     };
   }
   return {
@@ -295,7 +309,11 @@ export const bdrEngine: Engine = {
   },
 
   drainSql(timeoutSeconds: number): string {
-    return [statementTimeout(timeoutSeconds), "SELECT bdr.wait_slot_confirm_lsn(NULL, NULL);", "RESET statement_timeout;"].join("\n");
+    return [
+      statementTimeout(timeoutSeconds),
+      "SELECT bdr.wait_slot_confirm_lsn(NULL, NULL);",
+      "RESET statement_timeout;",
+    ].join("\n");
   },
 
   ddlSql(statement: string): string {
@@ -310,7 +328,9 @@ export const bdrEngine: Engine = {
     const s = strategy(ctx);
     const kind: SequenceKind = options.kind ?? s.defaultKind;
     if (!s.kinds.includes(kind)) {
-      throw new Error(`${variantLabel(ctx.bdrVariant)} sequences can be ${s.kinds.join(" or ")}, not ${kind}`);
+      throw new Error(
+        `${variantLabel(ctx.bdrVariant)} sequences can be ${s.kinds.join(" or ")}, not ${kind}`,
+      );
     }
     const rel = regclassLiteral(sequence);
     return [

@@ -7,7 +7,14 @@ import { bdrEngine } from "./bdr";
 import { pglogicalEngine } from "./pglogical";
 import { Engine } from "./types";
 
-export { Engine, QualifiedName, SequenceKind, SequenceOptions, SequenceStrategy, SEQUENCE_STEP } from "./types";
+export {
+  Engine,
+  QualifiedName,
+  SequenceKind,
+  SequenceOptions,
+  SequenceStrategy,
+  SEQUENCE_STEP,
+} from "./types";
 export { pglogicalEngine, pglogicalSubscriptionName } from "./pglogical";
 export { bdrEngine, bdrDataGroupName } from "./bdr";
 

@@ -280,8 +280,8 @@ function copyStampSetupSql(targetSub: string): string {
         "BEGIN",
         "  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c",
         `              WHERE c.object_type = 'table' AND c.schema_name <> ${lit(JOIN_SCHEMA)} LOOP`,
-        "    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION "
-          + `${stampFn}()', rel::regclass);`,
+        "    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION " +
+          `${stampFn}()', rel::regclass);`,
         "    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);",
         "  END LOOP;",
         "END",
@@ -494,7 +494,14 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "# 4. This node's own replication set: every public table with a primary key, and the event",
     "#    trigger for tables created later (the trigger came with the structure; re-assert it).",
     "#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.",
-    local([`DROP EVENT TRIGGER IF EXISTS ${COPY_STAMP_TRIGGER};`, `DROP SCHEMA IF EXISTS ${JOIN_SCHEMA} CASCADE;`, autoReplicateSql(), ensureTablesSql()].join("\n")),
+    local(
+      [
+        `DROP EVENT TRIGGER IF EXISTS ${COPY_STAMP_TRIGGER};`,
+        `DROP SCHEMA IF EXISTS ${JOIN_SCHEMA} CASCADE;`,
+        autoReplicateSql(),
+        ensureTablesSql(),
+      ].join("\n"),
+    ),
   );
   if (others.length > 0) {
     const otherSubs = others.map((o) => pglogicalSubscriptionName(o.name, node.name));
@@ -681,6 +688,66 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
   ].join("\n");
 }
 
+/**
+ * After `node`'s server restarted: on every peer, restart the apply workers of subscriptions from
+ * this node that are `down` (disable + enable, both immediate), then wait (bounded) until they
+ * replicate. Parked (disabled) subscriptions of a join in progress are left alone. No
+ * here-documents: the config step indents this body.
+ */
+function afterRestart(ctx: ClusterContext, node: NodePlan): string {
+  const t = ctx.waitTimeoutSeconds;
+  const me = lit(node.name);
+  const peerSqlText = [
+    statementTimeout(t + 10),
+    "CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()",
+    ` WHERE provider_node = ${me} AND status = 'down';`,
+    "SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;",
+    "SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;",
+    doBlock(
+      [
+        "DECLARE",
+        `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${t});`,
+        "  pending text;",
+        "BEGIN",
+        "  LOOP",
+        "    SELECT string_agg(subscription_name || ' (' || status || ')', ', ') INTO pending",
+        "      FROM pglogical.show_subscription_status()",
+        `     WHERE provider_node = ${me} AND status NOT IN ('replicating', 'disabled');`,
+        "    EXIT WHEN pending IS NULL;",
+        "    IF clock_timestamp() > deadline THEN",
+        "      RAISE WARNING 'subscriptions not replicating yet: %', pending;",
+        "      EXIT;",
+        "    END IF;",
+        "    PERFORM pg_catalog.pg_sleep(0.2);",
+        "  END LOOP;",
+        "END",
+      ].join("\n"),
+    ),
+  ].join("\n");
+  const catalogPeers = [
+    "SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn",
+    " FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id",
+    " WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node) ORDER BY n.node_name, i.if_id;",
+  ].join("");
+  const fallback = [...ctx.nodes].filter((n) => n.name !== node.name).sort((a, b) => a.index - b.index);
+  return [
+    "# pglogical: after this server restarted, restart the peers' apply workers for its subscriptions",
+    logLine(`pglogical: waking the peers' subscriptions from ${node.name}`),
+    "peer_names=()",
+    "peer_dsns=()",
+    'add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }',
+    `catalog_peers=$(printf '%s\\n' ${shellQuote(catalogPeers)} | sql_local) || catalog_peers=""`,
+    'while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"',
+    ...fallback.map((n) => `add_peer ${shellQuote(n.name)} ${shellQuote(n.dsn)}`),
+    'for i in "${!peer_names[@]}"; do',
+    `  if ! printf '%s\\n' ${shellQuote(peerSqlText)} | sql_peer "\${peer_dsns[$i]}" >/dev/null; then`,
+    '    log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"',
+    "  fi",
+    "done",
+    "",
+  ].join("\n");
+}
+
 /** pglogical 2 (Debian `postgresql-<major>-pglogical`). */
 export const pglogicalEngine: Engine = {
   name: "pglogical",
@@ -736,6 +803,10 @@ export const pglogicalEngine: Engine = {
 
   partScript(ctx: ClusterContext, node: NodePlan): string {
     return partNodeScript(ctx, node);
+  },
+
+  afterRestartScript(ctx: ClusterContext, node: NodePlan): string {
+    return afterRestart(ctx, node);
   },
 
   drainSql(timeoutSeconds: number): string {

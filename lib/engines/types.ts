@@ -110,7 +110,8 @@ export interface Engine {
   /**
    * Optional bash body run on `node`'s host right after its server restarted (a rolling config
    * change): wakes what the engine does not restart by itself (pglogical: peers' apply workers
-   * for subscriptions from this node retry only about every 180 s).
+   * for subscriptions from this node retry only about every 180 s). Written without
+   * here-documents, so a caller may indent it. Best effort: it warns, it does not fail.
    */
   afterRestartScript?(ctx: ClusterContext, node: NodePlan): string;
 

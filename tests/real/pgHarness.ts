@@ -73,7 +73,10 @@ interface ExecResult {
 
 function exec(cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], env: env ?? process.env });
+    const child = spawn(cmd, args, {
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      env: env ?? process.env,
+    });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -113,7 +116,12 @@ function confValue(v: string): string {
 }
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
-export async function waitFor<T>(what: string, fn: () => Promise<T>, timeoutMs = 30000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T>,
+  timeoutMs = 30000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -127,7 +135,9 @@ export async function waitFor<T>(what: string, fn: () => Promise<T>, timeoutMs =
       last = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
@@ -179,7 +189,11 @@ export class PgHarness {
       await execOk("chown", ["postgres:postgres", baseDir]);
       fs.chmodSync(baseDir, 0o700);
       fs.mkdirSync(path.join(baseDir, "scripts"), { mode: 0o700 });
-      fs.writeFileSync(h.pgpassFile, `127.0.0.1:*:*:${pgpassField(h.replicationUser)}:${pgpassField(h.password)}\n`, { mode: 0o600 });
+      fs.writeFileSync(
+        h.pgpassFile,
+        `127.0.0.1:*:*:${pgpassField(h.replicationUser)}:${pgpassField(h.password)}\n`,
+        { mode: 0o600 },
+      );
       await execOk("chown", ["postgres:postgres", h.pgpassFile]);
       const plans: NodePlan[] = [];
       for (const name of options.nodeNames) {
@@ -298,7 +312,16 @@ export class PgHarness {
       ...(this.options.extraSettings ?? {}),
     };
     // PostgreSQL 15.19+ / 16.15+ ...: output plugins must be allow-listed; only set it when known.
-    const known = await exec("runuser", ["-u", "postgres", "--", `${this.binDir}/postgres`, "-D", plan.dataDir, "-C", "output_plugin_libraries"]);
+    const known = await exec("runuser", [
+      "-u",
+      "postgres",
+      "--",
+      `${this.binDir}/postgres`,
+      "-D",
+      plan.dataDir,
+      "-C",
+      "output_plugin_libraries",
+    ]);
     if (known.code === 0) {
       const current = known.stdout
         .trim()
@@ -343,7 +366,22 @@ export class PgHarness {
   /** Runs SQL on `node` through its socket as the `postgres` superuser; returns `-At` output. */
   async sql(node: NodePlan, sql: string, database: string = this.database): Promise<string> {
     const out = await this.asPg(
-      [`${this.binDir}/psql`, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", node.runDir, "-p", String(node.port), "-d", database, "-f", "-"],
+      [
+        `${this.binDir}/psql`,
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        node.runDir,
+        "-p",
+        String(node.port),
+        "-d",
+        database,
+        "-f",
+        "-",
+      ],
       sql,
     );
     return out.trim();
@@ -365,7 +403,11 @@ export class PgHarness {
 
   /** Starts `preamble + body` with bash as root, in its own process group. */
   startScript(node: NodePlan, body: string, label = "step"): RunningScript {
-    const file = path.join(this.baseDir, "scripts", `${String(++this.scriptCount).padStart(3, "0")}-${node.name}-${label}.sh`);
+    const file = path.join(
+      this.baseDir,
+      "scripts",
+      `${String(++this.scriptCount).padStart(3, "0")}-${node.name}-${label}.sh`,
+    );
     fs.writeFileSync(file, this.script(node, body), { mode: 0o700 });
     const t0 = Date.now();
     const child = spawn("bash", [file], { stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -375,7 +417,9 @@ export class PgHarness {
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     const done = new Promise<ScriptResult>((resolve, reject) => {
       child.on("error", reject);
-      child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: Date.now() - t0 }));
+      child.on("close", (code, signal) =>
+        resolve({ code, signal, stdout, stderr, durationMs: Date.now() - t0 }),
+      );
     });
     return {
       child,
@@ -399,7 +443,9 @@ export class PgHarness {
   async runScriptOk(node: NodePlan, body: string, label = "step"): Promise<ScriptResult> {
     const r = await this.runScript(node, body, label);
     if (r.code !== 0) {
-      throw new Error(`${label} script on ${node.name} exited ${r.code ?? r.signal}:\n${r.stderr}\n${r.stdout}`);
+      throw new Error(
+        `${label} script on ${node.name} exited ${r.code ?? r.signal}:\n${r.stderr}\n${r.stdout}`,
+      );
     }
     return r;
   }
@@ -407,10 +453,36 @@ export class PgHarness {
   /** The tail of a node's server log (diagnostics). */
   serverLog(node: NodePlan, lines = 60): string {
     try {
-      return fs.readFileSync(path.join(node.runDir, "server.log"), "utf8").split("\n").slice(-lines).join("\n");
+      return fs
+        .readFileSync(path.join(node.runDir, "server.log"), "utf8")
+        .split("\n")
+        .slice(-lines)
+        .join("\n");
     } catch {
       return "";
     }
+  }
+
+  /** Restarts one server (`pg_ctl restart -m fast`), keeping `PGPASSFILE` in its environment. */
+  async restartNode(node: NodePlan): Promise<void> {
+    await execOk("runuser", [
+      "-u",
+      "postgres",
+      "--",
+      "env",
+      `PGPASSFILE=${this.pgpassFile}`,
+      `${this.binDir}/pg_ctl`,
+      "-D",
+      node.dataDir,
+      "-l",
+      path.join(node.runDir, "server.log"),
+      "-m",
+      "fast",
+      "-w",
+      "-t",
+      "60",
+      "restart",
+    ]);
   }
 
   /** Stops one server (immediate shutdown). */
@@ -418,7 +490,18 @@ export class PgHarness {
     if (!this.started.has(node.name)) {
       return;
     }
-    await exec("runuser", ["-u", "postgres", "--", `${this.binDir}/pg_ctl`, "-D", node.dataDir, "-m", "immediate", "-w", "stop"]);
+    await exec("runuser", [
+      "-u",
+      "postgres",
+      "--",
+      `${this.binDir}/pg_ctl`,
+      "-D",
+      node.dataDir,
+      "-m",
+      "immediate",
+      "-w",
+      "stop",
+    ]);
     this.started.delete(node.name);
   }
 
@@ -437,7 +520,11 @@ export class PgHarness {
   destroySync(): void {
     for (const n of this.nodes) {
       if (this.started.has(n.name)) {
-        spawnSync("runuser", ["-u", "postgres", "--", `${this.binDir}/pg_ctl`, "-D", n.dataDir, "-m", "immediate", "-w", "stop"], { stdio: "ignore" });
+        spawnSync(
+          "runuser",
+          ["-u", "postgres", "--", `${this.binDir}/pg_ctl`, "-D", n.dataDir, "-m", "immediate", "-w", "stop"],
+          { stdio: "ignore" },
+        );
         this.started.delete(n.name);
       }
     }

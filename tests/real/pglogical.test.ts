@@ -42,7 +42,10 @@ describe("pglogical engine on real servers", function () {
   }
 
   async function statuses(node: NodePlan): Promise<string[]> {
-    const out = await h.sql(node, "SELECT subscription_name || '=' || status FROM pglogical.show_subscription_status() ORDER BY 1;");
+    const out = await h.sql(
+      node,
+      "SELECT subscription_name || '=' || status FROM pglogical.show_subscription_status() ORDER BY 1;",
+    );
     return out === "" ? [] : out.split("\n");
   }
 
@@ -62,7 +65,8 @@ describe("pglogical engine on real servers", function () {
     for (const n of nodes) {
       await waitFor(
         `rows ${list} on ${n.name}`,
-        async () => Number(await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id IN (${list});`)) === keys.length,
+        async () =>
+          Number(await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id IN (${list});`)) === keys.length,
         timeoutMs,
       );
     }
@@ -70,7 +74,9 @@ describe("pglogical engine on real servers", function () {
   }
 
   async function assertSameRows(nodes: NodePlan[]): Promise<void> {
-    const dumps = await Promise.all(nodes.map((n) => h.sql(n, `SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM ${TABLE};`)));
+    const dumps = await Promise.all(
+      nodes.map((n) => h.sql(n, `SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM ${TABLE};`)),
+    );
     for (let i = 1; i < dumps.length; i++) {
       assert.strictEqual(dumps[i], dumps[0], `${nodes[i].name} differs from ${nodes[0].name}`);
     }
@@ -117,7 +123,10 @@ describe("pglogical engine on real servers", function () {
       assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
       const st = await statuses(n);
       assert.strictEqual(st.length, 2);
-      assert.ok(st.every((s) => s.endsWith("=replicating")), `${n.name}: ${st.join(", ")}`);
+      assert.ok(
+        st.every((s) => s.endsWith("=replicating")),
+        `${n.name}: ${st.join(", ")}`,
+      );
     }
   });
 
@@ -125,7 +134,9 @@ describe("pglogical engine on real servers", function () {
     const [n0, n1, n2] = ["node0", "node1", "node2"].map((n) => h.node(n));
     await h.sql(
       n1,
-      engine.ddlSql(`CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, origin text NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now())`),
+      engine.ddlSql(
+        `CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, origin text NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now())`,
+      ),
     );
     // The DDL reaches every node, and the event trigger puts the table in each node's default set.
     for (const n of [n0, n1, n2]) {
@@ -154,11 +165,18 @@ describe("pglogical engine on real servers", function () {
     const nodes = ["node0", "node1", "node2"].map((n) => h.node(n));
     await h.sql(nodes[0], `INSERT INTO ${TABLE} (id, origin, v) VALUES (0, 'node0', 'initial');`);
     for (const n of nodes) {
-      await waitFor(`row 0 on ${n.name}`, async () => (await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id = 0;`)) === "1");
+      await waitFor(
+        `row 0 on ${n.name}`,
+        async () => (await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id = 0;`)) === "1",
+      );
     }
     for (let round = 1; round <= 5; round++) {
       const written = nodes.map((n) => `${n.name}-r${round}`);
-      await Promise.all(nodes.map((n, i) => h.sql(n, `UPDATE ${TABLE} SET v = '${written[i]}', updated_at = clock_timestamp() WHERE id = 0;`)));
+      await Promise.all(
+        nodes.map((n, i) =>
+          h.sql(n, `UPDATE ${TABLE} SET v = '${written[i]}', updated_at = clock_timestamp() WHERE id = 0;`),
+        ),
+      );
       const value = await waitFor(
         `round ${round} converging`,
         async () => {
@@ -183,6 +201,33 @@ describe("pglogical engine on real servers", function () {
     }
   });
 
+  it("afterRestartScript gets the peers replicating from a restarted node again", async () => {
+    const ctx = ctxOf("node0", "node1", "node2");
+    const [n0, n1, n2] = ctx.nodes;
+    const t0 = Date.now();
+    await h.restartNode(n1);
+    const r = await h.runScriptOk(n1, engine.afterRestartScript!(ctx, n1), "after-restart");
+    timings["afterRestartScript after a restart of node1"] = r.durationMs;
+    for (const n of [n0, n2]) {
+      const st = await statuses(n);
+      assert.ok(
+        st.includes(`${pglogicalSubscriptionName("node1", n.name)}=replicating`),
+        `${n.name}: ${st.join(", ")}`,
+      );
+    }
+    const k = nextKey++;
+    await h.sql(n1, `INSERT INTO ${TABLE} (id, origin, v) VALUES (${k}, 'node1', 'after restart');`);
+    for (const n of [n0, n2]) {
+      await waitFor(
+        `row ${k} on ${n.name}`,
+        async () => (await h.sql(n, `SELECT count(*) FROM ${TABLE} WHERE id = ${k};`)) === "1",
+        20000,
+      );
+    }
+    timings["restart of node1 until its writes replicate again (restart + hook + apply)"] = Date.now() - t0;
+    await insertEverywhereAndConverge(ctx.nodes);
+  });
+
   it("joins a 4th node that receives the existing data and replicates both ways", async () => {
     const n3 = await h.addNode("node3");
     const ctx = ctxOf("node0", "node1", "node2", "node3");
@@ -194,7 +239,10 @@ describe("pglogical engine on real servers", function () {
     await assertSameRows(all);
     for (const n of all) {
       assert.deepStrictEqual(await counts(n), { subscriptions: 3, slots: 3, nodes: 4 }, n.name);
-      assert.ok((await statuses(n)).every((s) => s.endsWith("=replicating")), n.name);
+      assert.ok(
+        (await statuses(n)).every((s) => s.endsWith("=replicating")),
+        n.name,
+      );
     }
     // The table joined node3's own default set: node3's writes reach the others.
     await insertEverywhereAndConverge(all);
@@ -202,12 +250,20 @@ describe("pglogical engine on real servers", function () {
     // DDL issued on the new node reaches every node, and its table replicates from everywhere.
     await h.sql(n3, engine.ddlSql("CREATE TABLE public.notes (id bigint PRIMARY KEY, body text)"));
     for (const n of all) {
-      await waitFor(`public.notes on ${n.name}`, async () => (await h.sql(n, "SELECT to_regclass('public.notes') IS NOT NULL;")) === "t");
+      await waitFor(
+        `public.notes on ${n.name}`,
+        async () => (await h.sql(n, "SELECT to_regclass('public.notes') IS NOT NULL;")) === "t",
+      );
     }
     await h.sql(n3, engine.drainSql(30));
-    await Promise.all(all.map((n) => h.sql(n, `INSERT INTO public.notes VALUES (${n.index + 1}, 'from ${n.name}');`)));
+    await Promise.all(
+      all.map((n) => h.sql(n, `INSERT INTO public.notes VALUES (${n.index + 1}, 'from ${n.name}');`)),
+    );
     for (const n of all) {
-      await waitFor(`4 notes on ${n.name}`, async () => (await h.sql(n, "SELECT count(*) FROM public.notes;")) === "4");
+      await waitFor(
+        `4 notes on ${n.name}`,
+        async () => (await h.sql(n, "SELECT count(*) FROM public.notes;")) === "4",
+      );
     }
   });
 
@@ -233,9 +289,15 @@ describe("pglogical engine on real servers", function () {
     timings["part of the 4th node (partScript)"] = r.durationMs;
     for (const n of rest) {
       assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
-      assert.strictEqual(await h.sql(n, "SELECT count(*) FROM pglogical.node WHERE node_name = 'node3';"), "0");
       assert.strictEqual(
-        await h.sql(n, `SELECT count(*) FROM pglogical.subscription WHERE sub_name = '${pglogicalSubscriptionName("node3", n.name)}';`),
+        await h.sql(n, "SELECT count(*) FROM pglogical.node WHERE node_name = 'node3';"),
+        "0",
+      );
+      assert.strictEqual(
+        await h.sql(
+          n,
+          `SELECT count(*) FROM pglogical.subscription WHERE sub_name = '${pglogicalSubscriptionName("node3", n.name)}';`,
+        ),
         "0",
       );
     }
@@ -263,13 +325,21 @@ describe("pglogical engine on real servers", function () {
     const killed = await first.done;
     assert.ok(killed.signal === "SIGKILL" || killed.code !== 0, "the first run was killed");
     const lastStep = killed.stderr.trim().split("\n").pop() ?? "";
-    const subsAtKill = await h.sql(n4, "SELECT string_agg(sub_name || (CASE WHEN sub_enabled THEN '' ELSE ' (disabled)' END), ', ' ORDER BY sub_name) FROM pglogical.subscription;");
-    console.log(`      killed after ${killed.durationMs} ms; last log line: ${lastStep}; subscriptions then: ${subsAtKill}`);
+    const subsAtKill = await h.sql(
+      n4,
+      "SELECT string_agg(sub_name || (CASE WHEN sub_enabled THEN '' ELSE ' (disabled)' END), ', ' ORDER BY sub_name) FROM pglogical.subscription;",
+    );
+    console.log(
+      `      killed after ${killed.durationMs} ms; last log line: ${lastStep}; subscriptions then: ${subsAtKill}`,
+    );
     const r = await h.runScriptOk(n4, engine.joinScript(ctx, n4), "join-rerun");
     timings["join of a node after a killed attempt (re-run)"] = r.durationMs;
     for (const n of ctx.nodes) {
       assert.deepStrictEqual(await counts(n), { subscriptions: 3, slots: 3, nodes: 4 }, n.name);
-      assert.ok((await statuses(n)).every((s) => s.endsWith("=replicating")), n.name);
+      assert.ok(
+        (await statuses(n)).every((s) => s.endsWith("=replicating")),
+        n.name,
+      );
     }
     await assertSameRows(ctx.nodes);
     await insertEverywhereAndConverge(ctx.nodes);
@@ -286,15 +356,28 @@ describe("pglogical engine on real servers", function () {
     const seq = { schema: "public", name: "items_id_seq" };
     await h.sql(ctx.nodes[0], engine.ddlSql("CREATE SEQUENCE public.items_id_seq"));
     for (const n of ctx.nodes) {
-      await waitFor(`sequence on ${n.name}`, async () => (await h.sql(n, "SELECT to_regclass('public.items_id_seq') IS NOT NULL;")) === "t");
+      await waitFor(
+        `sequence on ${n.name}`,
+        async () => (await h.sql(n, "SELECT to_regclass('public.items_id_seq') IS NOT NULL;")) === "t",
+      );
       await h.sql(n, engine.sequenceSql(ctx, seq, { node: n, base: 1000000 }));
-      const once = await h.sql(n, "SELECT increment_by || ' ' || start_value FROM pg_catalog.pg_sequences WHERE sequencename = 'items_id_seq';");
+      const once = await h.sql(
+        n,
+        "SELECT increment_by || ' ' || start_value FROM pg_catalog.pg_sequences WHERE sequencename = 'items_id_seq';",
+      );
       await h.sql(n, engine.sequenceSql(ctx, seq, { node: n, base: 1000000 }));
-      const twice = await h.sql(n, "SELECT increment_by || ' ' || start_value FROM pg_catalog.pg_sequences WHERE sequencename = 'items_id_seq';");
+      const twice = await h.sql(
+        n,
+        "SELECT increment_by || ' ' || start_value FROM pg_catalog.pg_sequences WHERE sequencename = 'items_id_seq';",
+      );
       assert.strictEqual(twice, once, `${n.name}: sequenceSql is idempotent`);
       assert.strictEqual(once, `100 ${1000100 + n.index + 1}`);
     }
-    const ids = await Promise.all(ctx.nodes.map((n) => h.sql(n, "SELECT string_agg(nextval('public.items_id_seq')::text, ',') FROM generate_series(1, 3);")));
+    const ids = await Promise.all(
+      ctx.nodes.map((n) =>
+        h.sql(n, "SELECT string_agg(nextval('public.items_id_seq')::text, ',') FROM generate_series(1, 3);"),
+      ),
+    );
     const all = ids.join(",").split(",");
     assert.strictEqual(new Set(all).size, 9, all.join(","));
   });
@@ -305,12 +388,23 @@ describe("pglogical engine on real servers", function () {
     const writers = ctx.nodes.filter((n) => n.name !== "node5");
     await h.runScriptOk(n5, engine.nodeScript(ctx, n5), "node");
     // Rows that node1 (not the join target) keeps updating while node5 copies from node0.
-    await h.sql(writers[0], engine.ddlSql("CREATE TABLE public.counters (id int PRIMARY KEY, v bigint NOT NULL DEFAULT 0, pad text)"));
+    await h.sql(
+      writers[0],
+      engine.ddlSql(
+        "CREATE TABLE public.counters (id int PRIMARY KEY, v bigint NOT NULL DEFAULT 0, pad text)",
+      ),
+    );
     for (const n of writers) {
-      await waitFor(`public.counters on ${n.name}`, async () => (await h.sql(n, "SELECT to_regclass('public.counters') IS NOT NULL;")) === "t");
+      await waitFor(
+        `public.counters on ${n.name}`,
+        async () => (await h.sql(n, "SELECT to_regclass('public.counters') IS NOT NULL;")) === "t",
+      );
     }
     await h.sql(writers[0], engine.drainSql(30));
-    await h.sql(writers[0], "INSERT INTO public.counters SELECT g, 0, repeat('x', 200) FROM generate_series(1, 100000) g;");
+    await h.sql(
+      writers[0],
+      "INSERT INTO public.counters SELECT g, 0, repeat('x', 200) FROM generate_series(1, 100000) g;",
+    );
     await h.sql(writers[0], engine.drainSql(60));
     const updater = h.startScript(
       writers[1],
@@ -349,7 +443,11 @@ describe("pglogical engine on real servers", function () {
     for (const n of writers) {
       await h.sql(n, engine.drainSql(60));
     }
-    const digest = (n: NodePlan) => h.sql(n, `SELECT count(*) || ':' || coalesce(sum(hashtext(id::text || ':' || coalesce(v, '')))::text, '0') FROM ${TABLE};`);
+    const digest = (n: NodePlan) =>
+      h.sql(
+        n,
+        `SELECT count(*) || ':' || coalesce(sum(hashtext(id::text || ':' || coalesce(v, '')))::text, '0') FROM ${TABLE};`,
+      );
     const expected = await digest(ctx.nodes[0]);
     for (const n of ctx.nodes) {
       assert.strictEqual(await digest(n), expected, `${n.name} holds every row`);
@@ -357,13 +455,21 @@ describe("pglogical engine on real servers", function () {
     const benchRows = Number(await h.sql(ctx.nodes[0], `SELECT count(*) FROM ${TABLE} WHERE v = 'bench';`));
     console.log(`      rows inserted by pgbench: ${benchRows}, identical on all 4 nodes`);
     assert.ok(benchRows > 100, "the writers actually wrote during the join");
-    const sums = await Promise.all(ctx.nodes.map((n) => h.sql(n, "SELECT count(*) || ' rows, sum(v) = ' || sum(v) FROM public.counters;")));
+    const sums = await Promise.all(
+      ctx.nodes.map((n) => h.sql(n, "SELECT count(*) || ' rows, sum(v) = ' || sum(v) FROM public.counters;")),
+    );
     console.log(`      updates on node1 during the join: public.counters ${sums[0]} on every node`);
     sums.forEach((x, i) => assert.strictEqual(x, sums[0], `${ctx.nodes[i].name}: public.counters`));
     assert.ok(!sums[0].endsWith("= 0"), "the updater actually updated during the join");
     for (const n of ctx.nodes) {
-      assert.strictEqual(await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = 'pulumi_bdr_stamp_copy';"), "0");
-      assert.strictEqual(await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'pulumi_bdr_join';"), "0");
+      assert.strictEqual(
+        await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = 'pulumi_bdr_stamp_copy';"),
+        "0",
+      );
+      assert.strictEqual(
+        await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'pulumi_bdr_join';"),
+        "0",
+      );
     }
   });
 });

@@ -92,7 +92,12 @@ const FLAVOURS: Array<{ label: string; engine: EngineName; variant: BdrVariant }
 ];
 
 /** Every artifact an engine renders for a 3-node context, by golden file name suffix. */
-function artifacts(e: Engine, ctx: ClusterContext, ddl: string, seq: { schema: string; name: string }): Record<string, string> {
+function artifacts(
+  e: Engine,
+  ctx: ClusterContext,
+  ddl: string,
+  seq: { schema: string; name: string },
+): Record<string, string> {
   const [n0, n1, n2] = ctx.nodes;
   const settings = e.settings(ctx);
   const out: Record<string, string> = {
@@ -107,6 +112,7 @@ function artifacts(e: Engine, ctx: ClusterContext, ddl: string, seq: { schema: s
     "join-node1.sh": e.joinScript(ctx, n1),
     "join-node2.sh": e.joinScript(ctx, n2),
     "part-node2.sh": e.partScript(ctx, n2),
+    ...(e.afterRestartScript ? { "after-restart-node1.sh": e.afterRestartScript(ctx, n1) } : {}),
     "drain.sql": e.drainSql(30) + "\n",
     "ddl.sql": e.ddlSql(ddl) + "\n",
   };
@@ -128,7 +134,10 @@ describe("engines", () => {
       describe(f.label, () => {
         const ctx = makeCtx(f.engine, f.variant, PLAIN);
         const e = getEngine(f.engine);
-        const arts = artifacts(e, ctx, "CREATE TABLE public.items (id bigint PRIMARY KEY, v text)", { schema: "public", name: "items_id_seq" });
+        const arts = artifacts(e, ctx, "CREATE TABLE public.items (id bigint PRIMARY KEY, v text)", {
+          schema: "public",
+          name: "items_id_seq",
+        });
         for (const [suffix, text] of Object.entries(arts)) {
           it(`${f.label}-${suffix}`, () => {
             expectGolden(`${f.label}-${suffix}`, text);
@@ -153,7 +162,10 @@ describe("engines", () => {
           for (const raw of raws) {
             // Each raw value holds both ' and ": every correct quoting (SQL identifier, SQL
             // literal, libpq value, shell word) changes it, so seeing it verbatim means a hole.
-            assert.ok(!text.includes(raw), `${f.label}-${suffix} contains raw ${JSON.stringify(raw)}:\n${text}`);
+            assert.ok(
+              !text.includes(raw),
+              `${f.label}-${suffix} contains raw ${JSON.stringify(raw)}:\n${text}`,
+            );
           }
           if (suffix.endsWith(".sh")) {
             bashSyntaxOk(renderPreamble({ ...ctx.nodes[0], database: ctx.database }) + text);
@@ -187,7 +199,9 @@ describe("engines", () => {
       const join = e.joinScript(ctx, ctx.nodes[2]);
       const structure = join.match(/synchronize_structure := true/g) ?? [];
       assert.strictEqual(structure.length, 1);
-      assert.ok(/subscription_name := 'sub_node0_node2',\n.*\n.*\n\s+synchronize_structure := true/.test(join));
+      assert.ok(
+        /subscription_name := 'sub_node0_node2',\n.*\n.*\n\s+synchronize_structure := true/.test(join),
+      );
       const subs = join.match(/PERFORM pglogical\.create_subscription\(/g) ?? [];
       // node1 -> node2 twice (park, then resume-if-missing), node0 -> node2, and node2 -> node0/node1.
       assert.strictEqual(subs.length, 5);
@@ -206,6 +220,19 @@ describe("engines", () => {
       assert.throws(() => pglogicalSubscriptionName("a".repeat(30), "b".repeat(30)), /longer than 63 bytes/);
     });
 
+    it("the after-restart body has no here-document, so the config step may indent it", () => {
+      const body = e.afterRestartScript!(ctx, ctx.nodes[1]);
+      assert.ok(!/<<['A-Z]/.test(body), "no here-document");
+      bashSyntaxOk(
+        renderPreamble({ ...ctx.nodes[1], database: ctx.database }) +
+          "if true; then\n" +
+          body.replace(/^/gm, "  ") +
+          "\nfi\n",
+      );
+      assert.ok(body.includes("status = ''down''"));
+      assert.strictEqual(getEngine("bdr").afterRestartScript, undefined);
+    });
+
     it("the bootstrap installs the auto-replication event trigger, enabled ALWAYS", () => {
       const boot = e.joinScript(ctx, ctx.nodes[0]);
       assert.ok(boot.includes("ON ddl_command_end"));
@@ -216,8 +243,10 @@ describe("engines", () => {
     it("drain and DDL", () => {
       assert.ok(e.drainSql(12.5).startsWith("SET statement_timeout = '12500ms';"));
       assert.ok(e.drainSql(5).includes("pglogical.wait_slot_confirm_lsn(NULL, NULL)"));
-      assert.strictEqual(e.ddlSql("CREATE TABLE public.t (id int PRIMARY KEY, s text DEFAULT 'x')"),
-        "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.t (id int PRIMARY KEY, s text DEFAULT ''x'')');");
+      assert.strictEqual(
+        e.ddlSql("CREATE TABLE public.t (id int PRIMARY KEY, s text DEFAULT 'x')"),
+        "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.t (id int PRIMARY KEY, s text DEFAULT ''x'')');",
+      );
       assert.throws(() => e.drainSql(0), /positive/);
       assert.throws(() => e.drainSql(Number.NaN), /positive/);
     });
@@ -229,8 +258,19 @@ describe("engines", () => {
       assert.ok(sql.includes(`restart := (floor_value / ${SEQUENCE_STEP} + 1) * ${SEQUENCE_STEP} + 2;`));
       assert.ok(sql.includes("greatest(1000, coalesce(s.last_value, 0))"));
       assert.throws(() => e.sequenceSql(ctx, { schema: "public", name: "s" }), /options\.node/);
-      assert.throws(() => e.sequenceSql(ctx, { schema: "public", name: "s" }, { node: { ...ctx.nodes[0], index: SEQUENCE_STEP } }), /out of range/);
-      assert.throws(() => e.sequenceSql(ctx, { schema: "public", name: "s" }, { node: ctx.nodes[0], kind: "galloc" }), /offset-step/);
+      assert.throws(
+        () =>
+          e.sequenceSql(
+            ctx,
+            { schema: "public", name: "s" },
+            { node: { ...ctx.nodes[0], index: SEQUENCE_STEP } },
+          ),
+        /out of range/,
+      );
+      assert.throws(
+        () => e.sequenceSql(ctx, { schema: "public", name: "s" }, { node: ctx.nodes[0], kind: "galloc" }),
+        /offset-step/,
+      );
     });
 
     it("refuses a join whose node is first in the plan but not index 0", () => {
@@ -251,9 +291,19 @@ describe("engines", () => {
     });
 
     it("the seed's calls, PGD 5's node_kind and data subgroup", () => {
-      assert.ok(e.nodeScript(bdr3, bdr3.nodes[0]).includes("SELECT bdr.create_node(node_name := 'node0', local_dsn := 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl');"));
+      assert.ok(
+        e
+          .nodeScript(bdr3, bdr3.nodes[0])
+          .includes(
+            "SELECT bdr.create_node(node_name := 'node0', local_dsn := 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl');",
+          ),
+      );
       assert.ok(e.nodeScript(pgd5, pgd5.nodes[0]).includes("node_kind := 'data'"));
-      assert.ok(e.joinScript(bdr3, bdr3.nodes[0]).includes("SELECT bdr.create_node_group(node_group_name := 'demo_group');"));
+      assert.ok(
+        e
+          .joinScript(bdr3, bdr3.nodes[0])
+          .includes("SELECT bdr.create_node_group(node_group_name := 'demo_group');"),
+      );
       assert.ok(e.joinScript(bdr3, bdr3.nodes[0]).includes("SELECT bdr.wait_for_join_completion();"));
       assert.strictEqual(bdrDataGroupName(pgd5), "demo_group_data");
       assert.ok(e.joinScript(pgd5, pgd5.nodes[0]).includes("parent_group_name := 'demo_group'"));
@@ -261,14 +311,20 @@ describe("engines", () => {
       assert.ok(join.includes("join_target_dsn := 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl',"));
       assert.ok(join.includes("wait_for_completion := true);"));
       assert.ok(e.joinScript(pgd5, pgd5.nodes[2]).includes("node_group_name := 'demo_group_data',"));
-      assert.ok(e.partScript(bdr3, bdr3.nodes[2]).includes("bdr.part_node(node_name := 'node2', wait_for_completion := true, force := false)"));
+      assert.ok(
+        e
+          .partScript(bdr3, bdr3.nodes[2])
+          .includes("bdr.part_node(node_name := 'node2', wait_for_completion := true, force := false)"),
+      );
     });
 
     it("sequence kinds per variant", () => {
       const seq = { schema: "public", name: "s" };
       assert.deepStrictEqual(e.sequenceStrategy(bdr3).kinds, ["galloc", "timeshard"]);
       assert.deepStrictEqual(e.sequenceStrategy(pgd5).kinds, ["snowflakeid", "galloc"]);
-      assert.ok(e.sequenceSql(bdr3, seq).includes(`bdr.alter_sequence_set_kind('"public"."s"'::regclass, 'galloc')`));
+      assert.ok(
+        e.sequenceSql(bdr3, seq).includes(`bdr.alter_sequence_set_kind('"public"."s"'::regclass, 'galloc')`),
+      );
       assert.ok(e.sequenceSql(pgd5, seq).includes("'snowflakeid'"));
       assert.throws(() => e.sequenceSql(bdr3, seq, { kind: "snowflakeid" }), /galloc or timeshard/);
       assert.throws(() => e.sequenceSql(pgd5, seq, { kind: "timeshard" }), /snowflakeid or galloc/);
@@ -277,7 +333,10 @@ describe("engines", () => {
 
     it("drain and DDL", () => {
       assert.ok(e.drainSql(7).includes("SELECT bdr.wait_slot_confirm_lsn(NULL, NULL);"));
-      assert.strictEqual(e.ddlSql("DROP TABLE public.t"), "SELECT bdr.replicate_ddl_command('DROP TABLE public.t');");
+      assert.strictEqual(
+        e.ddlSql("DROP TABLE public.t"),
+        "SELECT bdr.replicate_ddl_command('DROP TABLE public.t');",
+      );
     });
   });
 
@@ -290,8 +349,14 @@ describe("engines", () => {
 
     it("dollar quotes and here-documents cannot be closed by their content", () => {
       assert.strictEqual(dollarQuote("x := '$pb$';"), "$pb1$\nx := '$pb$';\n$pb1$");
-      assert.strictEqual(heredoc("sql_local", "SELECT 1;\nSQL\nSELECT 2;"), "sql_local <<'SQL_1'\nSELECT 1;\nSQL\nSELECT 2;\nSQL_1");
-      assert.strictEqual(heredoc("sql_local", "SELECT 1;", ">&2 || true"), "sql_local <<'SQL' >&2 || true\nSELECT 1;\nSQL");
+      assert.strictEqual(
+        heredoc("sql_local", "SELECT 1;\nSQL\nSELECT 2;"),
+        "sql_local <<'SQL_1'\nSELECT 1;\nSQL\nSELECT 2;\nSQL_1",
+      );
+      assert.strictEqual(
+        heredoc("sql_local", "SELECT 1;", ">&2 || true"),
+        "sql_local <<'SQL' >&2 || true\nSELECT 1;\nSQL",
+      );
       const script = heredoc("sql_local", "SELECT 1;\nSQL\nSELECT 2;");
       bashSyntaxOk(`sql_local() { cat >/dev/null; }\nif true; then\n${indentScript(script, 2)}\nfi\n`);
       assert.strictEqual(indentScript("a\nb <<'SQL'\nbody\nSQL\nc", 2), "  a\n  b <<'SQL'\nbody\nSQL\n  c");
