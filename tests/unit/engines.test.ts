@@ -229,7 +229,7 @@ describe("engines", () => {
           body.replace(/^/gm, "  ") +
           "\nfi\n",
       );
-      assert.ok(body.includes("status = ''down''"));
+      assert.ok(body.includes("status = '\\''down'\\''"), "only down subscriptions are bounced");
       assert.strictEqual(getEngine("bdr").afterRestartScript, undefined);
     });
 
