@@ -59,15 +59,22 @@ export const RESTART_ONLY_SETTINGS: readonly string[] = [
   "wal_log_hints",
 ];
 
-/** Replication capacity for a cluster of `nodeCount` nodes, with headroom for joins in progress. */
+/**
+ * Replication capacity for a cluster of `nodeCount` nodes, with headroom for joins in progress.
+ * All three are restart-only settings, so they have floors large enough for clusters of up to six
+ * nodes: resizing within that range changes no existing node's configuration (no restart).
+ */
 export interface ReplicationSizing {
-  /** `max_replication_slots`: one slot per peer, plus a join's sync slots: `2n + 4`. */
+  /** `max_replication_slots`: one slot per peer plus a join's sync slots: `max(16, 2n + 4)`. */
   maxReplicationSlots: number;
-  /** `max_wal_senders`: one per peer subscription plus join copies: `2n + 4`. */
+  /** `max_wal_senders`: one per peer subscription plus join copies: `max(16, 2n + 4)`. */
   maxWalSenders: number;
-  /** `max_worker_processes`: apply workers, sync workers, the manager and autovacuum: `2n + 8`. */
+  /** `max_worker_processes`: apply workers, sync workers, the manager and autovacuum: `max(24, 2n + 12)`. */
   maxWorkerProcesses: number;
 }
+
+/** Floors of {@link replicationSizing}: enough for six nodes with a join in progress. */
+export const SIZING_FLOORS = { slots: 16, workers: 24 } as const;
 
 /**
  * Replication capacity sized to the node count. Each node feeds `n - 1` peers and applies from
@@ -78,9 +85,9 @@ export function replicationSizing(nodeCount: number): ReplicationSizing {
     throw new Error(`node count must be a positive integer, got ${nodeCount}`);
   }
   return {
-    maxReplicationSlots: 2 * nodeCount + 4,
-    maxWalSenders: 2 * nodeCount + 4,
-    maxWorkerProcesses: 2 * nodeCount + 8,
+    maxReplicationSlots: Math.max(SIZING_FLOORS.slots, 2 * nodeCount + 4),
+    maxWalSenders: Math.max(SIZING_FLOORS.slots, 2 * nodeCount + 4),
+    maxWorkerProcesses: Math.max(SIZING_FLOORS.workers, 2 * nodeCount + 12),
   };
 }
 

@@ -107,7 +107,10 @@ function globAssets(dir, globs) {
 function run(command, ins, prev, label) {
     const interpreter = ins.interpreter && ins.interpreter.length > 0 ? ins.interpreter : ["/bin/sh", "-c"];
     const argv = Array.isArray(command) ? command : [command];
-    const shown = JSON.stringify(label !== undefined ? label : command);
+    // Like pulumi-command, errors name the command; long scripts are cut to their first line.
+    const text = String(label !== undefined ? label : command);
+    const firstLine = text.split("\n").find((l) => l.trim() && !/^(set -|umask|cd \/$)/.test(l.trim())) || text.split("\n")[0];
+    const shown = JSON.stringify(text.length > 200 ? `${firstLine.slice(0, 120)} ... (${text.length} chars)` : text);
     const cwd = ins.dir || process.cwd();
     const env = Object.assign({}, process.env, ins.environment || {});
     if (ins.addPreviousOutputInEnv === undefined || ins.addPreviousOutputInEnv === null || ins.addPreviousOutputInEnv) {

@@ -102,7 +102,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
       throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
     }
     // A leftover from an interrupted run would make the test meaningless.
-    await sh(`pkill -f ${CLUSTER_DIR}/ || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`);
+    await sh(`pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`);
     ({ stack } = await inlineStack("pulumi-bdr-e2e", "lifecycle", program));
   });
 
@@ -295,7 +295,8 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     const t = Date.now();
     await stack.destroy({ onOutput: () => undefined });
     log(`destroy: ${Date.now() - t} ms`);
-    const procs = await sh(`pgrep -af '${CLUSTER_DIR}/' || true`);
+    // The bracket keeps pgrep from matching its own shell.
+    const procs = await sh(`pgrep -af '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true`);
     assert.strictEqual(procs.trim(), "", procs);
     for (const port of [...[1, 2, 3, 4].map((i) => BASE_PORT + i - 1), HAPROXY_PORT, PGBOUNCER_PORT]) {
       assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);

@@ -116,14 +116,15 @@ describe("render: postgresql.conf", () => {
     }
   });
 
-  it("sizes replication capacity to the node count", () => {
+  it("sizes replication capacity to the node count, constant up to six nodes (a resize restarts no node)", () => {
     const table: Array<[number, number, number, number]> = [
       // nodes, max_replication_slots, max_wal_senders, max_worker_processes
-      [1, 6, 6, 10],
-      [2, 8, 8, 12],
-      [3, 10, 10, 14],
-      [5, 14, 14, 18],
-      [10, 24, 24, 28],
+      [1, 16, 16, 24],
+      [2, 16, 16, 24],
+      [3, 16, 16, 24],
+      [6, 16, 16, 24],
+      [7, 18, 18, 26],
+      [10, 24, 24, 32],
     ];
     for (const [n, slots, senders, workers] of table) {
       assert.deepStrictEqual(replicationSizing(n), {

@@ -1,5 +1,6 @@
 set -euo pipefail
 umask 077
+cd /
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_RUN=/var/lib/pulumi-bdr/proxy/run
 PG_PORT=6432
@@ -18,8 +19,13 @@ sql_local() {
   as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
 }
 read_secrets() {
-  local k v
-  while IFS="=" read -r k v; do [ -n "$k" ] || continue; printf -v "SECRET_$k" "%s" "$(printf "%s" "$v" | base64 -d)"; done
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
 }
 sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }
 
@@ -93,8 +99,10 @@ ha_cmd() {
 }
 # pgb_admin SECONDS COMMAND: run a command on PgBouncer's admin console (Unix socket), bounded
 pgb_admin() {
-  as_pg timeout "$1" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
-    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer -c "$2"
+  local secs=$1 c; shift; local args=()
+  for c in "$@"; do args+=(-c "$c"); done
+  as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer "${args[@]}"
 }
 
 NEW_WRITE=beta
@@ -221,6 +229,8 @@ switchover_reconnect() {
   rm -f "$PENDING"
   pgb_reconnect
 }
+# pgb_no_servers: PgBouncer holds no server connection (SHOW SERVERS is empty)
+pgb_no_servers() { [ -z "$(pgb_admin 5 "SHOW SERVERS")" ]; }
 PAUSED=0
 resume_if_paused() {
   if [ "$PAUSED" = 1 ]; then
@@ -234,9 +244,12 @@ switchover_pause() {
     log "switchover $old -> $NEW_WRITE: PgBouncer PAUSE"
     PAUSED=1
     trap resume_if_paused EXIT
-    if ! pgb_admin "$WAIT_SECONDS" PAUSE; then
+    # PgBouncer 1.18 can answer PAUSE at once with the reply of an earlier WAIT_CLOSE (its wait-close
+    # flag stays set): trust only SHOW SERVERS being empty (PAUSE closes every server connection).
+    if ! pgb_admin "$WAIT_SECONDS" PAUSE >/dev/null; then
       log "PgBouncer PAUSE did not finish within ${WAIT_SECONDS}s"; exit 1
     fi
+    if ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi
   fi
   for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
   ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null

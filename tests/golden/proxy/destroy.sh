@@ -1,5 +1,6 @@
 set -euo pipefail
 umask 077
+cd /
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_RUN=/var/lib/pulumi-bdr/proxy/run
 PG_PORT=6432
@@ -18,8 +19,13 @@ sql_local() {
   as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
 }
 read_secrets() {
-  local k v
-  while IFS="=" read -r k v; do [ -n "$k" ] || continue; printf -v "SECRET_$k" "%s" "$(printf "%s" "$v" | base64 -d)"; done
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
 }
 sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }
 
@@ -80,8 +86,10 @@ ha_cmd() {
 }
 # pgb_admin SECONDS COMMAND: run a command on PgBouncer's admin console (Unix socket), bounded
 pgb_admin() {
-  as_pg timeout "$1" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
-    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer -c "$2"
+  local secs=$1 c; shift; local args=()
+  for c in "$@"; do args+=(-c "$c"); done
+  as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer "${args[@]}"
 }
 
 stop_pid "$(pid_of "$PGB_PID")" pgbouncer TERM
