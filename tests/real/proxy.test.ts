@@ -547,6 +547,47 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     await switchoverUnderLoad("n1", "pause");
   });
 
+  it("a pause switchover waits for a long transaction to commit (PgBouncer answers PAUSE early after a WAIT_CLOSE)", async () => {
+    // the reconnect switchover above ran WAIT_CLOSE in this PgBouncer: from then on PgBouncer 1.18
+    // answers PAUSE at once; the script must still wait until no server connection is left
+    for (const to of ["n2", "n1"]) {
+      const target = servers.find((x) => x.node.name === to)!;
+      const long = new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const child = spawn(
+          `${PG_BIN}/psql`,
+          [
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            String(proxy.pgbouncerPort),
+            "-U",
+            REPL,
+            "-d",
+            DB,
+          ],
+          { env: { ...process.env, PGPASSWORD: PASSWORD } },
+        );
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        child.stdout.on("data", () => undefined);
+        child.on("close", (status) => resolve({ status, stderr }));
+        child.stdin.end(
+          "BEGIN;\nINSERT INTO public.t (port, v) VALUES (current_setting('port')::int, -1);\nSELECT pg_sleep(1.5);\nCOMMIT;\n",
+        );
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const sw = await applyAsync(to, "pause");
+      const tx = await long;
+      assert.strictEqual(sw.status, 0, sw.stderr);
+      assert.strictEqual(tx.status, 0, `the long transaction failed: ${tx.stderr}`);
+      assert.strictEqual(landsOn(), target.node.port);
+    }
+  });
+
   it("a configuration change without a new write node reloads both, under load, without failures", async () => {
     const paths = proxyPaths(proxy);
     const haPid = pidIn(paths.haproxyPid);
