@@ -547,10 +547,16 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     await switchoverUnderLoad("n1", "pause");
   });
 
-  it("a pause switchover waits for a long transaction to commit (PgBouncer answers PAUSE early after a WAIT_CLOSE)", async () => {
+  it("switchovers wait for a long transaction to commit (PgBouncer answers PAUSE early after a WAIT_CLOSE)", async () => {
     // the reconnect switchover above ran WAIT_CLOSE in this PgBouncer: from then on PgBouncer 1.18
     // answers PAUSE at once; the script must still wait until no server connection is left
-    for (const to of ["n2", "n1"]) {
+    const steps: Array<[string, SwitchoverMethod]> = [
+      ["n2", "pause"],
+      ["n1", "pause"],
+      ["n2", "reconnect"],
+      ["n1", "reconnect"],
+    ];
+    for (const [to, method] of steps) {
       const target = servers.find((x) => x.node.name === to)!;
       const long = new Promise<{ status: number | null; stderr: string }>((resolve) => {
         const child = spawn(
@@ -580,7 +586,7 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
         );
       });
       await new Promise((r) => setTimeout(r, 300));
-      const sw = await applyAsync(to, "pause");
+      const sw = await applyAsync(to, method);
       const tx = await long;
       assert.strictEqual(sw.status, 0, sw.stderr);
       assert.strictEqual(tx.status, 0, `the long transaction failed: ${tx.stderr}`);
