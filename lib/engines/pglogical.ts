@@ -729,7 +729,8 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
     " FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id",
     " WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node) ORDER BY n.node_name, i.if_id;",
   ].join("");
-  const fallback = [...ctx.nodes].filter((n) => n.name !== node.name).sort((a, b) => a.index - b.index);
+  // Peers come only from the running server's catalog (a full mesh: every peer is a provider
+  // here), never from the plan: adding a node must not change existing nodes' config steps.
   return [
     "# pglogical: after this server restarted, restart the peers' apply workers for its subscriptions",
     logLine(`pglogical: waking the peers' subscriptions from ${node.name}`),
@@ -738,7 +739,6 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
     'add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }',
     `catalog_peers=$(printf '%s\\n' ${shellQuote(catalogPeers)} | sql_local) || catalog_peers=""`,
     'while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"',
-    ...fallback.map((n) => `add_peer ${shellQuote(n.name)} ${shellQuote(n.dsn)}`),
     'for i in "${!peer_names[@]}"; do',
     `  if ! printf '%s\\n' ${shellQuote(peerSqlText)} | sql_peer "\${peer_dsns[$i]}" >/dev/null; then`,
     '    log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"',

@@ -5,8 +5,6 @@ peer_dsns=()
 add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }
 catalog_peers=$(printf '%s\n' 'SELECT DISTINCT ON (n.node_name) n.node_name || '\''|'\'' || i.if_dsn FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node) ORDER BY n.node_name, i.if_id;' | sql_local) || catalog_peers=""
 while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
-add_peer node0 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
-add_peer node2 'host=10.0.0.13 port=5432 dbname=app user=bdr_repl'
 for i in "${!peer_names[@]}"; do
   if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
 CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
