@@ -58,6 +58,8 @@ export async function query<T extends Record<string, any> = Record<string, any>>
   params: unknown[] = [],
 ): Promise<T[]> {
   const client = new Client({ ...conn, connectionTimeoutMillis: 5000 });
+  // A server-side disconnect must not become an uncaught exception (inline programs share this process).
+  client.on("error", () => undefined);
   await client.connect();
   try {
     const res = await client.query(sql, params);
@@ -212,6 +214,7 @@ export function reconnectingLoad(
     while (running) {
       i++;
       const client = new Client({ ...conn, connectionTimeoutMillis: 2000 });
+      client.on("error", () => undefined);
       try {
         await client.connect();
         await client.query(sql(i));

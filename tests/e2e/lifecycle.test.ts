@@ -88,6 +88,7 @@ async function rowsEverywhere(table: string, nodes: string[], expected: number):
 describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function () {
   this.timeout(15 * 60 * 1000);
   let stack: Stack;
+  let stateDir = "";
   const log = (line: string) => console.log(`      ${line}`);
   const up = async (label: string) => {
     const t = Date.now();
@@ -103,7 +104,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     }
     // A leftover from an interrupted run would make the test meaningless.
     await sh(`pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`);
-    ({ stack } = await inlineStack("pulumi-bdr-e2e", "lifecycle", program));
+    ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e", "lifecycle", program));
   });
 
   after(async () => {
@@ -111,6 +112,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
       await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
       await stack.workspace.removeStack(stack.name).catch(() => undefined);
     }
+    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
   });
 
   it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
