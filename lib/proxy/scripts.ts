@@ -297,7 +297,9 @@ function commonVars(input: ProxyScriptInput): string[] {
  * config, a soft reload and a `RECONNECT` so the old HAProxy process empties.
  *
  * `"pause"`: PgBouncer `PAUSE` (waits for running transactions, closes every server connection,
- * holds new queries), `disable server` for every node but the new one and `clear table`, the drain,
+ * holds new queries) and a wait until `SHOW SERVERS` is empty (PgBouncer 1.18 may answer `PAUSE`
+ * at once with the reply of an earlier `WAIT_CLOSE`: without this check, `disable server` killed
+ * transactions still in flight), `disable server` for every node but the new one and `clear table`, the drain,
  * the new config and a soft reload, `RESUME` as soon as the new HAProxy listens (also run if any
  * step in between fails): clients wait, none fails.
  * Used as well for "reconnect" when the new write node is not in the running configuration.
@@ -463,7 +465,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     "  fi",
     "}",
     "switchover_pause() {",
-    '  local servers=$1 old=$2 old_status cmds="" s',
+    '  local servers=$1 old=$2 old_status cmds="" s left',
     '  old_status=$(status_of "$servers" "$old")',
     "  if pgb_running; then",
     '    log "switchover $old -> $NEW_WRITE: PgBouncer PAUSE"',
@@ -471,10 +473,10 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     "    trap resume_if_paused EXIT",
     "    # PgBouncer 1.18 can answer PAUSE at once with the reply of an earlier WAIT_CLOSE (its wait-close",
     "    # flag stays set): trust only SHOW SERVERS being empty (PAUSE closes every server connection).",
-    '    if ! pgb_admin "$WAIT_SECONDS" PAUSE >/dev/null; then',
+    '    if ! left=$(pgb_admin "$WAIT_SECONDS" PAUSE "SHOW SERVERS"); then',
     '      log "PgBouncer PAUSE did not finish within ${WAIT_SECONDS}s"; exit 1',
     "    fi",
-    '    if ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi',
+    '    if [ -n "$left" ] && ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi',
     "  fi",
     '  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done',
     '  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null',

@@ -238,7 +238,7 @@ resume_if_paused() {
   fi
 }
 switchover_pause() {
-  local servers=$1 old=$2 old_status cmds="" s
+  local servers=$1 old=$2 old_status cmds="" s left
   old_status=$(status_of "$servers" "$old")
   if pgb_running; then
     log "switchover $old -> $NEW_WRITE: PgBouncer PAUSE"
@@ -246,10 +246,10 @@ switchover_pause() {
     trap resume_if_paused EXIT
     # PgBouncer 1.18 can answer PAUSE at once with the reply of an earlier WAIT_CLOSE (its wait-close
     # flag stays set): trust only SHOW SERVERS being empty (PAUSE closes every server connection).
-    if ! pgb_admin "$WAIT_SECONDS" PAUSE >/dev/null; then
+    if ! left=$(pgb_admin "$WAIT_SECONDS" PAUSE "SHOW SERVERS"); then
       log "PgBouncer PAUSE did not finish within ${WAIT_SECONDS}s"; exit 1
     fi
-    if ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi
+    if [ -n "$left" ] && ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi
   fi
   for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
   ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
