@@ -54,7 +54,7 @@ export function renderPreamble(ctx: ShellNodeContext): string {
     "read_secrets() {",
     "  local line k v",
     "  while IFS= read -r line; do",
-    '    k=${line%%=*}; v=${line#*=}',
+    "    k=${line%%=*}; v=${line#*=}",
     '    [ -n "$k" ] && [ "$k" != "$line" ] || continue',
     '    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }',
     '    printf -v "SECRET_$k" "%s" "$v"',

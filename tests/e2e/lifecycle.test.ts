@@ -103,7 +103,9 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
       throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
     }
     // A leftover from an interrupted run would make the test meaningless.
-    await sh(`pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`);
+    await sh(
+      `pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`,
+    );
     ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e", "lifecycle", program));
   });
 

@@ -18,7 +18,6 @@ const PASSWORD = "Sup3r-Secret-Pa55";
 const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkeymaterialAAAA\n-----END OPENSSH PRIVATE KEY-----";
 
 // Imported after setMocks, as Pulumi's docs require.
-// eslint-disable-next-line @typescript-eslint/consistent-type-imports
 let lib: typeof import("../../lib");
 
 function children(component: string): Registered[] {

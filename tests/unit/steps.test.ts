@@ -23,7 +23,11 @@ function diffed(p: ReturnType<typeof plan>): Map<string, Record<string, string |
   const out = new Map<string, Record<string, string | undefined>>();
   for (const step of p.steps) {
     const r = renderStep(p, step);
-    const props: Record<string, string | undefined> = { create: r.create, update: r.update, delete: r.delete };
+    const props: Record<string, string | undefined> = {
+      create: r.create,
+      update: r.update,
+      delete: r.delete,
+    };
     for (const k of r.ignoreChanges ?? []) delete props[k];
     out.set(step.name, props);
   }
@@ -39,7 +43,9 @@ describe("renderStep", () => {
     it(`a resize ${from} -> ${to} changes no existing node's steps, only the proxy`, () => {
       const a = diffed(plan(from));
       const b = diffed(plan(to));
-      const changed = [...a.keys()].filter((k) => b.has(k) && JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)));
+      const changed = [...a.keys()].filter(
+        (k) => b.has(k) && JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)),
+      );
       assert.deepStrictEqual(changed, ["db-proxy"]);
     });
   }
