@@ -17,6 +17,7 @@ import {
   OUTPUT_PLUGIN_CONF_FILE,
   outputPluginSnippet,
   renderPostgresqlConf,
+  replicationSizing,
   RESTART_ONLY_SETTINGS,
 } from "../../lib/render/postgresqlConf";
 import { renderPgHba } from "../../lib/render/pgHba";
@@ -364,9 +365,10 @@ describe("real daemons: rendered configuration", function () {
     const show = (name: string): string => sqlLocal(`SHOW ${name}`).trim();
     assert.strictEqual(show("wal_level"), "logical");
     assert.strictEqual(show("track_commit_timestamp"), "on");
-    assert.strictEqual(show("max_wal_senders"), "6");
-    assert.strictEqual(show("max_replication_slots"), "6");
-    assert.strictEqual(show("max_worker_processes"), "10");
+    const sizing = replicationSizing(1);
+    assert.strictEqual(show("max_wal_senders"), String(sizing.maxWalSenders));
+    assert.strictEqual(show("max_replication_slots"), String(sizing.maxReplicationSlots));
+    assert.strictEqual(show("max_worker_processes"), String(sizing.maxWorkerProcesses));
     assert.strictEqual(show("password_encryption"), "scram-sha-256");
     assert.strictEqual(show("port"), String(node.port));
     assert.strictEqual(show("unix_socket_directories"), node.runDir);
