@@ -492,6 +492,8 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     "}",
     "",
     "# 1. files",
+    // Parents stay traversable by the proxy's OS user (a proxy-only host has no node to make them).
+    '(umask 022; mkdir -p "$(dirname "$BASE")")',
     'mkdir -p "$BASE" "$PGB_SOCKDIR"',
     'chmod 0700 "$BASE" "$PGB_SOCKDIR"',
     'if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$BASE" "$PGB_SOCKDIR"; fi',
@@ -592,7 +594,11 @@ export function proxyDestroyScript(input: ProxyScriptInput): string {
     'stop_pid "$(pid_of "$PGB_PID")" pgbouncer TERM',
     'for p in $( { pid_of "$HA_PID"; cat "$HA_PIDS" 2>/dev/null || true; } | sort -u); do stop_pid "$p" haproxy TERM; done',
     'rm -rf -- "$BASE"',
+    // The cluster's directory goes too once nothing else of the cluster is in it.
+    'rmdir -- "$(dirname "$BASE")" 2>/dev/null || true',
     'log "proxy stopped and $BASE removed"',
     "",
   ].join("\n");
 }
+
+export { commonVars };

@@ -253,6 +253,7 @@ switchover_pause() {
 }
 
 # 1. files
+(umask 022; mkdir -p "$(dirname "$BASE")")
 mkdir -p "$BASE" "$PGB_SOCKDIR"
 chmod 0700 "$BASE" "$PGB_SOCKDIR"
 if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$BASE" "$PGB_SOCKDIR"; fi

@@ -95,4 +95,5 @@ pgb_admin() {
 stop_pid "$(pid_of "$PGB_PID")" pgbouncer TERM
 for p in $( { pid_of "$HA_PID"; cat "$HA_PIDS" 2>/dev/null || true; } | sort -u); do stop_pid "$p" haproxy TERM; done
 rm -rf -- "$BASE"
+rmdir -- "$(dirname "$BASE")" 2>/dev/null || true
 log "proxy stopped and $BASE removed"
