@@ -116,6 +116,33 @@ function psqlTcp(
   );
 }
 
+/** Waits for a pid file holding a pid and returns the pid. */
+function waitForPid(file: string): number {
+  let pid = 0;
+  waitUntil(`a pid in ${file}`, 10, () => {
+    pid = fs.existsSync(file) ? Number(fs.readFileSync(file, "utf8").trim()) : 0;
+    return Number.isInteger(pid) && pid > 0;
+  });
+  return pid;
+}
+
+/** Live (non-zombie) processes whose command line mentions `needle`. */
+function pidsMentioning(needle: string): number[] {
+  const found: number[] = [];
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const state = /^State:\s*(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+      if (cmdline.includes(needle) && state !== "Z" && Number(pid) !== process.pid) {
+        found.push(Number(pid));
+      }
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
 function waitUntil(what: string, seconds: number, fn: () => boolean): void {
   const end = Date.now() + seconds * 1000;
   while (!fn()) {
@@ -219,6 +246,14 @@ describe("real daemons: rendered configuration", function () {
     }
     if (started) {
       asPostgres([`${PG_BIN}/pg_ctl`, "-D", node.dataDir, "-m", "immediate", "-w", "stop"]);
+    }
+    // anything else started under root (a daemon whose pid file we never read)
+    for (const pid of pidsMentioning(root)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
     }
     fs.rmSync(root, { recursive: true, force: true });
   });
@@ -475,8 +510,7 @@ describe("real daemons: rendered configuration", function () {
       iniFor(path.join(pgbDir, "userlist.txt"), port, "pgbouncer"),
     );
     check(asPostgres(["pgbouncer", "-d", "-q", path.join(pgbDir, "pgbouncer.ini")]), "pgbouncer -d");
-    waitUntil("PgBouncer's pid file", 10, () => fs.existsSync(path.join(pgbDir, "pgbouncer.pid")));
-    pgbPid = Number(fs.readFileSync(path.join(pgbDir, "pgbouncer.pid"), "utf8").trim());
+    pgbPid = waitForPid(path.join(pgbDir, "pgbouncer.pid"));
     waitUntil("PgBouncer's socket", 10, () => fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${port}`)));
     assert.strictEqual(
       check(
@@ -532,8 +566,7 @@ describe("real daemons: rendered configuration", function () {
       iniFor(path.join(pgbDir, "bad-userlist.txt"), badPort, "bad"),
     );
     check(asPostgres(["pgbouncer", "-d", "-q", path.join(pgbDir, "bad.ini")]), "pgbouncer -d (bad userlist)");
-    waitUntil("the second PgBouncer's pid file", 10, () => fs.existsSync(path.join(pgbDir, "bad.pid")));
-    badPgbPids.push(Number(fs.readFileSync(path.join(pgbDir, "bad.pid"), "utf8").trim()));
+    badPgbPids.push(waitForPid(path.join(pgbDir, "bad.pid")));
     waitUntil("the second PgBouncer's socket", 10, () =>
       fs.existsSync(path.join(pgbDir, "run", `.s.PGSQL.${badPort}`)),
     );

@@ -484,6 +484,13 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     for (const s of servers) {
       s.stop();
     }
+    for (const p of processesMentioning(root)) {
+      try {
+        process.kill(Number(p.split(" ")[0]), "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     if (Object.keys(measurements).length > 0) {
       fs.writeFileSync(MEASUREMENTS_FILE, JSON.stringify(measurements, null, 2) + "\n");
     }
