@@ -1,0 +1,614 @@
+/**
+ * Security, proven against a real `pulumi up` of a 2-node local cluster (pglogical, HAProxy,
+ * PgBouncer):
+ *
+ * - the password (and what derives from it: its base64 on the steps' stdin, the SCRAM verifier)
+ *   appears nowhere in `pulumi stack export`, in the engine's output, in the backend's state files,
+ *   in any process's command line while `up` runs, or in a file another OS user can read;
+ * - pg_hba: a TCP login from an address that is neither a member nor the proxy is refused by
+ *   pg_hba; no `trust`, no `md5`; a role whose stored password is md5 cannot log in;
+ * - HAProxy's admin socket and PgBouncer's socket directory / console are closed to other users;
+ * - bad input (35 kinds) is rejected by `preview` and `up` through the real engine, naming the field
+ *   and the value, and leaves both a stack with nothing deployed and a stack with a deployed
+ *   cluster unchanged, with no process or directory created.
+ */
+import * as assert from "assert";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { BdrCluster, BdrClusterArgs } from "../../lib";
+import { pgpassFor } from "../../lib/cluster/create";
+import { clusterSalt, scramVerifier } from "../../lib/render/scram";
+import { inlineStack, listening, pulumiAvailable, query, sh } from "./harness";
+import {
+  filesContaining,
+  killProcessesUnder,
+  modeOwner,
+  planOf,
+  PsSampler,
+  runProgram,
+  secs,
+  socketSql,
+  streamFrom,
+} from "./faultkit";
+
+const CLUSTER = "sec";
+const EMPTY_CLUSTER = "secbad";
+const BASE_PORT = 24432;
+const HAPROXY_PORT = 24533;
+const PGBOUNCER_PORT = 24532;
+const PASSWORD = "sec-Unl1kely-Pa55w0rd-7f3a";
+const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+const PROXY_DIR = `${CLUSTER_DIR}/proxy`;
+const NODES = ["n1", "n2"];
+const PWNED = "/tmp/pulumi-bdr-sec-pwned";
+const log = (line: string) => console.log(`      ${line}`);
+const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+const portOf = (node: string) => BASE_PORT + NODES.indexOf(node);
+
+function goodArgs(): BdrClusterArgs {
+  return {
+    nodes: NODES.map((name) => ({ name, host: { kind: "local" as const }, port: portOf(name) })),
+    replicationPassword: pulumi.secret(PASSWORD),
+    waitTimeoutSeconds: 120,
+    proxy: { haproxyPort: HAPROXY_PORT, pgbouncerPort: PGBOUNCER_PORT },
+  };
+}
+
+/** One kind of bad input: how it changes good args, and the field and value the error must name. */
+interface BadCase {
+  kind: string;
+  /** Mutates the args; may return another component name. */
+  mutate: (a: any) => string | void;
+  /** Text the error must contain: `<field>: got <value>` (or the field and what is wrong). */
+  expect: string;
+  /** Text the error must not contain (e.g. the password). */
+  forbid?: string[];
+}
+
+const BAD_CASES: BadCase[] = [
+  {
+    kind: "node name with a single quote",
+    mutate: (a) => void (a.nodes[0].name = "n1'x"),
+    expect: `nodes[0].name: got "n1'x"`,
+  },
+  {
+    kind: "node name with a semicolon",
+    mutate: (a) => void (a.nodes[1].name = "n2;drop table x"),
+    expect: `nodes[1].name: got "n2;drop table x"`,
+  },
+  {
+    kind: "node name with a space",
+    mutate: (a) => void (a.nodes[0].name = "n 1"),
+    expect: `nodes[0].name: got "n 1"`,
+  },
+  {
+    kind: "node name with $(...)",
+    mutate: (a) => void (a.nodes[0].name = `$(touch ${PWNED})`),
+    expect: `nodes[0].name: got "$(touch ${PWNED})"`,
+  },
+  {
+    kind: "node name with backticks",
+    mutate: (a) => void (a.nodes[1].name = `\`touch ${PWNED}\``),
+    expect: `nodes[1].name: got "\`touch ${PWNED}\`"`,
+  },
+  {
+    kind: "database with a double quote",
+    mutate: (a) => void (a.database = 'bdr"db'),
+    expect: `database: got "bdr\\"db"`,
+  },
+  {
+    kind: "duplicate node names",
+    mutate: (a) => void (a.nodes[1].name = a.nodes[0].name),
+    expect: `nodes[1].name: got "n1", which nodes[0] already has`,
+  },
+  {
+    kind: "duplicate node ports",
+    mutate: (a) => void (a.nodes[1].port = a.nodes[0].port),
+    expect: `nodes[1].port: got ${BASE_PORT}, which nodes[0].port already uses`,
+  },
+  {
+    kind: "proxy port equal to a node port",
+    mutate: (a) => void (a.proxy.pgbouncerPort = BASE_PORT),
+    expect: `proxy.pgbouncerPort: got ${BASE_PORT}, which nodes[0].port already uses`,
+  },
+  { kind: "empty node list", mutate: (a) => void (a.nodes = []), expect: "nodes: got 0 nodes" },
+  {
+    kind: "a single node",
+    mutate: (a) => void (a.nodes = a.nodes.slice(0, 1)),
+    expect: "nodes: got 1 node;",
+  },
+  { kind: "a node that is null", mutate: (a) => void (a.nodes[1] = null), expect: "nodes[1]: got null" },
+  {
+    kind: "port as a string (stack config)",
+    mutate: (a) => void (a.nodes[0].port = String(BASE_PORT)),
+    expect: `nodes[0].port: got "${BASE_PORT}"`,
+  },
+  {
+    kind: "port out of range",
+    mutate: (a) => void (a.nodes[1].port = 70000),
+    expect: "nodes[1].port: got 70000",
+  },
+  {
+    kind: "checkIntervalMs as a string (stack config)",
+    mutate: (a) => void (a.proxy.checkIntervalMs = "500"),
+    expect: 'proxy.checkIntervalMs: got "500"',
+  },
+  { kind: "checkFall 0", mutate: (a) => void (a.proxy.checkFall = 0), expect: "proxy.checkFall: got 0" },
+  {
+    kind: "waitTimeoutSeconds as a string (stack config)",
+    mutate: (a) => void (a.waitTimeoutSeconds = "120"),
+    expect: 'waitTimeoutSeconds: got "120"',
+  },
+  {
+    kind: "postgresVersion as a string (stack config)",
+    mutate: (a) => void (a.postgresVersion = "15"),
+    expect: 'postgresVersion: got "15"',
+  },
+  {
+    kind: "proxy.enabled as a string (stack config)",
+    mutate: (a) => void (a.proxy.enabled = "false"),
+    expect: 'proxy.enabled: got "false"',
+  },
+  {
+    kind: "plain-text password",
+    mutate: (a) => void (a.replicationPassword = PASSWORD),
+    expect: "replicationPassword: got a plain string",
+    forbid: [PASSWORD],
+  },
+  {
+    kind: "unknown engine",
+    mutate: (a) => void (a.engine = "postgres-xl"),
+    expect: 'engine: got "postgres-xl"',
+  },
+  {
+    kind: "bdrVariant with pglogical",
+    mutate: (a) => void (a.bdrVariant = "bdr3"),
+    expect: 'bdrVariant: got "bdr3" with engine "pglogical"',
+  },
+  { kind: "writeNode not a node", mutate: (a) => void (a.writeNode = "n9"), expect: 'writeNode: got "n9"' },
+  {
+    kind: "writeNode with shell syntax",
+    mutate: (a) => void (a.writeNode = "n1; reboot"),
+    expect: 'writeNode: got "n1; reboot"',
+  },
+  {
+    kind: "managed PostgreSQL setting",
+    mutate: (a) => void (a.postgresSettings = { listen_addresses: "*" }),
+    expect: 'postgresSettings["listen_addresses"]: is managed by BdrCluster',
+  },
+  {
+    kind: "setting value with a line break",
+    mutate: (a) => void (a.postgresSettings = { work_mem: "4MB\nlisten_addresses = '*'" }),
+    expect: `postgresSettings["work_mem"]: got ${JSON.stringify("4MB\nlisten_addresses = '*'")}`,
+  },
+  {
+    kind: "unknown host kind",
+    mutate: (a) => void (a.nodes[0].host = { kind: "ssh" }),
+    expect: 'nodes[0].host.kind: got "ssh"',
+  },
+  {
+    kind: "remote host with a plain-text private key",
+    mutate: (a) =>
+      void (a.nodes[1].host = {
+        kind: "remote",
+        address: "10.213.0.99",
+        privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----",
+      }),
+    expect: "nodes[1].host.privateKey: got a plain string",
+    forbid: ["BEGIN OPENSSH PRIVATE KEY"],
+  },
+  {
+    kind: "baseDir with $(...)",
+    mutate: (a) => void (a.nodes[0].host = { kind: "local", baseDir: `/tmp/$(touch ${PWNED})` }),
+    expect: `nodes[0].host.baseDir: got "/tmp/$(touch ${PWNED})"`,
+  },
+  {
+    kind: "host address with shell syntax",
+    mutate: (a) => void (a.nodes[0].host = { kind: "local", address: "127.0.0.1; rm -rf /" }),
+    expect: 'nodes[0].host.address: got "127.0.0.1; rm -rf /"',
+  },
+  {
+    kind: "unknown conflict resolution",
+    mutate: (a) => void (a.conflictResolution = "newest_wins"),
+    expect: 'conflictResolution: got "newest_wins"',
+  },
+  {
+    kind: "unknown pool mode",
+    mutate: (a) => void (a.proxy.poolMode = "sessions"),
+    expect: 'proxy.poolMode: got "sessions"',
+  },
+  {
+    kind: "reserved replication user",
+    mutate: (a) => void (a.replicationUser = "pg_evil"),
+    expect: 'replicationUser: got "pg_evil"',
+  },
+  {
+    kind: "node group name with a dash",
+    mutate: (a) => void (a.nodeGroupName = "grp-1"),
+    expect: 'nodeGroupName: got "grp-1"',
+  },
+  {
+    kind: "component name with a quote and a space",
+    mutate: () => "sec bad'",
+    expect: `name: got "sec bad'"`,
+  },
+];
+
+/** The inline programs read this: the bad case to apply (none: the good program). */
+const desired: { bad?: BadCase } = {};
+
+function deployedProgram() {
+  const args = goodArgs() as any;
+  const name = desired.bad?.mutate(args) ?? CLUSTER;
+  const cluster = new BdrCluster(name, args);
+  return Promise.resolve({ nodeDsns: cluster.nodeDsns, connectionString: cluster.connectionString });
+}
+
+/** Nothing deployed; with a bad case, a cluster of its own name and ports that must never appear. */
+function emptyProgram() {
+  if (!desired.bad) return Promise.resolve({});
+  const args = goodArgs() as any;
+  args.nodes.forEach((n: any, i: number) => (n.port = BASE_PORT + 10 + i));
+  args.proxy = { haproxyPort: HAPROXY_PORT + 10, pgbouncerPort: PGBOUNCER_PORT + 10 };
+  const name = desired.bad.mutate(args) ?? EMPTY_CLUSTER;
+  new BdrCluster(name, args);
+  return Promise.resolve({});
+}
+
+describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)", function () {
+  this.timeout(40 * 60 * 1000);
+  let stack: Stack;
+  let stateDir = "";
+  let empty: Stack | undefined;
+  let emptyStateDir = "";
+  const plan = planOf(CLUSTER, goodArgs());
+  const verifier = scramVerifier(PASSWORD, clusterSalt(CLUSTER, PASSWORD));
+  // The password and everything that carries it: the steps' stdin holds base64 of the password, the
+  // verifier and the .pgpass text.
+  const needles = [PASSWORD, b64(PASSWORD), verifier, b64(verifier), b64(pgpassFor(plan.ctx, PASSWORD))];
+  const needlesNamed = ["password", "base64(password)", "verifier", "base64(verifier)", "base64(pgpass)"];
+  const found = (text: string) =>
+    needles.map((n, i) => (text.includes(n) ? needlesNamed[i] : "")).filter((x) => x);
+  const direct = (node: string) => ({
+    host: "127.0.0.1",
+    port: portOf(node),
+    database: "bdrdb",
+    user: "bdr",
+    password: PASSWORD,
+  });
+  const sock = (node: string) => ({ runDir: `${CLUSTER_DIR}/${node}/run`, port: portOf(node) });
+  let startMarker = "";
+
+  before(async function () {
+    if (!pulumiAvailable()) {
+      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
+    }
+    for (const dir of [CLUSTER_DIR, `/var/lib/pulumi-bdr/${EMPTY_CLUSTER}`]) {
+      await killProcessesUnder(dir);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    fs.rmSync(PWNED, { force: true });
+    startMarker = path.join(os.tmpdir(), `sec-start-${process.pid}`);
+    fs.writeFileSync(startMarker, "");
+    ({ stack, stateDir } = await inlineStack("pulumi-bdr-sec", "deployed", deployedProgram));
+  });
+
+  after(async function () {
+    this.timeout(10 * 60 * 1000);
+    desired.bad = undefined;
+    if (stack) {
+      await stack
+        .destroy({ onOutput: () => undefined })
+        .catch((e) => console.error(String(e).slice(0, 3000)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+    if (empty) await empty.workspace.removeStack(empty.name, { force: true }).catch(() => undefined);
+    for (const d of [stateDir, emptyStateDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+    if (startMarker) fs.rmSync(startMarker, { force: true });
+    await killProcessesUnder(CLUSTER_DIR);
+    fs.rmSync(CLUSTER_DIR, { recursive: true, force: true });
+  });
+
+  it("no plaintext password in the engine's output, process command lines, stack export or state files", async () => {
+    let output = "";
+    const events: string[] = [];
+    const ps = new PsSampler(needles, 40).start();
+    const t = Date.now();
+    let r;
+    try {
+      r = await stack.up({
+        onOutput: (s) => (output += s),
+        onEvent: (e) => void events.push(JSON.stringify(e)),
+      });
+    } finally {
+      const sampled = await ps.stop();
+      log(`ps -ww -eo args sampled ${sampled.samples} times during the up (${secs(Date.now() - t)})`);
+      assert.deepStrictEqual(
+        sampled.hits,
+        [],
+        "a command line held the password or something derived from it",
+      );
+    }
+    assert.strictEqual(r.summary.result, "succeeded");
+    assert.strictEqual(r.outputs.connectionString.secret, true, "connectionString is a secret output");
+    assert.deepStrictEqual(found(output), [], "the engine's output");
+    assert.deepStrictEqual(found(events.join("\n")), [], "the engine's events");
+    const exported = JSON.stringify(await stack.exportStack());
+    assert.deepStrictEqual(found(exported), [], "pulumi stack export");
+    assert.ok(exported.includes("ciphertext"), "the export holds encrypted secrets");
+    const stateFiles = await filesContaining([stateDir], needles);
+    assert.deepStrictEqual(stateFiles, [], "files under the backend directory");
+    const stackFiles = (await sh(`find ${stateDir} -type f | wc -l`)).trim();
+    log(
+      `clean: engine output (${output.length} chars), ${events.length} events, stack export, ${stackFiles} state files`,
+    );
+    // Temporary files of this run (Pulumi's, the command provider's, ours) hold none of it either.
+    const tmp = (
+      await runProgram("bash", [
+        "-c",
+        `find /tmp /var/tmp -xdev -type f -newer ${startMarker} -size -50M -print0 2>/dev/null | xargs -0 -r grep -lsF ${needles
+          .map((n) => `-e '${n}'`)
+          .join(" ")} || true`,
+      ])
+    ).stdout
+      .split("\n")
+      .filter((l) => l !== "");
+    assert.deepStrictEqual(tmp, [], "temporary files holding the password");
+  });
+
+  it("files holding the password or verifier are 0600 and owned by postgres; other users cannot read them", async () => {
+    const files = await filesContaining([CLUSTER_DIR], needles);
+    const byName = files.map((f) => path.relative(CLUSTER_DIR, f));
+    log(
+      `${files.length} files under ${CLUSTER_DIR} hold the password or verifier: ${byName.filter((f) => !f.includes("/data/")).join(", ")} (+ ${byName.filter((f) => f.includes("/data/")).length} in data directories)`,
+    );
+    for (const expected of ["n1/pgpass", "n2/pgpass", "proxy/.pgpass", "proxy/userlist.txt"]) {
+      assert.ok(
+        byName.includes(expected),
+        `${expected} not among the files holding a secret: ${byName.join(", ")}`,
+      );
+    }
+    for (const f of files) {
+      const m = await modeOwner(f);
+      assert.strictEqual(m.owner, "postgres", `${f} owner`);
+      assert.strictEqual(m.mode, "600", `${f} mode`);
+    }
+    for (const dir of [...NODES.map((n) => `${CLUSTER_DIR}/${n}`), PROXY_DIR]) {
+      const m = await modeOwner(dir);
+      assert.deepStrictEqual([m.mode, m.owner], ["700", "postgres"], dir);
+    }
+    for (const f of [`${CLUSTER_DIR}/n1/pgpass`, `${PROXY_DIR}/.pgpass`, `${PROXY_DIR}/userlist.txt`]) {
+      const r = await runProgram("runuser", ["-u", "nobody", "--", "cat", f]);
+      assert.notStrictEqual(r.code, 0, `nobody read ${f}`);
+      assert.match(r.stderr, /Permission denied/, f);
+    }
+  });
+
+  it("pg_hba: a login from a non-member address is refused; no trust or md5; an md5-stored password cannot log in", async () => {
+    // The nodes listen on 127.0.0.1 and admit 127.0.0.1/32 (the members and the proxy). A
+    // connection to 127.0.0.1 from the source address 127.0.0.2 is neither.
+    for (const n of NODES) {
+      await assert.rejects(
+        query({ ...direct(n), stream: streamFrom("127.0.0.2") } as any, "SELECT 1"),
+        (e: Error) => {
+          assert.match(
+            e.message,
+            /pg_hba\.conf rejects connection for host "127\.0\.0\.2"/,
+            `${n}: ${e.message}`,
+          );
+          return true;
+        },
+      );
+      const ok = await query(direct(n), "SELECT host(inet_client_addr()) AS a");
+      assert.strictEqual(ok[0].a, "127.0.0.1", "the same login from a member address works");
+      const hba = fs.readFileSync(`${CLUSTER_DIR}/${n}/data/pg_hba.conf`, "utf8");
+      const methods = hba
+        .split("\n")
+        .filter((l) => l.trim() !== "" && !l.trim().startsWith("#"))
+        .map((l) => l.trim().split(/\s+/).pop());
+      assert.ok(
+        !methods.includes("trust") && !methods.includes("md5"),
+        `${n} pg_hba methods: ${methods.join(",")}`,
+      );
+      const rules = await socketSql(
+        sock(n),
+        "SELECT string_agg(DISTINCT auth_method, ',' ORDER BY auth_method) || '|' || count(*) FILTER (WHERE error IS NOT NULL) FROM pg_hba_file_rules",
+      );
+      assert.strictEqual(rules, "peer,reject,scram-sha-256|0", `${n} pg_hba_file_rules`);
+      assert.strictEqual(await socketSql(sock(n), "SHOW password_encryption"), "scram-sha-256");
+    }
+    // n2's role with an md5 hash of the same password: the scram-sha-256 lines cannot use it.
+    const saved = await socketSql(sock("n2"), "SELECT rolpassword FROM pg_authid WHERE rolname = 'bdr'");
+    assert.match(saved, /^SCRAM-SHA-256\$/);
+    const md5 = "md5" + crypto.createHash("md5").update(`${PASSWORD}bdr`).digest("hex");
+    try {
+      await socketSql(sock("n2"), `\\set h '${md5}'\nALTER ROLE bdr PASSWORD :'h';`);
+      assert.match(
+        await socketSql(sock("n2"), "SELECT rolpassword FROM pg_authid WHERE rolname = 'bdr'"),
+        /^md5/,
+      );
+      await assert.rejects(query(direct("n2"), "SELECT 1"), (e: Error) => {
+        assert.match(e.message, /password authentication failed for user "bdr"/, e.message);
+        return true;
+      });
+    } finally {
+      await socketSql(sock("n2"), `\\set h '${saved}'\nALTER ROLE bdr PASSWORD :'h';`);
+    }
+    assert.strictEqual(
+      (await query(direct("n2"), "SELECT 1 AS x"))[0].x,
+      1,
+      "login works again with the verifier",
+    );
+  });
+
+  it("HAProxy's admin socket and PgBouncer's socket directory and console are closed to other users", async () => {
+    const sockPath = `${PROXY_DIR}/haproxy.sock`;
+    const pgbDir = `${PROXY_DIR}/run`;
+    const pgbSock = `${pgbDir}/.s.PGSQL.${PGBOUNCER_PORT}`;
+    const m = {
+      proxyDir: await modeOwner(PROXY_DIR),
+      haSock: await modeOwner(sockPath),
+      pgbDir: await modeOwner(pgbDir),
+      pgbSock: await modeOwner(pgbSock),
+    };
+    log(
+      `modes: ${Object.entries(m)
+        .map(([k, v]) => `${k}=${v.mode} ${v.owner}`)
+        .join(", ")}`,
+    );
+    assert.deepStrictEqual([m.proxyDir.mode, m.proxyDir.owner], ["700", "postgres"]);
+    assert.deepStrictEqual([m.haSock.mode, m.haSock.owner, m.haSock.type], ["600", "postgres", "socket"]);
+    assert.deepStrictEqual([m.pgbDir.mode, m.pgbDir.owner], ["700", "postgres"]);
+    assert.deepStrictEqual([m.pgbSock.mode, m.pgbSock.type], ["600", "socket"]);
+    // The sockets work (as root) ...
+    const info = await runProgram("socat", ["-t", "5", "stdio", `UNIX-CONNECT:${sockPath}`], {
+      input: "show info\n",
+    });
+    assert.match(info.stdout, /^Name: HAProxy/m, "root reaches the admin socket");
+    // ... but not for another user.
+    const ha = await runProgram(
+      "runuser",
+      ["-u", "nobody", "--", "socat", "-t", "5", "stdio", `UNIX-CONNECT:${sockPath}`],
+      {
+        input: "show info\n",
+      },
+    );
+    assert.notStrictEqual(ha.code, 0, `nobody reached the admin socket: ${ha.stdout}`);
+    assert.match(ha.stderr, /Permission denied/, ha.stderr);
+    assert.doesNotMatch(ha.stdout, /HAProxy/);
+    const pgb = await runProgram(
+      "runuser",
+      [
+        "-u",
+        "nobody",
+        "--",
+        "/usr/lib/postgresql/15/bin/psql",
+        "-X",
+        "-h",
+        pgbDir,
+        "-p",
+        String(PGBOUNCER_PORT),
+        "-U",
+        "bdr",
+        "-d",
+        "pgbouncer",
+        "-c",
+        "SHOW POOLS",
+      ],
+      { env: { ...process.env, PGCONNECT_TIMEOUT: "5" } },
+    );
+    assert.notStrictEqual(pgb.code, 0, `nobody reached PgBouncer's console: ${pgb.stdout}`);
+    assert.match(pgb.stderr, /Permission denied/, pgb.stderr);
+    log(
+      `as nobody: socat -> ${ha.stderr.trim().split("\n").pop()}; psql -> ${pgb.stderr.trim().split("\n")[0]}`,
+    );
+  });
+
+  it(`bad input (${BAD_CASES.length} kinds) is rejected by preview and up, naming the field and the value; both stacks stay unchanged`, async () => {
+    ({ stack: empty, stateDir: emptyStateDir } = await inlineStack(
+      "pulumi-bdr-sec-empty",
+      "empty",
+      emptyProgram,
+    ));
+    // A never-deployed stack gets its root Stack resource from the first up, even one whose program
+    // fails (engine behaviour): deploy "nothing" first, so the baseline is that root resource.
+    desired.bad = undefined;
+    await empty.up({ onOutput: () => undefined });
+    const snapshot = async (s: Stack) => {
+      const d = (await s.exportStack()).deployment as { resources?: any[]; pending_operations?: any[] };
+      return JSON.stringify({
+        resources: d.resources ?? [],
+        pending: d.pending_operations ?? [],
+        outputs: await s.outputs(),
+      });
+    };
+    const processes = async () =>
+      (await runProgram("pgrep", ["-af", "pulumi-bdr/sec"])).stdout
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .sort()
+        .join("\n");
+    const tree = async () =>
+      (await sh(`cd ${CLUSTER_DIR} && find . -maxdepth 2 -not -path './*/data/*' | sort`)).trim();
+    const before = {
+      deployed: await snapshot(stack),
+      empty: await snapshot(empty),
+      processes: await processes(),
+      tree: await tree(),
+    };
+    assert.ok(before.processes.includes(`${CLUSTER_DIR}/n1/data`), before.processes);
+    const failures: string[] = [];
+    const t = Date.now();
+    for (const c of BAD_CASES) {
+      desired.bad = c;
+      const runs: [string, Stack, "preview" | "up"][] = [
+        ["empty", empty, "preview"],
+        ["empty", empty, "up"],
+        ["deployed", stack, "preview"],
+        ["deployed", stack, "up"],
+      ];
+      await Promise.all(
+        [runs.slice(0, 2), runs.slice(2)].map(async (pair) => {
+          for (const [which, s, op] of pair) {
+            let message = "";
+            try {
+              if (op === "preview") await s.preview({ onOutput: () => undefined });
+              else await s.up({ onOutput: () => undefined });
+              failures.push(`${c.kind}: ${op} on the ${which} stack succeeded`);
+              continue;
+            } catch (e) {
+              message = String((e as Error).message ?? e);
+            }
+            if (!message.includes(c.expect)) {
+              failures.push(
+                `${c.kind}: ${op} on the ${which} stack: no ${JSON.stringify(c.expect)} in:\n${message.slice(0, 1500)}`,
+              );
+            }
+            if (!message.includes("BdrClusterArgsError")) {
+              failures.push(`${c.kind}: ${op} on the ${which} stack did not fail with BdrClusterArgsError`);
+            }
+            for (const f of c.forbid ?? []) {
+              if (message.includes(f))
+                failures.push(`${c.kind}: ${op} on the ${which} stack echoed ${JSON.stringify(f)}`);
+            }
+          }
+        }),
+      );
+      desired.bad = undefined;
+      const after = {
+        deployed: await snapshot(stack),
+        empty: await snapshot(empty),
+        processes: await processes(),
+        tree: await tree(),
+      };
+      for (const k of Object.keys(before) as (keyof typeof before)[]) {
+        if (after[k] !== before[k]) {
+          failures.push(
+            `${c.kind}: ${k} changed:\nbefore: ${before[k].slice(0, 1500)}\nafter: ${after[k].slice(0, 1500)}`,
+          );
+          before[k] = after[k];
+        }
+      }
+      if (fs.existsSync(`/var/lib/pulumi-bdr/${EMPTY_CLUSTER}`))
+        failures.push(`${c.kind}: /var/lib/pulumi-bdr/${EMPTY_CLUSTER} exists`);
+      if (fs.existsSync(PWNED)) failures.push(`${c.kind}: ${PWNED} was created`);
+      for (const port of [BASE_PORT + 10, BASE_PORT + 11, HAPROXY_PORT + 10, PGBOUNCER_PORT + 10]) {
+        if (await listening("127.0.0.1", port)) failures.push(`${c.kind}: something listens on ${port}`);
+      }
+    }
+    log(
+      `${BAD_CASES.length} kinds x (preview, up) x (empty stack, deployed stack): ${BAD_CASES.length * 4} rejected runs in ${secs(Date.now() - t)}`,
+    );
+    assert.deepStrictEqual(failures, []);
+    // The deployed cluster still works, and a good preview changes nothing.
+    assert.strictEqual((await query(direct("n1"), "SELECT 1 AS x"))[0].x, 1);
+    const p = await stack.preview({ onOutput: () => undefined });
+    const c = { ...p.changeSummary } as Record<string, number>;
+    delete c.same;
+    assert.deepStrictEqual(c, {});
+  });
+});
