@@ -5,6 +5,7 @@ import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
 import { hostCommand } from "../hosts/commands";
+import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
 import { createContainer, createImage } from "../hosts/docker";
 import {
   NodeFiles,
@@ -14,6 +15,8 @@ import {
   serverConfigScript,
   serverCreateScript,
   serverDeleteScript,
+  serverEnsureScript,
+  serverProbeScript,
   setupScript,
 } from "../hosts/nodeScripts";
 import {
@@ -123,11 +126,14 @@ export interface StepRender {
   stdin?: (secrets: PlainSecrets) => string;
   /** Properties whose later changes must not update the resource. */
   ignoreChanges?: string[];
+  /** Guard steps only: the probe script (`create` and `update` are then the ensure script). */
+  probe?: string;
 }
 
 /**
- * Renders the scripts of a host step (`server`, `config`, `setup`, `join` or `proxy`) from the plan.
- * Pure: the component wraps the result in a command resource; real-process tests run it directly.
+ * Renders the scripts of a host step (`server`, `config`, `setup`, `join`, `proxy` or `guard`) from
+ * the plan. Pure: the component wraps the result in a command resource (a {@link ProcessGuard} for
+ * `guard` steps); real-process tests run it directly.
  */
 export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
   const { ctx } = plan;
@@ -189,6 +195,15 @@ export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
         stdin: (s) => renderSecretStdin({ PASSWORD: s.password, VERIFIER: s.verifier }),
       };
     }
+    case "guard": {
+      if (node) {
+        const ensure = serverEnsureScript(node, ctx.database, engine.afterRestartScript?.(ctx, node));
+        return { create: ensure, update: ensure, probe: serverProbeScript(node, ctx.database) };
+      }
+      const input = { ctx, proxy: plan.proxy!, binDir: ctx.nodes[0].binDir };
+      const ensure = proxyEnsureScript(input);
+      return { create: ensure, update: ensure, probe: proxyProbeScript(input) };
+    }
     case "image":
     case "container":
       throw new Error(`step ${step.name} (${step.kind}) is a docker resource, not a script`);
@@ -203,7 +218,8 @@ export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
  * Turns a plan into child resources of `parent`, one per plan step, with the plan's `dependsOn`
  * edges. Node steps (server, config, setup) run in parallel across nodes; `config` steps chain so
  * a change rolls one node at a time; `join` steps chain from the first node; the proxy waits for
- * every join. Secrets reach scripts only on stdin, as secret Outputs.
+ * every join; guards (local and docker hosts) follow each node's setup and the proxy. Secrets reach
+ * scripts only on stdin, as secret Outputs; guards get none.
  */
 export function createCluster(
   parent: pulumi.Resource,
@@ -230,6 +246,14 @@ export function createCluster(
       resource = image;
     } else if (step.kind === "container") {
       resource = createContainer(step.name, host, host.docker?.image ?? imageRef!, node?.port, opts);
+    } else if (step.kind === "guard") {
+      const r = renderStep(plan, step);
+      if (host.kind === "remote") throw new Error(`${step.name}: remote hosts have no guard`);
+      resource = new ProcessGuard(
+        step.name,
+        { host: host.kind, container: host.docker?.containerName, probe: r.probe!, ensure: r.create },
+        { ...opts, deleteBeforeReplace: true },
+      );
     } else {
       const r = renderStep(plan, step);
       const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });

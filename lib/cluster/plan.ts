@@ -33,7 +33,7 @@ export interface ResolvedHost {
 }
 
 /** Kinds of step the component turns into resources. */
-export type StepKind = "image" | "container" | "server" | "config" | "setup" | "join" | "proxy";
+export type StepKind = "image" | "container" | "server" | "config" | "setup" | "join" | "proxy" | "guard";
 
 /** One resource-to-be, with the names of the steps it waits for. */
 export interface PlanStep {
@@ -58,7 +58,10 @@ export interface ClusterPlan {
   steps: PlanStep[];
 }
 
-/** Resource-name helpers: child names are `<component>-<node>-<step>` and `<component>-proxy`. */
+/**
+ * Resource-name helpers: child names are `<component>-<node>-<step>`, `<component>-proxy` and
+ * `<component>-proxy-guard`.
+ */
 export const stepName = {
   image: (cluster: string) => `${cluster}-image`,
   container: (cluster: string, node: string) => `${cluster}-${node}-container`,
@@ -68,7 +71,14 @@ export const stepName = {
   join: (cluster: string, node: string) => `${cluster}-${node}-join`,
   proxyContainer: (cluster: string) => `${cluster}-proxy-container`,
   proxy: (cluster: string) => `${cluster}-proxy`,
+  guard: (cluster: string, node: string) => `${cluster}-${node}-guard`,
+  proxyGuard: (cluster: string) => `${cluster}-proxy-guard`,
 };
+
+/** Whether a host gets a process guard: not remote ones for now (the guard would need the SSH key in its state). */
+export function hasGuard(host: Pick<ResolvedHost, "kind">): boolean {
+  return host.kind !== "remote";
+}
 
 function defaultBaseDir(host: HostArgs, env: RunnerEnv): string {
   switch (host.kind) {
@@ -140,7 +150,8 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
  *
  * Order: per node (in parallel) `container` (docker) → `server` → `config` → `setup`; `config` steps
  * form a chain so a configuration change rolls one node at a time; `join` steps form a chain from
- * the first node (joins run one at a time); the `proxy` step waits for every join.
+ * the first node (joins run one at a time); the `proxy` step waits for every join. Each node on a
+ * local or docker host gets a `guard` after its `setup`, and the proxy one after the `proxy` step.
  */
 export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv): ClusterPlan {
   const engine = args.engine ?? "pglogical";
@@ -270,6 +281,14 @@ export function planSteps(
       dependsOn: previousJoin ? [setup, previousJoin] : [setup],
     });
     previousJoin = join;
+    if (hasGuard(hosts[node.name])) {
+      steps.push({
+        name: stepName.guard(cluster, node.name),
+        kind: "guard",
+        node: node.name,
+        dependsOn: [setup],
+      });
+    }
   }
   if (proxyHost) {
     const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
@@ -279,6 +298,9 @@ export function planSteps(
       deps.unshift(container);
     }
     steps.push({ name: stepName.proxy(cluster), kind: "proxy", dependsOn: deps });
+    if (hasGuard(proxyHost)) {
+      steps.push({ name: stepName.proxyGuard(cluster), kind: "guard", dependsOn: [stepName.proxy(cluster)] });
+    }
   }
   return steps;
 }

@@ -111,7 +111,13 @@ function writeFiles(node: NodePlan, files: NodeFiles, outputPluginSnippet: strin
   ].join("\n");
 }
 
-function startFn(node: NodePlan): string {
+/**
+ * Shell functions that control the node's server, shared by the server, config and guard scripts:
+ * `pg_running` (`pg_ctl status`), `pg_start` and `pg_restart` (with `PGPASSFILE`, log in the run
+ * directory, the log's tail on failure) and `pg_wait_ready` (`pg_isready` on the Unix socket).
+ * Needs {@link nodePreamble} first.
+ */
+export function serverControlFns(node: NodePlan): string {
   const data = shellQuote(node.dataDir);
   return [
     'pg_running() { as_pg "$PG_BIN/pg_ctl" -D ' + data + " status >/dev/null 2>&1; }",
@@ -159,7 +165,7 @@ export function serverCreateScript(
     `  as_pg "$PG_BIN/initdb" -D ${data} -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null`,
     "fi",
     writeFiles(node, files, opts.outputPluginSnippet),
-    startFn(node),
+    serverControlFns(node),
     "pg_running || pg_start",
     "pg_wait_ready",
     "",
@@ -184,7 +190,7 @@ export function serverConfigScript(
     nodePreamble(node, database),
     "read_secrets",
     writeFiles(node, files, opts.outputPluginSnippet),
-    startFn(node),
+    serverControlFns(node),
     "if ! pg_running; then pg_start; pg_wait_ready; exit 0; fi",
     'if [ "$CHANGED" = 1 ]; then',
     "  t0=$(echo 'SELECT pg_conf_load_time()' | sql_local postgres)",
@@ -254,4 +260,45 @@ export function setupScript(
     engineNodeScript,
     "",
   ].join("\n");
+}
+
+/**
+ * Guard probe: exits 0 when the node's postmaster runs (`pg_ctl status`), 1 otherwise. Reads
+ * nothing on stdin and changes nothing.
+ */
+export function serverProbeScript(node: NodePlan, database: string): string {
+  return [
+    nodePreamble(node, database),
+    serverControlFns(node),
+    "if pg_running; then exit 0; fi",
+    `log "PostgreSQL of node ${node.name} (port $PG_PORT) is not running"`,
+    "exit 1",
+    "",
+  ].join("\n");
+}
+
+/**
+ * Guard ensure: starts the node's server when it is stopped, as the server step does (with
+ * `PGPASSFILE`), waits until it accepts connections, then runs `afterRestart` (the engine's hook
+ * that wakes the peers' apply workers for this node). Does nothing when the server runs. Needs no
+ * secret: the `.pgpass` the server step wrote is already on disk.
+ */
+export function serverEnsureScript(node: NodePlan, database: string, afterRestart?: string): string {
+  const data = shellQuote(node.dataDir);
+  return [
+    nodePreamble(node, database),
+    serverControlFns(node),
+    "if pg_running; then exit 0; fi",
+    `if ! as_pg test -s ${data}/PG_VERSION; then`,
+    `  log "node ${node.name}: no data directory at ${node.dataDir}: the server step must run again (pulumi up --replace on its server resource)"`,
+    "  exit 1",
+    "fi",
+    `log "node ${node.name}: PostgreSQL (port $PG_PORT) was not running: starting it"`,
+    "pg_start",
+    "pg_wait_ready",
+    afterRestart ?? "",
+    "",
+  ]
+    .filter((l, i, all) => l !== "" || i === all.length - 1)
+    .join("\n");
 }

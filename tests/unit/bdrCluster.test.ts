@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import {
   installMocks,
   isSecret,
+  SECRET_SIG,
   outputs,
   plainOccurrences,
   registered,
@@ -30,6 +31,26 @@ function byName(name: string): Registered {
   return r;
 }
 
+/** Waits until every named resource is registered (guards register after their provider is serialized). */
+async function registeredAll(names: string[], timeoutMs = 20000): Promise<void> {
+  const start = Date.now();
+  await settle();
+  while (!names.every((n) => registered.some((r) => r.name === n))) {
+    if (Date.now() - start > timeoutMs) {
+      const missing = names.filter((n) => !registered.some((r) => r.name === n));
+      assert.fail(`not registered after ${timeoutMs} ms: ${missing.join(", ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";
+
+/** No secret marker anywhere in a guard's inputs: its state is plain. */
+function assertNoSecret(r: Registered): void {
+  assert.ok(!JSON.stringify(r.raw).includes(SECRET_SIG), `${r.name} has a secret input`);
+}
+
 function depNames(r: Registered): string[] {
   return r.dependencies.map((urn) => urn.split("::").pop()!).sort();
 }
@@ -45,7 +66,7 @@ describe("BdrCluster (mocks)", () => {
       nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
       replicationPassword: pulumi.secret(PASSWORD),
     });
-    await settle();
+    await registeredAll(["loc-n1-guard", "loc-n2-guard", "loc-n3-guard", "loc-proxy-guard"]);
     const component = byName("loc");
     assert.strictEqual(component.type, "pulumi-bdr:index:BdrCluster");
     assert.deepStrictEqual(component.raw, {}, "no args may reach the component's state");
@@ -56,7 +77,9 @@ describe("BdrCluster (mocks)", () => {
         ...["n1", "n2", "n3"].flatMap((n) =>
           ["server", "config", "setup", "join"].map((s) => `command:local:Command loc-${n}-${s}`),
         ),
+        ...["n1", "n2", "n3"].map((n) => `${GUARD_TYPE} loc-${n}-guard`),
         "command:local:Command loc-proxy",
+        `${GUARD_TYPE} loc-proxy-guard`,
       ].sort(),
     );
     for (const k of kids) assert.strictEqual(k.parent, component.urn, `${k.name} parent`);
@@ -64,6 +87,29 @@ describe("BdrCluster (mocks)", () => {
     assert.deepStrictEqual(depNames(byName("loc-n2-config")), ["loc-n1-config", "loc-n2-server"]);
     assert.deepStrictEqual(depNames(byName("loc-n3-join")), ["loc-n2-join", "loc-n3-setup"]);
     assert.deepStrictEqual(depNames(byName("loc-proxy")), ["loc-n1-join", "loc-n2-join", "loc-n3-join"]);
+    // Guards run after what they watch: a node's setup, the proxy step.
+    assert.deepStrictEqual(depNames(byName("loc-n2-guard")), ["loc-n2-setup"]);
+    assert.deepStrictEqual(depNames(byName("loc-proxy-guard")), ["loc-proxy"]);
+    for (const name of ["loc-n2-guard", "loc-proxy-guard"]) {
+      const g = byName(name);
+      assert.deepStrictEqual(Object.keys(g.inputs).sort(), [
+        "__provider",
+        "ensure",
+        "healthy",
+        "host",
+        "probe",
+      ]);
+      assert.strictEqual(g.inputs.host, "local");
+      assert.strictEqual(g.inputs.healthy, true);
+      assert.strictEqual(typeof g.raw.__provider, "string", "the provider is plain serialized code");
+      assertNoSecret(g);
+    }
+    assert.match(
+      byName("loc-n2-guard").inputs.probe,
+      /pg_ctl" -D \/var\/lib\/pulumi-bdr\/loc\/n2\/data status/,
+    );
+    assert.match(byName("loc-n2-guard").inputs.ensure, /PG_PORT=15433/);
+    assert.match(byName("loc-proxy-guard").inputs.ensure, /pgbouncer\.ini/);
     // The server step ignores later file changes (the config step rolls them out).
     assert.deepStrictEqual(byName("loc-n1-server").ignoreChanges.sort(), ["create", "stdin"]);
     assert.deepStrictEqual(byName("loc-n1-join").ignoreChanges.sort(), ["create", "delete"]);
@@ -99,7 +145,7 @@ describe("BdrCluster (mocks)", () => {
       nodes: ["a", "b"].map((name) => ({ name, host: { kind: "local" as const } })),
       replicationPassword: pulumi.secret(PASSWORD),
     });
-    await settle();
+    await registeredAll(["sec-a-guard", "sec-b-guard", "sec-proxy-guard"]);
     await valueOf(c.connectionString);
     await settle();
     const kids = children("sec");
@@ -114,6 +160,12 @@ describe("BdrCluster (mocks)", () => {
     // Every script that needs a secret gets it on stdin, as a secret; scripts themselves hold none.
     for (const name of ["sec-a-server", "sec-a-config", "sec-a-setup", "sec-proxy"]) {
       assert.ok(isSecret(byName(name).raw.stdin), `${name} stdin must be secret`);
+    }
+    // Guards get no secret at all: not on stdin, not in their inputs or state.
+    for (const name of ["sec-a-guard", "sec-b-guard", "sec-proxy-guard"]) {
+      assertNoSecret(byName(name));
+      assert.strictEqual(byName(name).inputs.stdin, undefined);
+      assert.deepStrictEqual(plainOccurrences(byName(name).raw.__provider, "Sup3r"), [], name);
     }
     const componentOutputs = outputs.find((o) => o.urn.endsWith("::sec"))!;
     assert.ok(isSecret(componentOutputs.raw.connectionString));
@@ -139,11 +191,14 @@ describe("BdrCluster (mocks)", () => {
       proxy: { host: { kind: "remote", address: "10.77.0.20", privateKey: key } },
     });
     await settle();
+    await new Promise((r) => setTimeout(r, 500));
     const kids = children("rem");
+    // No guards on remote hosts (they would need the SSH key in their state).
     assert.ok(
       kids.every((k) => k.type === "command:remote:Command"),
       kids.map((k) => k.type).join(),
     );
+    assert.ok(!kids.some((k) => k.name.endsWith("-guard")));
     const r1 = byName("rem-r1-server");
     assert.deepStrictEqual(
       { host: r1.inputs.connection.host, port: r1.inputs.connection.port, user: r1.inputs.connection.user },
@@ -168,7 +223,7 @@ describe("BdrCluster (mocks)", () => {
       replicationPassword: pulumi.secret(PASSWORD),
       proxy: { host: { kind: "docker", network: "pgnet" } },
     });
-    await settle();
+    await registeredAll(["dk-a-guard", "dk-b-guard", "dk-proxy-guard"]);
     const image = byName("dk-image");
     assert.strictEqual(image.type, "docker:index/image:Image");
     assert.strictEqual(image.inputs.skipPush, true);
@@ -185,6 +240,18 @@ describe("BdrCluster (mocks)", () => {
       "dk-b-join",
       "dk-proxy-container",
     ]);
+    // Guards reach containers through docker exec: the container name is their only host input.
+    const guard = byName("dk-a-guard");
+    assert.strictEqual(guard.type, GUARD_TYPE);
+    assert.deepStrictEqual(
+      { host: guard.inputs.host, container: guard.inputs.container },
+      { host: "docker", container: "dk-a" },
+    );
+    assert.ok(!guard.inputs.ensure.startsWith("docker exec"), "the provider wraps scripts itself");
+    assert.deepStrictEqual(depNames(guard), ["dk-a-setup"]);
+    assert.strictEqual(byName("dk-proxy-guard").inputs.container, "dk-proxy");
+    assert.deepStrictEqual(depNames(byName("dk-proxy-guard")), ["dk-proxy"]);
+    assertNoSecret(guard);
   });
 
   it("speaks the BDR API when engine is bdr (PGD 5 and BDR 3.7)", async () => {
@@ -199,7 +266,7 @@ describe("BdrCluster (mocks)", () => {
         bdrVariant: variant,
         postgresVersion: version,
       });
-      await settle();
+      await registeredAll([`${name}-n1-guard`, `${name}-n2-guard`, `${name}-proxy-guard`]);
       assert.match(byName(`${name}-n1-setup`).inputs.create, /bdr\.create_node/);
       assert.match(byName(`${name}-n1-join`).inputs.create, /bdr\.create_node_group/);
       assert.match(byName(`${name}-n2-join`).inputs.create, /bdr\.join_node_group/);
@@ -234,7 +301,7 @@ describe("BdrCluster (mocks)", () => {
       writeNode: "n2",
       proxy: { switchoverMethod: "pause", haproxyPort: 7433, pgbouncerPort: 7432 },
     });
-    await settle();
+    await registeredAll(["sw-n1-guard", "sw-n2-guard", "sw-n3-guard", "sw-proxy-guard"]);
     const script: string = byName("sw-proxy").inputs.create;
     assert.match(script, /server n2 127\.0\.0\.1:15433 check(?! backup)/);
     assert.match(script, /server n1 127\.0\.0\.1:15432 .*backup/);

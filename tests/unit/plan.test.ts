@@ -20,22 +20,52 @@ function graph(a: BdrClusterArgs, env = root): string[] {
 }
 
 describe("planCluster", () => {
-  it("orders a 3-node local cluster: setup in parallel, config and joins chained, proxy last", () => {
+  it("orders a 3-node local cluster: setup in parallel, config and joins chained, proxy last, guards after what they watch", () => {
     assert.deepStrictEqual(graph(args(["n1", "n2", "n3"])), [
       "db-n1-server <- ",
       "db-n1-config <- db-n1-server",
       "db-n1-setup <- db-n1-config",
       "db-n1-join <- db-n1-setup",
+      "db-n1-guard <- db-n1-setup",
       "db-n2-server <- ",
       "db-n2-config <- db-n2-server, db-n1-config",
       "db-n2-setup <- db-n2-config",
       "db-n2-join <- db-n2-setup, db-n1-join",
+      "db-n2-guard <- db-n2-setup",
       "db-n3-server <- ",
       "db-n3-config <- db-n3-server, db-n2-config",
       "db-n3-setup <- db-n3-config",
       "db-n3-join <- db-n3-setup, db-n2-join",
+      "db-n3-guard <- db-n3-setup",
       "db-proxy <- db-n1-join, db-n2-join, db-n3-join",
+      "db-proxy-guard <- db-proxy",
     ]);
+    const kinds = planCluster("db", args(["n1", "n2"]), root).steps.map(
+      (s) => `${s.name}:${s.kind}:${s.node ?? "-"}`,
+    );
+    assert.ok(kinds.includes("db-n2-guard:guard:n2"), kinds.join());
+    assert.ok(kinds.includes("db-proxy-guard:guard:-"), kinds.join());
+  });
+
+  it("plans no guard for remote hosts (the guard would need the SSH key in its state)", () => {
+    const key = pulumi.secret("k");
+    const a: BdrClusterArgs = {
+      nodes: [
+        { name: "r1", host: { kind: "remote", address: "10.0.0.1", privateKey: key } },
+        { name: "l2", host: { kind: "local" } },
+      ],
+      replicationPassword: pulumi.secret("pw"),
+      proxy: { host: { kind: "remote", address: "10.0.0.9", privateKey: key } },
+    };
+    const guards = planCluster("db", a, root)
+      .steps.filter((s) => s.kind === "guard")
+      .map((s) => s.name);
+    assert.deepStrictEqual(guards, ["db-l2-guard"]);
+    const noProxy = planCluster("db", args(["n1", "n2"], { proxy: { enabled: false } }), root).steps;
+    assert.deepStrictEqual(
+      noProxy.filter((s) => s.kind === "guard").map((s) => s.name),
+      ["db-n1-guard", "db-n2-guard"],
+    );
   });
 
   it("every dependency names an earlier step (a valid topological order)", () => {
@@ -62,6 +92,7 @@ describe("planCluster", () => {
       "db-n4-config <- db-n4-server, db-n3-config",
       "db-n4-setup <- db-n4-config",
       "db-n4-join <- db-n4-setup, db-n3-join",
+      "db-n4-guard <- db-n4-setup",
       "db-proxy <- db-n1-join, db-n2-join, db-n3-join, db-n4-join",
     ]);
     assert.deepStrictEqual(removed, ["db-proxy <- db-n1-join, db-n2-join, db-n3-join"]);
@@ -71,6 +102,7 @@ describe("planCluster", () => {
     const after = graph(args(["n1", "n3"]));
     assert.ok(after.includes("db-n3-config <- db-n3-server, db-n1-config"));
     assert.ok(after.includes("db-n3-join <- db-n3-setup, db-n1-join"));
+    assert.ok(after.includes("db-n3-guard <- db-n3-setup"));
     assert.ok(!after.some((l) => l.startsWith("db-n2-")));
   });
 
@@ -141,13 +173,16 @@ describe("planCluster", () => {
       "db-a-config <- db-a-server",
       "db-a-setup <- db-a-config",
       "db-a-join <- db-a-setup",
+      "db-a-guard <- db-a-setup",
       "db-b-container <- db-image",
       "db-b-server <- db-b-container",
       "db-b-config <- db-b-server, db-a-config",
       "db-b-setup <- db-b-config",
       "db-b-join <- db-b-setup, db-a-join",
+      "db-b-guard <- db-b-setup",
       "db-proxy-container <- db-image",
       "db-proxy <- db-proxy-container, db-a-join, db-b-join",
+      "db-proxy-guard <- db-proxy",
     ]);
     const plan = planCluster("db", a, root);
     assert.strictEqual(plan.ctx.nodes[0].address, "db-a");

@@ -2,6 +2,7 @@ import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
 import { planCluster, RunnerEnv } from "../../lib/cluster/plan";
 import { renderStep } from "../../lib/cluster/create";
+import { guardProvider } from "../../lib/hosts/guard";
 import type { BdrClusterArgs } from "../../lib/cluster/args";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -27,6 +28,7 @@ function diffed(p: ReturnType<typeof plan>): Map<string, Record<string, string |
       create: r.create,
       update: r.update,
       delete: r.delete,
+      probe: r.probe,
     };
     for (const k of r.ignoreChanges ?? []) delete props[k];
     out.set(step.name, props);
@@ -64,6 +66,57 @@ describe("renderStep", () => {
     assert.deepStrictEqual(changed, ["db-n1-config", "db-n2-config", "db-n3-config"]);
   });
 
+  it("guards: a probe and an ensure script, no stdin, nothing ignored", () => {
+    const p = plan(3, { postgresSettings: { max_connections: 150 } });
+    const guards = p.steps.filter((s) => s.kind === "guard");
+    assert.deepStrictEqual(
+      guards.map((s) => s.name),
+      ["db-n1-guard", "db-n2-guard", "db-n3-guard", "db-proxy-guard"],
+    );
+    for (const step of guards) {
+      const r = renderStep(p, step);
+      assert.ok(r.probe, step.name);
+      assert.strictEqual(r.update, r.create, step.name);
+      assert.strictEqual(r.delete, undefined, step.name);
+      assert.strictEqual(r.stdin, undefined, `${step.name} needs no secret`);
+      assert.strictEqual(r.ignoreChanges, undefined, step.name);
+      for (const text of [r.create, r.probe!]) {
+        assert.ok(text.startsWith("set -euo pipefail\n"), step.name);
+        assert.ok(!text.includes("read_secrets\n"), `${step.name} reads no secret`);
+        assert.ok(!text.includes("max_connections"), `${step.name} does not depend on settings`);
+      }
+    }
+    const node = renderStep(p, guards[1]);
+    assert.match(
+      node.probe!,
+      /pg_running\(\) \{ as_pg "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data status/,
+    );
+    assert.match(node.probe!, /^if pg_running; then exit 0; fi$/m);
+    assert.doesNotMatch(node.probe!, /pg_start$/m);
+    assert.match(node.create, /^if pg_running; then exit 0; fi$/m);
+    assert.match(
+      node.create,
+      /as_pg env PGPASSFILE="\$PGPASSFILE" "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/,
+    );
+    assert.match(node.create, /^pg_start\npg_wait_ready\n/m);
+    assert.match(node.create, /export PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
+    // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
+    assert.match(node.create, /waking the peers.{1,6}subscriptions from n2/);
+    const proxy = renderStep(p, guards[3]);
+    assert.match(proxy.probe!, /HA_PID=\/var\/lib\/pulumi-bdr\/db\/proxy\/haproxy\.pid/);
+    assert.match(proxy.probe!, /PGB_PID=\/var\/lib\/pulumi-bdr\/db\/proxy\/pgbouncer\.pid/);
+    assert.match(proxy.probe!, /^ha_running \|\|/m);
+    assert.match(proxy.probe!, /^pgb_running \|\|/m);
+    assert.match(proxy.create, /^if ha_running && pgb_running; then exit 0; fi$/m);
+    assert.match(proxy.create, /as_pg "\$HAPROXY_BIN" -D -f "\$HA_CFG"/);
+    assert.match(proxy.create, /as_pg "\$PGBOUNCER_BIN" -d -q "\$PGB_INI"/);
+    assert.doesNotMatch(
+      proxy.create,
+      /put_file|\.new"|\$SECRET_|^read_secrets$/m,
+      "the ensure writes no configuration",
+    );
+  });
+
   it("secrets reach steps only through stdin", () => {
     const p = plan(2);
     const secrets = { password: "Pw-Needle-123", verifier: "SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB" };
@@ -78,6 +131,63 @@ describe("renderStep", () => {
         assert.ok(!stdin.includes(secrets.password), "stdin is base64-encoded");
         assert.match(stdin, /^([A-Z]+=[A-Za-z0-9+/=]+\n)+$/);
       }
+    }
+  });
+});
+
+describe("ProcessGuard provider (local scripts)", () => {
+  const props = (probe: string, ensure: string, healthy = true) => ({
+    host: "local" as const,
+    probe,
+    ensure,
+    healthy,
+  });
+
+  it("read records what the probe observes", async () => {
+    const up = await guardProvider.read!("id", props("exit 0", "exit 0"));
+    assert.strictEqual(up.id, "id");
+    assert.strictEqual(up.props!.healthy, true);
+    const down = await guardProvider.read!("id", props("echo down >&2; exit 1", "exit 0"));
+    assert.strictEqual(down.props!.healthy, false);
+    assert.strictEqual(down.props!.probe, "echo down >&2; exit 1");
+  });
+
+  it("diff: a change only when unhealthy or when the scripts or the host changed", async () => {
+    const a = props("p", "e");
+    assert.strictEqual((await guardProvider.diff!("id", a, a)).changes, false);
+    assert.strictEqual((await guardProvider.diff!("id", { ...a, healthy: false }, a)).changes, true);
+    assert.strictEqual((await guardProvider.diff!("id", a, { ...a, probe: "p2" })).changes, true);
+    assert.strictEqual((await guardProvider.diff!("id", a, { ...a, ensure: "e2" })).changes, true);
+    const d = { ...a, host: "docker" as const, container: "c1" };
+    assert.strictEqual((await guardProvider.diff!("id", d, { ...d, container: "c2" })).changes, true);
+    assert.strictEqual((await guardProvider.diff!("id", d, d)).replaces, undefined);
+  });
+
+  it("create and update run ensure and record healthy; a failing ensure reports its output", async () => {
+    const fs = await import("fs");
+    const os = await import("os");
+    const path = await import("path");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "guard-"));
+    try {
+      const mark = path.join(dir, "ran");
+      const ok = props("exit 1", `echo x >> ${mark}`, false);
+      const created = await guardProvider.create(ok);
+      assert.ok(created.id);
+      assert.strictEqual(created.outs!.healthy, true);
+      const updated = await guardProvider.update!(created.id, ok, ok);
+      assert.strictEqual(updated.outs!.healthy, true);
+      assert.strictEqual(fs.readFileSync(mark, "utf8"), "x\nx\n");
+      await assert.rejects(
+        guardProvider.update!(created.id, ok, props("exit 1", "echo cannot start it >&2; exit 3")),
+        /ensure failed \(exit 3\):\ncannot start it/,
+      );
+      await guardProvider.delete!(created.id, ok);
+      // A daemon keeping the script's output open does not hang the provider.
+      const t = Date.now();
+      await guardProvider.create(props("exit 0", "sleep 30 & exit 0"));
+      assert.ok(Date.now() - t < 10000, `${Date.now() - t} ms`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

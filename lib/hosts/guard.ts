@@ -1,0 +1,230 @@
+/**
+ * `ProcessGuard`: a Pulumi dynamic resource that notices a dead PostgreSQL server, HAProxy or
+ * PgBouncer and starts it again. `command` resources cannot: their `read` observes nothing, so a
+ * killed process never shows up as a diff.
+ *
+ * - `read` (`pulumi refresh`, `pulumi up --refresh`) runs the `probe` script and records
+ *   `healthy` as observed (exit 0: true).
+ * - `diff` reports a change when the recorded `healthy` is not true, or when the scripts or the
+ *   host changed.
+ * - `create` and `update` run the `ensure` script (start whatever is down), then record
+ *   `healthy: true`.
+ * - `delete` does nothing: the server and proxy steps own the processes.
+ *
+ * So a healthy cluster previews with no change, and `pulumi up --refresh` (or `refresh` then `up`)
+ * restores dead processes. Inputs and state hold only scripts without secrets, the host kind and a
+ * container name. Remote (SSH) hosts get no guard for now: the provider would need the SSH key,
+ * a secret, in its inputs and state.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { ClusterContext, ProxyPlan } from "../types";
+import { renderPreamble } from "../render/shell";
+import { commonVars, proxyShellContext, type ProxyScriptInput } from "../proxy/scripts";
+
+/** The Pulumi type token of guards. */
+export const PROCESS_GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";
+
+/** Where a guard's scripts run: a local host, or a container through `docker exec`. */
+export type GuardHostKind = "local" | "docker";
+
+/** Inputs of a {@link ProcessGuard}. No secret may appear here: they are stored in plain state. */
+export interface ProcessGuardArgs {
+  host: GuardHostKind;
+  /** Docker: the container the scripts run in (`docker exec -i <container> bash -c <script>`). */
+  container?: string;
+  /** Bash script: exit 0 when every watched process runs. Must change nothing. */
+  probe: string;
+  /** Bash script: starts whatever is down; idempotent; exit 0 when all run. */
+  ensure: string;
+}
+
+/** Properties of a guard as the provider sees them (inputs and state). */
+interface GuardProps extends ProcessGuardArgs {
+  healthy: boolean;
+}
+
+/**
+ * Runs a guard script on its host and resolves with its exit code and output. Daemons started by
+ * the script may keep its output pipes open: once the script exits, output is awaited for 2 s
+ * only. A script that runs longer than `timeoutMs` is killed (code null).
+ */
+async function runGuardScript(
+  props: Pick<GuardProps, "host" | "container">,
+  script: string,
+  timeoutMs: number,
+): Promise<{ code: number | null; output: string }> {
+  // Required inside the function: Pulumi serializes the provider's closure.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cp: typeof import("child_process") = require("child_process");
+  let cmd = "/bin/bash";
+  let argv = ["-c", script];
+  if (props.host === "docker") {
+    if (!props.container) throw new Error("ProcessGuard: a docker guard needs a container name");
+    cmd = "docker";
+    argv = ["exec", "-i", props.container, "bash", "-c", script];
+  } else if (props.host !== "local") {
+    throw new Error(`ProcessGuard: unsupported host kind ${JSON.stringify(props.host)}`);
+  }
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let code: number | null = null;
+    let done = false;
+    // `timeout` makes Node kill a script that runs too long (exit code null).
+    const child = cp.spawn(cmd, argv, {
+      cwd: "/",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: timeoutMs,
+      killSignal: "SIGKILL",
+    });
+    function finish(): void {
+      if (done) return;
+      done = true;
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      resolve({ code, output: Buffer.concat(chunks).toString() });
+    }
+    child.stdout?.on("data", (d: Buffer) => chunks.push(d));
+    child.stderr?.on("data", (d: Buffer) => chunks.push(d));
+    child.on("error", (e: Error) => {
+      chunks.push(Buffer.from(`${e.message}\n`));
+      finish();
+    });
+    child.on("exit", (c: number | null, signal: string | null) => {
+      code = c;
+      if (signal) chunks.push(Buffer.from(`\n(ended by ${signal})\n`));
+      setTimeout(finish, 2000).unref();
+    });
+    child.on("close", finish);
+  });
+}
+
+/** Runs `ensure`; throws with the end of its output when it fails. */
+async function ensureRunning(props: GuardProps): Promise<void> {
+  const r = await runGuardScript(props, props.ensure, 30 * 60 * 1000);
+  if (r.code !== 0) {
+    const tail = r.output.trim().split("\n").slice(-20).join("\n");
+    throw new Error(`ProcessGuard: ensure failed (exit ${r.code}):\n${tail}`);
+  }
+}
+
+/**
+ * The dynamic provider. Kept small and self-contained: Pulumi serializes it into the state.
+ * Exported for tests only.
+ */
+export const guardProvider: pulumi.dynamic.ResourceProvider = {
+  async create(inputs: GuardProps): Promise<pulumi.dynamic.CreateResult> {
+    await ensureRunning(inputs);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const crypto: typeof import("crypto") = require("crypto");
+    return { id: crypto.randomUUID(), outs: { ...inputs, healthy: true } };
+  },
+
+  async read(id: string, props: GuardProps): Promise<pulumi.dynamic.ReadResult> {
+    const r = await runGuardScript(props, props.probe, 120 * 1000);
+    return { id, props: { ...props, healthy: r.code === 0 } };
+  },
+
+  async diff(_id: string, olds: GuardProps, news: GuardProps): Promise<pulumi.dynamic.DiffResult> {
+    const same = (["host", "container", "probe", "ensure"] as const).every(
+      (k) => (olds[k] ?? "") === (news[k] ?? ""),
+    );
+    return { changes: olds.healthy !== true || !same };
+  },
+
+  async update(_id: string, _olds: GuardProps, news: GuardProps): Promise<pulumi.dynamic.UpdateResult> {
+    await ensureRunning(news);
+    return { outs: { ...news, healthy: true } };
+  },
+
+  async delete(): Promise<void> {
+    // The server and proxy steps own the processes; a guard only watches them.
+  },
+};
+
+/**
+ * Watches processes on a host and restores them on `pulumi up --refresh`; see the module comment.
+ * Its `healthy` output is what the last refresh observed (true after a create or update).
+ */
+export class ProcessGuard extends pulumi.dynamic.Resource {
+  /** Whether the watched processes ran at the last refresh (true after create/update). */
+  declare readonly healthy: pulumi.Output<boolean>;
+
+  constructor(name: string, args: ProcessGuardArgs, opts?: pulumi.CustomResourceOptions) {
+    const props: Record<string, unknown> = {
+      host: args.host,
+      probe: args.probe,
+      ensure: args.ensure,
+      healthy: true,
+    };
+    if (args.container !== undefined) props.container = args.container;
+    super(guardProvider, name, props, opts, "bdr", "ProcessGuard");
+  }
+}
+
+/** What the proxy guard's scripts need: the proxy, the replication user, and where psql lives. */
+export interface ProxyGuardInput {
+  /** The cluster (only `database` and `replicationUser` reach the scripts). */
+  ctx: ClusterContext;
+  proxy: ProxyPlan;
+  /** Directory of `psql` on the proxy host. */
+  binDir: string;
+}
+
+function proxyGuardHead(input: ProxyGuardInput, title: string): string[] {
+  const scriptInput: ProxyScriptInput = { ctx: input.ctx, proxy: input.proxy, binDir: input.binDir };
+  return [
+    renderPreamble(proxyShellContext(input.proxy, { binDir: input.binDir, database: input.ctx.database })),
+    `# ---- pulumi-bdr: ${title} ----`,
+    ...commonVars(scriptInput),
+  ];
+}
+
+/**
+ * Proxy guard probe: exits 0 when HAProxy and PgBouncer run per their pid files (a live process
+ * of the right name), 1 otherwise. Changes nothing.
+ */
+export function proxyProbeScript(input: ProxyGuardInput): string {
+  return [
+    ...proxyGuardHead(input, "proxy guard probe (HAProxy + PgBouncer)"),
+    "rc=0",
+    'ha_running || { log "HAProxy is not running (pid file $HA_PID)"; rc=1; }',
+    'pgb_running || { log "PgBouncer is not running (pid file $PGB_PID)"; rc=1; }',
+    'exit "$rc"',
+    "",
+  ].join("\n");
+}
+
+/**
+ * Proxy guard ensure: starts HAProxy and/or PgBouncer, whichever is down, from the configuration
+ * files the proxy step left under `proxy.baseDir` (no secret needed: PgBouncer's auth file is on
+ * disk). Does nothing when both run.
+ */
+export function proxyEnsureScript(input: ProxyGuardInput): string {
+  return [
+    ...proxyGuardHead(input, "proxy guard ensure (HAProxy + PgBouncer)"),
+    "if ha_running && pgb_running; then exit 0; fi",
+    'for f in "$HA_CFG" "$PGB_INI" "$PGB_USERLIST"; do',
+    '  if [ ! -s "$f" ]; then log "proxy guard: $f is missing: the proxy step must run again (pulumi up --replace on its resource)"; exit 1; fi',
+    "done",
+    "if ! ha_running; then",
+    '  log "HAProxy was not running: starting it from $HA_CFG"',
+    '  as_pg "$HAPROXY_BIN" -D -f "$HA_CFG"',
+    '  wait_for "$WAIT_SECONDS" "HAProxy to start" ha_running',
+    "  # the destroy step stops every pid listed here",
+    '  pid_of "$HA_PID" | as_pg tee -a "$HA_PIDS" >/dev/null',
+    '  wait_for "$WAIT_SECONDS" "HAProxy\'s admin socket" ha_cmd "show info" >/dev/null',
+    "fi",
+    "if ! pgb_running; then",
+    '  log "PgBouncer was not running: starting it from $PGB_INI"',
+    '  rm -f "$PGB_PID"',
+    '  as_pg "$PGBOUNCER_BIN" -d -q "$PGB_INI"',
+    '  pgb_ready() { [ -S "$PGB_SOCKDIR/.s.PGSQL.$PGB_PORT" ] && pgb_running; }',
+    '  if ! wait_for "$WAIT_SECONDS" "PgBouncer to start" pgb_ready; then',
+    '    tail -n 20 "$PGB_LOG" >&2 || true; exit 1',
+    "  fi",
+    "  # the proxy step compares its next ini with the one PgBouncer runs",
+    '  as_pg cp -f "$PGB_INI" "$PGB_INI.running"',
+    "fi",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,238 @@
+/**
+ * Issue #4, proven by the Pulumi engine: HAProxy and PgBouncer killed with SIGKILL and a PostgreSQL
+ * server stopped behind Pulumi's back are restored by `pulumi up --refresh`, through the
+ * `ProcessGuard` children; a healthy cluster previews with no change before and after.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import type { PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
+import { BdrCluster } from "../../lib";
+import { getEngine } from "../../lib/engines";
+import { inlineStack, listening, pulumiAvailable, query, sh, waitFor } from "./harness";
+
+const CLUSTER = "grd";
+const BASE_PORT = 27432;
+const HAPROXY_PORT = 27533;
+const PGBOUNCER_PORT = 27532;
+const PASSWORD = "grd-Pa55-word-not-in-state";
+const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+const PROXY_DIR = `${CLUSTER_DIR}/proxy`;
+const PG_BIN = "/usr/lib/postgresql/15/bin";
+const NODES = ["n1", "n2"];
+const portOf = (node: string) => BASE_PORT + NODES.indexOf(node);
+
+function program() {
+  const cluster = new BdrCluster(CLUSTER, {
+    nodes: NODES.map((name) => ({ name, host: { kind: "local" }, port: portOf(name) })),
+    replicationPassword: pulumi.secret(PASSWORD),
+    waitTimeoutSeconds: 120,
+    proxy: { haproxyPort: HAPROXY_PORT, pgbouncerPort: PGBOUNCER_PORT },
+  });
+  return Promise.resolve({ nodeDsns: cluster.nodeDsns });
+}
+
+const direct = (node: string) => ({
+  host: "127.0.0.1",
+  port: portOf(node),
+  database: "bdrdb",
+  user: "bdr",
+  password: PASSWORD,
+});
+const viaBouncer = { ...direct("n1"), port: PGBOUNCER_PORT };
+
+function withoutSame(summary: Record<string, number> | undefined): Record<string, number> {
+  const c = { ...(summary ?? {}) };
+  delete c.same;
+  return c;
+}
+const upChanges = (r: UpResult) => withoutSame(r.summary.resourceChanges as Record<string, number>);
+const previewChanges = (p: PreviewResult) => withoutSame(p.changeSummary as Record<string, number>);
+
+/** JSON paths of the strings that contain `needle`. */
+function occurrences(v: unknown, needle: string, at = "$"): string[] {
+  if (typeof v === "string") return v.includes(needle) ? [at] : [];
+  if (Array.isArray(v)) return v.flatMap((x, i) => occurrences(x, needle, `${at}[${i}]`));
+  if (v && typeof v === "object") {
+    return Object.entries(v).flatMap(([k, x]) => occurrences(x, needle, `${at}.${k}`));
+  }
+  return [];
+}
+
+/** The pid in a pid file when that process is alive and runs `comm`, else undefined. */
+async function livePid(pidFile: string, comm: string): Promise<number | undefined> {
+  const pid = Number(
+    fs.existsSync(pidFile) ? fs.readFileSync(pidFile, "utf8").split("\n")[0].replace(/\D/g, "") : "",
+  );
+  if (!pid) return undefined;
+  const name = (await sh(`cat /proc/${pid}/comm 2>/dev/null || true`)).trim();
+  return name === comm ? pid : undefined;
+}
+
+/**
+ * Stops what an interrupted earlier run of this file left, by pid (from the pid files under this
+ * cluster's directory), then removes the directory.
+ */
+async function cleanLeftovers(): Promise<void> {
+  if (!fs.existsSync(CLUSTER_DIR)) return;
+  for (const node of NODES) {
+    const data = `${CLUSTER_DIR}/${node}/data`;
+    if (fs.existsSync(`${data}/postmaster.pid`)) {
+      await sh(
+        `runuser -u postgres -- ${PG_BIN}/pg_ctl -D ${data} -m immediate stop >/dev/null 2>&1 || true`,
+      );
+    }
+  }
+  for (const [file, comm] of [
+    [`${PROXY_DIR}/pgbouncer.pid`, "pgbouncer"],
+    [`${PROXY_DIR}/haproxy.pid`, "haproxy"],
+  ]) {
+    const pid = await livePid(file, comm);
+    if (pid) process.kill(pid, "SIGKILL");
+  }
+  fs.rmSync(CLUSTER_DIR, { recursive: true, force: true });
+}
+
+describe("e2e: ProcessGuard restores killed proxies and a stopped server (real pulumi up --refresh)", function () {
+  this.timeout(15 * 60 * 1000);
+  let stack: Stack;
+  let stateDir = "";
+  const log = (line: string) => console.log(`      ${line}`);
+  const timed = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
+    const t = Date.now();
+    const r = await f();
+    log(`${label}: ${Date.now() - t} ms`);
+    return r;
+  };
+
+  before(async function () {
+    if (!pulumiAvailable()) {
+      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
+    }
+    await cleanLeftovers();
+    ({ stack, stateDir } = await inlineStack("pulumi-bdr-guard", "guard", program));
+  });
+
+  after(async () => {
+    if (stack) {
+      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+    await cleanLeftovers().catch((e) => console.error(String(e)));
+  });
+
+  it("1. up creates a guard per node and one for the proxy; the cluster replicates", async () => {
+    const r = await timed("up 2 nodes", () => stack.up({ onOutput: () => undefined }));
+    assert.strictEqual(r.summary.result, "succeeded");
+    // stack + component + 2 x (server, config, setup, join, guard) + proxy + proxy guard
+    assert.deepStrictEqual(upChanges(r), { create: 14 });
+    const state = await stack.exportStack();
+    const guards = (state.deployment.resources as { type: string; urn: string; outputs?: any }[]).filter(
+      (x) => x.type.endsWith(":ProcessGuard"),
+    );
+    assert.deepStrictEqual(guards.map((g) => g.urn.split("::").pop()).sort(), [
+      "grd-n1-guard",
+      "grd-n2-guard",
+      "grd-proxy-guard",
+    ]);
+    for (const g of guards) {
+      assert.strictEqual(g.outputs.healthy, true);
+      // Plain state: no secret, no secret marker.
+      assert.deepStrictEqual(occurrences(g, PASSWORD), [], `the password is in ${g.urn}`);
+      assert.ok(!JSON.stringify(g).includes("4dabf18193072939515e22adb298388d"), `${g.urn} holds a secret`);
+    }
+    await query(
+      direct("n1"),
+      getEngine("pglogical").ddlSql("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text)"),
+    );
+    await waitFor(
+      "table on n2",
+      async () => (await query(direct("n2"), "SELECT to_regclass('public.items') AS t"))[0].t !== null,
+    );
+  });
+
+  it("2. a healthy cluster: preview and preview --refresh show no change", async () => {
+    const p = await timed("no-op preview", () => stack.preview({ onOutput: () => undefined }));
+    assert.deepStrictEqual(previewChanges(p), {});
+    const pr = await timed("no-op preview --refresh", () =>
+      stack.preview({ refresh: true, onOutput: () => undefined }),
+    );
+    assert.deepStrictEqual(previewChanges(pr), {});
+  });
+
+  it("3. kill -9 HAProxy and PgBouncer, stop n2 (immediate): up --refresh restores all three", async () => {
+    const haPid = await livePid(`${PROXY_DIR}/haproxy.pid`, "haproxy");
+    const pgbPid = await livePid(`${PROXY_DIR}/pgbouncer.pid`, "pgbouncer");
+    assert.ok(haPid && pgbPid, `haproxy ${haPid}, pgbouncer ${pgbPid}`);
+    process.kill(haPid, "SIGKILL");
+    process.kill(pgbPid, "SIGKILL");
+    await sh(
+      `runuser -u postgres -- ${PG_BIN}/pg_ctl -D ${CLUSTER_DIR}/n2/data -m immediate stop >/dev/null`,
+    );
+    for (const [what, port] of [
+      ["HAProxy", HAPROXY_PORT],
+      ["PgBouncer", PGBOUNCER_PORT],
+      ["n2", portOf("n2")],
+    ] as const) {
+      await waitFor(`${what} to be gone`, async () => !(await listening("127.0.0.1", port)), 10000);
+    }
+    // Without a refresh nothing notices (command resources read nothing); with one, the two guards
+    // watching dead processes (n2's and the proxy's) show an update.
+    assert.deepStrictEqual(previewChanges(await stack.preview({ onOutput: () => undefined })), {});
+    const pr = await timed("preview --refresh with dead processes", () =>
+      stack.preview({ refresh: true, onOutput: () => undefined }),
+    );
+    assert.deepStrictEqual(previewChanges(pr), { update: 2 });
+
+    const r = await timed("up --refresh", () => stack.up({ refresh: true, onOutput: () => undefined }));
+    assert.strictEqual(r.summary.result, "succeeded");
+    log(`up --refresh changes ${JSON.stringify(upChanges(r))}`);
+    assert.deepStrictEqual(upChanges(r), { update: 2 });
+
+    assert.ok(await livePid(`${PROXY_DIR}/haproxy.pid`, "haproxy"), "HAProxy runs");
+    assert.ok(await livePid(`${PROXY_DIR}/pgbouncer.pid`, "pgbouncer"), "PgBouncer runs");
+    // Through PgBouncer -> HAProxy -> the write node again.
+    await waitFor(
+      "a connection through PgBouncer to n1",
+      async () =>
+        (await query(viaBouncer, "SELECT current_setting('port') AS p"))[0].p === String(portOf("n1")),
+      30000,
+      250,
+    );
+    // n2 runs and replicates both ways again.
+    await query(direct("n2"), "INSERT INTO public.items VALUES (2, 'n2')");
+    await waitFor(
+      "n2's row on n1",
+      async () =>
+        (await query(direct("n1"), "SELECT count(*) AS c FROM public.items WHERE id = 2"))[0].c === "1",
+      30000,
+    );
+    await query(viaBouncer, "INSERT INTO public.items VALUES (1, 'n1 via PgBouncer')");
+    await waitFor(
+      "n1's row on n2",
+      async () =>
+        (await query(direct("n2"), "SELECT count(*) AS c FROM public.items WHERE id = 1"))[0].c === "1",
+      30000,
+    );
+  });
+
+  it("4. after the restore, preview --refresh and a second up --refresh show no change", async () => {
+    const pr = await timed("preview --refresh after restore", () =>
+      stack.preview({ refresh: true, onOutput: () => undefined }),
+    );
+    assert.deepStrictEqual(previewChanges(pr), {});
+    const r = await timed("second up --refresh", () =>
+      stack.up({ refresh: true, onOutput: () => undefined }),
+    );
+    assert.deepStrictEqual(upChanges(r), {});
+  });
+
+  it("5. destroy stops the restarted processes too", async () => {
+    await timed("destroy", () => stack.destroy({ onOutput: () => undefined }));
+    for (const port of [...NODES.map(portOf), HAPROXY_PORT, PGBOUNCER_PORT]) {
+      assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);
+    }
+    assert.strictEqual(fs.existsSync(CLUSTER_DIR), false, `${CLUSTER_DIR} remains`);
+  });
+});
