@@ -45,7 +45,14 @@ export async function inlineStack(
     { projectName: project, stackName, program },
     {
       envVars,
-      projectSettings: { name: project, runtime: "nodejs", backend: { url: envVars.PULUMI_BACKEND_URL } },
+      // `main` (as Pulumi's default inline settings have it): plugins start in this directory, and the
+      // dynamic-provider plugin (ProcessGuard) resolves @pulumi/pulumi from there, not from workDir.
+      projectSettings: {
+        name: project,
+        runtime: "nodejs",
+        main: process.cwd(),
+        backend: { url: envVars.PULUMI_BACKEND_URL },
+      },
     },
   );
   return { stack, stateDir };
