@@ -119,7 +119,8 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
 
   it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
     const r = await up("up 3 nodes");
-    assert.strictEqual(changes(r).create, 15, JSON.stringify(r.summary.resourceChanges)); // stack + component + 13 steps
+    // stack + component + 13 steps + 4 process guards (one per node, one for the proxy)
+    assert.strictEqual(changes(r).create, 19, JSON.stringify(r.summary.resourceChanges));
     const nodes = names();
     await query(direct("n1"), ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text, v text)"));
     for (const n of nodes) {
@@ -172,16 +173,16 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     const p = await stack.preview({ onOutput: () => undefined });
     const pc = { ...p.changeSummary } as Record<string, number>;
     delete pc.same;
-    assert.deepStrictEqual(pc, { create: 4, update: 1 });
+    assert.deepStrictEqual(pc, { create: 5, update: 1 }); // n4's 4 steps and its guard; the proxy
     const r = await up("resize 3->4");
-    assert.deepStrictEqual(changes(r), { create: 4, update: 1 });
+    assert.deepStrictEqual(changes(r), { create: 5, update: 1 });
     await rowsEverywhere("public.items", ["n4"], 4);
     await query(direct("n4"), "INSERT INTO public.items VALUES (4, 'n4', 'x')");
     await rowsEverywhere("public.items", names(), 5);
 
     desired.nodes = 3;
     const r2 = await up("resize 4->3");
-    assert.deepStrictEqual(changes(r2), { delete: 4, update: 1 });
+    assert.deepStrictEqual(changes(r2), { delete: 5, update: 1 });
     for (const n of names()) {
       const subs = await query(direct(n), "SELECT sub_name FROM pglogical.subscription ORDER BY 1");
       assert.ok(
