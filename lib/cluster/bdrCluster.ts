@@ -20,7 +20,8 @@ export function runnerEnv(): RunnerEnv {
  * (pglogical 2 or BDR 3.7 / PGD 5), and HAProxy + PgBouncer in front.
  *
  * Every argument is checked before anything is created; all problems are reported at once.
- * Child resources are named `<name>-<node>-{server,config,setup,join}` and `<name>-proxy`.
+ * Child resources are named `<name>-<node>-{server,config,setup,join,guard}`, `<name>-proxy` and
+ * `<name>-proxy-guard` (plus `<name>-image` and `<name>-<node>-container` for docker hosts).
  */
 export class BdrCluster extends pulumi.ComponentResource {
   /** Connection string (without password) of each node, as peers reach it. */
