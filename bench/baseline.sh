@@ -12,10 +12,12 @@
 # Settings (environment):
 #   BASELINE_DIR       directory of everything (default /var/lib/pulumi-bdr-bench/baseline)
 #   BASELINE_NODES     node count (default 3)
-#   BASELINE_PORT      port of n1; node i listens on BASELINE_PORT + i - 1 (default 46432)
-#   BASELINE_HAPROXY_PORT / BASELINE_PGBOUNCER_PORT   (default 46533 / 46532)
+#   BASELINE_PORT      port of n1; node i listens on BASELINE_PORT + i - 1 (default 29432)
+#   BASELINE_HAPROXY_PORT / BASELINE_PGBOUNCER_PORT   (default 29533 / 29532)
 #   BASELINE_CHECK_INTER_MS / BASELINE_CHECK_FALL / BASELINE_CHECK_RISE   (default 1000 / 2 / 2)
 #   BASELINE_WAIT_SECONDS  bound of every wait (default 120)
+#   BASELINE_HAPROXY_EXTRA extra lines (printf %b) at the end of HAProxy's backend, for experiments
+#   BASELINE_PGBOUNCER_EXTRA extra lines (printf %b) at the end of pgbouncer.ini, for experiments
 #
 # Prints one line per phase on stdout: `PHASE <name> <milliseconds>`.
 set -euo pipefail
@@ -23,9 +25,9 @@ umask 077
 
 DIR=${BASELINE_DIR:-/var/lib/pulumi-bdr-bench/baseline}
 NODES=${BASELINE_NODES:-3}
-PORT0=${BASELINE_PORT:-46432}
-HA_PORT=${BASELINE_HAPROXY_PORT:-46533}
-PGB_PORT=${BASELINE_PGBOUNCER_PORT:-46532}
+PORT0=${BASELINE_PORT:-29432}
+HA_PORT=${BASELINE_HAPROXY_PORT:-29533}
+PGB_PORT=${BASELINE_PGBOUNCER_PORT:-29532}
 INTER=${BASELINE_CHECK_INTER_MS:-1000}
 FALL=${BASELINE_CHECK_FALL:-2}
 RISE=${BASELINE_CHECK_RISE:-2}
@@ -231,6 +233,7 @@ backend bk_db
     server n1 $ADDR:$(node_port 1) check
 EOF
 		for i in $(seq 2 "$NODES"); do echo "    server n$i $ADDR:$(node_port "$i") backup check"; done
+		if [ -n "${BASELINE_HAPROXY_EXTRA:-}" ]; then printf '%b\n' "$BASELINE_HAPROXY_EXTRA"; fi
 	} | as_pg tee "$PROXY/haproxy.cfg" >/dev/null
 	as_pg haproxy -q -c -f "$PROXY/haproxy.cfg"
 	as_pg haproxy -D -f "$PROXY/haproxy.cfg"
@@ -259,6 +262,7 @@ server_login_retry = 1
 unix_socket_dir = $PROXY/run
 unix_socket_mode = 0600
 EOF
+	if [ -n "${BASELINE_PGBOUNCER_EXTRA:-}" ]; then printf '%b\n' "$BASELINE_PGBOUNCER_EXTRA" | as_pg tee -a "$PROXY/pgbouncer.ini" >/dev/null; fi
 	as_pg pgbouncer -q -d "$PROXY/pgbouncer.ini"
 	# A client through PgBouncer -> HAProxy -> n1 (HAProxy needs one passing check first).
 	local ok=0

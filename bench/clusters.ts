@@ -53,9 +53,9 @@ export const viaBouncer = (h: ClusterHandle): Conn => ({
 // ------------------------------------------------------------------------------------ baseline
 
 export const BASELINE_DIR = process.env.BENCH_BASELINE_DIR ?? "/var/lib/pulumi-bdr-bench/baseline";
-export const BASELINE_PORT = 46432;
-export const BASELINE_HAPROXY_PORT = 46533;
-export const BASELINE_PGBOUNCER_PORT = 46532;
+export const BASELINE_PORT = 29432;
+export const BASELINE_HAPROXY_PORT = 29533;
+export const BASELINE_PGBOUNCER_PORT = 29532;
 const BASELINE_SCRIPT = path.resolve(__dirname, "..", "..", "bench", "baseline.sh");
 
 export function baselineHandle(nodes: number): ClusterHandle {
@@ -112,9 +112,9 @@ export const baselineCommand = (nodes: number) =>
 
 export const CLUSTER = "bench";
 export const PULUMI_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
-export const PULUMI_PORT = 45432;
-export const PULUMI_HAPROXY_PORT = 45533;
-export const PULUMI_PGBOUNCER_PORT = 45532;
+export const PULUMI_PORT = 28432;
+export const PULUMI_HAPROXY_PORT = 28533;
+export const PULUMI_PGBOUNCER_PORT = 28532;
 export const PULUMI_CACHE = process.env.PULUMI_BDR_CACHE ?? path.join(os.homedir(), ".cache", "pulumi-bdr");
 
 export function pulumiAvailable(): string | undefined {
@@ -202,9 +202,16 @@ export class PulumiCluster implements ClusterHandle {
       });
       return { nodeDsns: cluster.nodeDsns };
     };
+    // A work directory inside the repo's dist/ (git-ignored), so that Node processes the engine
+    // starts there (dynamic providers) resolve @pulumi/pulumi from the repo's node_modules; the
+    // default, a fresh directory under /tmp, cannot.
+    const workDir = path.resolve(__dirname, "work");
+    fs.rmSync(workDir, { recursive: true, force: true });
+    fs.mkdirSync(workDir, { recursive: true });
     const stack = await LocalWorkspace.createOrSelectStack(
       { projectName: "pulumi-bdr-bench", stackName: "bench", program },
       {
+        workDir,
         envVars,
         projectSettings: {
           name: "pulumi-bdr-bench",
@@ -220,7 +227,9 @@ export class PulumiCluster implements ClusterHandle {
   async up(): Promise<{ ms: number; changes: Changes; steps: StepTimes }> {
     const steps: StepTimes = {};
     const onEvent = (e: EngineEvent) => {
-      const t = e.timestamp;
+      // Receipt time (ms): the engine's own timestamp has whole seconds only; events arrive through a
+      // log file the Automation API polls every 200 ms.
+      const t = Date.now();
       const pre = e.resourcePreEvent?.metadata;
       if (pre && pre.op !== "same") {
         const name = pre.urn.split("::").pop() ?? pre.urn;

@@ -4,8 +4,8 @@
  * environment (BENCH_RUNS=3 by default, BENCH_ONLY=section,… for a partial run that updates only
  * its figures).
  *
- * Ports: pulumi-bdr cluster "bench" nodes 45432+, HAProxy 45533, PgBouncer 45532; baseline nodes
- * 46432+, HAProxy 46533, PgBouncer 46532. Everything is on 127.0.0.1.
+ * Ports: pulumi-bdr cluster "bench" nodes 28432+, HAProxy 28533, PgBouncer 28532; baseline nodes
+ * 29432+, HAProxy 29533, PgBouncer 29532. Everything is on 127.0.0.1.
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -136,6 +136,19 @@ async function pulumiDestroy(): Promise<number> {
   return ms;
 }
 
+/** After a failed up: destroy what exists (or stop it by hand), so the next attempt starts from nothing. */
+async function destroyAfterFailure(): Promise<void> {
+  if (pulumiCluster) {
+    try {
+      await pulumiCluster.destroy();
+    } catch (e) {
+      problems.push(`destroy after a failure: ${String(e).slice(0, 500)}`);
+    }
+  }
+  await forceCleanPulumiDir();
+  pulumiLive = false;
+}
+
 async function baselineStart(nodes: number, inter = 1000, fall = 2) {
   const r = await baselineUp(nodes, inter, fall);
   baselineLive = nodes;
@@ -233,49 +246,58 @@ async function sectionUp(hasPulumi: boolean): Promise<void> {
     );
     if (!hasPulumi) continue;
     for (const nodes of [5, 3]) {
-      log(`up run ${i}: pulumi-bdr ${nodes} nodes`);
-      const c = await ensurePulumiStack({
-        nodes,
-        writeNode: "n1",
-        switchoverMethod: "reconnect",
-        checkIntervalMs: firstCheck.inter,
-        checkFall: firstCheck.fall,
-      });
-      pulumiLive = true;
-      const u = await c.up();
-      const pv = await verifyCluster(c);
-      log(
-        `  pulumi ${nodes}: up ${(u.ms / 1000).toFixed(1)} s (${JSON.stringify(u.changes)}) + verify ${(pv.ms / 1000).toFixed(1)} s` +
-          (pv.addedByHand ? ` (table added to the set by hand on ${pv.addedByHand} nodes!)` : ""),
-      );
-      stepBreakdowns[`${nodes}-node up`] = stepBreakdown(u.steps);
-      const keep = nodes === 3 && i === runs;
-      let destroyMs: number | undefined;
-      if (!keep) {
-        destroyMs = await pulumiDestroy();
-        log(`  pulumi ${nodes}: destroy ${(destroyMs / 1000).toFixed(1)} s`);
-      }
-      record.push({
-        run: i,
-        what: `pulumi${nodes}`,
-        upMs: u.ms,
-        verifyMs: pv.ms,
-        destroyMs,
-        changes: u.changes,
-        addedByHand: pv.addedByHand,
-      });
-      if (nodes === 3) {
-        p3.push(u.ms + pv.ms);
-        p3up.push(u.ms);
-        if (destroyMs !== undefined) d3.push(destroyMs);
-        ratio3.push((u.ms + pv.ms) / b3[b3.length - 1]);
-      } else {
-        p5.push(u.ms + pv.ms);
-        p5up.push(u.ms);
-        if (destroyMs !== undefined) d5.push(destroyMs);
+      try {
+        await pulumiUpRun(i, nodes);
+      } catch (e) {
+        problems.push(`up run ${i}, ${nodes} nodes: ${String(e).slice(0, 1500)}`);
+        log(`up run ${i}, ${nodes} nodes FAILED: ${String(e).slice(0, 3000)}`);
+        await destroyAfterFailure();
       }
     }
-    ratio5.push(p5[p5.length - 1] / p3[p3.length - 1]);
+    if (p5.length === i && p3.length === i) ratio5.push(p5[i - 1] / p3[i - 1]);
+  }
+  async function pulumiUpRun(i: number, nodes: number): Promise<void> {
+    log(`up run ${i}: pulumi-bdr ${nodes} nodes`);
+    const c = await ensurePulumiStack({
+      nodes,
+      writeNode: "n1",
+      switchoverMethod: "reconnect",
+      checkIntervalMs: firstCheck.inter,
+      checkFall: firstCheck.fall,
+    });
+    pulumiLive = true;
+    const u = await c.up();
+    const pv = await verifyCluster(c);
+    log(
+      `  pulumi ${nodes}: up ${(u.ms / 1000).toFixed(1)} s (${JSON.stringify(u.changes)}) + verify ${(pv.ms / 1000).toFixed(1)} s` +
+        (pv.addedByHand ? ` (table added to the set by hand on ${pv.addedByHand} nodes!)` : ""),
+    );
+    stepBreakdowns[`${nodes}-node up`] = stepBreakdown(u.steps);
+    const keep = nodes === 3 && i === runs;
+    let destroyMs: number | undefined;
+    if (!keep) {
+      destroyMs = await pulumiDestroy();
+      log(`  pulumi ${nodes}: destroy ${(destroyMs / 1000).toFixed(1)} s`);
+    }
+    record.push({
+      run: i,
+      what: `pulumi${nodes}`,
+      upMs: u.ms,
+      verifyMs: pv.ms,
+      destroyMs,
+      changes: u.changes,
+      addedByHand: pv.addedByHand,
+    });
+    if (nodes === 3) {
+      p3.push(u.ms + pv.ms);
+      p3up.push(u.ms);
+      if (destroyMs !== undefined) d3.push(destroyMs);
+      if (b3.length === i) ratio3.push((u.ms + pv.ms) / b3[i - 1]);
+    } else {
+      p5.push(u.ms + pv.ms);
+      p5up.push(u.ms);
+      if (destroyMs !== undefined) d5.push(destroyMs);
+    }
   }
   details.up = { runs: record, stepBreakdown: stepBreakdowns, baselinePhases: lastPhases, destroy3: d3 };
   const cmd = reproduce("up", [`BENCH_UP_RUNS=${runs}`]);
@@ -544,6 +566,7 @@ async function sectionSwitchover(c: PulumiCluster): Promise<void> {
       const tStart = now();
       await sleep(3000);
       const tUp = now();
+      const tUpEpoch = Date.now();
       const u = await c.up();
       const upEnd = now() - tStart;
       estimateMs = Math.max(u.ms, 5000);
@@ -591,6 +614,10 @@ async function sectionSwitchover(c: PulumiCluster): Promise<void> {
         upStartAfterLoadMs: tUp - tStart,
         upMs: u.ms,
         changes: u.changes,
+        proxyStep: u.steps["bench-proxy"]
+          ? { startMs: u.steps["bench-proxy"].start - tUpEpoch, endMs: u.steps["bench-proxy"].end - tUpEpoch }
+          : undefined,
+        gapStartAfterUpStartMs: r.maxGapStartEpochMs - tUpEpoch,
         pgbench: {
           tx: r.transactions,
           failed: r.failed,
@@ -882,17 +909,22 @@ async function main(): Promise<void> {
   ).some(wants);
   const startPulumi = async () => {
     if (!hasPulumi || pulumiLive) return;
-    log("bringing up the 3-node pulumi-bdr cluster for the next sections");
-    const c = await ensurePulumiStack({
-      nodes: 3,
-      writeNode: "n1",
-      switchoverMethod: "reconnect",
-      checkIntervalMs: firstCheck.inter,
-      checkFall: firstCheck.fall,
-    });
-    pulumiLive = true;
-    await c.up();
-    await verifyCluster(c);
+    try {
+      log("bringing up the 3-node pulumi-bdr cluster for the next sections");
+      const c = await ensurePulumiStack({
+        nodes: 3,
+        writeNode: "n1",
+        switchoverMethod: "reconnect",
+        checkIntervalMs: firstCheck.inter,
+        checkFall: firstCheck.fall,
+      });
+      pulumiLive = true;
+      await c.up();
+      await verifyCluster(c);
+    } catch (e) {
+      await destroyAfterFailure();
+      throw e;
+    }
   };
   if (needsPulumi) await run("pulumi cluster", startPulumi);
   const pc = pulumiLive ? pulumiCluster : undefined;

@@ -192,6 +192,8 @@ export interface PgbenchResult {
   tps: number;
   /** Longest gap between two consecutive transaction ends, from the per-transaction log (ms); NaN without a log. */
   maxGapMs: number;
+  /** When that gap began (epoch ms, from the log). */
+  maxGapStartEpochMs: number;
   /** Wall time of the run (ms). */
   wallMs: number;
   output: string;
@@ -247,6 +249,7 @@ export function pgbench(conn: Conn, script: string, opts: PgbenchOptions): Promi
     child.on("close", (code) => {
       const wallMs = now() - t0;
       let maxGapMs = NaN;
+      let maxGapStartEpochMs = NaN;
       if (opts.log) {
         const ends: number[] = [];
         for (const f of fs.readdirSync(dir).filter((x) => x.startsWith("tx"))) {
@@ -260,7 +263,12 @@ export function pgbench(conn: Conn, script: string, opts: PgbenchOptions): Promi
         }
         ends.sort((a, b) => a - b);
         maxGapMs = 0;
-        for (let i = 1; i < ends.length; i++) maxGapMs = Math.max(maxGapMs, ends[i] - ends[i - 1]);
+        for (let i = 1; i < ends.length; i++) {
+          if (ends[i] - ends[i - 1] > maxGapMs) {
+            maxGapMs = ends[i] - ends[i - 1];
+            maxGapStartEpochMs = ends[i - 1];
+          }
+        }
       }
       const num = (re: RegExp) => Number(re.exec(output)?.[1] ?? "NaN");
       const aborted = (output.match(/client \d+ aborted/g) ?? []).length;
@@ -275,6 +283,7 @@ export function pgbench(conn: Conn, script: string, opts: PgbenchOptions): Promi
         abortedClients: aborted,
         tps: num(/tps = ([0-9.]+)/),
         maxGapMs,
+        maxGapStartEpochMs,
         wallMs,
         output,
       });
