@@ -89,9 +89,13 @@ export async function baselineUp(
   nodes: number,
   checkInterMs: number,
   checkFall: number,
+  extraEnv: Record<string, string> = {},
 ): Promise<{ ms: number; phases: Record<string, number> }> {
   const t0 = now();
-  const r = await sh(`bash ${BASELINE_SCRIPT} up`, baselineEnv(nodes, checkInterMs, checkFall));
+  const r = await sh(`bash ${BASELINE_SCRIPT} up`, {
+    ...baselineEnv(nodes, checkInterMs, checkFall),
+    ...extraEnv,
+  });
   const ms = now() - t0;
   if (r.code !== 0) throw new Error(`baseline.sh up failed (${r.code}):\n${r.stderr.slice(-3000)}`);
   const phases: Record<string, number> = {};

@@ -154,6 +154,8 @@ export interface FailoverResult {
   inFlightFailed: number;
   /** All failed attempts, including connections refused while rerouting (both clients). */
   failedAttempts: number;
+  /** How long the node stayed down after the clients were rerouted (ms). */
+  downMs: number;
   /** pg_ctl start (crash recovery) of the killed node (ms). */
   restartMs: number;
   /** pg_ctl start → a row committed on the restarted node is on every peer and a peer's row is on it (ms). */
@@ -209,7 +211,16 @@ export async function kickPeerSubscriptions(h: ClusterHandle, node: string): Pro
  */
 export async function measureFailover(
   h: ClusterHandle,
-  opts: { fix: boolean; warmMs: number; rejoinTimeoutMs: number; log: (s: string) => void },
+  opts: {
+    fix: boolean;
+    warmMs: number;
+    /** How long the killed node stays down after new connections commit elsewhere. */
+    downMs: number;
+    /** Concurrent clients incrementing the same row. */
+    updateClients: number;
+    rejoinTimeoutMs: number;
+    log: (s: string) => void;
+  },
 ): Promise<FailoverResult> {
   const victim = await currentWriteNode(h);
   const victimPort = String(h.port(victim));
@@ -233,15 +244,19 @@ export async function measureFailover(
     }),
     { retryMs: 20 },
   );
-  const updates = new ReconnectingLoad(
-    viaBouncer(h),
-    () => ({
-      text: "UPDATE public.bench_hot SET n = n + 1 WHERE id = 1 RETURNING current_setting('port') AS port",
-    }),
-    { retryMs: 20 },
+  const updates = Array.from(
+    { length: opts.updateClients },
+    () =>
+      new ReconnectingLoad(
+        viaBouncer(h),
+        () => ({
+          text: "UPDATE public.bench_hot SET n = n + 1 WHERE id = 1 RETURNING current_setting('port') AS port",
+        }),
+        { retryMs: 20 },
+      ),
   );
   let insertStats: LoadStats | undefined;
-  let updateStats: LoadStats | undefined;
+  let updateStats: LoadStats[] | undefined;
   try {
     await sleep(opts.warmMs);
     const pid = postmasterPid(h, victim);
@@ -259,7 +274,7 @@ export async function measureFailover(
           const s = await haproxyServers(h.haproxySocket).catch(() => undefined);
           if (s && s[victim] && s[victim].status.startsWith("DOWN")) markedDownMs = now() - tKill;
         }
-        for (const st of [inserts.stats, updates.stats]) {
+        for (const st of [inserts.stats, ...updates.map((x) => x.stats)]) {
           for (let i = st.okTimes.length - 1; i >= 0 && st.okTimes[i] > tKill; i--) {
             if (st.okPorts[i] !== victimPort) {
               const ms = st.okTimes[i] - tKill;
@@ -278,7 +293,7 @@ export async function measureFailover(
     opts.log(
       `routed to ${newNode} after ${Math.round(routeMs)} ms (HAProxy DOWN after ${Math.round(markedDownMs)} ms)`,
     );
-    await sleep(2000);
+    await sleep(opts.downMs);
     // Restart the killed node and wait until it replicates both ways again.
     const tStart = now();
     const restartMs = await startNode(h, victim);
@@ -309,7 +324,7 @@ export async function measureFailover(
     );
     await sleep(1000);
     insertStats = await inserts.stop();
-    updateStats = await updates.stop();
+    updateStats = await Promise.all(updates.map((x) => x.stop()));
 
     // Every committed insert on every node.
     const committed = insertStats.committed.map((i) => keyBase + i);
@@ -361,26 +376,29 @@ export async function measureFailover(
       converged = false;
     }
     const applied = final - nStart;
+    const sum = (f: (x: LoadStats) => number) => updateStats!.reduce((a, x) => a + f(x), 0);
+    const updOk = sum((x) => x.ok);
     return {
       killedNode: victim,
       newNode,
       markedDownMs,
       routeMs,
       insertStallMs: insertStats.maxGapMs,
-      inFlightFailed: insertStats.inFlightFailed + updateStats.inFlightFailed,
-      failedAttempts: insertStats.failedAttempts + updateStats.failedAttempts,
+      inFlightFailed: insertStats.inFlightFailed + sum((x) => x.inFlightFailed),
+      failedAttempts: insertStats.failedAttempts + sum((x) => x.failedAttempts),
       restartMs,
       rejoinMs,
       fix: opts.fix,
       committedInserts: committed.length,
       rowsLost,
-      committedUpdates: updateStats.ok,
-      updatesOverwritten: Math.max(0, updateStats.ok - applied),
-      ambiguousUpdates: updateStats.ambiguous.length,
+      downMs: opts.downMs,
+      committedUpdates: updOk,
+      updatesOverwritten: Math.max(0, updOk - applied),
+      ambiguousUpdates: sum((x) => x.ambiguous.length),
       converged,
     };
   } finally {
     if (!insertStats) await inserts.stop();
-    if (!updateStats) await updates.stop();
+    if (!updateStats) await Promise.all(updates.map((x) => x.stop()));
   }
 }

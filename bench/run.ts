@@ -68,6 +68,10 @@ const cfg = {
   BENCH_FAILOVER_RUNS: int("BENCH_FAILOVER_RUNS", RUNS),
   BENCH_FAILOVER_CHECKS: process.env.BENCH_FAILOVER_CHECKS ?? "200x2,1000x2",
   BENCH_FAILOVER_NOFIX_RUNS: int("BENCH_FAILOVER_NOFIX_RUNS", 1),
+  BENCH_FAILOVER_NOFIX_DOWN_S: int("BENCH_FAILOVER_NOFIX_DOWN_S", 10),
+  BENCH_FAILOVER_DOWN_MS: int("BENCH_FAILOVER_DOWN_MS", 2000),
+  BENCH_FAILOVER_UPDATE_CLIENTS: int("BENCH_FAILOVER_UPDATE_CLIENTS", 3),
+  BENCH_FAILOVER_WHATIF_RUNS: int("BENCH_FAILOVER_WHATIF_RUNS", Math.min(RUNS, 3)),
   BENCH_LAG_RUNS: int("BENCH_LAG_RUNS", RUNS),
   BENCH_LAG_SECONDS: int("BENCH_LAG_SECONDS", 10),
   BENCH_LAG_RATE: int("BENCH_LAG_RATE", 500),
@@ -149,8 +153,14 @@ async function destroyAfterFailure(): Promise<void> {
   pulumiLive = false;
 }
 
-async function baselineStart(nodes: number, inter = 1000, fall = 2) {
-  const r = await baselineUp(nodes, inter, fall);
+/** Proxy settings proposed for the library, tried on the baseline cluster. */
+const WHATIF_ENV = {
+  BASELINE_HAPROXY_EXTRA: "    retries 0",
+  BASELINE_PGBOUNCER_EXTRA: "server_login_retry = 0.1",
+};
+
+async function baselineStart(nodes: number, inter = 1000, fall = 2, extra: Record<string, string> = {}) {
+  const r = await baselineUp(nodes, inter, fall, extra);
   baselineLive = nodes;
   return r;
 }
@@ -724,56 +734,128 @@ async function sectionResize(c: PulumiCluster): Promise<void> {
   );
 }
 
+/** One group of failover runs: a cluster, its check settings and what happens around the kill. */
+interface FailoverGroup {
+  key: string;
+  /** Words for the figure labels. */
+  where: string;
+  command: string;
+  h: ClusterHandle;
+  fix: boolean;
+  downMs: number;
+  runs: number;
+  /** Brings the cluster into shape for this group (e.g. an `up` that changes the checks). */
+  before?: () => Promise<void>;
+  after?: () => Promise<void>;
+}
+
 async function sectionFailover(h: ClusterHandle, c: PulumiCluster | undefined): Promise<void> {
-  const all: Record<string, FailoverResult[]> = {};
-  const cmdFor = (label: string) =>
-    reproduce("failover", [
-      `BENCH_FAILOVER_CHECKS=${label}`,
-      `BENCH_FAILOVER_NOFIX_RUNS=${cfg.BENCH_FAILOVER_NOFIX_RUNS}`,
-    ]);
+  const downMs = cfg.BENCH_FAILOVER_DOWN_MS;
+  const nofixDownMs = cfg.BENCH_FAILOVER_NOFIX_DOWN_S * 1000;
+  const groups: FailoverGroup[] = [];
+  const onCluster = h.label === "baseline" ? ", baseline cluster" : "";
   const variants = c ? checks : [firstCheck];
   for (const [vi, chk] of variants.entries()) {
-    if (c && (c.desired.checkIntervalMs !== chk.inter || c.desired.checkFall !== chk.fall)) {
-      c.desired.checkIntervalMs = chk.inter;
-      c.desired.checkFall = chk.fall;
-      const u = await c.up();
-      log(
-        `failover: proxy checks set to inter ${chk.inter} ms fall ${chk.fall} (${(u.ms / 1000).toFixed(1)} s, ${JSON.stringify(u.changes)})`,
-      );
-      await sleep(1000);
-    }
-    const plan: boolean[] = [];
-    for (let i = 0; i < cfg.BENCH_FAILOVER_RUNS; i++) plan.push(true);
-    if (vi === 0) for (let i = 0; i < cfg.BENCH_FAILOVER_NOFIX_RUNS; i++) plan.push(false);
-    for (const [i, fix] of plan.entries()) {
-      log(`failover ${h.label} checks ${chk.label} run ${i + 1}${fix ? "" : " (no subscription kick)"}`);
-      const r = await measureFailover(h, {
-        fix,
-        warmMs: 2000,
-        rejoinTimeoutMs: fix ? 60_000 : 400_000,
-        log: (s) => log(`  ${s}`),
+    const command = reproduce("failover", [
+      `BENCH_FAILOVER_CHECKS=${chk.label}`,
+      `BENCH_FAILOVER_NOFIX_RUNS=${cfg.BENCH_FAILOVER_NOFIX_RUNS}`,
+      `BENCH_FAILOVER_WHATIF_RUNS=${cfg.BENCH_FAILOVER_WHATIF_RUNS}`,
+    ]);
+    const before = async () => {
+      if (c && (c.desired.checkIntervalMs !== chk.inter || c.desired.checkFall !== chk.fall)) {
+        c.desired.checkIntervalMs = chk.inter;
+        c.desired.checkFall = chk.fall;
+        const u = await c.up();
+        log(
+          `failover: proxy checks set to inter ${chk.inter} ms fall ${chk.fall} (${(u.ms / 1000).toFixed(1)} s, ${JSON.stringify(u.changes)})`,
+        );
+        await sleep(1000);
+      }
+    };
+    const where = `checks ${chk.inter} ms × ${chk.fall}${onCluster}`;
+    groups.push({
+      key: chk.label,
+      where,
+      command,
+      h,
+      fix: true,
+      downMs,
+      runs: cfg.BENCH_FAILOVER_RUNS,
+      before,
+    });
+    if (vi === 0 && cfg.BENCH_FAILOVER_NOFIX_RUNS > 0) {
+      groups.push({
+        key: `${chk.label}.nofix`,
+        where: `${where}, node down ${nofixDownMs / 1000} s`,
+        command,
+        h,
+        fix: false,
+        downMs: nofixDownMs,
+        runs: cfg.BENCH_FAILOVER_NOFIX_RUNS,
+        before,
       });
-      log(
-        `  route ${r.routeMs.toFixed(0)} ms, in-flight failed ${r.inFlightFailed}, attempts failed ${r.failedAttempts}, stall ${r.insertStallMs.toFixed(0)} ms, rejoin ${(r.rejoinMs / 1000).toFixed(1)} s, lost ${r.rowsLost}/${r.committedInserts}, overwritten ${r.updatesOverwritten}/${r.committedUpdates}` +
-          (r.converged ? "" : " (NOT converged)"),
-      );
-      (all[`${chk.label}${fix ? "" : ".nofix"}`] ??= []).push(r);
-      await sleep(1500);
     }
   }
-  details.failover = { cluster: h.label, runs: all };
-  for (const [key, rs] of Object.entries(all)) {
-    const nofix = key.endsWith(".nofix");
-    const chk = key.replace(".nofix", "");
-    const [inter, fall] = chk.split("x");
-    const cmd = cmdFor(chk);
-    const where = `checks ${inter} ms × ${fall}${h.label === "baseline" ? ", baseline cluster" : ""}`;
-    if (nofix) {
+  // What the proposed proxy settings would give: the baseline cluster with HAProxy `retries 0` and
+  // PgBouncer `server_login_retry = 0.1` (the library renders `retries 2` and `server_login_retry = 1`).
+  if (c && cfg.BENCH_FAILOVER_WHATIF_RUNS > 0 && baselineLive === undefined) {
+    const base = baselineHandle(3);
+    groups.push({
+      key: `whatif.${firstCheck.label}`,
+      where: `checks ${firstCheck.inter} ms × ${firstCheck.fall}, baseline cluster with HAProxy retries 0 + PgBouncer server_login_retry 0.1`,
+      command: reproduce("failover", [`BENCH_FAILOVER_WHATIF_RUNS=${cfg.BENCH_FAILOVER_WHATIF_RUNS}`]),
+      h: base,
+      fix: true,
+      downMs,
+      runs: cfg.BENCH_FAILOVER_WHATIF_RUNS,
+      before: async () => {
+        await baselineStart(3, firstCheck.inter, firstCheck.fall, WHATIF_ENV);
+        await verifyCluster(base);
+        await prepareTables(base);
+      },
+      after: async () => {
+        await baselineStop();
+      },
+    });
+  }
+
+  const all: Record<string, FailoverResult[]> = {};
+  for (const g of groups) {
+    if (g.runs === 0) continue;
+    await g.before?.();
+    try {
+      for (let i = 1; i <= g.runs; i++) {
+        log(`failover ${g.h.label} (${g.where}) run ${i}${g.fix ? "" : " (no subscription kick)"}`);
+        const r = await measureFailover(g.h, {
+          fix: g.fix,
+          warmMs: 2000,
+          downMs: g.downMs,
+          updateClients: cfg.BENCH_FAILOVER_UPDATE_CLIENTS,
+          rejoinTimeoutMs: g.fix ? 60_000 : 400_000,
+          log: (s) => log(`  ${s}`),
+        });
+        log(
+          `  route ${r.routeMs.toFixed(0)} ms, in-flight failed ${r.inFlightFailed}, attempts failed ${r.failedAttempts}, stall ${r.insertStallMs.toFixed(0)} ms, rejoin ${(r.rejoinMs / 1000).toFixed(1)} s, lost ${r.rowsLost}/${r.committedInserts}, overwritten ${r.updatesOverwritten}/${r.committedUpdates}` +
+            (r.converged ? "" : " (NOT converged)"),
+        );
+        (all[g.key] ??= []).push(r);
+        await sleep(1500);
+      }
+    } finally {
+      await g.after?.();
+    }
+  }
+  details.failover = { runs: all };
+  for (const g of groups) {
+    const rs = all[g.key];
+    if (!rs) continue;
+    const { where, command: cmd, key } = g;
+    if (!g.fix) {
       figures.push(
         figure({
           id: `failover.${key}.rejoin`,
           section: "failover",
-          label: `failover (${where}): restart → replicating again, WITHOUT kicking the peers' subscriptions`,
+          label: `failover (${where}): pg_ctl start → replicating again, WITHOUT kicking the peers' subscriptions`,
           unit: "s",
           runs: rs.map((r) => sec(r.rejoinMs)),
           command: cmd,
@@ -781,6 +863,7 @@ async function sectionFailover(h: ClusterHandle, c: PulumiCluster | undefined): 
       );
       continue;
     }
+    const whatif = key.startsWith("whatif.");
     figures.push(
       figure({
         id: `failover.${key}.route`,
@@ -810,6 +893,9 @@ async function sectionFailover(h: ClusterHandle, c: PulumiCluster | undefined): 
         runs: rs.map((r) => r.insertStallMs),
         command: cmd,
       }),
+    );
+    if (whatif) continue;
+    figures.push(
       figure({
         id: `failover.${key}.rejoin`,
         section: "failover",
@@ -817,7 +903,7 @@ async function sectionFailover(h: ClusterHandle, c: PulumiCluster | undefined): 
         unit: "s",
         runs: rs.map((r) => sec(r.rejoinMs)),
         command: cmd,
-        note: `of which pg_ctl start (crash recovery): ${rs.map((r) => sec(r.restartMs).toFixed(1)).join(", ")} s`,
+        note: `of which pg_ctl start (crash recovery): ${rs.map((r) => sec(r.restartMs).toFixed(1)).join(", ")} s; node down ${g.downMs / 1000} s after the reroute`,
       }),
       figure({
         id: `failover.${key}.lost`,
@@ -837,7 +923,7 @@ async function sectionFailover(h: ClusterHandle, c: PulumiCluster | undefined): 
         unit: "count",
         runs: rs.map((r) => r.updatesOverwritten),
         command: cmd,
-        note: `committed updates per run: ${rs.map((r) => r.committedUpdates).join(", ")}; in-flight (ambiguous) updates: ${rs.map((r) => r.ambiguousUpdates).join(", ")}`,
+        note: `${cfg.BENCH_FAILOVER_UPDATE_CLIENTS} clients; committed updates per run: ${rs.map((r) => r.committedUpdates).join(", ")}; in-flight (ambiguous) updates: ${rs.map((r) => r.ambiguousUpdates).join(", ")}`,
       }),
     );
   }
