@@ -10,6 +10,7 @@ import * as path from "path";
 import { execFile } from "child_process";
 import * as net from "net";
 import { Client } from "pg";
+import type { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import type { BdrClusterArgs } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import { planCluster, ClusterPlan } from "../../lib/cluster/plan";
@@ -38,7 +39,7 @@ export interface RunResult {
 export function runProgram(
   file: string,
   args: string[],
-  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(
@@ -48,7 +49,7 @@ export function runProgram(
         timeout: opts.timeoutMs ?? 60000,
         maxBuffer: 64 * 1024 * 1024,
         env: opts.env ?? process.env,
-        cwd: "/",
+        cwd: opts.cwd ?? "/",
       },
       (err, stdout, stderr) => {
         if (err && typeof (err as NodeJS.ErrnoException).code === "string") {
@@ -604,4 +605,39 @@ export async function killProcessesUnder(dir: string): Promise<void> {
     left = await waitGone(left, 10000);
   }
   if (left.length > 0) throw new Error(`processes under ${dir} survived SIGKILL: ${left.join(" ")}`);
+}
+
+/**
+ * `pulumi stack export` exactly as a user types it, without `--show-secrets` (the Automation API's
+ * `exportStack()` adds `--show-secrets`, so its result holds every secret in plain text).
+ */
+export async function exportWithoutSecrets(stack: Stack): Promise<string> {
+  const ws = stack.workspace as LocalWorkspace;
+  const r = await runProgram("pulumi", ["stack", "export", "--stack", stack.name], {
+    env: { ...process.env, ...ws.envVars },
+    cwd: ws.workDir,
+  });
+  if (r.code !== 0) throw new Error(`pulumi stack export: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * The resources and pending operations of a stack export, without what changes on every checkpoint
+ * whether or not a resource changed: timestamps, the program's stack trace and, with `maskCiphertext`,
+ * the ciphertexts (each checkpoint encrypts secrets again with a fresh nonce).
+ */
+export function stableState(exported: string, maskCiphertext = false): string {
+  const d =
+    (JSON.parse(exported) as { deployment?: { resources?: any[]; pending_operations?: any[] } }).deployment ??
+    {};
+  const strip = (r: Record<string, unknown>) => {
+    const rest = { ...r };
+    for (const k of ["created", "modified", "stackTrace", "sourcePosition"]) delete rest[k];
+    return rest;
+  };
+  const text = JSON.stringify({
+    resources: (d.resources ?? []).map(strip),
+    pending: d.pending_operations ?? [],
+  });
+  return maskCiphertext ? text.replace(/"ciphertext":"[^"]*"/g, '"ciphertext":"…"') : text;
 }

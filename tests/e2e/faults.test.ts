@@ -739,7 +739,8 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
     // last_update_wins: rows 1-10 were updated on p3 before p1's update, rows 11-20 after it.
     assert.deepStrictEqual(hot, [...Array(10).fill("p1-middle"), ...Array(10).fill("p3-late")]);
     log(
-      "concurrent updates: rows 1-10 = 'p1-middle' (newer than p3-early), rows 11-20 = 'p3-late' on every node",
+      "concurrent updates: rows 1-10 = 'p1-middle' (newer than p3-early), rows 11-20 = 'p3-late' on every node: " +
+        "20 of 40 acknowledged row updates were overwritten by a newer one from the other side (last_update_wins), 0 rows lost",
     );
     for (const n of NNODES) {
       const st = await sql(n, "SELECT string_agg(status, ',') FROM pglogical.show_subscription_status()");
