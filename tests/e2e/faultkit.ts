@@ -554,32 +554,6 @@ export function streamFrom(localAddress: string): () => net.Socket {
   };
 }
 
-/** Waits (bounded) until no process whose command line matches `pattern` (pgrep -f) runs. */
-export async function waitNoProcessMatching(
-  pattern: string,
-  timeoutMs: number,
-  onWait?: (pids: string) => void,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let reported = false;
-  for (;;) {
-    const r = await runProgram("pgrep", ["-af", pattern]);
-    const pids = r.stdout
-      .split("\n")
-      .filter((l) => l.trim() !== "" && !l.includes("pgrep"))
-      .join("\n");
-    if (pids === "") return;
-    if (!reported && onWait) {
-      onWait(pids);
-      reported = true;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`still running after ${timeoutMs} ms: processes matching ${pattern}:\n${pids}`);
-    }
-    await sleep(5000);
-  }
-}
-
 /** Milliseconds as seconds with one decimal, for test output. */
 export function secs(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
@@ -640,4 +614,50 @@ export function stableState(exported: string, maskCiphertext = false): string {
     pending: d.pending_operations ?? [],
   });
   return maskCiphertext ? text.replace(/"ciphertext":"[^"]*"/g, '"ciphertext":"…"') : text;
+}
+
+/**
+ * Holds an exclusive `flock` on `file` (through a child `flock` process) until `release()` or the
+ * end of this process (the child then sees EOF on its stdin and exits, which frees the lock).
+ * Rejects when the lock is not obtained within `timeoutMs`.
+ */
+export async function holdLock(file: string, timeoutMs: number): Promise<{ release(): void }> {
+  const { spawn } = await import("child_process");
+  const child = spawn(
+    "flock",
+    ["-x", "-w", String(Math.ceil(timeoutMs / 1000)), file, "sh", "-c", "echo locked; exec cat >/dev/null"],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
+  child.unref();
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once("data", () => resolve());
+    child.once("exit", (code) =>
+      reject(new Error(`flock ${file} exited ${code} without the lock: ${stderr}`)),
+    );
+  });
+  return { release: () => child.stdin.end() };
+}
+
+/**
+ * Other mocha runs (not this process or its ancestors) whose command line names one of `patterns`
+ * (e.g. a suite file, or a glob that expands to every e2e suite), as `pid args` lines.
+ */
+export function otherMochaRuns(patterns: RegExp[]): string[] {
+  const mine = new Set<number>();
+  for (let p: number | undefined = process.pid; p && p > 1; p = ppidOf(p)) mine.add(p);
+  const found: string[] = [];
+  for (const pid of fs
+    .readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)) {
+    if (mine.has(pid)) continue;
+    const cmd = cmdlineOf(pid);
+    if (/\bmocha\b/.test(cmd) && patterns.some((re) => re.test(cmd)))
+      found.push(`${pid} ${cmd.slice(0, 200)}`);
+  }
+  return found;
 }

@@ -37,6 +37,7 @@ import {
   keySet,
   keySetSql,
   missingKeys,
+  otherMochaRuns,
   parseKeySet,
   pgAttempt,
   planOf,
@@ -47,7 +48,7 @@ import {
   socketAttempt,
   socketSql,
   waitGone,
-  waitNoProcessMatching,
+  holdLock,
   WriterResult,
 } from "./faultkit";
 
@@ -529,6 +530,8 @@ const NNODES = ["p1", "p2", "p3"];
 const NPG_PORT = 26432;
 const NPASSWORD = "flt-Partit10n-Pa55";
 const CUT_SECONDS = 30;
+/** Lock file serializing suites that use the one-per-machine netns fixture. */
+const NETNS_SUITE_LOCK = "/run/lock/pulumi-bdr-netns-suite.lock";
 
 describe("e2e faults on network-namespace hosts: a node cut off for 30 s while both sides write", function () {
   this.timeout(60 * 60 * 1000);
@@ -537,6 +540,7 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
   let stateDir = "";
   let hosts: NetnsHost[] = [];
   let cutLink: string | undefined;
+  let lock: { release(): void } | undefined;
 
   const baseDirOf = (h: NetnsHost) => `/var/lib/pulumi-bdr-${h.name}`;
   const sockOf = (node: string) => ({
@@ -569,9 +573,24 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
     if (!pulumiAvailable()) {
       throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
     }
-    // The fixture is one per machine: wait for the remote-host suite if it runs (bounded).
-    await waitNoProcessMatching("remote\\.test\\.js", 45 * 60 * 1000, (p) =>
-      log(`waiting for the remote-host suite to finish (it uses the same netns fixture):\n${p}`),
+    // The fixture is one per machine (fixed names and subnet; a suite's before/after tears it
+    // down): hold the netns suite lock, and wait (bounded) for any other mocha run that runs the
+    // remote-host suite or the whole e2e directory, which do not take the lock.
+    lock = await holdLock(NETNS_SUITE_LOCK, 45 * 60 * 1000);
+    const others = [/remote\.test\.js/, /tests\/e2e\/\*/, /e2e\/\*\*/];
+    let waited = false;
+    await waitFor(
+      "other e2e runs using the netns fixture to finish",
+      async () => {
+        const runs = otherMochaRuns(others);
+        if (runs.length > 0 && !waited) {
+          waited = true;
+          log(`waiting for other e2e runs (they use the same netns fixture):\n${runs.join("\n")}`);
+        }
+        return runs.length === 0;
+      },
+      45 * 60 * 1000,
+      5000,
     );
     for (let i = 1; i <= 4; i++) {
       fs.rmSync(`/var/lib/pulumi-bdr-bdrh${i}/${NCLUSTER}`, { recursive: true, force: true });
@@ -606,24 +625,31 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
     if (fx) await fx.down().catch((e) => console.error(String(e)));
     for (const h of hosts) fs.rmSync(`${baseDirOf(h)}/${NCLUSTER}`, { recursive: true, force: true });
     if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+    lock?.release();
   });
 
   it("p3 cut off for 30 s, then healed: all nodes converge, no acknowledged row lost, updates settle on one value", async () => {
     await sql("p1", ddl("CREATE TABLE public.keys (id bigint PRIMARY KEY, origin text NOT NULL)"));
     await sql("p1", ddl("CREATE TABLE public.hot (id int PRIMARY KEY, v text NOT NULL)"));
+    await sql("p1", ddl("CREATE TABLE public.counters (id int PRIMARY KEY, c bigint NOT NULL)"));
     for (const n of NNODES) {
       await waitFor(
         `tables on ${n}`,
-        async () => (await sql(n, "SELECT to_regclass('public.hot') IS NOT NULL")) === "t",
+        async () => (await sql(n, "SELECT to_regclass('public.counters') IS NOT NULL")) === "t",
         60000,
         250,
       );
     }
     await sql("p1", "INSERT INTO public.hot SELECT g, 'init' FROM generate_series(1, 20) g");
+    await sql("p1", "INSERT INTO public.counters SELECT g, 0 FROM generate_series(0, 3) g");
     for (const n of NNODES) {
       await waitFor(
-        `hot rows on ${n}`,
-        async () => (await sql(n, "SELECT count(*) FROM public.hot")) === "20",
+        `hot rows and counters on ${n}`,
+        async () =>
+          (await sql(
+            n,
+            "SELECT (SELECT count(*) FROM public.hot) + (SELECT count(*) FROM public.counters)",
+          )) === "24",
         60000,
         250,
       );
@@ -640,12 +666,19 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
     };
     const majAttempt = pgAttempt(
       bouncer,
-      (k) => `INSERT INTO public.keys VALUES (${k}, 'majority'); SELECT host(inet_server_addr())`,
+      (k) =>
+        `INSERT INTO public.keys VALUES (${k}, 'majority'); ` +
+        `UPDATE public.counters SET c = c + 1 WHERE id = ${k % 4}; SELECT host(inet_server_addr())`,
     );
     const maj = new KeyWriter("majority", majAttempt.fn, 1_000_000, { pauseMs: 5 }).start();
     const min = new KeyWriter(
       "p3",
-      socketAttempt(sockOf("p3"), (k) => `INSERT INTO public.keys VALUES (${k}, 'p3') RETURNING id`),
+      socketAttempt(
+        sockOf("p3"),
+        (k) =>
+          `BEGIN; INSERT INTO public.keys VALUES (${k}, 'p3'); ` +
+          `UPDATE public.counters SET c = c + 1 WHERE id = ${k % 4}; COMMIT; SELECT ${k};`,
+      ),
       2_000_000,
       { pauseMs: 10 },
     ).start();
@@ -710,7 +743,9 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
               .map(Number);
             const missing = missingKeys(acknowledged, all);
             const hot = await sql(n, "SELECT string_agg(v, ',' ORDER BY id) FROM public.hot");
-            states[n] = `${missing.length} missing | ${await sql(n, keySetSql("public.keys"))} | ${hot}`;
+            const counters = await sql(n, "SELECT sum(c) FROM public.counters");
+            states[n] =
+              `${missing.length} missing | ${await sql(n, keySetSql("public.keys"))} | ${hot} | ${counters}`;
           }
           return new Set(Object.values(states)).size === 1 && states.p1.startsWith("0 missing");
         },
@@ -739,9 +774,17 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
     // last_update_wins: rows 1-10 were updated on p3 before p1's update, rows 11-20 after it.
     assert.deepStrictEqual(hot, [...Array(10).fill("p1-middle"), ...Array(10).fill("p3-late")]);
     log(
-      "concurrent updates: rows 1-10 = 'p1-middle' (newer than p3-early), rows 11-20 = 'p3-late' on every node: " +
-        "20 of 40 acknowledged row updates were overwritten by a newer one from the other side (last_update_wins), 0 rows lost",
+      "concurrent updates: rows 1-10 = 'p1-middle' (newer than p3-early), rows 11-20 = 'p3-late' on every node " +
+        "(the commit-time order); 0 rows lost",
     );
+    // Read-modify-write across the cut: each side incremented its own copy of the counters; the newer
+    // row version wins whole, so the other side's increments are gone (the cost of async multi-master).
+    const counterSum = Number(states.p1.split(" | ")[3]);
+    log(
+      `counters: ${onNodes.count} transactions each added 1, the converged sum is ${counterSum}: ` +
+        `${onNodes.count - counterSum} increments overwritten (last_update_wins keeps one side's row), not lost rows`,
+    );
+    assert.ok(counterSum <= onNodes.count, `counter sum ${counterSum} > ${onNodes.count} transactions`);
     for (const n of NNODES) {
       const st = await sql(n, "SELECT string_agg(status, ',') FROM pglogical.show_subscription_status()");
       assert.strictEqual(st, "replicating,replicating", `${n} subscriptions: ${st}`);
