@@ -208,7 +208,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 function stepBreakdown(steps: StepTimes): { name: string; start: number; end: number }[] {
   const rows = Object.entries(steps)
-    .filter(([name]) => /-(server|config|setup|join|proxy)$/.test(name))
+    .filter(([name]) => /^bench-/.test(name) && Number.isFinite(steps[name].end))
     .map(([name, t]) => ({ name, start: t.start, end: t.end }));
   const t0 = Math.min(...rows.map((r) => r.start));
   return rows
@@ -1070,7 +1070,18 @@ async function writeOutputs(env: Record<string, string>, final: boolean): Promis
   fs.writeFileSync(MARKDOWN_FILE, renderMarkdown(results, analysis));
 }
 
-main()
+/** `BENCH_RENDER_ONLY=1`: rewrite BENCHMARKS.md from bench/results.json (e.g. after editing bench/ANALYSIS.md). */
+async function renderOnly(): Promise<void> {
+  const r = readResults(RESULTS_FILE);
+  if (!r) throw new Error(`${RESULTS_FILE} is missing: run the bench first`);
+  const analysis = fs.existsSync(ANALYSIS_FILE)
+    ? fs.readFileSync(ANALYSIS_FILE, "utf8")
+    : "(no bench/ANALYSIS.md)";
+  fs.writeFileSync(MARKDOWN_FILE, renderMarkdown(r, analysis));
+  log(`${MARKDOWN_FILE} rewritten from ${RESULTS_FILE}`);
+}
+
+(process.env.BENCH_RENDER_ONLY === "1" ? renderOnly() : main())
   .catch(async (e) => {
     console.error(e);
     problems.push(String(e));
