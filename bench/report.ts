@@ -91,6 +91,43 @@ const SECTION_TITLES: Record<string, string> = {
   throughput: "6. Throughput by path (pgbench, same script and clients)",
 };
 
+const METHOD = `
+All traffic is on 127.0.0.1. The pulumi-bdr cluster is \`BdrCluster("bench")\` with local hosts
+(nodes on 28432+, HAProxy 28533, PgBouncer 28532, data in /var/lib/pulumi-bdr/bench), driven by an
+inline program through the Automation API on a private file backend. The baseline is
+bench/baseline.sh (nodes on 29432+, HAProxy 29533, PgBouncer 29532, data in
+/var/lib/pulumi-bdr-bench/baseline): initdb, configuration, pg_hba, pgpass, start, role with one
+SCRAM verifier, database, \`pglogical.create_node\`, a subscription for every ordered pair with
+\`forward_origins '{}'\`, the sync waits, HAProxy and PgBouncer, one node after the other, as the
+postgres user. Ports stay below Linux's ephemeral range (32768–60999). Every run removes what it
+created, also on failure or Ctrl-C.
+
+- **up**: wall time of \`stack.up()\` (or of \`baseline.sh up\`) plus the same verification for both: a
+  table created through \`pglogical.replicate_ddl_command\`, a row inserted on the first and one on
+  the last node, both seen on every node, and a query through PgBouncer. Baseline, 5-node and
+  3-node runs are interleaved, and the ratios are taken run by run, so that background load hits
+  both sides of a ratio alike. **destroy**: \`stack.destroy()\`.
+- **preview**: \`stack.preview()\` on the up-to-date 3-node stack; changes exclude \`same\`.
+- **switchover**: pgbench (4 clients, rate-limited, insert of random keys) through PgBouncer with a
+  per-transaction log; after 3 s the program's \`writeNode\` (and \`switchoverMethod\`) change and
+  \`up\` runs. Failed = pgbench's failed transactions + aborted clients. Stall = the longest gap
+  between two consecutive transaction ends in the log. Then every node must hold the same rows.
+- **failover**: two reconnecting clients (a new connection through PgBouncer for every statement,
+  retry after 20 ms): distinct-key inserts, and increments of one row by several clients. kill -9
+  of the postmaster PgBouncer's traffic lands on; route = kill → first commit that reports another
+  node's port; in-flight failed = statements that failed after the connection to PgBouncer was
+  accepted. The node stays down for a while, is restarted with \`pg_ctl start\` as postgres with
+  PGPASSFILE, and (unless stated) the peers' subscriptions from it are disabled/enabled; rejoin =
+  \`pg_ctl start\` → a row committed on it is on every peer and a peer's row is on it. Lost = committed
+  inserts missing on some node; overwritten = committed increments minus the converged value's
+  increase.
+- **lag**: pgbench (4 clients, rate-limited inserts) directly on the write node; meanwhile a probe
+  commits a row on the write node and polls every other node (one connection each, ~1 ms apart)
+  until it is there, every 20 ms. The two clusters alternate run by run.
+- **throughput**: pgbench, same insert script, 4 clients, same seconds, through each path; \`-C\` opens
+  a new connection per transaction.
+`;
+
 export function renderMarkdown(r: Results, analysis: string): string {
   const out: string[] = [];
   out.push("# Benchmarks");
@@ -137,6 +174,10 @@ export function renderMarkdown(r: Results, analysis: string): string {
   out.push("## Findings");
   out.push("");
   out.push(analysis.trim());
+  out.push("");
+  out.push("## Method");
+  out.push("");
+  out.push(METHOD.trim());
   out.push("");
   out.push("## Figures by section");
   out.push("");
