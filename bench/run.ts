@@ -943,9 +943,11 @@ async function environment(): Promise<Record<string, string>> {
     pgbouncer: await one("pgbouncer --version"),
     node: process.version,
     pulumi: pulumi ? `${await one(`${pulumi} version`)} (${pulumi})` : "not available",
-    "command provider": await one(
-      `cat ${os.homedir()}/.cache/pulumi-bdr/stamps/command 2>/dev/null | cut -d: -f1 | sed 's/^shim$/Node stand-in (scripts\\/install-pulumi.sh), not the Go provider/; s/^go$/Go provider built from modules/'`,
-    ),
+    plugins: !pulumi
+      ? "not available"
+      : await one(
+          `${pulumi} plugin ls --json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).filter(p=>p.kind==="resource").map(p=>p.name+" "+p.version).join(", ")))'`,
+        ),
     commit: await one(`cd ${ROOT} && git rev-parse --short HEAD`),
     "load average at start": loadAverage(),
   };

@@ -1,96 +1,92 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016 # single-quoted `bash -c` bodies and the printed PATH line are meant literally
-# Installs the Pulumi toolchain this repo needs, built from Go modules, into a
-# cache outside the repo. Idempotent: a warm cache makes this a no-op that takes
-# about a second.
+# Installs the Pulumi toolchain pulumi-bdr runs on, the same parts a user installs:
+#   - the Pulumi CLI v3.248.0 and its Node.js language host v3.248.0 (+ the dynamic-provider shim),
+#   - the resource plugins command 1.2.1, postgresql 3.18.0 and docker 5.1.0.
 #
-#   bash scripts/install-pulumi.sh                # build/verify, print PATH line
-#   eval "$(bash scripts/install-pulumi.sh)"      # ...and put it on PATH
-#   source scripts/pulumi-env.sh                  # PATH + offline env vars
+#   bash scripts/install-pulumi.sh [--sources DIR]     # then: source scripts/pulumi-env.sh
 #
-# What ends up in $CACHE/bin (CACHE=${PULUMI_BDR_CACHE:-$HOME/.cache/pulumi-bdr}):
-#   pulumi                         CLI v3.248.0 (matches @pulumi/pulumi ~3.248.0)
-#   pulumi-language-nodejs         nodejs language host (see LANGHOST notes below)
-#   pulumi-resource-pulumi-nodejs  shim for dynamic providers (from the sdk module)
-# and the resource plugin "command" 1.2.1 (matches npm @pulumi/command@1.2.1)
-# registered in ${PULUMI_HOME:-~/.pulumi}/plugins.
+# Each part is got the normal way first (an existing `pulumi` of the right version on PATH;
+# `pulumi plugin install resource NAME VERSION`, which downloads), and where that fails it is built
+# from upstream source snapshots in DIR (flag --sources, or PULUMI_BDR_PLUGIN_SOURCES; the files
+# listed in ../shared/third_party/README.md) plus the Go module proxy. Built binaries are cached in
+# $PULUMI_BDR_CACHE (default ~/.cache/pulumi-bdr), keyed by name and version, so a warm run takes
+# seconds. A cold build takes 30-45 minutes on 2 cores (see README.md, "Pulumi engine").
 #
-# Only the Go module proxy and the npm registry are reachable here (no GitHub,
-# no get.pulumi.com), and the proxy in use does not serve every module:
-#   * github.com/pulumi/pulumi/{pkg,sdk}/v3@v3.248.0: served -> the CLI is built
-#     from them (pkg's go.mod has `replace sdk/v3 => ../sdk`, so both are copied
-#     side by side and built in place; `go install` would refuse the replace).
-#   * github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3 (its own
-#     module since ~v3.69): refused (403) at every version tried. Fallback: the
-#     newest served sdk/v3 that still contains nodejs/cmd/pulumi-language-nodejs
-#     is v3.68.0; that host speaks a protocol the v3.248 engine still accepts
-#     (it falls back from GetRequiredPackages/Handshake) and runs the
-#     @pulumi/pulumi 3.248 `cmd/run` entry point fine.
-#   * github.com/pulumi/pulumi-command/provider: refused (v1.2.1 -> 404, no such
-#     tag upstream; release-commit pseudo-version, v1.2.0, v1.1.0 -> 403). The
-#     root module pulumi-command@v1.2.1 is served but excludes provider/ (nested
-#     module). Fallback: a small stand-in plugin written in Node on top of
-#     @pulumi/pulumi/provider, implementing command:local:Command and the
-#     command:local:run invoke with pulumi-command's semantics (create/update/
-#     delete commands, interpreter, dir, environment, stdin, triggers ->
-#     replace, PULUMI_COMMAND_STDOUT/STDERR, assetPaths/archivePaths).
-#     command:remote:* is NOT implemented by the stand-in.
-# The script tries the real modules first, so it picks them up by itself the
-# day the proxy serves them.
-#
-# Env knobs: PULUMI_BDR_CACHE (cache dir), PULUMI_BDR_FORCE=1 (rebuild all),
-# PULUMI_HOME (plugin dir root), GOPROXY/GOMODCACHE/GOCACHE (as usual).
-# Disk: a cold build adds ~1.4 GB to the Go module cache (GOMODCACHE) and ~1.5 GB
-# to the Go build cache (GOCACHE); neither is needed once built. $CACHE is ~220 MB.
+# Env knobs: PULUMI_BDR_CACHE, PULUMI_BDR_PLUGIN_SOURCES, PULUMI_BDR_FORCE=1 (rebuild everything),
+# PULUMI_BDR_NO_DOWNLOAD=1 (skip the download attempts), PULUMI_HOME, GOPROXY/GOMODCACHE/GOCACHE.
 set -euo pipefail
 
 PULUMI_VERSION="v3.248.0"
-LANGHOST_FALLBACK_SDK_VERSION="v3.68.0"
 COMMAND_VERSION="1.2.1"
-COMMAND_RELEASE_PSEUDO="v0.0.0-20260303235922-7f3eb6f3b77c" # tag v1.2.1 = commit 7f3eb6f3b77c
-NPM_PULUMI_FOR_SHIM="3.248.0"
+POSTGRESQL_VERSION="3.18.0"
+DOCKER_VERSION="5.1.0"
 
 CACHE="${PULUMI_BDR_CACHE:-$HOME/.cache/pulumi-bdr}"
 BIN="$CACHE/bin"
-STAMPS="$CACHE/stamps"
 LOGS="$CACHE/logs"
+BUILD="$CACHE/build"
 PLUGINS_DIR="${PULUMI_HOME:-$HOME/.pulumi}/plugins"
 FORCE="${PULUMI_BDR_FORCE:-0}"
+SOURCES="${PULUMI_BDR_PLUGIN_SOURCES:-}"
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--sources)
+		SOURCES="${2:?--sources needs a directory}"
+		shift 2
+		;;
+	--sources=*)
+		SOURCES="${1#--sources=}"
+		shift
+		;;
+	*)
+		echo "install-pulumi: unknown argument '$1' (allowed: --sources DIR)" >&2
+		exit 2
+		;;
+	esac
+done
 
 export GOTOOLCHAIN=local
 export GOFLAGS="-mod=mod -buildvcs=false"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export GIT_TERMINAL_PROMPT=0
-
 SDK_VERSION_VAR="github.com/pulumi/pulumi/sdk/v3/go/common/version.Version"
 T_START=$(date +%s)
 
-log() { printf '[install-pulumi] %s\n' "$*" >&2; }
+log() { printf '[install-pulumi %4ss] %s\n' "$(($(date +%s) - T_START))" "$*" >&2; }
 die() {
 	log "ERROR: $*"
 	exit 1
 }
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not on PATH"; }
 
-# run_logged NAME CMD...: runs CMD with output to $LOGS/NAME.log; on failure shows its tail.
+# run_logged NAME CMD...: runs CMD with its output in $LOGS/NAME.log. While it runs, prints every
+# 30 s how long it has been going and the log's last line; on failure shows the log's tail.
 run_logged() {
-	local name=$1
+	local name=$1 t0 rc=0 ticker
 	shift
-	local t0 rc=0
 	t0=$(date +%s)
-	log "$name: running (log: $LOGS/$name.log)"
-	"$@" >"$LOGS/$name.log" 2>&1 || rc=$?
+	log "$name: started (log: $LOGS/$name.log)"
+	: >"$LOGS/$name.log"
+	(
+		while sleep 30; do
+			log "$name: running for $(($(date +%s) - t0)) s; last log line: $(tail -n 1 "$LOGS/$name.log" 2>/dev/null | cut -c1-120)"
+		done
+	) &
+	ticker=$!
+	"$@" >>"$LOGS/$name.log" 2>&1 || rc=$?
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
 	if [ "$rc" -ne 0 ]; then
 		tail -n 40 "$LOGS/$name.log" >&2 || true
-		log "$name: FAILED (exit $rc) after $(($(date +%s) - t0))s"
+		log "$name: FAILED (exit $rc) after $(($(date +%s) - t0)) s; full log: $LOGS/$name.log"
 		return "$rc"
 	fi
-	log "$name: done in $(($(date +%s) - t0))s"
+	log "$name: done in $(($(date +%s) - t0)) s"
 }
 
-# moddir MODULE@VERSION: downloads a module through the proxy, prints its
-# module-cache directory. Fails (without output) if the proxy does not serve it.
+# moddir MODULE@VERSION: downloads a module through the proxy and prints its module-cache directory.
 moddir() {
 	local out dir
 	out=$(cd "$CACHE" && go mod download -json "$1" 2>&1) || true
@@ -102,204 +98,202 @@ moddir() {
 	printf '%s\n' "$dir"
 }
 
-stamp_set() { printf '%s\n' "$2" >"$STAMPS/$1"; }
+# source_archive NAME: the path of an upstream snapshot in $SOURCES, or a clear error.
+source_archive() {
+	[ -n "$SOURCES" ] || die "cannot download $1 and no source directory was given: pass --sources DIR or set PULUMI_BDR_PLUGIN_SOURCES (e.g. ../shared/third_party)"
+	[ -f "$SOURCES/$1.tar.gz" ] || die "$SOURCES/$1.tar.gz not found (needed to build $1)"
+	printf '%s\n' "$SOURCES/$1.tar.gz"
+}
+
+# unpack NAME DEST: extracts the snapshot NAME into DEST (its single top directory stripped).
+unpack() {
+	local archive
+	archive=$(source_archive "$1")
+	rm -rf "$2"
+	mkdir -p "$2"
+	tar -xzf "$archive" -C "$2" --strip-components=1
+}
+
+# go_in DIR CMD...: runs CMD in DIR.
+go_in() {
+	local dir=$1
+	shift
+	(cd "$dir" && "$@")
+}
+# go_build DIR OUTPUT VAR=VALUE PACKAGE: a static, stripped build with one version variable set.
+go_build() { go_in "$1" env CGO_ENABLED=0 go build -o "$2" -ldflags "-s -w -X $3" "$4"; }
 
 need node
-mkdir -p "$BIN" "$STAMPS" "$LOGS"
+need tar
+mkdir -p "$BIN" "$LOGS" "$PLUGINS_DIR"
+if [ -n "$SOURCES" ]; then SOURCES=$(cd "$SOURCES" && pwd); fi
 
-# One installer at a time per cache (parallel CI jobs on one machine).
+# One installer at a time per cache.
 if command -v flock >/dev/null 2>&1; then
 	exec 9>"$CACHE/.lock"
 	flock 9
 fi
 
-WORK="$CACHE/build/pulumi-$PULUMI_VERSION"
-
-# Lays out <WORK>/pkg and <WORK>/sdk (writable copies of the v3.248.0 modules).
+# ------------------------------------------------------------------ pulumi CLI (+ sdk tree)
+WORK="$BUILD/pulumi-$PULUMI_VERSION"
+# Lays out $WORK/pkg and $WORK/sdk: writable copies of the pulumi modules at the CLI's version.
+# The language hosts are nested modules whose go.mod replaces sdk and pkg with relative paths,
+# so their sources are placed inside this tree and build against exactly these copies.
 prepare_work() {
 	[ -f "$WORK/.ready" ] && return 0
 	need go
 	local pkg sdk
-	pkg=$(moddir "github.com/pulumi/pulumi/pkg/v3@$PULUMI_VERSION") || die "proxy does not serve pulumi/pkg/v3@$PULUMI_VERSION"
-	sdk=$(moddir "github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION") || die "proxy does not serve pulumi/sdk/v3@$PULUMI_VERSION"
+	pkg=$(moddir "github.com/pulumi/pulumi/pkg/v3@$PULUMI_VERSION") || die "the Go module proxy does not serve pulumi/pkg/v3@$PULUMI_VERSION"
+	sdk=$(moddir "github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION") || die "the Go module proxy does not serve pulumi/sdk/v3@$PULUMI_VERSION"
 	rm -rf "$WORK"
 	mkdir -p "$WORK"
 	cp -r "$pkg" "$WORK/pkg"
 	cp -r "$sdk" "$WORK/sdk"
 	chmod -R u+w "$WORK"
-	grep -q '^var Version string' "$WORK/sdk/go/common/version/version.go" ||
-		die "version variable not found in sdk/go/common/version/version.go; fix SDK_VERSION_VAR"
 	touch "$WORK/.ready"
 }
 
-# ---------------------------------------------------------------- pulumi CLI
-# Reuse a pulumi already on PATH if it is the right version and comes with a
-# nodejs language host; otherwise build into $BIN.
 cli_version() { "$1" version 2>/dev/null | head -n 1 || true; }
 SYS_PULUMI=$(command -v pulumi 2>/dev/null || true)
-if [ -n "$SYS_PULUMI" ] && [ "$SYS_PULUMI" != "$BIN/pulumi" ] && [ ! -e "$BIN/pulumi" ] &&
-	[ "$(cli_version "$SYS_PULUMI")" = "$PULUMI_VERSION" ] &&
-	[ -x "$(dirname "$SYS_PULUMI")/pulumi-language-nodejs" ]; then
-	log "using existing $SYS_PULUMI ($PULUMI_VERSION)"
-	for f in pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs; do
-		[ -e "$(dirname "$SYS_PULUMI")/$f" ] && ln -sfn "$(dirname "$SYS_PULUMI")/$f" "$BIN/$f"
-	done
-	stamp_set langhost "system"
-fi
-
 if [ "$FORCE" != 1 ] && [ -x "$BIN/pulumi" ] && [ "$(cli_version "$BIN/pulumi")" = "$PULUMI_VERSION" ]; then
 	log "pulumi $PULUMI_VERSION: present"
+elif [ "$FORCE" != 1 ] && [ -n "$SYS_PULUMI" ] && [ "$(cli_version "$SYS_PULUMI")" = "$PULUMI_VERSION" ]; then
+	log "pulumi $PULUMI_VERSION: using $SYS_PULUMI"
+	ln -sfn "$SYS_PULUMI" "$BIN/pulumi"
 else
 	prepare_work
-	run_logged build-pulumi-cli bash -c 'cd "$1/pkg" && go build -o "$2/pulumi.tmp" -ldflags "-s -w -X $3=$4" ./cmd/pulumi' \
-		_ "$WORK" "$BIN" "$SDK_VERSION_VAR" "$PULUMI_VERSION"
+	run_logged build-pulumi-cli go_build "$WORK/pkg" "$BIN/pulumi.tmp" "$SDK_VERSION_VAR=$PULUMI_VERSION" ./cmd/pulumi
 	mv -f "$BIN/pulumi.tmp" "$BIN/pulumi"
 	[ "$(cli_version "$BIN/pulumi")" = "$PULUMI_VERSION" ] || die "built pulumi reports '$(cli_version "$BIN/pulumi")'"
 fi
+PULUMI="$BIN/pulumi"
 
-# Dynamic-provider shim (a shell script in the sdk module's nodejs/dist).
-if [ ! -x "$BIN/pulumi-resource-pulumi-nodejs" ] || [ "$FORCE" = 1 ]; then
-	prepare_work
-	cp "$WORK/sdk/nodejs/dist/pulumi-resource-pulumi-nodejs" "$BIN/pulumi-resource-pulumi-nodejs"
-	chmod +x "$BIN/pulumi-resource-pulumi-nodejs"
+# The dynamic-provider shim ships in the sdk module's nodejs/dist.
+if [ "$FORCE" = 1 ] || [ ! -x "$BIN/pulumi-resource-pulumi-nodejs" ]; then
+	sys_shim="$(dirname "$(readlink -f "$PULUMI")")/pulumi-resource-pulumi-nodejs"
+	if [ -x "$sys_shim" ] && [ "$sys_shim" != "$BIN/pulumi-resource-pulumi-nodejs" ]; then
+		cp "$sys_shim" "$BIN/pulumi-resource-pulumi-nodejs"
+	else
+		prepare_work
+		cp "$WORK/sdk/nodejs/dist/pulumi-resource-pulumi-nodejs" "$BIN/pulumi-resource-pulumi-nodejs"
+	fi
+	chmod 755 "$BIN/pulumi-resource-pulumi-nodejs"
 fi
-# pulumi-analyzer-policy is not in sdk v3.248.0's nodejs/dist any more and is
-# only needed for policy packs, which this repo does not use.
 
-# ------------------------------------------------------ nodejs language host
-LANGHOST_MOD="github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3"
-if [ -x "$BIN/pulumi-language-nodejs" ] && [ "$FORCE" != 1 ] && [ -f "$STAMPS/langhost" ]; then
-	log "pulumi-language-nodejs: present ($(cat "$STAMPS/langhost"))"
-else
+# ------------------------------------------------------------------ language hosts
+# build_langhost LANG: pulumi-language-LANG v3.248.0 next to the CLI.
+build_langhost() {
+	local lang=$1 rel
+	case "$lang" in
+	nodejs) rel="sdk/nodejs/cmd/pulumi-language-nodejs" ;;
+	go) rel="sdk/go/pulumi-language-go" ;;
+	*) die "unknown language host $lang" ;;
+	esac
+	local want="$PULUMI_VERSION" have=""
+	[ -x "$BIN/pulumi-language-$lang" ] && have=$("$BIN/pulumi-language-$lang" -version 2>/dev/null || true)
+	if [ "$FORCE" != 1 ] && [ "$have" = "$want" ]; then
+		log "language host $lang $want: present"
+		return 0
+	fi
+	local sys
+	sys="$(dirname "$(readlink -f "$PULUMI")")/pulumi-language-$lang"
+	if [ "$FORCE" != 1 ] && [ -x "$sys" ] && [ "$sys" != "$BIN/pulumi-language-$lang" ] &&
+		[ "$("$sys" -version 2>/dev/null || true)" = "$want" ]; then
+		log "language host $lang $want: using $sys (shipped with the CLI)"
+		ln -sfn "$sys" "$BIN/pulumi-language-$lang"
+		return 0
+	fi
 	need go
 	prepare_work
-	built=""
-	# Recipe 1: the real module at the CLI's version, in place under sdk/ so its
-	# replace directives (../../../../pkg, ../../..) resolve to our copies.
-	if lh=$(moddir "$LANGHOST_MOD@$PULUMI_VERSION" 2>"$LOGS/langhost-download.log"); then
-		rm -rf "$WORK/sdk/nodejs/cmd/pulumi-language-nodejs"
-		cp -r "$lh" "$WORK/sdk/nodejs/cmd/pulumi-language-nodejs"
-		chmod -R u+w "$WORK/sdk/nodejs/cmd/pulumi-language-nodejs"
-		if run_logged build-langhost bash -c 'cd "$1/sdk/nodejs/cmd/pulumi-language-nodejs" && go build -o "$2/pulumi-language-nodejs.tmp" -ldflags "-s -w -X $3=$4" .' \
-			_ "$WORK" "$BIN" "$SDK_VERSION_VAR" "$PULUMI_VERSION"; then
-			built="$LANGHOST_MOD@$PULUMI_VERSION"
-		fi
-	else
-		log "language host module not served ($(cat "$LOGS/langhost-download.log")); using sdk/v3@$LANGHOST_FALLBACK_SDK_VERSION's host"
-	fi
-	# Recipe 2: newest served sdk/v3 that still embeds the host (built in its own module context).
-	if [ -z "$built" ]; then
-		old=$(moddir "github.com/pulumi/pulumi/sdk/v3@$LANGHOST_FALLBACK_SDK_VERSION") ||
-			die "proxy does not serve pulumi/sdk/v3@$LANGHOST_FALLBACK_SDK_VERSION either"
-		OLDW="$CACHE/build/sdk-$LANGHOST_FALLBACK_SDK_VERSION"
-		rm -rf "$OLDW"
-		mkdir -p "$(dirname "$OLDW")"
-		cp -r "$old" "$OLDW"
-		chmod -R u+w "$OLDW"
-		run_logged build-langhost bash -c 'cd "$1" && go build -o "$2/pulumi-language-nodejs.tmp" -ldflags "-s -w -X $3=$4" ./nodejs/cmd/pulumi-language-nodejs' \
-			_ "$OLDW" "$BIN" "$SDK_VERSION_VAR" "$LANGHOST_FALLBACK_SDK_VERSION"
-		rm -rf "$OLDW"
-		built="github.com/pulumi/pulumi/sdk/v3@$LANGHOST_FALLBACK_SDK_VERSION/nodejs/cmd/pulumi-language-nodejs"
-	fi
-	mv -f "$BIN/pulumi-language-nodejs.tmp" "$BIN/pulumi-language-nodejs"
-	stamp_set langhost "$built"
-fi
+	local src="$BUILD/src-pulumi-language-$lang"
+	unpack "pulumi-language-$lang-${PULUMI_VERSION#v}" "$src"
+	rm -rf "${WORK:?}/$rel"
+	mkdir -p "$(dirname "$WORK/$rel")"
+	cp -r "$src/$rel" "$WORK/$rel"
+	rm -rf "$src"
+	run_logged "build-language-$lang" go_build "$WORK/$rel" "$BIN/pulumi-language-$lang.tmp" "$SDK_VERSION_VAR=$want" .
+	mv -f "$BIN/pulumi-language-$lang.tmp" "$BIN/pulumi-language-$lang"
+	have=$("$BIN/pulumi-language-$lang" -version 2>/dev/null || true)
+	[ "$have" = "$want" ] || die "built pulumi-language-$lang reports '$have', expected $want"
+}
+build_langhost nodejs
 
-# ------------------------------------------------------- command provider
-PLUGIN_DEST="$PLUGINS_DIR/resource-command-v$COMMAND_VERSION/pulumi-resource-command"
-SHIM_DIR="$CACHE/command-provider-$COMMAND_VERSION"
+# ------------------------------------------------------------------ resource plugins
+# plugin_installed NAME VERSION: the binary the CLI will run for that plugin, if any.
+plugin_path() { printf '%s\n' "$PLUGINS_DIR/resource-$1-v$2/pulumi-resource-$1"; }
 
-write_shim_js() {
-	cat "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/command-provider/index.js"
+build_command() { # DIR BINARY VERSION
+	unpack "pulumi-command-$3" "$1"
+	run_logged build-plugin-command go_build "$1/provider" "$2" \
+		"github.com/pulumi/pulumi-command/provider/pkg/version.Version=$3" ./cmd/pulumi-resource-command
 }
 
-# Recipe 1 for the command provider: the real Go module (not served today).
-build_command_go() {
-	local src v
-	for v in "v$COMMAND_VERSION" "$COMMAND_RELEASE_PSEUDO"; do
-		if src=$(moddir "github.com/pulumi/pulumi-command/provider@$v" 2>>"$LOGS/command-download.log"); then
-			local w="$CACHE/build/pulumi-command-provider"
-			rm -rf "$w"
-			mkdir -p "$(dirname "$w")"
-			cp -r "$src" "$w"
-			chmod -R u+w "$w"
-			if run_logged build-command-provider bash -c 'cd "$1" && go build -o "$2" -ldflags "-s -w -X github.com/pulumi/pulumi-command/provider/pkg/version.Version=$3" ./cmd/pulumi-resource-command' \
-				_ "$w" "$CACHE/pulumi-resource-command-go" "$COMMAND_VERSION"; then
-				rm -rf "$w"
-				return 0
-			fi
-			rm -rf "$w"
-		fi
+# bridged_layout DIR PROVIDER UPSTREAM: a Terraform-bridged provider with its upstream beside it
+# as upstream/ (the provider's go.mod replaces the upstream module with ../upstream), patched.
+bridged_layout() {
+	unpack "$2" "$1"
+	unpack "$3" "$1/upstream"
+	local p
+	for p in "$1"/patches/*.patch; do
+		[ -e "$p" ] || continue
+		(cd "$1/upstream" && git apply "$p") || die "patch $(basename "$p") does not apply to $3"
 	done
-	return 1
 }
 
-# Recipe 2: the Node stand-in, with its own @pulumi/pulumi from the npm registry.
-build_command_shim() {
-	need npm
-	mkdir -p "$SHIM_DIR"
-	write_shim_js | sed "s/@COMMAND_VERSION@/$COMMAND_VERSION/" >"$SHIM_DIR/index.js.new"
-	mv -f "$SHIM_DIR/index.js.new" "$SHIM_DIR/index.js"
-	if [ "$(node -p "try{require('$SHIM_DIR/node_modules/@pulumi/pulumi/package.json').version}catch(e){''}")" != "$NPM_PULUMI_FOR_SHIM" ]; then
-		printf '{"name":"pulumi-command-standin","version":"%s","private":true}\n' "$COMMAND_VERSION" >"$SHIM_DIR/package.json"
-		run_logged npm-install-command-shim bash -c 'cd "$1" && npm install --no-audit --no-fund --omit=dev --no-package-lock --loglevel=error "@pulumi/pulumi@$2"' \
-			_ "$SHIM_DIR" "$NPM_PULUMI_FOR_SHIM"
+build_postgresql() { # DIR BINARY VERSION
+	need git
+	bridged_layout "$1" "pulumi-postgresql-$3" "terraform-provider-postgresql-ff936b95"
+	run_logged download-plugin-postgresql-modules go_in "$1/provider" go mod download
+	run_logged generate-plugin-postgresql-schema go_in "$1/provider" env VERSION="$3" go generate cmd/pulumi-resource-postgresql/main.go
+	run_logged build-plugin-postgresql go_build "$1/provider" "$2" \
+		"github.com/pulumi/pulumi-postgresql/provider/v3/pkg/version.Version=$3" ./cmd/pulumi-resource-postgresql
+}
+
+build_docker() { # DIR BINARY VERSION
+	need git
+	bridged_layout "$1" "pulumi-docker-$3" "terraform-provider-docker-4.5.0"
+	# pulumi-java is only used by code generation (none of it is compiled into the plugin) and
+	# the module proxy refuses it: stand an empty module in for it.
+	mkdir -p "$1/pulumi-java-unused"
+	printf 'module github.com/pulumi/pulumi-java\n\ngo 1.21\n' >"$1/pulumi-java-unused/go.mod"
+	(cd "$1/provider" && go mod edit -replace github.com/pulumi/pulumi-java=../pulumi-java-unused)
+	# Not `go mod download`: two modules the plugin does not compile are refused by the proxy.
+	run_logged generate-plugin-docker-schema go_in "$1/provider" env VERSION="$3" go generate cmd/pulumi-resource-docker/main.go
+	run_logged build-plugin-docker go_build "$1/provider" "$2" \
+		"github.com/pulumi/pulumi-docker/provider/v5/pkg/version.Version=$3" ./cmd/pulumi-resource-docker
+}
+
+# ensure_plugin NAME VERSION: installs resource plugin NAME VERSION: present, downloaded, or built.
+ensure_plugin() {
+	local name=$1 version=$2 dest cached
+	dest=$(plugin_path "$name" "$version")
+	cached="$CACHE/plugins/$name-$version/pulumi-resource-$name"
+	if [ "$FORCE" != 1 ] && [ -x "$dest" ] && { [ ! -x "$cached" ] || cmp -s "$cached" "$dest"; }; then
+		log "plugin $name $version: present ($dest)"
+		return 0
 	fi
-	printf '#!/bin/sh\n# stand-in pulumi-resource-command %s (see scripts/install-pulumi.sh)\nexec node "%s/index.js" "$@"\n' \
-		"$COMMAND_VERSION" "$SHIM_DIR" >"$SHIM_DIR/pulumi-resource-command"
-	chmod +x "$SHIM_DIR/pulumi-resource-command"
-}
-
-command_expected_recipe() { cat "$STAMPS/command" 2>/dev/null || true; }
-command_source_file() {
-	case "$(command_expected_recipe)" in
-	go:*) echo "$CACHE/pulumi-resource-command-go" ;;
-	shim:*) echo "$SHIM_DIR/pulumi-resource-command" ;;
-	esac
-}
-
-shim_sum() { write_shim_js | sha256sum | cut -c1-16; }
-cmd_ok=0
-if [ "$FORCE" != 1 ]; then
-	src=$(command_source_file)
-	case "$(command_expected_recipe)" in
-	go:*) [ -n "$src" ] && [ -x "$src" ] && cmd_ok=1 ;;
-	shim:*) [ "$(command_expected_recipe)" = "shim:$(shim_sum)" ] && [ -x "$src" ] &&
-		[ -f "$SHIM_DIR/node_modules/@pulumi/pulumi/package.json" ] && cmd_ok=1 ;;
-	esac
-fi
-if [ "$cmd_ok" = 1 ]; then
-	log "command provider $COMMAND_VERSION: present ($(command_expected_recipe))"
-else
-	: >"$LOGS/command-download.log"
-	if command -v go >/dev/null 2>&1 && build_command_go; then
-		stamp_set command "go:github.com/pulumi/pulumi-command/provider"
-	else
-		log "pulumi-command provider module not served ($(tail -n 1 "$LOGS/command-download.log")); installing the Node stand-in"
-		build_command_shim
-		stamp_set command "shim:$(shim_sum)"
+	if [ "$FORCE" != 1 ] && [ ! -x "$cached" ] && [ "${PULUMI_BDR_NO_DOWNLOAD:-0}" != 1 ]; then
+		if run_logged "download-plugin-$name" timeout 120 "$PULUMI" plugin install resource "$name" "$version"; then
+			return 0
+		fi
+		log "plugin $name $version: download failed; building it from source"
 	fi
-fi
+	if [ "$FORCE" = 1 ] || [ ! -x "$cached" ]; then
+		need go
+		local dir="$BUILD/plugin-$name-$version"
+		mkdir -p "$(dirname "$cached")"
+		"build_$name" "$dir" "$cached.tmp" "$version"
+		mv -f "$cached.tmp" "$cached"
+		rm -rf "$dir"
+	fi
+	run_logged "install-plugin-$name" "$PULUMI" plugin install resource "$name" "$version" --file "$cached" --reinstall
+}
 
-# Register it as resource plugin command v1.2.1 (re-register if the copy differs).
-src=$(command_source_file)
-if [ ! -x "$PLUGIN_DEST" ] || ! cmp -s "$src" "$PLUGIN_DEST"; then
-	run_logged plugin-install-command "$BIN/pulumi" plugin install resource command "$COMMAND_VERSION" --file "$src" --reinstall
-fi
+ensure_plugin command "$COMMAND_VERSION"
+ensure_plugin postgresql "$POSTGRESQL_VERSION"
+ensure_plugin docker "$DOCKER_VERSION"
 
-rm -rf "$CACHE/build"
+rm -rf "$BUILD"
 
-# Cross-check against the repo's pins, if node_modules is there (warning only).
-REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -f "$REPO_DIR/node_modules/@pulumi/pulumi/package.json" ]; then
-	npm_pulumi=$(node -p "require('$REPO_DIR/node_modules/@pulumi/pulumi/package.json').version")
-	[ "v$npm_pulumi" = "$PULUMI_VERSION" ] || log "WARNING: node_modules has @pulumi/pulumi $npm_pulumi, CLI is $PULUMI_VERSION"
-fi
-if [ -f "$REPO_DIR/node_modules/@pulumi/command/package.json" ]; then
-	npm_cmd=$(node -p "require('$REPO_DIR/node_modules/@pulumi/command/package.json').pulumi.version")
-	[ "$npm_cmd" = "$COMMAND_VERSION" ] || log "WARNING: @pulumi/command wants plugin $npm_cmd, installed $COMMAND_VERSION"
-fi
-
-log "ready in $(($(date +%s) - T_START))s: pulumi $PULUMI_VERSION, language host $(cat "$STAMPS/langhost"), command $COMMAND_VERSION ($(command_expected_recipe | cut -d: -f1))"
-log "add to your shell (or: source scripts/pulumi-env.sh):"
-printf 'export PATH="%s:$PATH"\n' "$BIN"
+log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language host nodejs $PULUMI_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
+log "put it on PATH with: source scripts/pulumi-env.sh"

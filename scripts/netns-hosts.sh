@@ -110,14 +110,14 @@ prepare_state() {
   mkdir -p "$STATE_DIR"
   chmod 0700 "$STATE_DIR"
   touch "$STATE_DIR/$MARKER"
-  mkdir -p -m 0700 "$STATE_DIR/hosts"
+  mkdir -p "$STATE_DIR/hosts" && chmod 0700 "$STATE_DIR/hosts"
   if [ ! -f "$STATE_DIR/id_ed25519" ] || [ ! -f "$STATE_DIR/id_ed25519.pub" ]; then
     rm -f "$STATE_DIR/id_ed25519" "$STATE_DIR/id_ed25519.pub"
     ssh-keygen -q -t ed25519 -N '' -C "pulumi-bdr netns fixture" -f "$STATE_DIR/id_ed25519"
   fi
   chmod 0600 "$STATE_DIR/id_ed25519"
   AUTH_DIR=$(auth_dir)
-  mkdir -p -m 0700 "$(dirname "$AUTH_DIR")" "$AUTH_DIR"
+  mkdir -p "$AUTH_DIR" && chmod 0700 "$(dirname "$AUTH_DIR")" "$AUTH_DIR"
   chmod 0700 "$AUTH_DIR"
   # Only from the test subnet: the key is of no use anywhere else.
   local tmp="$AUTH_DIR/authorized_keys.tmp"
@@ -126,7 +126,7 @@ prepare_state() {
   chmod 0600 "$AUTH_DIR/authorized_keys"
   secure_path "$AUTH_DIR/authorized_keys" || die "$AUTH_DIR is not a StrictModes-safe path"
   # sshd's privilege separation directory (not removed by `down`: the system's sshd uses it too).
-  mkdir -p -m 0755 /run/sshd
+  mkdir -p /run/sshd && chmod 0755 /run/sshd
 }
 
 route_subnet_locally() {
@@ -204,7 +204,7 @@ host_up() {
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route replace default via "$BRIDGE_ADDR" dev eth0
 
-  mkdir -p -m 0700 "$dir"
+  mkdir -p "$dir" && chmod 0700 "$dir"
   [ -f "$dir/ssh_host_ed25519_key" ] ||
     ssh-keygen -q -t ed25519 -N '' -C "$ns host key" -f "$dir/ssh_host_ed25519_key"
   chmod 0600 "$dir/ssh_host_ed25519_key"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source this file (do not run it):  . scripts/pulumi-env.sh
 # Puts the Pulumi toolchain built by scripts/install-pulumi.sh on PATH and sets
 # the environment for fully offline use (local file backend, no update checks,

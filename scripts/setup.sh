@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo -n"
 PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib haproxy pgbouncer socat
-  openssh-server openssh-client iproute2 util-linux sudo procps ca-certificates)
+  openssh-server openssh-client iproute2 util-linux sudo procps ca-certificates git
+  docker.io debootstrap shellcheck)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +30,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 npm run build >/dev/null
 
+# The Pulumi CLI, language host and plugins: downloaded, or built from the upstream sources in
+# PULUMI_BDR_PLUGIN_SOURCES (CI: ../shared/third_party) where they cannot be downloaded.
 if [ "${SKIP_PULUMI_ENGINE:-}" != "1" ]; then
   bash scripts/install-pulumi.sh
 fi
