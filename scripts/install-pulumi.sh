@@ -273,10 +273,12 @@ ensure_plugin() {
 		return 0
 	fi
 	if [ "$FORCE" != 1 ] && [ ! -x "$cached" ] && [ "${PULUMI_BDR_NO_DOWNLOAD:-0}" != 1 ]; then
-		if run_logged "download-plugin-$name" timeout 120 "$PULUMI" plugin install resource "$name" "$version"; then
+		log "plugin $name $version: trying pulumi plugin install (log: $LOGS/download-plugin-$name.log)"
+		if timeout 120 "$PULUMI" plugin install resource "$name" "$version" >"$LOGS/download-plugin-$name.log" 2>&1; then
+			log "plugin $name $version: downloaded"
 			return 0
 		fi
-		log "plugin $name $version: download failed; building it from source"
+		log "plugin $name $version: download failed ($(grep -m1 -o 'error: .*' "$LOGS/download-plugin-$name.log" | cut -c1-160)); building it from source"
 	fi
 	if [ "$FORCE" = 1 ] || [ ! -x "$cached" ]; then
 		need go

@@ -7,9 +7,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { pulumiAvailable, pulumiEnv, sh } from "./harness";
-
-const ROOT = path.resolve(__dirname, "..", "..", "..");
+import { inlineStack, pulumiAvailable, pulumiEnv, sh } from "./harness";
 
 /** The plugins the SDKs in package.json need, and the versions built for them. */
 const PLUGINS: Record<string, string> = { command: "1.2.1", postgresql: "3.18.0", docker: "5.1.0" };
@@ -36,17 +34,30 @@ describe("e2e: the real Pulumi toolchain", function () {
 
   after(() => fs.rmSync(stateDir, { recursive: true, force: true }));
 
-  it("pulumi about lists language nodejs 3.248.0 and the command 1.2.1 plugin", async () => {
-    const about = JSON.parse(await sh(`cd ${ROOT} && pulumi about --json 2>/dev/null`, env)) as {
-      cli: { version: string };
-      language: { name: string; version: string };
-      plugins: { name: string; version: string }[] | null;
-    };
-    assert.strictEqual(about.cli.version, "3.248.0");
-    assert.strictEqual(about.language.name, "nodejs");
-    assert.strictEqual(about.language.version, "3.248.0");
-    const plugins = Object.fromEntries((about.plugins ?? []).map((p) => [p.name, p.version]));
-    assert.strictEqual(plugins.command, "1.2.1", JSON.stringify(about.plugins));
+  it("pulumi about in an e2e workspace lists language nodejs 3.248.0 and the plugins command 1.2.1, postgresql 3.18.0", async () => {
+    // The e2e suites' inline workspaces: `main` is the repo root, whose node_modules holds the SDKs.
+    const { stack, stateDir: dir } = await inlineStack("pulumi-bdr-toolchain", "about", async () => ({}));
+    try {
+      const about = JSON.parse(
+        await sh(
+          `cd ${stack.workspace.workDir} && pulumi about --json --stack about 2>/dev/null`,
+          pulumiEnv(dir),
+        ),
+      ) as {
+        cliAbout: { version: string };
+        plugins: { name: string; version: string; kind: string }[] | null;
+      };
+      assert.strictEqual(about.cliAbout.version, "3.248.0");
+      const plugins = Object.fromEntries(
+        (about.plugins ?? []).map((p) => [`${p.kind} ${p.name}`, p.version]),
+      );
+      assert.strictEqual(plugins["language nodejs"], "3.248.0", JSON.stringify(about.plugins));
+      assert.strictEqual(plugins["resource command"], "1.2.1", JSON.stringify(about.plugins));
+      assert.strictEqual(plugins["resource postgresql"], "3.18.0", JSON.stringify(about.plugins));
+    } finally {
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("pulumi plugin ls shows real binaries for command, postgresql and docker", async () => {
