@@ -169,6 +169,7 @@ cmd_base_image() {
     chroot "$root" chown postgres:postgres /run/postgresql
     chmod 2775 "$root/run/postgresql"
     rm -rf "${root:?}/var/cache/apt/archives/"*.deb "${root:?}/var/lib/apt/lists/"* "${root:?}/dev/"*
+    chmod 755 "$root" # mktemp made it 0700, and it becomes the image's /
     tar -C "$root" --numeric-owner -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
     rm -rf "$root"

@@ -1,23 +1,32 @@
 /**
  * Three containers on a user-defined Docker network, from the image the library ships
- * (docker/Dockerfile), and a proxy container. For BDR, pass your own image with `image`.
+ * (docker/Dockerfile), and a proxy container with PgBouncer and HAProxy published on loopback.
+ * Every Docker resource and every `docker exec` goes to the daemon of the provider passed in
+ * `providers` (here the local socket, named explicitly). Each node's data lives on a volume the
+ * component creates (`<name>-<node>-data`), so a recreated container keeps it. For BDR, pass your
+ * own image with `image`. Offline, set `docker.baseImage` to an image that already has the
+ * packages (see scripts/docker-engine.sh base-image).
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { BdrCluster } from "../../lib";
 
 const config = new pulumi.Config();
-const network = new docker.Network("pgnet", { name: "pgnet" });
+const provider = new docker.Provider("docker", {
+  host: config.get("dockerHost") ?? "unix:///var/run/docker.sock",
+});
+const network = new docker.Network("pgnet", { name: "pgnet" }, { provider });
 
 const cluster = new BdrCluster(
   "dock",
   {
     nodes: ["a", "b", "c"].map((name) => ({ name, host: { kind: "docker" as const, network: "pgnet" } })),
     replicationPassword: config.requireSecret("replicationPassword"),
-    proxy: { host: { kind: "docker", network: "pgnet" } },
+    proxy: { host: { kind: "docker", network: "pgnet", publishPort: 6432, publishHaproxyPort: 5433 } },
+    docker: { baseImage: config.get("baseImage") ?? "debian:bookworm-slim" },
   },
-  { dependsOn: [network] },
+  { dependsOn: [network], providers: { docker: provider } },
 );
 
 export const nodeDsns = cluster.nodeDsns;
-export const pgbouncer = cluster.pgbouncerEndpoint;
+export const pgbouncer = { host: "127.0.0.1", port: 6432 };

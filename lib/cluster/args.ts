@@ -60,8 +60,10 @@ export interface RemoteHostArgs {
 }
 
 /**
- * A container per node on a Docker network, through `@pulumi/docker`. The Docker daemon is the one
- * `DOCKER_HOST` names (or the local socket), for the provider and for `docker exec` alike.
+ * A container per node (or for the proxy) on a Docker network, through `@pulumi/docker`. Every
+ * Docker resource and every `docker exec` of the steps and guards goes to one daemon: the one of
+ * the Docker provider passed to the component (`providers: { docker: p }` or `provider`), or else
+ * the component's own provider for {@link DockerClusterArgs.host}. `DOCKER_HOST` is never read.
  */
 export interface DockerHostArgs {
   kind: "docker";
@@ -74,11 +76,35 @@ export interface DockerHostArgs {
   /** Name of an existing user-defined Docker network; nodes reach each other by container name. */
   network: string;
   /**
-   * Host port to publish the node's PostgreSQL port on (loopback only), so that the machine running
-   * Pulumi can reach it.
+   * Host port to publish on loopback (127.0.0.1): a node's PostgreSQL port, or for the proxy host
+   * PgBouncer's port, so that the machine running Pulumi can reach it.
    * @default undefined (not published)
    */
   publishPort?: number;
+  /**
+   * Proxy host only: host port to publish HAProxy's frontend port on, on loopback (127.0.0.1).
+   * @default undefined (not published)
+   */
+  publishHaproxyPort?: number;
+}
+
+/** Cluster-wide settings for docker hosts. */
+export interface DockerClusterArgs {
+  /**
+   * Address of the Docker daemon (`unix:///path`, `tcp://host:port` or `ssh://user@host`) for the
+   * Docker provider the component creates when none is passed in its resource options. A passed
+   * Docker provider (`providers: { docker: p }` or `provider`) takes precedence: then its `host` is
+   * used by every step. `DOCKER_HOST` is not read.
+   * @default "unix:///var/run/docker.sock"
+   */
+  host?: string;
+  /**
+   * Base image of the shipped `docker/Dockerfile` (its `BASE_IMAGE` build argument). The build
+   * installs PostgreSQL 15, pglogical, HAProxy, PgBouncer and socat with apt only when the base
+   * image lacks them, so a base image that has them builds without network access.
+   * @default "debian:bookworm-slim"
+   */
+  baseImage?: string;
 }
 
 /** Where a node or the proxy runs. */
@@ -221,4 +247,9 @@ export interface BdrClusterArgs {
    * @default { enabled: true, host: { kind: "local" } }
    */
   proxy?: ProxyArgs;
+  /**
+   * Docker daemon and image build settings, used when some node or the proxy is a docker host.
+   * @default { host: "unix:///var/run/docker.sock", baseImage: "debian:bookworm-slim" }
+   */
+  docker?: DockerClusterArgs;
 }

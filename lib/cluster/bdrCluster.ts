@@ -4,6 +4,7 @@ import type { BdrClusterArgs } from "./args";
 import { validateArgs } from "./validate";
 import { planCluster, RunnerEnv } from "./plan";
 import { connectionString, createCluster, deriveSecrets } from "./create";
+import { dockerTarget } from "../hosts/docker";
 import type { EngineName } from "../types";
 
 /** The Pulumi type token of the component. */
@@ -21,7 +22,9 @@ export function runnerEnv(): RunnerEnv {
  *
  * Every argument is checked before anything is created; all problems are reported at once.
  * Child resources are named `<name>-<node>-{server,config,setup,join,guard}`, `<name>-proxy` and
- * `<name>-proxy-guard` (plus `<name>-image` and `<name>-<node>-container` for docker hosts).
+ * `<name>-proxy-guard`; docker hosts add `<name>-image`, `<name>-<node>-data` (volume),
+ * `<name>-<node>-container`, `<name>-proxy-data`, `<name>-proxy-container`, and `<name>-docker`
+ * (a Docker provider for `docker.host`) when no Docker provider is passed in the options.
  */
 export class BdrCluster extends pulumi.ComponentResource {
   /** Connection string (without password) of each node, as peers reach it. */
@@ -44,7 +47,14 @@ export class BdrCluster extends pulumi.ComponentResource {
     super(BDR_CLUSTER_TYPE, name, {}, opts);
     const plan = planCluster(name, args, runnerEnv());
     const secrets = deriveSecrets(name, args.replicationPassword);
-    const created = createCluster(this, args, plan, secrets);
+    const anyDocker =
+      Object.values(plan.hosts).some((h) => h.kind === "docker") || plan.proxyHost?.kind === "docker";
+    // Every docker resource and every `docker exec` goes to one daemon: the Docker provider passed
+    // in the options (`providers: { docker }` or `provider`), else `<name>-docker` for `docker.host`.
+    const docker = anyDocker
+      ? dockerTarget(name, this.getProvider("docker:index:Container"), args.docker?.host, this)
+      : undefined;
+    const created = createCluster(this, args, plan, secrets, docker);
 
     this.nodeDsns = pulumi.output(created.nodeDsns);
     this.pgbouncerEndpoint = pulumi.output(

@@ -6,7 +6,16 @@ import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
 import { hostCommand } from "../hosts/commands";
 import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
-import { createContainer, createImage } from "../hosts/docker";
+import {
+  containerAddress,
+  createContainer,
+  createImage,
+  createVolume,
+  DEFAULT_BASE_IMAGE,
+  dockerCommand,
+  type DockerTarget,
+  type PublishedPort,
+} from "../hosts/docker";
 import {
   NodeFiles,
   PROXY_PACKAGES,
@@ -31,6 +40,7 @@ import { clusterSalt, scramVerifier } from "../render/scram";
 import { renderSecretStdin } from "../render/shell";
 import { connString } from "../render/quote";
 import { proxyApplyScript, proxyDestroyScript } from "../proxy/scripts";
+import type { Volume as DockerVolume } from "@pulumi/docker";
 
 /** Secrets derived once from the password; every one is a secret Output. */
 export interface ClusterSecrets {
@@ -54,12 +64,26 @@ export function deriveSecrets(cluster: string, password: pulumi.Input<string>): 
   return { password: pw, verifier };
 }
 
-/** CIDRs (or `samenet`) that `pg_hba.conf` admits: the members and the proxy host. */
-export function memberCidrs(plan: Pick<ClusterPlan, "ctx" | "hosts" | "proxyHost">): string[] {
+/**
+ * IPv4 addresses of a docker cluster's containers on its network, by unit (node name, or `proxy`),
+ * as the Docker provider reports them; empty while a container is stopped.
+ */
+export type DockerAddresses = Readonly<Record<string, string>>;
+
+/**
+ * CIDRs that `pg_hba.conf` admits: the members and the proxy host. Docker hosts are admitted by
+ * their container's address on the network (`/32`), never the whole network: any container on it
+ * could otherwise log in with the password. An address not known (yet) admits nothing.
+ */
+export function memberCidrs(
+  plan: Pick<ClusterPlan, "ctx" | "hosts" | "proxyHost">,
+  dockerAddresses: DockerAddresses = {},
+): string[] {
   const cidrs = new Set<string>();
-  const add = (host: ResolvedHost) => {
+  const add = (host: ResolvedHost, unit: string) => {
     if (host.kind === "docker") {
-      cidrs.add("samenet");
+      const ip = dockerAddresses[unit] ?? "";
+      if (/^[0-9.]+$/.test(ip)) cidrs.add(`${ip}/32`);
     } else if (host.address.includes(":")) {
       cidrs.add(`${host.address}/128`);
     } else if (/^[0-9.]+$/.test(host.address)) {
@@ -68,8 +92,8 @@ export function memberCidrs(plan: Pick<ClusterPlan, "ctx" | "hosts" | "proxyHost
       cidrs.add(host.address);
     }
   };
-  for (const n of plan.ctx.nodes) add(plan.hosts[n.name]);
-  if (plan.proxyHost) add(plan.proxyHost);
+  for (const n of plan.ctx.nodes) add(plan.hosts[n.name], n.name);
+  if (plan.proxyHost) add(plan.proxyHost, "proxy");
   return [...cidrs].sort();
 }
 
@@ -78,6 +102,7 @@ export function renderNodeFiles(
   plan: ClusterPlan,
   engine: Engine,
   node: NodePlan,
+  dockerAddresses: DockerAddresses = {},
 ): NodeFiles & { settings: Record<string, string> } {
   const settings = nodeSettings(plan.ctx, node, engine.settings(plan.ctx), plan.userSettings);
   return {
@@ -87,7 +112,7 @@ export function renderNodeFiles(
       osUser: node.osUser,
       replicationUser: plan.ctx.replicationUser,
       database: plan.ctx.database,
-      memberCidrs: memberCidrs(plan),
+      memberCidrs: memberCidrs(plan, dockerAddresses),
     }),
   };
 }
@@ -133,9 +158,14 @@ export interface StepRender {
 /**
  * Renders the scripts of a host step (`server`, `config`, `setup`, `join`, `proxy` or `guard`) from
  * the plan. Pure: the component wraps the result in a command resource (a {@link ProcessGuard} for
- * `guard` steps); real-process tests run it directly.
+ * `guard` steps); real-process tests run it directly. `dockerAddresses` (docker clusters) are the
+ * containers' addresses that `pg_hba.conf` admits.
  */
-export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
+export function renderStep(
+  plan: ClusterPlan,
+  step: PlanStep,
+  dockerAddresses: DockerAddresses = {},
+): StepRender {
   const { ctx } = plan;
   const engine = getEngine(ctx.engine);
   const node = step.node ? ctx.nodes.find((n) => n.name === step.node) : undefined;
@@ -143,7 +173,7 @@ export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
   const pgpass = (s: PlainSecrets) => renderSecretStdin({ PGPASS: pgpassFor(ctx, s.password) });
   switch (step.kind) {
     case "server": {
-      const files = renderNodeFiles(plan, engine, node!);
+      const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
       const install = host.installPackages ? nodePackages(ctx.postgresVersion, ctx.engine) : undefined;
       return {
         create: serverCreateScript(node!, ctx.database, files, {
@@ -157,7 +187,7 @@ export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
       };
     }
     case "config": {
-      const files = renderNodeFiles(plan, engine, node!);
+      const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
       const script = serverConfigScript(node!, ctx.database, files, {
         outputPluginSnippet: outputPluginFor(ctx, node!),
         afterRestart: engine.afterRestartScript?.(ctx, node!),
@@ -205,6 +235,7 @@ export function renderStep(plan: ClusterPlan, step: PlanStep): StepRender {
       return { create: ensure, update: ensure, probe: proxyProbeScript(input) };
     }
     case "image":
+    case "volume":
     case "container":
       throw new Error(`step ${step.name} (${step.kind}) is a docker resource, not a script`);
     default: {
@@ -226,6 +257,7 @@ export function createCluster(
   args: BdrClusterArgs,
   plan: ClusterPlan,
   secrets: ClusterSecrets,
+  docker?: DockerTarget,
 ): CreatedCluster {
   const { ctx } = plan;
   const resources = new Map<string, pulumi.Resource>();
@@ -233,26 +265,101 @@ export function createCluster(
     .all([secrets.password, secrets.verifier])
     .apply(([password, verifier]) => ({ password, verifier }));
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
+  const hostOf = (step: PlanStep) => (step.node ? plan.hosts[step.node] : plan.proxyHost!);
+  const depsOf = (step: PlanStep) => step.dependsOn.map((d) => resources.get(d)!);
+  const needDocker = () => {
+    if (!docker) throw new Error("createCluster: docker hosts need a DockerTarget");
+    return docker;
+  };
 
+  // Docker first: the image, volumes and containers, whose addresses the nodes' pg_hba.conf admits.
   let imageRef: pulumi.Input<string> | undefined;
+  const addresses: Record<string, pulumi.Output<string>> = {};
+  const volumes: Record<string, DockerVolume> = {};
   for (const step of plan.steps) {
-    const node = step.node ? nodeByName.get(step.node)! : undefined;
-    const host = node ? plan.hosts[node.name] : plan.proxyHost!;
-    const opts = { parent, dependsOn: step.dependsOn.map((d) => resources.get(d)!) };
+    if (step.kind !== "image" && step.kind !== "volume" && step.kind !== "container") continue;
+    const d = needDocker();
+    const host = hostOf(step);
     let resource: pulumi.Resource;
     if (step.kind === "image") {
-      const image = createImage(step.name, ctx.clusterName, parent);
+      const image = createImage(step.name, ctx.clusterName, args.docker?.baseImage ?? DEFAULT_BASE_IMAGE, {
+        parent,
+        provider: d.provider,
+      });
       imageRef = image.imageName;
       resource = image;
-    } else if (step.kind === "container") {
-      resource = createContainer(step.name, host, host.docker?.image ?? imageRef!, node?.port, opts);
-    } else if (step.kind === "guard") {
+    } else if (step.kind === "volume") {
+      const volume = createVolume(step.name, host, { parent, provider: d.provider });
+      volumes[step.node ?? "proxy"] = volume;
+      resource = volume;
+    } else {
+      const node = step.node ? nodeByName.get(step.node) : undefined;
+      const ports: PublishedPort[] = [];
+      const dh = host.docker!;
+      if (node && dh.publishPort !== undefined) ports.push({ internal: node.port, external: dh.publishPort });
+      if (!node && plan.proxy) {
+        if (dh.publishHaproxyPort !== undefined)
+          ports.push({ internal: plan.proxy.haproxyPort, external: dh.publishHaproxyPort });
+        if (dh.publishPort !== undefined)
+          ports.push({ internal: plan.proxy.pgbouncerPort, external: dh.publishPort });
+      }
+      const container = createContainer(
+        step.name,
+        host,
+        dh.image ?? imageRef!,
+        volumes[step.node ?? "proxy"],
+        ports,
+        { parent, dependsOn: depsOf(step), provider: d.provider },
+      );
+      addresses[step.node ?? "proxy"] = containerAddress(container, dh.network);
+      resource = container;
+    }
+    resources.set(step.name, resource);
+  }
+  const dockerAddresses: pulumi.Output<DockerAddresses> = pulumi.all(addresses);
+
+  for (const step of plan.steps) {
+    if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;
+    const node = step.node ? nodeByName.get(step.node)! : undefined;
+    const host = hostOf(step);
+    const opts = { parent, dependsOn: depsOf(step) };
+    let resource: pulumi.Resource;
+    if (step.kind === "guard") {
       const r = renderStep(plan, step);
       if (host.kind === "remote") throw new Error(`${step.name}: remote hosts have no guard`);
       resource = new ProcessGuard(
         step.name,
-        { host: host.kind, container: host.docker?.containerName, probe: r.probe!, ensure: r.create },
+        {
+          host: host.kind,
+          container: host.docker?.containerName,
+          dockerHost: host.kind === "docker" ? needDocker().host : undefined,
+          probe: r.probe!,
+          ensure: r.create,
+        },
         { ...opts, deleteBeforeReplace: true },
+      );
+    } else if (host.kind === "docker") {
+      // pg_hba.conf (server, config) admits the containers' current addresses: those steps
+      // re-render when a container is replaced and gets another address.
+      const rendered =
+        step.kind === "server" || step.kind === "config"
+          ? dockerAddresses.apply((a) => renderStep(plan, step, a))
+          : pulumi.output(renderStep(plan, step));
+      // The shape of the scripts (which exist, stdin, ignoreChanges) does not depend on addresses.
+      const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
+      const r0 = renderStep(plan, step, shapeAddresses);
+      const stdinOf = r0.stdin;
+      resource = dockerCommand(
+        step.name,
+        host,
+        needDocker().host,
+        {
+          create: rendered.apply((r) => r.create),
+          update: r0.update === undefined ? undefined : rendered.apply((r) => r.update!),
+          delete: r0.delete === undefined ? undefined : rendered.apply((r) => r.delete!),
+          stdin: stdinOf ? pulumi.secret(plain.apply((s) => stdinOf(s))) : undefined,
+        },
+        { ...opts, ignoreChanges: r0.ignoreChanges },
       );
     } else {
       const r = renderStep(plan, step);

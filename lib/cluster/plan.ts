@@ -29,11 +29,21 @@ export interface ResolvedHost {
   sudo: boolean;
   installPackages: boolean;
   /** Docker: container and network. */
-  docker?: { containerName: string; network: string; image?: string; publishPort?: number };
+  docker?: {
+    containerName: string;
+    network: string;
+    image?: string;
+    publishPort?: number;
+    /** Proxy host only: HAProxy's published loopback port. */
+    publishHaproxyPort?: number;
+    /** Name of the component-created Docker volume mounted at `clusterDir` (data survives the container). */
+    volumeName: string;
+  };
 }
 
 /** Kinds of step the component turns into resources. */
-export type StepKind = "image" | "container" | "server" | "config" | "setup" | "join" | "proxy" | "guard";
+export type StepKind =
+  "image" | "volume" | "container" | "server" | "config" | "setup" | "join" | "proxy" | "guard";
 
 /** One resource-to-be, with the names of the steps it waits for. */
 export interface PlanStep {
@@ -60,15 +70,18 @@ export interface ClusterPlan {
 
 /**
  * Resource-name helpers: child names are `<component>-<node>-<step>`, `<component>-proxy` and
- * `<component>-proxy-guard`.
+ * `<component>-proxy-guard`; docker hosts add `<component>-image`, `<component>-<node>-data` (volume),
+ * `<component>-<node>-container`, `<component>-proxy-data` and `<component>-proxy-container`.
  */
 export const stepName = {
   image: (cluster: string) => `${cluster}-image`,
+  volume: (cluster: string, node: string) => `${cluster}-${node}-data`,
   container: (cluster: string, node: string) => `${cluster}-${node}-container`,
   server: (cluster: string, node: string) => `${cluster}-${node}-server`,
   config: (cluster: string, node: string) => `${cluster}-${node}-config`,
   setup: (cluster: string, node: string) => `${cluster}-${node}-setup`,
   join: (cluster: string, node: string) => `${cluster}-${node}-join`,
+  proxyVolume: (cluster: string) => `${cluster}-proxy-data`,
   proxyContainer: (cluster: string) => `${cluster}-proxy-container`,
   proxy: (cluster: string) => `${cluster}-proxy`,
   guard: (cluster: string, node: string) => `${cluster}-${node}-guard`,
@@ -134,6 +147,8 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
           network: host.network,
           image: host.image,
           publishPort: host.publishPort,
+          publishHaproxyPort: host.publishHaproxyPort,
+          volumeName: `${containerName}-data`,
         },
       };
     }
@@ -148,7 +163,7 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
  * Resolves validated args into a plan: node facts, proxy facts and the ordered steps.
  * Pure and deterministic; call only after `validateArgs`.
  *
- * Order: per node (in parallel) `container` (docker) → `server` → `config` → `setup`; `config` steps
+ * Order: per node (in parallel) `volume` → `container` (docker) → `server` → `config` → `setup`; `config` steps
  * form a chain so a configuration change rolls one node at a time; `join` steps form a chain from
  * the first node (joins run one at a time); the `proxy` step waits for every join. Each node on a
  * local or docker host gets a `guard` after its `setup`, and the proxy one after the `proxy` step.
@@ -252,12 +267,14 @@ export function planSteps(
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
     if (hosts[node.name].kind === "docker") {
+      const volume = stepName.volume(cluster, node.name);
+      steps.push({ name: volume, kind: "volume", node: node.name, dependsOn: [] });
       const container = stepName.container(cluster, node.name);
       steps.push({
         name: container,
         kind: "container",
         node: node.name,
-        dependsOn: [stepName.image(cluster)],
+        dependsOn: [stepName.image(cluster), volume],
       });
       serverDeps.push(container);
     }
@@ -293,8 +310,10 @@ export function planSteps(
   if (proxyHost) {
     const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
     if (proxyHost.kind === "docker") {
+      const volume = stepName.proxyVolume(cluster);
+      steps.push({ name: volume, kind: "volume", dependsOn: [] });
       const container = stepName.proxyContainer(cluster);
-      steps.push({ name: container, kind: "container", dependsOn: [stepName.image(cluster)] });
+      steps.push({ name: container, kind: "container", dependsOn: [stepName.image(cluster), volume] });
       deps.unshift(container);
     }
     steps.push({ name: stepName.proxy(cluster), kind: "proxy", dependsOn: deps });

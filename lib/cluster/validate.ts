@@ -37,6 +37,11 @@ const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1
 const IPV6_RE = /^[0-9A-Fa-f:]+$/;
 const DOCKER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const IMAGE_RE = /^[A-Za-z0-9][A-Za-z0-9_./:@-]{0,254}$/;
+/** Docker daemon addresses the component accepts for `docker.host`. */
+const DOCKER_HOST_RE =
+  /^(unix:\/\/\/[A-Za-z0-9_./-]+|tcp:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?|ssh:\/\/([a-z_][a-z0-9_-]*@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?)$/;
+const DOCKER_HOST_WHAT =
+  "a Docker daemon address: unix:///path, tcp://host[:port] or ssh://[user@]host[:port]";
 const SETTING_NAME_RE = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 
 export const ENGINES = ["pglogical", "bdr"] as const;
@@ -202,11 +207,13 @@ function validateHost(p: Problems, path: string, host: unknown, role: "node" | "
       p.pattern(`${path}.network`, h.network, DOCKER_NAME_RE, "the name of a user-defined Docker network");
       if (h.image !== undefined) p.pattern(`${path}.image`, h.image, IMAGE_RE, "a Docker image reference");
       if (h.publishPort !== undefined) p.port(`${path}.publishPort`, h.publishPort);
-      if (role === "proxy" && h.publishPort !== undefined) {
-        p.add(
-          `${path}.publishPort`,
-          "is not used for the proxy host; publish PgBouncer with your own network setup",
-        );
+      if (h.publishHaproxyPort !== undefined) {
+        if (role === "proxy") p.port(`${path}.publishHaproxyPort`, h.publishHaproxyPort);
+        else
+          p.add(
+            `${path}.publishHaproxyPort`,
+            `got ${show(h.publishHaproxyPort)}; expected it only on the proxy host (proxy.host); a node publishes its PostgreSQL port with publishPort`,
+          );
       }
       break;
   }
@@ -407,8 +414,13 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
         const proxyHost: HostArgs = px.host ?? { kind: "local" };
         if (validateHost(p, "proxy.host", proxyHost, "proxy")) {
           kinds.add(proxyHost.kind);
-          if (proxyHost.kind === "docker" && typeof proxyHost.network === "string")
-            networks.add(proxyHost.network);
+          if (proxyHost.kind === "docker") {
+            if (typeof proxyHost.network === "string") networks.add(proxyHost.network);
+            if (typeof proxyHost.publishPort === "number")
+              claimPort("local machine", proxyHost.publishPort, "proxy.host.publishPort");
+            if (typeof proxyHost.publishHaproxyPort === "number")
+              claimPort("local machine", proxyHost.publishHaproxyPort, "proxy.host.publishHaproxyPort");
+          }
           if (proxyHost.kind === "local" && isLoopback(proxyHost.address ?? "127.0.0.1")) {
             loopbackPaths.push("proxy.host.address");
           }
@@ -456,6 +468,30 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     loopbackPaths.push("proxy.host (default local)");
     claimPort("local machine", DEFAULT_HAPROXY_PORT, "proxy (default haproxyPort)");
     claimPort("local machine", DEFAULT_PGBOUNCER_PORT, "proxy (default pgbouncerPort)");
+  }
+
+  // docker settings
+  if (a.docker !== undefined) {
+    if (typeof a.docker !== "object" || a.docker === null || Array.isArray(a.docker)) {
+      p.add("docker", `got ${show(a.docker)}; expected an object with host and/or baseImage`);
+    } else {
+      const d = a.docker as Record<string, unknown>;
+      if (!kinds.has("docker")) {
+        p.add(
+          "docker",
+          `got ${show(a.docker)}; expected no docker settings, since no node and not the proxy is a docker host`,
+        );
+      }
+      if (d.host !== undefined) p.pattern("docker.host", d.host, DOCKER_HOST_RE, DOCKER_HOST_WHAT);
+      if (d.baseImage !== undefined) {
+        p.pattern("docker.baseImage", d.baseImage, IMAGE_RE, "a Docker image reference");
+      }
+      for (const k of Object.keys(d).sort()) {
+        if (k !== "host" && k !== "baseImage") {
+          p.add(`docker.${k}`, `is not a docker setting; expected only "host" and "baseImage"`);
+        }
+      }
+    }
   }
 
   // combinations of host kinds

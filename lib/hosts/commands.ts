@@ -3,6 +3,7 @@ import * as command from "@pulumi/command";
 import type { HostArgs, RemoteHostArgs } from "../cluster/args";
 import type { ResolvedHost } from "../cluster/plan";
 import { shellQuote } from "../render/quote";
+import { dockerExec } from "./docker";
 
 /** The scripts of one step. Each is a complete bash script (preamble included). */
 export interface StepScripts {
@@ -25,9 +26,14 @@ export interface StepOptions {
 
 /**
  * How a script is handed to a host's shell: `bash -c '<script>'`, behind `sudo -n` for a remote
- * non-root user, or behind `docker exec -i <container>` for a container.
+ * non-root user, or behind `docker -H <dockerHost> exec -i <container>` for a container (the
+ * cluster's daemon, given explicitly: an ambient `DOCKER_HOST` is never relied on).
  */
-export function wrapScript(host: Pick<ResolvedHost, "kind" | "sudo" | "docker">, script: string): string {
+export function wrapScript(
+  host: Pick<ResolvedHost, "kind" | "sudo" | "docker">,
+  script: string,
+  dockerHost?: string,
+): string {
   const bash = `bash -c ${shellQuote(script)}`;
   switch (host.kind) {
     case "local":
@@ -35,8 +41,8 @@ export function wrapScript(host: Pick<ResolvedHost, "kind" | "sudo" | "docker">,
     case "remote":
       return host.sudo ? `sudo -n ${bash}` : bash;
     case "docker": {
-      const c = shellQuote(host.docker!.containerName);
-      return `docker exec -i ${c} ${bash}`;
+      if (!dockerHost) throw new Error("wrapScript: a docker host needs the Docker daemon address");
+      return dockerExec(host.docker!.containerName, dockerHost, script);
     }
     default: {
       const never: never = host.kind;
@@ -45,21 +51,16 @@ export function wrapScript(host: Pick<ResolvedHost, "kind" | "sudo" | "docker">,
   }
 }
 
-/**
- * The delete script for a host: for docker, a no-op when the container is already gone.
- */
+/** The delete script for a host. */
 function wrapDelete(host: ResolvedHost, script: string): string {
-  if (host.kind === "docker") {
-    const c = shellQuote(host.docker!.containerName);
-    return `if docker inspect ${c} >/dev/null 2>&1; then ${wrapScript(host, script)}; fi`;
-  }
   return wrapScript(host, script);
 }
 
 /**
  * Creates the Pulumi resource that runs a step's scripts on a host: `command.local.Command` for
- * local and docker hosts (docker through `docker exec`), `command.remote.Command` over SSH for
- * remote hosts. The private key stays a secret; scripts get secrets only on stdin.
+ * local hosts, `command.remote.Command` over SSH for remote hosts. The private key stays a secret;
+ * scripts get secrets only on stdin. Docker hosts use `dockerCommand` (./docker.ts), whose scripts
+ * depend on the daemon's address and the containers' addresses.
  */
 export function hostCommand(
   name: string,
@@ -68,6 +69,7 @@ export function hostCommand(
   scripts: StepScripts,
   opts: StepOptions,
 ): command.local.Command | command.remote.Command {
+  if (host.kind === "docker") throw new Error(`${name}: docker hosts run their steps through dockerCommand`);
   const resourceOpts: pulumi.CustomResourceOptions = {
     parent: opts.parent,
     dependsOn: opts.dependsOn,

@@ -30,8 +30,10 @@ export type GuardHostKind = "local" | "docker";
 /** Inputs of a {@link ProcessGuard}. No secret may appear here: they are stored in plain state. */
 export interface ProcessGuardArgs {
   host: GuardHostKind;
-  /** Docker: the container the scripts run in (`docker exec -i <container> bash -c <script>`). */
+  /** Docker: the container the scripts run in (`docker -H <dockerHost> exec -i <container> bash -c <script>`). */
   container?: string;
+  /** Docker: the daemon address, from the cluster's Docker provider (never an ambient `DOCKER_HOST`). */
+  dockerHost?: pulumi.Input<string>;
   /** Bash script: exit 0 when every watched process runs. Must change nothing. */
   probe: string;
   /** Bash script: starts whatever is down; idempotent; exit 0 when all run. */
@@ -39,7 +41,8 @@ export interface ProcessGuardArgs {
 }
 
 /** Properties of a guard as the provider sees them (inputs and state). */
-interface GuardProps extends ProcessGuardArgs {
+interface GuardProps extends Omit<ProcessGuardArgs, "dockerHost"> {
+  dockerHost?: string;
   healthy: boolean;
 }
 
@@ -49,7 +52,7 @@ interface GuardProps extends ProcessGuardArgs {
  * only. A script that runs longer than `timeoutMs` is killed (code null).
  */
 async function runGuardScript(
-  props: Pick<GuardProps, "host" | "container">,
+  props: Pick<GuardProps, "host" | "container" | "dockerHost">,
   script: string,
   timeoutMs: number,
 ): Promise<{ code: number | null; output: string }> {
@@ -60,8 +63,9 @@ async function runGuardScript(
   let argv = ["-c", script];
   if (props.host === "docker") {
     if (!props.container) throw new Error("ProcessGuard: a docker guard needs a container name");
+    if (!props.dockerHost) throw new Error("ProcessGuard: a docker guard needs the Docker daemon address");
     cmd = "docker";
-    argv = ["exec", "-i", props.container, "bash", "-c", script];
+    argv = ["-H", props.dockerHost, "exec", "-i", props.container, "bash", "-c", script];
   } else if (props.host !== "local") {
     throw new Error(`ProcessGuard: unsupported host kind ${JSON.stringify(props.host)}`);
   }
@@ -125,7 +129,7 @@ export const guardProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async diff(_id: string, olds: GuardProps, news: GuardProps): Promise<pulumi.dynamic.DiffResult> {
-    const same = (["host", "container", "probe", "ensure"] as const).every(
+    const same = (["host", "container", "dockerHost", "probe", "ensure"] as const).every(
       (k) => (olds[k] ?? "") === (news[k] ?? ""),
     );
     return { changes: olds.healthy !== true || !same };
@@ -157,6 +161,7 @@ export class ProcessGuard extends pulumi.dynamic.Resource {
       healthy: true,
     };
     if (args.container !== undefined) props.container = args.container;
+    if (args.dockerHost !== undefined) props.dockerHost = args.dockerHost;
     super(guardProvider, name, props, opts, "bdr", "ProcessGuard");
   }
 }

@@ -263,14 +263,23 @@ export function setupScript(
 }
 
 /**
- * Guard probe: exits 0 when the node's postmaster runs (`pg_ctl status`), 1 otherwise. Reads
- * nothing on stdin and changes nothing.
+ * File the docker image's entrypoint leaves in a node's run directory when it started PostgreSQL
+ * (a restarted or recreated container): the guard's probe reports it, and its ensure wakes the
+ * peers (the engine's after-restart hook) and removes it.
+ */
+export const RESTART_MARKER = "restarted-by-entrypoint";
+
+/**
+ * Guard probe: exits 0 when the node's postmaster runs (`pg_ctl status`) and no container restart
+ * is pending a wake-up ({@link RESTART_MARKER}), 1 otherwise. Reads nothing on stdin and changes
+ * nothing.
  */
 export function serverProbeScript(node: NodePlan, database: string): string {
   return [
     nodePreamble(node, database),
     serverControlFns(node),
-    "if pg_running; then exit 0; fi",
+    `if pg_running && [ ! -e "$PG_RUN/${RESTART_MARKER}" ]; then exit 0; fi`,
+    `if pg_running; then log "PostgreSQL of node ${node.name} was restarted by its container: peers need a wake-up"; exit 1; fi`,
     `log "PostgreSQL of node ${node.name} (port $PG_PORT) is not running"`,
     "exit 1",
     "",
@@ -288,7 +297,14 @@ export function serverEnsureScript(node: NodePlan, database: string, afterRestar
   return [
     nodePreamble(node, database),
     serverControlFns(node),
-    "if pg_running; then exit 0; fi",
+    "if pg_running; then",
+    `  if [ -e "$PG_RUN/${RESTART_MARKER}" ]; then`,
+    `    log "node ${node.name}: PostgreSQL was restarted by its container: waking the peers"`,
+    afterRestart ? afterRestart.replace(/^/gm, "    ") : "    :",
+    `    as_pg rm -f "$PG_RUN/${RESTART_MARKER}"`,
+    "  fi",
+    "  exit 0",
+    "fi",
     `if ! as_pg test -s ${data}/PG_VERSION; then`,
     `  log "node ${node.name}: no data directory at ${node.dataDir}: the server step must run again (pulumi up --replace on its server resource)"`,
     "  exit 1",

@@ -12,6 +12,7 @@ import {
   settle,
   valueOf,
 } from "./mocks";
+import * as mocks from "./mocks";
 
 installMocks();
 
@@ -217,41 +218,181 @@ describe("BdrCluster (mocks)", () => {
     assert.ok(!/\btrust\b|\bmd5\b/.test(hba.replace(/#.*$/gm, "")), "no trust or md5 lines");
   });
 
-  it("builds the shipped image and a container per node for docker hosts", async () => {
+  it("builds the shipped image, a volume and a container per node for docker hosts, all through its own provider", async () => {
     new lib.BdrCluster("dk", {
       nodes: ["a", "b"].map((name) => ({ name, host: { kind: "docker" as const, network: "pgnet" } })),
       replicationPassword: pulumi.secret(PASSWORD),
-      proxy: { host: { kind: "docker", network: "pgnet" } },
+      proxy: { host: { kind: "docker", network: "pgnet", publishPort: 27632, publishHaproxyPort: 27633 } },
+      docker: { host: "unix:///run/test/docker.sock", baseImage: "pulumi-bdr-base:test" },
     });
     await registeredAll(["dk-a-guard", "dk-b-guard", "dk-proxy-guard"]);
+    assert.deepStrictEqual(
+      children("dk")
+        .map((r) => `${r.name} ${r.type}`)
+        .sort(),
+      [
+        "dk-a-config command:local:Command",
+        "dk-a-container docker:index/container:Container",
+        "dk-a-data docker:index/volume:Volume",
+        `dk-a-guard ${GUARD_TYPE}`,
+        "dk-a-join command:local:Command",
+        "dk-a-server command:local:Command",
+        "dk-a-setup command:local:Command",
+        "dk-b-config command:local:Command",
+        "dk-b-container docker:index/container:Container",
+        "dk-b-data docker:index/volume:Volume",
+        `dk-b-guard ${GUARD_TYPE}`,
+        "dk-b-join command:local:Command",
+        "dk-b-server command:local:Command",
+        "dk-b-setup command:local:Command",
+        "dk-docker pulumi:providers:docker",
+        "dk-image docker:index/image:Image",
+        "dk-proxy command:local:Command",
+        "dk-proxy-container docker:index/container:Container",
+        "dk-proxy-data docker:index/volume:Volume",
+        `dk-proxy-guard ${GUARD_TYPE}`,
+      ],
+    );
+    // The component's own provider, for docker.host: every docker resource uses it explicitly.
+    const provider = byName("dk-docker");
+    assert.deepStrictEqual(provider.inputs.host, "unix:///run/test/docker.sock");
+    for (const n of [
+      "dk-image",
+      "dk-a-data",
+      "dk-a-container",
+      "dk-b-container",
+      "dk-proxy-container",
+      "dk-proxy-data",
+    ]) {
+      assert.ok(byName(n).provider.startsWith(`${provider.urn}::`), `${n}: provider ${byName(n).provider}`);
+    }
     const image = byName("dk-image");
-    assert.strictEqual(image.type, "docker:index/image:Image");
-    assert.strictEqual(image.inputs.skipPush, true);
-    assert.match(image.inputs.build.context, /docker$/);
+    assert.deepStrictEqual(image.inputs, {
+      imageName: "pulumi-bdr/dk:pg15",
+      build: {
+        context: image.inputs.build.context,
+        dockerfile: `${image.inputs.build.context}/Dockerfile`,
+        args: { BASE_IMAGE: "pulumi-bdr-base:test" },
+      },
+      buildOnPreview: false,
+      skipPush: true,
+    });
+    assert.match(image.inputs.build.context, /\/docker$/);
+    assert.deepStrictEqual(byName("dk-a-data").inputs, {
+      name: "dk-a-data",
+      labels: [{ label: "pulumi-bdr.volume", value: "dk-a-data" }],
+    });
     const container = byName("dk-a-container");
-    assert.strictEqual(container.type, "docker:index/container:Container");
-    assert.strictEqual(container.inputs.name, "dk-a");
-    assert.deepStrictEqual(container.inputs.networksAdvanced, [{ name: "pgnet", aliases: ["dk-a"] }]);
-    assert.deepStrictEqual(depNames(byName("dk-a-server")), ["dk-a-container"]);
-    assert.ok(byName("dk-a-server").inputs.create.startsWith("docker exec -i dk-a bash -c '"));
-    assert.match(byName("dk-a-server").inputs.create, /samenet/);
+    assert.deepStrictEqual(container.inputs, {
+      name: "dk-a",
+      image: "pulumi-bdr/dk:pg15",
+      hostname: "dk-a",
+      networksAdvanced: [{ name: "pgnet", aliases: ["dk-a"] }],
+      restart: "unless-stopped",
+      init: false,
+      volumes: [{ volumeName: "dk-a-data", containerPath: "/var/lib/pulumi-bdr/dk" }],
+      mustRun: true,
+    });
+    assert.deepStrictEqual(depNames(container), ["dk-a-data", "dk-image"]);
+    assert.deepStrictEqual(byName("dk-proxy-container").inputs.ports, [
+      { internal: 5433, external: 27633, ip: "127.0.0.1" },
+      { internal: 6432, external: 27632, ip: "127.0.0.1" },
+    ]);
+    // Steps reach the containers through the provider's daemon, given with -H.
+    const server = byName("dk-a-server");
+    assert.ok(
+      server.inputs.create.startsWith("docker -H unix:///run/test/docker.sock exec -i dk-a bash -c '"),
+      server.inputs.create.slice(0, 80),
+    );
+    assert.match(
+      server.inputs.delete,
+      /^if docker -H unix:\/\/\/run\/test\/docker\.sock inspect --type container dk-a >\/dev\/null 2>&1; then docker -H unix:\/\/\/run\/test\/docker\.sock exec -i dk-a bash -c '/,
+    );
+    // pg_hba admits each container's address on the network, never the whole network.
+    const ips = ["dk-a", "dk-b", "dk-proxy"].map((c) => mocks.MOCK_CONTAINER_IPS[c]);
+    for (const step of ["dk-a-server", "dk-a-config", "dk-b-config"]) {
+      const text = byName(step).inputs.create as string;
+      const admitted = [...text.matchAll(/^host +\S+ +"bdr" +(\S+) +scram-sha-256$/gm)].map((m) => m[1]);
+      const expected = ips.flatMap((ip) => [`${ip}/32`, `${ip}/32`]);
+      assert.deepStrictEqual(admitted.sort(), expected.sort(), step);
+      assert.doesNotMatch(text, /samenet|samehost/, step);
+    }
+    // The config steps depend on every container (their addresses), so they re-render when one is replaced.
+    assert.deepStrictEqual(depNames(byName("dk-b-config")), [
+      "dk-a-config",
+      "dk-a-container",
+      "dk-b-container",
+      "dk-b-server",
+      "dk-proxy-container",
+    ]);
     assert.deepStrictEqual(depNames(byName("dk-proxy")).sort(), [
       "dk-a-join",
       "dk-b-join",
       "dk-proxy-container",
     ]);
-    // Guards reach containers through docker exec: the container name is their only host input.
+    // Guards reach containers through docker -H <daemon> exec: container and daemon are their host inputs.
     const guard = byName("dk-a-guard");
     assert.strictEqual(guard.type, GUARD_TYPE);
     assert.deepStrictEqual(
-      { host: guard.inputs.host, container: guard.inputs.container },
-      { host: "docker", container: "dk-a" },
+      { host: guard.inputs.host, container: guard.inputs.container, dockerHost: guard.inputs.dockerHost },
+      { host: "docker", container: "dk-a", dockerHost: "unix:///run/test/docker.sock" },
     );
-    assert.ok(!guard.inputs.ensure.startsWith("docker exec"), "the provider wraps scripts itself");
+    assert.ok(!guard.inputs.ensure.startsWith("docker"), "the provider wraps scripts itself");
     assert.deepStrictEqual(depNames(guard), ["dk-a-setup"]);
     assert.strictEqual(byName("dk-proxy-guard").inputs.container, "dk-proxy");
     assert.deepStrictEqual(depNames(byName("dk-proxy-guard")), ["dk-proxy"]);
     assertNoSecret(guard);
+    for (const r of children("dk")) assert.deepStrictEqual(plainOccurrences(r.raw, PASSWORD), [], r.name);
+  });
+
+  it("docker hosts use the Docker provider passed in the options, for resources and docker exec alike", async () => {
+    const docker = await import("@pulumi/docker");
+    const p = new docker.Provider("callers-docker", { host: "tcp://127.0.0.1:23750" });
+    new lib.BdrCluster(
+      "dp",
+      {
+        nodes: ["a", "b"].map((name) => ({
+          name,
+          host: { kind: "docker" as const, network: "pgnet", image: "own:1" },
+        })),
+        replicationPassword: pulumi.secret(PASSWORD),
+        proxy: { host: { kind: "docker", network: "pgnet" } },
+      },
+      { providers: { docker: p } },
+    );
+    await registeredAll(["dp-a-guard", "dp-b-guard", "dp-proxy-guard"]);
+    const callers = byName("callers-docker");
+    assert.ok(!registered.some((r) => r.name === "dp-docker"), "no provider of its own");
+    for (const r of children("dp").filter((x) => x.type.startsWith("docker:"))) {
+      assert.ok(r.provider.startsWith(`${callers.urn}::`), `${r.name}: provider ${r.provider}`);
+    }
+    assert.strictEqual(byName("dp-a-container").inputs.image, "own:1");
+    assert.ok(
+      byName("dp-a-setup").inputs.create.startsWith("docker -H tcp://127.0.0.1:23750 exec -i dp-a bash -c '"),
+    );
+    assert.strictEqual(byName("dp-b-guard").inputs.dockerHost, "tcp://127.0.0.1:23750");
+  });
+
+  it("docker hosts default to the local socket, not DOCKER_HOST", async () => {
+    const saved = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = "tcp://ambient.invalid:2375";
+    try {
+      new lib.BdrCluster("dd", {
+        nodes: ["a", "b"].map((name) => ({ name, host: { kind: "docker" as const, network: "pgnet" } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+        proxy: { enabled: false },
+      });
+      await registeredAll(["dd-a-guard", "dd-b-guard"]);
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = saved;
+    }
+    assert.strictEqual(byName("dd-docker").inputs.host, "unix:///var/run/docker.sock");
+    assert.ok(
+      byName("dd-a-join").inputs.create.startsWith("docker -H unix:///var/run/docker.sock exec -i dd-a "),
+    );
+    assert.strictEqual(byName("dd-b-guard").inputs.dockerHost, "unix:///var/run/docker.sock");
+    assert.deepStrictEqual(byName("dd-image").inputs.build.args, { BASE_IMAGE: "debian:bookworm-slim" });
   });
 
   it("speaks the BDR API when engine is bdr (PGD 5 and BDR 3.7)", async () => {

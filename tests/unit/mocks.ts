@@ -24,6 +24,8 @@ export interface Registered {
   /** Inputs as serialized, secret markers intact (for assertions on secrecy). */
   raw: Record<string, any>;
   custom: boolean;
+  /** Provider reference (`<urn>::<id>`) the resource was registered with, or "" for the default. */
+  provider: string;
 }
 
 export interface OutputsRecord {
@@ -56,6 +58,7 @@ export function installMocks(): void {
       inputs: unwrap(raw),
       raw,
       custom: req.getCustom(),
+      provider: req.getProvider(),
     });
     return original.call(this, req, callback);
   };
@@ -68,7 +71,7 @@ export function installMocks(): void {
     {
       newResource: (args: pulumi.runtime.MockResourceArgs) => ({
         id: `${args.name}-id`,
-        state: { ...args.inputs, stdout: "", stderr: "" },
+        state: { ...args.inputs, ...dockerOutputs(args), stdout: "", stderr: "" },
       }),
       call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
     },
@@ -76,6 +79,24 @@ export function installMocks(): void {
     "stack",
     false,
   );
+}
+
+/** Addresses the mock Docker daemon gives containers: `MOCK_CONTAINER_IPS[<container name>]`. */
+export const MOCK_CONTAINER_IPS: Record<string, string> = {};
+
+/** Docker containers get `networkDatas` as the real provider reports them (one address per network). */
+function dockerOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+  if (args.type !== "docker:index/container:Container") return {};
+  const name = String(args.inputs.name);
+  MOCK_CONTAINER_IPS[name] ??= `172.30.0.${Object.keys(MOCK_CONTAINER_IPS).length + 2}`;
+  const nets = (args.inputs.networksAdvanced ?? []) as { name: string }[];
+  return {
+    networkDatas: nets.map((n) => ({
+      networkName: n.name,
+      ipAddress: MOCK_CONTAINER_IPS[name],
+      ipPrefixLength: 16,
+    })),
+  };
 }
 
 /** Replaces secret wrappers by their values. */

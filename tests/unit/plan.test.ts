@@ -168,19 +168,22 @@ describe("planCluster", () => {
     };
     assert.deepStrictEqual(graph(a), [
       "db-image <- ",
-      "db-a-container <- db-image",
+      "db-a-data <- ",
+      "db-a-container <- db-image, db-a-data",
       "db-a-server <- db-a-container",
       "db-a-config <- db-a-server",
       "db-a-setup <- db-a-config",
       "db-a-join <- db-a-setup",
       "db-a-guard <- db-a-setup",
-      "db-b-container <- db-image",
+      "db-b-data <- ",
+      "db-b-container <- db-image, db-b-data",
       "db-b-server <- db-b-container",
       "db-b-config <- db-b-server, db-a-config",
       "db-b-setup <- db-b-config",
       "db-b-join <- db-b-setup, db-a-join",
       "db-b-guard <- db-b-setup",
-      "db-proxy-container <- db-image",
+      "db-proxy-data <- ",
+      "db-proxy-container <- db-image, db-proxy-data",
       "db-proxy <- db-proxy-container, db-a-join, db-b-join",
       "db-proxy-guard <- db-proxy",
     ]);
@@ -188,6 +191,9 @@ describe("planCluster", () => {
     assert.strictEqual(plan.ctx.nodes[0].address, "db-a");
     assert.strictEqual(plan.ctx.nodes[0].listenAddresses, "*");
     assert.strictEqual(plan.ctx.nodes[0].port, 5432);
+    assert.strictEqual(plan.hosts.a.clusterDir, "/var/lib/pulumi-bdr/db");
+    assert.strictEqual(plan.hosts.a.docker!.volumeName, "db-a-data");
+    assert.strictEqual(plan.proxyHost!.docker!.volumeName, "db-proxy-data");
   });
 
   it("remote hosts use sudo for a non-root user and keep their addresses", () => {

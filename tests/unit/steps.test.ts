@@ -91,9 +91,16 @@ describe("renderStep", () => {
       node.probe!,
       /pg_running\(\) \{ as_pg "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data status/,
     );
-    assert.match(node.probe!, /^if pg_running; then exit 0; fi$/m);
     assert.doesNotMatch(node.probe!, /pg_start$/m);
-    assert.match(node.create, /^if pg_running; then exit 0; fi$/m);
+    // Running: exit 0, unless a container restart left the marker (then wake the peers first).
+    assert.match(
+      node.create,
+      /^if pg_running; then\n {2}if \[ -e "\$PG_RUN\/restarted-by-entrypoint" \]; then\n(.*\n)+? {4}as_pg rm -f "\$PG_RUN\/restarted-by-entrypoint"\n {2}fi\n {2}exit 0\nfi$/m,
+    );
+    assert.match(
+      node.probe!,
+      /^if pg_running && \[ ! -e "\$PG_RUN\/restarted-by-entrypoint" \]; then exit 0; fi$/m,
+    );
     assert.match(
       node.create,
       /as_pg env PGPASSFILE="\$PGPASSFILE" "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/,

@@ -43,11 +43,15 @@ describe("validateArgs", () => {
         { name: "b", host: { kind: "docker", network: "pg", publishPort: 25432 } },
       ],
       replicationPassword: secret,
-      proxy: { host: { kind: "docker", network: "pg" } },
+      proxy: { host: { kind: "docker", network: "pg", publishPort: 26432, publishHaproxyPort: 26433 } },
       engine: "bdr",
       bdrVariant: "pgd5",
+      docker: { host: "ssh://ops@docker-1.example:22", baseImage: "registry.example/pg/base:15" },
     };
     assert.deepStrictEqual(problems(dockerArgs), []);
+    for (const host of ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "ssh://docker-1"]) {
+      assert.deepStrictEqual(problems({ ...dockerArgs, docker: { host } }), [], host);
+    }
   });
 
   // Every message verbatim: the field, the value received, what is allowed.
@@ -235,6 +239,38 @@ describe("validateArgs", () => {
       [
         `nodes: mix host kinds "docker", "local"; docker nodes reach each other only on their Docker network, so every node and the proxy must then be docker hosts`,
       ],
+    ],
+    [
+      "bad docker settings",
+      (a) => {
+        a.nodes = ["a", "b"].map((name) => ({ name, host: { kind: "docker", network: "pg" } }));
+        a.nodes[1].host = { kind: "docker", network: "pg", publishHaproxyPort: 27433 };
+        a.proxy = { host: { kind: "docker", network: "pg", publishPort: 27432, publishHaproxyPort: 27432 } };
+        (a as any).docker = { host: "/var/run/docker.sock", baseImage: "debian bookworm", tls: true };
+      },
+      [
+        `nodes[1].host.publishHaproxyPort: got 27433; expected it only on the proxy host (proxy.host); a node publishes its PostgreSQL port with publishPort`,
+        "proxy.host.publishHaproxyPort: got 27432, which proxy.host.publishPort already uses on the local machine; expected a free port",
+        `docker.host: got "/var/run/docker.sock"; expected a Docker daemon address: unix:///path, tcp://host[:port] or ssh://[user@]host[:port]`,
+        `docker.baseImage: got "debian bookworm"; expected a Docker image reference`,
+        `docker.tls: is not a docker setting; expected only "host" and "baseImage"`,
+      ],
+    ],
+    [
+      "docker settings without docker hosts",
+      (a) => ((a as any).docker = { host: "unix:///run/d.sock" }),
+      [
+        `docker: got {"host":"unix:///run/d.sock"}; expected no docker settings, since no node and not the proxy is a docker host`,
+      ],
+    ],
+    [
+      "docker settings that are not an object",
+      (a) => {
+        a.nodes = ["a", "b"].map((name) => ({ name, host: { kind: "docker", network: "pg" } }));
+        a.proxy = { enabled: false };
+        (a as any).docker = "unix:///run/d.sock";
+      },
+      [`docker: got "unix:///run/d.sock"; expected an object with host and/or baseImage`],
     ],
     [
       "a relative base directory",
