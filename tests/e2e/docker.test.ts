@@ -1,0 +1,283 @@
+/**
+ * Docker hosts for real: a private dockerd (scripts/docker-engine.sh, non-default socket), the
+ * library's own image built by `<name>-image` from the debootstrapped base image with no network,
+ * 3 node containers on a user-defined network and the proxy in its own container with PgBouncer and
+ * HAProxy published on loopback, all through the real Pulumi CLI and the real docker 5.1.0 and
+ * command plugins (Automation API). The caller's Docker provider is the only way to the daemon.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import * as docker from "@pulumi/docker";
+import type { Stack, UpResult } from "@pulumi/pulumi/automation";
+import { BdrCluster } from "../../lib";
+import { getEngine } from "../../lib/engines";
+import { inlineStack, listening, pgbench, pulumiAvailable, query, waitFor } from "./harness";
+import { DockerEngine, startDockerEngine, stopDockerEngine } from "./dockerEngine";
+
+const CLUSTER = "bde";
+const NETWORK = "bde-net";
+const NODE_PORT = 27432; // n1 -> 27432, n2 -> 27433, ...
+const PGBOUNCER_PORT = 27532;
+const HAPROXY_PORT = 27533;
+const PASSWORD = "docker-e2e-Pa55-not-in-state";
+
+const desired = { nodes: 3, writeNode: "n1" };
+const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
+const portOf = (node: string) => NODE_PORT + Number(node.slice(1)) - 1;
+let engine: DockerEngine;
+
+function program() {
+  // The caller's provider: the private engine's socket. Nothing may reach the default socket.
+  const provider = new docker.Provider("engine", { host: engine.host });
+  const network = new docker.Network("net", { name: NETWORK }, { provider });
+  const cluster = new BdrCluster(
+    CLUSTER,
+    {
+      nodes: names().map((name) => ({
+        name,
+        host: { kind: "docker" as const, network: NETWORK, publishPort: portOf(name) },
+      })),
+      replicationPassword: pulumi.secret(PASSWORD),
+      writeNode: desired.writeNode,
+      waitTimeoutSeconds: 120,
+      proxy: {
+        host: {
+          kind: "docker",
+          network: NETWORK,
+          publishPort: PGBOUNCER_PORT,
+          publishHaproxyPort: HAPROXY_PORT,
+        },
+        haproxyPort: 5433,
+        pgbouncerPort: 6432,
+      },
+      docker: { baseImage: engine.baseImage },
+    },
+    { providers: { docker: provider }, dependsOn: [network] },
+  );
+  return Promise.resolve({ nodeDsns: cluster.nodeDsns });
+}
+
+const conn = (port: number) => ({
+  host: "127.0.0.1",
+  port,
+  database: "bdrdb",
+  user: "bdr",
+  password: PASSWORD,
+});
+const direct = (node: string) => conn(portOf(node));
+const viaBouncer = conn(PGBOUNCER_PORT);
+const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
+
+function changes(r: UpResult): Record<string, number> {
+  const c = { ...(r.summary.resourceChanges ?? {}) } as Record<string, number>;
+  delete c.same;
+  return c;
+}
+
+async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
+  for (const n of nodes) {
+    await waitFor(
+      `${expected} rows in ${table} on ${n}`,
+      async () => Number((await query(direct(n), `SELECT count(*) AS c FROM ${table}`))[0].c) === expected,
+      60000,
+    );
+  }
+}
+
+/** Names of containers, volumes and networks on the private engine that belong to this cluster. */
+async function leftovers(): Promise<string[]> {
+  const out = await Promise.all([
+    engine.docker(`ps -a --format '{{.Names}}'`),
+    engine.docker(`volume ls --format '{{.Name}}'`),
+    engine.docker(`network ls --format '{{.Name}}'`),
+  ]);
+  return out
+    .join("\n")
+    .split("\n")
+    .filter((n) => n.startsWith(`${CLUSTER}-`));
+}
+
+describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", function () {
+  this.timeout(30 * 60 * 1000);
+  let stack: Stack;
+  let stateDir = "";
+  const suiteStart = Date.now();
+  const log = (line: string) => console.log(`      ${line}`);
+  const up = async (label: string, refresh = false) => {
+    const t = Date.now();
+    const r = await stack.up({ onOutput: () => undefined, refresh });
+    log(`${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    return r;
+  };
+
+  before(async function () {
+    // Prerequisites fail the suite; they never skip it.
+    if (!pulumiAvailable()) throw new Error("no pulumi CLI: run scripts/install-pulumi.sh first");
+    const plugins = `${process.env.PULUMI_HOME ?? `${process.env.HOME}/.pulumi`}/plugins`;
+    for (const p of ["resource-docker-v5.1.0", "resource-command-v1.2.1"]) {
+      if (!fs.existsSync(`${plugins}/${p}`))
+        throw new Error(`plugin ${p} missing in ${plugins}: run scripts/install-pulumi.sh`);
+    }
+    engine = await startDockerEngine(log);
+    // An interrupted earlier run must not make this one meaningless.
+    for (const c of (await engine.docker(`ps -aq --filter name=^${CLUSTER}-`)).split("\n").filter(Boolean)) {
+      await engine.docker(`rm -f ${c}`);
+    }
+    for (const v of await leftovers()) await engine.docker(`volume rm -f ${v}`).catch(() => undefined);
+    await engine.docker(`network rm ${NETWORK}`).catch(() => undefined);
+    ({ stack, stateDir } = await inlineStack("pulumi-bdr-docker", "docker", program));
+  });
+
+  after(async () => {
+    if (stack) {
+      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+    await stopDockerEngine();
+    log(`suite: ${Date.now() - suiteStart} ms`);
+  });
+
+  it("1. up from nothing: the image builds offline, 3 containers replicate DDL and rows, PgBouncer lands on n1", async () => {
+    const r = await up("up 3 docker nodes");
+    // stack, component, provider, network, image, 3 x (volume, container, server, config, setup,
+    // join, guard), proxy volume, container, step and guard
+    assert.strictEqual(changes(r).create, 30, JSON.stringify(r.summary.resourceChanges));
+    const containers = (await engine.docker(`ps --format '{{.Names}}' --filter name=^${CLUSTER}-`))
+      .trim()
+      .split("\n")
+      .sort();
+    assert.deepStrictEqual(containers, ["bde-n1", "bde-n2", "bde-n3", "bde-proxy"]);
+    const image = await engine.docker(`image inspect --format '{{.Id}}' pulumi-bdr/bde:pg15`);
+    assert.match(image.trim(), /^sha256:/);
+    await query(direct("n1"), ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text)"));
+    for (const n of names()) {
+      await waitFor(
+        `table on ${n}`,
+        async () => (await query(direct(n), "SELECT to_regclass('public.items') AS t"))[0].t !== null,
+      );
+    }
+    for (const [i, n] of names().entries()) {
+      await query(direct(n), "INSERT INTO public.items VALUES ($1, $2)", [i + 1, n]);
+    }
+    await rowsEverywhere("public.items", names(), 3);
+    const host = (
+      await query(
+        viaBouncer,
+        "SELECT pg_catalog.current_setting('listen_addresses') AS l, (SELECT node_name FROM pglogical.local_node_info()) AS n",
+      )
+    )[0];
+    assert.strictEqual(host.n, "n1");
+  });
+
+  it("2. preview after up shows no change", async () => {
+    const t = Date.now();
+    const p = await stack.preview({ onOutput: () => undefined });
+    log(`no-op preview: ${Date.now() - t} ms`);
+    const c = { ...p.changeSummary } as Record<string, number>;
+    delete c.same;
+    assert.deepStrictEqual(c, {});
+  });
+
+  it("3. a stranger container on the same network is refused by pg_hba, with the right password", async () => {
+    const out = await engine.docker(
+      `run --rm --network ${NETWORK} -e PGPASSWORD ${engine.baseImage} /usr/lib/postgresql/15/bin/psql "host=${CLUSTER}-n1 port=5432 dbname=bdrdb user=bdr connect_timeout=5" -Atc 'SELECT 1' 2>&1 || true`,
+      { PGPASSWORD: PASSWORD },
+    );
+    assert.match(out, /no pg_hba\.conf entry for host "[0-9.]+", user "bdr", database "bdrdb"/, out);
+    // A member container gets in with the same password (the refusal is about the address).
+    const ok = await engine.docker(
+      `exec -e PGPASSWORD ${CLUSTER}-n2 /usr/lib/postgresql/15/bin/psql "host=${CLUSTER}-n1 port=5432 dbname=bdrdb user=bdr" -Atc 'SELECT 1'`,
+      { PGPASSWORD: PASSWORD },
+    );
+    assert.strictEqual(ok.trim(), "1");
+  });
+
+  it("4. resize 3 -> 4 -> 3 leaves no slot, subscription, container or volume of n4", async () => {
+    desired.nodes = 4;
+    const r = await up("resize 3->4");
+    // n4's 7 resources; the proxy and every node's config (pg_hba admits n4's address)
+    assert.deepStrictEqual(changes(r), { create: 7, update: 4 });
+    await rowsEverywhere("public.items", ["n4"], 3);
+    await query(direct("n4"), "INSERT INTO public.items VALUES (4, 'n4')");
+    await rowsEverywhere("public.items", names(), 4);
+    desired.nodes = 3;
+    const r2 = await up("resize 4->3");
+    assert.deepStrictEqual(changes(r2), { delete: 7, update: 4 });
+    for (const n of names()) {
+      const subs = await query(direct(n), "SELECT sub_name FROM pglogical.subscription");
+      assert.strictEqual(subs.length, 2, `${n}: ${JSON.stringify(subs)}`);
+      const slots = await query(direct(n), "SELECT slot_name FROM pg_replication_slots");
+      assert.strictEqual(slots.length, 2, `${n}: ${JSON.stringify(slots)}`);
+    }
+    const left = await leftovers();
+    assert.ok(!left.some((x) => x.startsWith(`${CLUSTER}-n4`)), JSON.stringify(left));
+    assert.strictEqual(await listening("127.0.0.1", portOf("n4")), false);
+  });
+
+  it("5. switchover n1 -> n2 under pgbench through PgBouncer: 0 failed transactions", async () => {
+    await query(
+      direct("n1"),
+      ddl("CREATE TABLE IF NOT EXISTS public.load (id bigint PRIMARY KEY, node text)"),
+    );
+    for (const n of names()) {
+      await waitFor(
+        `load on ${n}`,
+        async () => (await query(direct(n), "SELECT to_regclass('public.load') AS t"))[0].t !== null,
+      );
+    }
+    desired.writeNode = "n2";
+    const bench = pgbench(
+      viaBouncer,
+      "\\set id random(1, 9000000000000)\nINSERT INTO public.load VALUES (:id, 'x') ON CONFLICT DO NOTHING;\n",
+      { clients: 4, seconds: 15 },
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    await up("switchover n1->n2");
+    const res = await bench.done;
+    log(
+      `pgbench: ${res.transactions} tx, ${res.failed} failed, ${res.tps} tps, longest gap ${res.maxGapMs} ms`,
+    );
+    assert.strictEqual(res.exitCode, 0, res.output);
+    assert.strictEqual(res.failed, 0, res.output);
+    assert.ok(res.transactions > 0);
+    const now = (
+      await query(viaBouncer, "SELECT (SELECT node_name FROM pglogical.local_node_info()) AS n")
+    )[0];
+    assert.strictEqual(now.n, "n2");
+  });
+
+  it("6. a killed node container comes back with its data on up --refresh and replicates both ways", async () => {
+    const victim = "n3";
+    await engine.docker(`kill ${CLUSTER}-${victim}`);
+    assert.strictEqual(await listening("127.0.0.1", portOf(victim)).catch(() => false), false);
+    await query(direct("n1"), "INSERT INTO public.items VALUES (10, 'while n3 was dead')");
+    const r = await up("up --refresh after docker kill", true);
+    assert.ok((changes(r).update ?? 0) >= 2, JSON.stringify(changes(r))); // the container and the guard
+    assert.strictEqual(
+      (await engine.docker(`inspect -f '{{.State.Running}}' ${CLUSTER}-${victim}`)).trim(),
+      "true",
+    );
+    await rowsEverywhere("public.items", names(), 5);
+    await query(direct(victim), "INSERT INTO public.items VALUES (11, 'from the restored n3')");
+    await rowsEverywhere("public.items", names(), 6);
+    const p = await stack.preview({ onOutput: () => undefined, refresh: true });
+    const c = { ...p.changeSummary } as Record<string, number>;
+    delete c.same;
+    assert.deepStrictEqual(c, {}, "healthy again: preview --refresh shows no change");
+  });
+
+  it("7. destroy leaves no container, volume or network of the cluster", async () => {
+    const t = Date.now();
+    await stack.destroy({ onOutput: () => undefined });
+    log(`destroy: ${Date.now() - t} ms`);
+    assert.deepStrictEqual(await leftovers(), []);
+    assert.strictEqual((await engine.docker(`network ls -q --filter name=^${NETWORK}$`)).trim(), "");
+    for (const port of [NODE_PORT, NODE_PORT + 1, NODE_PORT + 2, PGBOUNCER_PORT, HAPROXY_PORT]) {
+      assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);
+    }
+    assert.ok(!JSON.stringify(await stack.exportStack()).includes(PASSWORD));
+  });
+});
