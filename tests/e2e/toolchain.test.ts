@@ -16,8 +16,10 @@ interface PluginInfo {
   name: string;
   kind: string;
   version: string;
-  path: string;
 }
+
+/** Where `pulumi plugin install` puts plugins. */
+const PLUGIN_DIR = path.join(process.env.PULUMI_HOME ?? path.join(os.homedir(), ".pulumi"), "plugins");
 
 describe("e2e: the real Pulumi toolchain", function () {
   this.timeout(120000);
@@ -68,7 +70,7 @@ describe("e2e: the real Pulumi toolchain", function () {
         p,
         `resource plugin ${name} ${version} not installed: ${JSON.stringify(list.map((x) => x.name + "@" + x.version))}`,
       );
-      const bin = path.join(p.path, `pulumi-resource-${name}`);
+      const bin = path.join(PLUGIN_DIR, `resource-${name}-v${version}`, `pulumi-resource-${name}`);
       const head = Buffer.alloc(4);
       const fd = fs.openSync(bin, "r");
       fs.readSync(fd, head, 0, 4, 0);
