@@ -65,21 +65,11 @@ export function installPackagesSnippet(packages: string[]): string {
 }
 
 /**
- * Shell function `put_file PATH MODE`: writes stdin to PATH atomically, owned by the server's OS
- * user, with MODE; only when the content differs, and then sets `CHANGED=1`.
+ * Shell function `put_file PATH MODE`: the preamble's `safe_write` (atomic, as the server's OS
+ * user, a failed write ends the script) that sets `CHANGED=1` when PATH changed.
  */
 function putFileFn(): string {
-  return [
-    "CHANGED=0",
-    "put_file() {",
-    "  local tmp",
-    '  tmp=$(as_pg mktemp "$1.XXXXXX")',
-    '  as_pg sh -c \'cat > "$1"\' _ "$tmp"',
-    '  if as_pg cmp -s "$tmp" "$1"; then as_pg rm -f "$tmp"; return 0; fi',
-    '  as_pg chmod "$2" "$tmp" && as_pg mv -f "$tmp" "$1"',
-    "  CHANGED=1",
-    "}",
-  ].join("\n");
+  return ["CHANGED=0", 'put_file() { if safe_write "$1" "$2"; then CHANGED=1; fi; }'].join("\n");
 }
 
 function writeFiles(node: NodePlan, files: NodeFiles, outputPluginSnippet: string | undefined): string {
@@ -122,10 +112,10 @@ export function serverControlFns(node: NodePlan): string {
   return [
     'pg_running() { as_pg "$PG_BIN/pg_ctl" -D ' + data + " status >/dev/null 2>&1; }",
     "pg_start() {",
-    `  as_pg env PGPASSFILE="$PGPASSFILE" "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
+    `  daemon "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
     "}",
     "pg_restart() {",
-    `  as_pg env PGPASSFILE="$PGPASSFILE" "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -m fast -w -t 120 restart >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
+    `  daemon "$PG_BIN/pg_ctl" -D ${data} -l "$PG_RUN/server.log" -m fast -w -t 120 restart >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }`,
     "}",
     "pg_wait_ready() {",
     "  local i",

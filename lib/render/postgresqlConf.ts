@@ -287,7 +287,6 @@ export function outputPluginSnippet(options: OutputPluginSnippetOptions): string
   return [
     "# output_plugin_libraries (PostgreSQL 15.19+): add the engine's output plugins when the server knows the setting",
     "opl_file=" + shellQuote(options.confFile),
-    'opl_tmp="$opl_file.tmp.$$"',
     `if opl_current=$(as_pg ${shellQuote(options.binDir + "/postgres")} -D ${shellQuote(options.dataDir)} -C output_plugin_libraries 2>/dev/null); then`,
     '  opl_list=""',
     "  IFS=',' read -r -a opl_items <<<\"$opl_current\"",
@@ -299,17 +298,13 @@ export function outputPluginSnippet(options: OutputPluginSnippetOptions): string
     '    case ", $opl_list, " in *", $opl_lib, "*) ;; *) opl_list="${opl_list:+$opl_list, }$opl_lib" ;; esac',
     "  done",
     '  opl_quoted="${opl_list//\\\\/\\\\\\\\}"; opl_quoted="${opl_quoted//\\\'/\\\'\\\'}"',
-    `  printf '%s\\n%s\\n' ${shellQuote(POSTGRESQL_CONF_HEADER)} "output_plugin_libraries = '$opl_quoted'" >"$opl_tmp"`,
+    `  opl_text=$(printf '%s\\n%s' ${shellQuote(POSTGRESQL_CONF_HEADER)} "output_plugin_libraries = '$opl_quoted'")`,
     "  log \"output_plugin_libraries = '$opl_list'\"",
     "else",
-    `  printf '%s\\n' ${shellQuote(POSTGRESQL_CONF_HEADER)} >"$opl_tmp"`,
+    `  opl_text=${shellQuote(POSTGRESQL_CONF_HEADER)}`,
     '  log "server has no output_plugin_libraries setting: nothing to allow"',
     "fi",
-    'chmod 0644 "$opl_tmp"',
-    'if cmp -s "$opl_tmp" "$opl_file"; then rm -f "$opl_tmp"; else',
-    '  if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$opl_tmp"; fi',
-    '  mv -f "$opl_tmp" "$opl_file"',
-    "fi",
+    'printf \'%s\\n\' "$opl_text" | safe_write "$opl_file" 0644 || true',
     "",
   ].join("\n");
 }

@@ -24,15 +24,25 @@ export interface ShellNodeContext {
  *   unaligned and tuples-only (`-At`), stopping at the first error;
  * - `sql_peer CONNINFO`: the same against a peer, authenticated through `PGPASSFILE`;
  * - `log MSG`: a line on stderr;
+ * - `daemon CMD...`: start a daemon as the server's OS user with a clean, explicit environment
+ *   (`PATH`, `LANG`, `HOME`, `PGPASSFILE`): nothing of whoever ran `pulumi up` reaches it;
  * - `read_secrets`: reads `KEY=<base64>` lines from stdin into shell variables `SECRET_KEY`
- *   (see {@link renderSecretStdin}); secrets never appear on a command line or in the script text.
+ *   (see {@link renderSecretStdin}); secrets never appear on a command line or in the script text;
+ * - `safe_write PATH MODE`: writes stdin to PATH as the server's OS user, through a file that user
+ *   creates with `mktemp` beside PATH, then renamed over it (never a predictable name, never root
+ *   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+ *   that content; a failed write ends the script with status 1 even inside `if` or `||`.
  *
  * Pure: the same context always renders the same text.
  */
 export function renderPreamble(ctx: ShellNodeContext): string {
   return [
     "set -euo pipefail",
+    // The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+    "shopt -s lastpipe",
     "umask 077",
+    // Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+    'while read -r pg_var; do unset "$pg_var"; done < <(compgen -e | grep "^PG" || true)',
     "cd /",
     `PG_BIN=${shellQuote(ctx.binDir)}`,
     `PG_RUN=${shellQuote(ctx.runDir)}`,
@@ -61,6 +71,16 @@ export function renderPreamble(ctx: ShellNodeContext): string {
     "  done",
     "}",
     'sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }',
+    'daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }',
+    "safe_write() {",
+    '  local target=$1 mode=$2 tmp',
+    '  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }',
+    '  if ! as_pg sh -c \'cat > "$1"\' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi',
+    '  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi',
+    '  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then',
+    '    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1',
+    "  fi",
+    "}",
     "",
   ].join("\n");
 }

@@ -43,6 +43,8 @@ const BASE_PORT = 24432;
 const HAPROXY_PORT = 24533;
 const PGBOUNCER_PORT = 24532;
 const PASSWORD = "sec-Unl1kely-Pa55w0rd-7f3a";
+/** Exported by "the caller" during the up; must never reach a daemon. */
+const CALLER_CANARY = "caller-env-canary-5e1f";
 const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
 const PROXY_DIR = `${CLUSTER_DIR}/proxy`;
 const NODES = ["n1", "n2"];
@@ -327,12 +329,17 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
     const ps = new PsSampler(needles, 40).start();
     const t = Date.now();
     let r;
+    // Whoever runs `pulumi up` may have libpq variables exported: none may reach a daemon.
+    process.env.PGPASSWORD = CALLER_CANARY;
+    process.env.PULUMI_BDR_CALLER_CANARY = CALLER_CANARY;
     try {
       r = await stack.up({
         onOutput: (s) => (output += s),
         onEvent: (e) => void events.push(JSON.stringify(e)),
       });
     } finally {
+      delete process.env.PGPASSWORD;
+      delete process.env.PULUMI_BDR_CALLER_CANARY;
       const sampled = await ps.stop();
       log(`ps -ww -eo args sampled ${sampled.samples} times during the up (${secs(Date.now() - t)})`);
       assert.deepStrictEqual(
@@ -374,6 +381,37 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
       .split("\n")
       .filter((l) => l !== "");
     assert.deepStrictEqual(tmp, [], "temporary files holding the password");
+  });
+
+  it("PostgreSQL, HAProxy and PgBouncer run with a clean environment: nothing of the caller's (PGPASSWORD) reaches them", async () => {
+    const pids = (await sh(`pgrep -f '${CLUSTER_DIR}/' || true`))
+      .split("\n")
+      .filter((l) => /^\d+$/.test(l.trim()));
+    const daemons: Record<string, string[]> = {};
+    for (const pid of pids) {
+      let comm = "";
+      let environ = "";
+      try {
+        comm = fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+        environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8");
+      } catch {
+        continue; // exited meanwhile
+      }
+      if (!/^(postgres|haproxy|pgbouncer)$/.test(comm)) continue;
+      const keys = environ
+        .split("\0")
+        .filter((kv) => kv !== "")
+        .map((kv) => kv.split("=")[0]);
+      assert.ok(
+        !environ.includes(CALLER_CANARY),
+        `${comm} (pid ${pid}) has the caller's environment: ${keys.join(" ")}`,
+      );
+      (daemons[comm] ??= []).push(keys.sort().join(" "));
+    }
+    assert.deepStrictEqual(Object.keys(daemons).sort(), ["haproxy", "pgbouncer", "postgres"]);
+    log(
+      `daemon environments: ${JSON.stringify(Object.fromEntries(Object.entries(daemons).map(([k, v]) => [k, [...new Set(v)]])))}`,
+    );
   });
 
   it("files holding the password or verifier are 0600 and owned by postgres; other users cannot read them", async () => {

@@ -103,7 +103,7 @@ describe("renderStep", () => {
     );
     assert.match(
       node.create,
-      /as_pg env PGPASSFILE="\$PGPASSFILE" "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/,
+      /daemon "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/,
     );
     assert.match(node.create, /^pg_start\npg_wait_ready\n/m);
     assert.match(node.create, /export PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);

@@ -1,5 +1,7 @@
 set -euo pipefail
+shopt -s lastpipe
 umask 077
+while read -r pg_var; do unset "$pg_var"; done < <(compgen -e | grep "^PG" || true)
 cd /
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_RUN=/var/lib/pulumi-bdr/proxy/run
@@ -28,6 +30,16 @@ read_secrets() {
   done
 }
 sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
 
 # ---- pulumi-bdr: proxy apply (HAProxy + PgBouncer) ----
 read_secrets
@@ -112,14 +124,8 @@ node_dsn() {
     *) return 1 ;;
   esac
 }
-# put_file PATH MODE <CONTENT: replace PATH atomically when CONTENT differs; status 0 = changed
-put_file() {
-  local target=$1 mode=$2 tmp="$1.tmp.$$"
-  cat >"$tmp"; chmod "$mode" "$tmp"
-  if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$tmp"; fi
-  if [ -e "$target" ] && cmp -s "$tmp" "$target"; then rm -f "$tmp"; return 1; fi
-  mv -f "$tmp" "$target"
-}
+# put_file PATH MODE <CONTENT: the preamble's safe_write (status 0 = changed, 1 = same; a failed write exits)
+put_file() { safe_write "$@"; }
 # ha_servers: NAME,STATUS,BCK for each server of the backend, from the running HAProxy
 ha_servers() {
   ha_cmd "show stat" | awk -F, -v be="$HA_BACKEND" 'NR==1{for(i=1;i<=NF;i++){h=$i; sub(/^# */,"",h); c[h]=i}; next}
@@ -143,7 +149,7 @@ record_ha_pid() {
 }
 ha_start() {
   log "starting HAProxy"
-  as_pg "$HAPROXY_BIN" -D -f "$HA_CFG"
+  daemon "$HAPROXY_BIN" -D -f "$HA_CFG"
   wait_for "$WAIT_SECONDS" "HAProxy to start" ha_running
   record_ha_pid
   wait_for "$WAIT_SECONDS" "HAProxy's admin socket" ha_cmd "show info" >/dev/null
@@ -157,7 +163,7 @@ ha_reload_start() {
   HA_OLD_PIDS=$(tr -s '\n' ' ' <"$HA_PID")
   log "reloading HAProxy (old pids: $HA_OLD_PIDS)"
   # shellcheck disable=SC2086
-  as_pg "$HAPROXY_BIN" -D -f "$HA_CFG" -x "$HA_SOCK" -sf $HA_OLD_PIDS
+  daemon "$HAPROXY_BIN" -D -f "$HA_CFG" -x "$HA_SOCK" -sf $HA_OLD_PIDS
 }
 ha_reload_finish() {
   wait_for "$WAIT_SECONDS" "the new HAProxy process" ha_new_pid "$HA_OLD_PIDS"
@@ -360,7 +366,7 @@ pgb_ready() { [ -S "$PGB_SOCKDIR/.s.PGSQL.$PGB_PORT" ] && pgb_running; }
 pgb_start() {
   log "starting PgBouncer"
   rm -f "$PGB_PID"
-  as_pg "$PGBOUNCER_BIN" -d -q "$PGB_INI"
+  daemon "$PGBOUNCER_BIN" -d -q "$PGB_INI"
   if ! wait_for "$WAIT_SECONDS" "PgBouncer to start" pgb_ready; then
     tail -n 20 "$PGB_LOG" >&2 || true; exit 1
   fi

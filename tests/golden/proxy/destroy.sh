@@ -1,5 +1,7 @@
 set -euo pipefail
+shopt -s lastpipe
 umask 077
+while read -r pg_var; do unset "$pg_var"; done < <(compgen -e | grep "^PG" || true)
 cd /
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_RUN=/var/lib/pulumi-bdr/proxy/run
@@ -28,6 +30,16 @@ read_secrets() {
   done
 }
 sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
 
 # ---- pulumi-bdr: proxy destroy (HAProxy + PgBouncer) ----
 PG_OS_USER=postgres

@@ -1,6 +1,5 @@
 # output_plugin_libraries (PostgreSQL 15.19+): add the engine's output plugins when the server knows the setting
 opl_file=/var/lib/pulumi-bdr/alpha/data/pulumi-bdr-output-plugins.conf
-opl_tmp="$opl_file.tmp.$$"
 if opl_current=$(as_pg /usr/lib/postgresql/15/bin/postgres -D /var/lib/pulumi-bdr/alpha/data -C output_plugin_libraries 2>/dev/null); then
   opl_list=""
   IFS=',' read -r -a opl_items <<<"$opl_current"
@@ -12,14 +11,10 @@ if opl_current=$(as_pg /usr/lib/postgresql/15/bin/postgres -D /var/lib/pulumi-bd
     case ", $opl_list, " in *", $opl_lib, "*) ;; *) opl_list="${opl_list:+$opl_list, }$opl_lib" ;; esac
   done
   opl_quoted="${opl_list//\\/\\\\}"; opl_quoted="${opl_quoted//\'/\'\'}"
-  printf '%s\n%s\n' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.' "output_plugin_libraries = '$opl_quoted'" >"$opl_tmp"
+  opl_text=$(printf '%s\n%s' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.' "output_plugin_libraries = '$opl_quoted'")
   log "output_plugin_libraries = '$opl_list'"
 else
-  printf '%s\n' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.' >"$opl_tmp"
+  opl_text='# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'
   log "server has no output_plugin_libraries setting: nothing to allow"
 fi
-chmod 0644 "$opl_tmp"
-if cmp -s "$opl_tmp" "$opl_file"; then rm -f "$opl_tmp"; else
-  if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$opl_tmp"; fi
-  mv -f "$opl_tmp" "$opl_file"
-fi
+printf '%s\n' "$opl_text" | safe_write "$opl_file" 0644 || true
