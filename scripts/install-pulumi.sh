@@ -25,7 +25,9 @@ CACHE="${PULUMI_BDR_CACHE:-$HOME/.cache/pulumi-bdr}"
 BIN="$CACHE/bin"
 LOGS="$CACHE/logs"
 BUILD="$CACHE/build"
-PLUGINS_DIR="${PULUMI_HOME:-$HOME/.pulumi}/plugins"
+# The CLI finds its home through the OS user database, not $HOME: name it, so both agree.
+export PULUMI_HOME="${PULUMI_HOME:-$HOME/.pulumi}"
+PLUGINS_DIR="$PULUMI_HOME/plugins"
 FORCE="${PULUMI_BDR_FORCE:-0}"
 SOURCES="${PULUMI_BDR_PLUGIN_SOURCES:-}"
 
@@ -274,7 +276,8 @@ ensure_plugin() {
 	fi
 	if [ "$FORCE" != 1 ] && [ ! -x "$cached" ] && [ "${PULUMI_BDR_NO_DOWNLOAD:-0}" != 1 ]; then
 		log "plugin $name $version: trying pulumi plugin install (log: $LOGS/download-plugin-$name.log)"
-		if timeout 120 "$PULUMI" plugin install resource "$name" "$version" >"$LOGS/download-plugin-$name.log" 2>&1; then
+		if timeout 120 "$PULUMI" plugin install resource "$name" "$version" >"$LOGS/download-plugin-$name.log" 2>&1 &&
+			[ -x "$dest" ]; then
 			log "plugin $name $version: downloaded"
 			return 0
 		fi
