@@ -245,7 +245,7 @@ bridged_layout() {
 build_postgresql() { # DIR BINARY VERSION
 	need git
 	bridged_layout "$1" "pulumi-postgresql-$3" "terraform-provider-postgresql-ff936b95"
-	# Not `go mod download` (every module of the graph): generate and build fetch what they compile.
+	run_logged download-plugin-postgresql-modules go_in "$1/provider" go mod download
 	run_logged generate-plugin-postgresql-schema go_in "$1/provider" env VERSION="$3" go generate cmd/pulumi-resource-postgresql/main.go
 	run_logged build-plugin-postgresql go_build "$1/provider" "$2" \
 		"github.com/pulumi/pulumi-postgresql/provider/v3/pkg/version.Version=$3" ./cmd/pulumi-resource-postgresql
@@ -259,8 +259,7 @@ build_docker() { # DIR BINARY VERSION
 	mkdir -p "$1/pulumi-java-unused"
 	printf 'module github.com/pulumi/pulumi-java\n\ngo 1.21\n' >"$1/pulumi-java-unused/go.mod"
 	(cd "$1/provider" && go mod edit -replace github.com/pulumi/pulumi-java=../pulumi-java-unused)
-	# Not `go mod download`: two modules the plugin does not compile are refused by the proxy, and
-	# generate and build fetch what they compile.
+	# Not `go mod download`: two modules the plugin does not compile are refused by the proxy.
 	run_logged generate-plugin-docker-schema go_in "$1/provider" env VERSION="$3" go generate cmd/pulumi-resource-docker/main.go
 	run_logged build-plugin-docker go_build "$1/provider" "$2" \
 		"github.com/pulumi/pulumi-docker/provider/v5/pkg/version.Version=$3" ./cmd/pulumi-resource-docker
