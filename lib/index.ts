@@ -12,6 +12,7 @@ export { BdrClusterArgsError, findProblems, validateArgs } from "./cluster/valid
 export type { ArgProblem } from "./cluster/validate";
 export { planCluster, planSteps, stepName } from "./cluster/plan";
 export type { ClusterPlan, PlanStep } from "./cluster/plan";
+export { DOCKER_PLUGIN_VERSION } from "./hosts/docker";
 export { getEngine } from "./engines";
 export type { Engine } from "./engines/types";
 export type * from "./types";

@@ -29,6 +29,7 @@ SOCKET="$RUN_ROOT/docker.sock"
 PIDFILE="$RUN_ROOT/dockerd.pid"
 EXEC_ROOT="$RUN_ROOT/exec"
 LOG="$DATA_ROOT/../dockerd.log"
+BRIDGE_MARK="$RUN_ROOT/docker0.created-by-us"
 DOCKER_HOST_URL="unix://$SOCKET"
 
 # Everything a node or proxy container needs, installed at debootstrap time (no network later).
@@ -67,6 +68,8 @@ cmd_start() {
   fi
   mkdir -p "$DATA_ROOT" "$RUN_ROOT" "$EXEC_ROOT"
   rm -f "$SOCKET" "$PIDFILE"
+  # dockerd makes the default bridge docker0 when there is none; `stop` removes it only then.
+  if ip link show docker0 >/dev/null 2>&1; then rm -f "$BRIDGE_MARK"; else : >"$BRIDGE_MARK"; fi
   # Its own containerd lives under the exec root too (dockerd starts one when none is given).
   setsid dockerd \
     --storage-driver=vfs \
@@ -98,6 +101,7 @@ cmd_stop() {
   if ! pid=$(running_pid); then
     log "not running"
     rm -f "$PIDFILE"
+    remove_bridge
     return 0
   fi
   kill -TERM "$pid"
@@ -117,6 +121,16 @@ cmd_stop() {
   done
   rm -f "$PIDFILE" "$SOCKET"
   log "stopped dockerd $pid"
+  remove_bridge
+}
+
+# Removes docker0 when this engine created it (dockerd leaves it behind when it stops).
+remove_bridge() {
+  [ -e "$BRIDGE_MARK" ] || return 0
+  if ip link show docker0 >/dev/null 2>&1; then
+    ip link delete docker0 && log "removed the docker0 bridge it had created"
+  fi
+  rm -f "$BRIDGE_MARK"
 }
 
 cmd_status() {

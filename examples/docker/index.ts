@@ -9,12 +9,15 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { BdrCluster } from "../../lib";
+import { BdrCluster, DOCKER_PLUGIN_VERSION } from "../../lib";
 
 const config = new pulumi.Config();
-const provider = new docker.Provider("docker", {
-  host: config.get("dockerHost") ?? "unix:///var/run/docker.sock",
-});
+// The plugin is docker 5.1.0 while the npm SDK is 5.2.0: the provider asks for the plugin's version.
+const provider = new docker.Provider(
+  "docker",
+  { host: config.get("dockerHost") ?? "unix:///var/run/docker.sock" },
+  { version: DOCKER_PLUGIN_VERSION },
+);
 const network = new docker.Network("pgnet", { name: "pgnet" }, { provider });
 
 const cluster = new BdrCluster(

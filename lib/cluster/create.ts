@@ -8,6 +8,7 @@ import { hostCommand } from "../hosts/commands";
 import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
 import {
   containerAddress,
+  containerGateway,
   createContainer,
   createImage,
   createVolume,
@@ -38,7 +39,8 @@ import { renderPgHba } from "../render/pgHba";
 import { renderPgpass } from "../render/pgpass";
 import { clusterSalt, scramVerifier } from "../render/scram";
 import { renderSecretStdin } from "../render/shell";
-import { connString } from "../render/quote";
+import { connString, shellQuote } from "../render/quote";
+import { localSql } from "../engines/types";
 import { proxyApplyScript, proxyDestroyScript } from "../proxy/scripts";
 import type { Volume as DockerVolume } from "@pulumi/docker";
 
@@ -71,6 +73,12 @@ export function deriveSecrets(cluster: string, password: pulumi.Input<string>): 
 export type DockerAddresses = Readonly<Record<string, string>>;
 
 /**
+ * Key suffix in {@link DockerAddresses} of the gateway of a node that publishes its port
+ * (`<node>@gateway`): connections to the published port come from there.
+ */
+export const GATEWAY_SUFFIX = "@gateway";
+
+/**
  * CIDRs that `pg_hba.conf` admits: the members and the proxy host. Docker hosts are admitted by
  * their container's address on the network (`/32`), never the whole network: any container on it
  * could otherwise log in with the password. An address not known (yet) admits nothing.
@@ -84,6 +92,9 @@ export function memberCidrs(
     if (host.kind === "docker") {
       const ip = dockerAddresses[unit] ?? "";
       if (/^[0-9.]+$/.test(ip)) cidrs.add(`${ip}/32`);
+      // A node's published port: the Docker host's connections arrive from the network's gateway.
+      const gw = dockerAddresses[`${unit}${GATEWAY_SUFFIX}`] ?? "";
+      if (/^[0-9.]+$/.test(gw)) cidrs.add(`${gw}/32`);
     } else if (host.address.includes(":")) {
       cidrs.add(`${host.address}/128`);
     } else if (/^[0-9.]+$/.test(host.address)) {
@@ -312,6 +323,8 @@ export function createCluster(
         { parent, dependsOn: depsOf(step), provider: d.provider },
       );
       addresses[step.node ?? "proxy"] = containerAddress(container, dh.network);
+      if (node && dh.publishPort !== undefined)
+        addresses[`${node.name}${GATEWAY_SUFFIX}`] = containerGateway(container, dh.network);
       resource = container;
     }
     resources.set(step.name, resource);
@@ -349,6 +362,22 @@ export function createCluster(
       const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
       const r0 = renderStep(plan, step, shapeAddresses);
       const stdinOf = r0.stdin;
+      // A leaving node's peers forget it locally, through docker exec: their pg_hba.conf stops
+      // admitting its container (config updates) before its part runs (deletes come last).
+      const engine = getEngine(ctx.engine);
+      const deleteInPeers =
+        step.kind === "join" && engine.forgetNodeSql
+          ? ctx.nodes
+              .filter((p) => p.name !== node!.name && plan.hosts[p.name].kind === "docker")
+              .map((p) => ({
+                container: plan.hosts[p.name].docker!.containerName,
+                script:
+                  nodePreamble(p, ctx.database) +
+                  `log ${shellQuote(`forgetting node ${node!.name} on ${p.name}`)}\n` +
+                  localSql(engine.forgetNodeSql!(ctx, node!)) +
+                  "\n",
+              }))
+          : undefined;
       resource = dockerCommand(
         step.name,
         host,
@@ -358,6 +387,7 @@ export function createCluster(
           update: r0.update === undefined ? undefined : rendered.apply((r) => r.update!),
           delete: r0.delete === undefined ? undefined : rendered.apply((r) => r.delete!),
           stdin: stdinOf ? pulumi.secret(plain.apply((s) => stdinOf(s))) : undefined,
+          deleteInPeers,
         },
         { ...opts, ignoreChanges: r0.ignoreChanges },
       );

@@ -544,6 +544,42 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
   return out.join("\n");
 }
 
+/** On a peer: forget `node` (its subscriptions from it, its record, slots kept for it). */
+function forgetNodeSql(ctx: ClusterContext, node: NodePlan): string {
+  const t = ctx.waitTimeoutSeconds;
+  const leaving = lit(node.name);
+  return [
+    statementTimeout(t + 10),
+    doBlock(
+      [
+        "DECLARE",
+        "  s record;",
+        "BEGIN",
+        "  IF to_regclass('pglogical.local_node') IS NULL THEN",
+        "    RETURN;",
+        "  END IF;",
+        "  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub",
+        "             JOIN pglogical.node n ON n.node_id = sub.sub_origin",
+        `            WHERE n.node_name = ${leaving} LOOP`,
+        "    PERFORM pglogical.drop_subscription(s.sub_name, true);",
+        "  END LOOP;",
+        `  PERFORM pglogical.drop_node(${leaving}, true);`,
+        "END",
+      ].join("\n"),
+    ),
+    dropSlotsSql(
+      [
+        "to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (",
+        "                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,",
+        `                         'sub_' || n.node_name || '_' || ${leaving})`,
+        "                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)",
+      ].join("\n"),
+      `node ${node.name}`,
+      t,
+    ),
+  ].join("\n");
+}
+
 function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const fallback = [...ctx.nodes].filter((n) => n.name !== node.name).sort((a, b) => a.index - b.index);
@@ -613,42 +649,7 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "#    still kept there for this node's subscription.",
     "#    All peers in parallel: each drop waits for the peer's apply worker to exit.",
     "peer_cleanup() {",
-    indent(
-      heredoc(
-        'sql_peer "${peer_dsns[$1]}"',
-        [
-          statementTimeout(t + 10),
-          doBlock(
-            [
-              "DECLARE",
-              "  s record;",
-              "BEGIN",
-              "  IF to_regclass('pglogical.local_node') IS NULL THEN",
-              "    RETURN;",
-              "  END IF;",
-              "  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub",
-              "             JOIN pglogical.node n ON n.node_id = sub.sub_origin",
-              `            WHERE n.node_name = ${leaving} LOOP`,
-              "    PERFORM pglogical.drop_subscription(s.sub_name, true);",
-              "  END LOOP;",
-              `  PERFORM pglogical.drop_node(${leaving}, true);`,
-              "END",
-            ].join("\n"),
-          ),
-          dropSlotsSql(
-            [
-              "to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (",
-              "                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,",
-              `                         'sub_' || n.node_name || '_' || ${leaving})`,
-              "                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)",
-            ].join("\n"),
-            `node ${node.name}`,
-            t,
-          ),
-        ].join("\n"),
-      ),
-      2,
-    ),
+    indent(heredoc('sql_peer "${peer_dsns[$1]}"', forgetNodeSql(ctx, node)), 2),
     "}",
     "pids=()",
     'for i in "${!peer_names[@]}"; do',
@@ -803,6 +804,10 @@ export const pglogicalEngine: Engine = {
 
   partScript(ctx: ClusterContext, node: NodePlan): string {
     return partNodeScript(ctx, node);
+  },
+
+  forgetNodeSql(ctx: ClusterContext, leaving: NodePlan): string {
+    return forgetNodeSql(ctx, leaving);
   },
 
   afterRestartScript(ctx: ClusterContext, node: NodePlan): string {

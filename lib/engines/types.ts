@@ -108,6 +108,15 @@ export interface Engine {
   partScript(ctx: ClusterContext, node: NodePlan): string;
 
   /**
+   * Optional SQL run on a remaining peer (locally, as the OS user) to forget `leaving`: its
+   * subscriptions from that node, the node record and any slot kept for it. The same cleanup
+   * `partScript` does from the leaving node over the network; docker clusters also run it through
+   * `docker exec` on each peer, because the peers' pg_hba.conf no longer admits the leaving
+   * container by the time its part runs (Pulumi applies updates before deletes).
+   */
+  forgetNodeSql?(ctx: ClusterContext, leaving: NodePlan): string;
+
+  /**
    * Optional bash body run on `node`'s host right after its server restarted (a rolling config
    * change): wakes what the engine does not restart by itself (pglogical: peers' apply workers
    * for subscriptions from this node retry only about every 180 s). Written without

@@ -12,6 +12,13 @@ export const SHIPPED_DOCKER_CONTEXT = path.resolve(__dirname, "..", "..", "..", 
 /** The daemon address used when neither a Docker provider nor `docker.host` is given. */
 export const DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock";
 
+/**
+ * The docker resource plugin the library is built and tested against. The npm SDK (5.2.0) would
+ * ask the engine for a plugin of its own version; providers the component creates pin this one,
+ * and a caller's own provider needs `{ version: DOCKER_PLUGIN_VERSION }` too.
+ */
+export const DOCKER_PLUGIN_VERSION = "5.1.0";
+
 /** Base image of the shipped Dockerfile when `docker.baseImage` is unset. */
 export const DEFAULT_BASE_IMAGE = "debian:bookworm-slim";
 
@@ -43,7 +50,11 @@ export function dockerTarget(
     return { provider: p, host };
   }
   const host = hostArg ?? DEFAULT_DOCKER_HOST;
-  const provider = new docker.Provider(`${name}-docker`, { host }, { parent });
+  const provider = new docker.Provider(
+    `${name}-docker`,
+    { host },
+    { parent, version: DOCKER_PLUGIN_VERSION },
+  );
   return { provider, host: pulumi.output(host) };
 }
 
@@ -145,16 +156,33 @@ export function containerAddress(container: docker.Container, network: string): 
   });
 }
 
+/**
+ * The gateway address of `network` as the container sees it (empty while it is stopped): where
+ * connections to a port published on the Docker host arrive from (the userland proxy connects from
+ * the network's gateway). pg_hba.conf admits it for nodes that publish their port.
+ */
+export function containerGateway(container: docker.Container, network: string): pulumi.Output<string> {
+  return container.networkDatas.apply((nets) => {
+    const n = (nets ?? []).find((x) => x.networkName === network);
+    return n?.gateway ?? "";
+  });
+}
+
 /** `docker -H <daemon> exec -i <container> bash -c <script>`: how a step reaches its container. */
 export function dockerExec(containerName: string, dockerHost: string, script: string): string {
   return `docker -H ${shellQuote(dockerHost)} exec -i ${shellQuote(containerName)} bash -c ${shellQuote(script)}`;
 }
 
-/** A delete script for a container: a no-op when the container is already gone. */
+/**
+ * A delete script for a container: a no-op when the container is gone or stopped (`docker exec`
+ * cannot reach a stopped container; its processes are down and the container goes with the
+ * destroy or resize that deletes this step).
+ */
 export function dockerExecDelete(containerName: string, dockerHost: string, script: string): string {
   const c = shellQuote(containerName);
   const h = shellQuote(dockerHost);
-  return `if docker -H ${h} inspect --type container ${c} >/dev/null 2>&1; then ${dockerExec(containerName, dockerHost, script)}; fi`;
+  const running = `"$(docker -H ${h} inspect --type container -f '{{.State.Running}}' ${c} 2>/dev/null)"`;
+  return `if [ ${running} = true ]; then ${dockerExec(containerName, dockerHost, script)}; elif docker -H ${h} inspect --type container ${c} >/dev/null 2>&1; then echo "pulumi-bdr: container ${containerName} is not running: nothing to do in it" >&2; fi`;
 }
 
 /** The scripts of a docker step; they may depend on Outputs (the daemon, the containers' addresses). */
@@ -164,6 +192,24 @@ export interface DockerStepScripts {
   delete?: pulumi.Input<string>;
   /** `KEY=<base64>` secret lines; must be a secret Output. */
   stdin?: pulumi.Input<string>;
+  /**
+   * Scripts run after `delete` succeeded, each in another container of the cluster (skipped when
+   * that container is gone or stopped; a failure only warns): a leaving node's peers forgetting it.
+   */
+  deleteInPeers?: { container: string; script: string }[];
+}
+
+/** Bash: run each peer script through `docker exec` after the main delete; failures only warn. */
+export function dockerPeerDeletes(
+  dockerHost: string,
+  peers: { container: string; script: string }[],
+): string {
+  return peers
+    .map(
+      (p) =>
+        `{ ${dockerExecDelete(p.container, dockerHost, p.script)}; } || echo ${shellQuote(`pulumi-bdr: WARNING: cleanup in ${p.container} failed`)} >&2`,
+    )
+    .join("\n");
 }
 
 /**
@@ -179,12 +225,15 @@ export function dockerCommand(
   opts: StepOptions,
 ): command.local.Command {
   const c = host.docker!.containerName;
+  const peers = scripts.deleteInPeers ?? [];
   const wrap = (s: pulumi.Input<string> | undefined, del: boolean) =>
     s === undefined
       ? undefined
-      : pulumi
-          .all([pulumi.output(dockerHost), pulumi.output(s)])
-          .apply(([h, text]) => (del ? dockerExecDelete(c, h, text) : dockerExec(c, h, text)));
+      : pulumi.all([pulumi.output(dockerHost), pulumi.output(s)]).apply(([h, text]) => {
+          if (!del) return dockerExec(c, h, text);
+          const own = dockerExecDelete(c, h, text);
+          return peers.length === 0 ? own : `${own} || exit\n${dockerPeerDeletes(h, peers)}`;
+        });
   return new command.local.Command(
     name,
     {

@@ -9,9 +9,10 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import type { Stack, UpResult } from "@pulumi/pulumi/automation";
-import { BdrCluster } from "../../lib";
+import type { EngineEvent, Stack, UpResult } from "@pulumi/pulumi/automation";
+import { BdrCluster, DOCKER_PLUGIN_VERSION } from "../../lib";
 import { getEngine } from "../../lib/engines";
+
 import { inlineStack, listening, pgbench, pulumiAvailable, query, waitFor } from "./harness";
 import { DockerEngine, startDockerEngine, stopDockerEngine } from "./dockerEngine";
 
@@ -21,6 +22,7 @@ const NODE_PORT = 27432; // n1 -> 27432, n2 -> 27433, ...
 const PGBOUNCER_PORT = 27532;
 const HAPROXY_PORT = 27533;
 const PASSWORD = "docker-e2e-Pa55-not-in-state";
+const IMAGE = `pulumi-bdr/${CLUSTER}:pg15`;
 
 const desired = { nodes: 3, writeNode: "n1" };
 const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
@@ -29,7 +31,8 @@ let engine: DockerEngine;
 
 function program() {
   // The caller's provider: the private engine's socket. Nothing may reach the default socket.
-  const provider = new docker.Provider("engine", { host: engine.host });
+  // The npm SDK is 5.2.0; the installed plugin is 5.1.0, which the provider must ask for.
+  const provider = new docker.Provider("engine", { host: engine.host }, { version: DOCKER_PLUGIN_VERSION });
   const network = new docker.Network("net", { name: NETWORK }, { provider });
   const cluster = new BdrCluster(
     CLUSTER,
@@ -106,8 +109,27 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
   const log = (line: string) => console.log(`      ${line}`);
   const up = async (label: string, refresh = false) => {
     const t = Date.now();
-    const r = await stack.up({ onOutput: () => undefined, refresh });
+    // Per-resource durations from the engine's events (whole seconds), for the slow docker steps.
+    const started = new Map<string, number>();
+    const took: string[] = [];
+    const ops: string[] = [];
+    const r = await stack.up({
+      onOutput: () => undefined,
+      refresh,
+      onEvent: (e: EngineEvent) => {
+        const pre = e.resourcePreEvent?.metadata;
+        if (pre && pre.op !== "same" && pre.op !== "refresh") {
+          started.set(pre.urn, e.timestamp);
+          ops.push(`${pre.op} ${pre.urn.split("::").pop()}`);
+        }
+        const done = e.resOutputsEvent?.metadata.urn;
+        if (done && started.has(done) && /::bde-(image|n\d+-container|proxy-container)$/.test(done))
+          took.push(`${done.split("::").pop()} ${e.timestamp - started.get(done)!} s`);
+      },
+    });
     log(`${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    if (took.length > 0) log(`  ${took.join(", ")}`);
+    log(`  ${ops.join(", ")}`);
     assert.strictEqual(r.summary.result, "succeeded");
     return r;
   };
@@ -127,6 +149,9 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     }
     for (const v of await leftovers()) await engine.docker(`volume rm -f ${v}`).catch(() => undefined);
     await engine.docker(`network rm ${NETWORK}`).catch(() => undefined);
+    // The engine's data root outlives a run: without this the image would come from the last one.
+    await engine.docker(`image rm -f ${IMAGE}`).catch(() => undefined);
+    await engine.docker(`builder prune -af`).catch(() => undefined);
     ({ stack, stateDir } = await inlineStack("pulumi-bdr-docker", "docker", program));
   });
 
@@ -150,7 +175,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
       .split("\n")
       .sort();
     assert.deepStrictEqual(containers, ["bde-n1", "bde-n2", "bde-n3", "bde-proxy"]);
-    const image = await engine.docker(`image inspect --format '{{.Id}}' pulumi-bdr/bde:pg15`);
+    const image = await engine.docker(`image inspect --format '{{.Id}}' ${IMAGE}`);
     assert.match(image.trim(), /^sha256:/);
     await query(direct("n1"), ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text)"));
     for (const n of names()) {
@@ -166,7 +191,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     const host = (
       await query(
         viaBouncer,
-        "SELECT pg_catalog.current_setting('listen_addresses') AS l, (SELECT node_name FROM pglogical.local_node_info()) AS n",
+        "SELECT pg_catalog.current_setting('listen_addresses') AS l, (SELECT node_name FROM pglogical.pglogical_node_info()) AS n",
       )
     )[0];
     assert.strictEqual(host.n, "n1");
@@ -186,7 +211,21 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
       `run --rm --network ${NETWORK} -e PGPASSWORD ${engine.baseImage} /usr/lib/postgresql/15/bin/psql "host=${CLUSTER}-n1 port=5432 dbname=bdrdb user=bdr connect_timeout=5" -Atc 'SELECT 1' 2>&1 || true`,
       { PGPASSWORD: PASSWORD },
     );
-    assert.match(out, /no pg_hba\.conf entry for host "[0-9.]+", user "bdr", database "bdrdb"/, out);
+    // pg_hba.conf ends in explicit reject lines: the stranger's address meets one of them.
+    const refused = /pg_hba\.conf rejects connection for host "([0-9.]+)", user "bdr", database "bdrdb"/.exec(
+      out,
+    );
+    assert.ok(refused, out);
+    const members = await Promise.all(
+      [...names(), "proxy"].map(async (u) =>
+        (
+          await engine.docker(
+            `inspect -f '{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}' ${CLUSTER}-${u}`,
+          )
+        ).trim(),
+      ),
+    );
+    assert.ok(!members.includes(refused[1]), `${refused[1]} is a member's address: ${members.join()}`);
     // A member container gets in with the same password (the refusal is about the address).
     const ok = await engine.docker(
       `exec -e PGPASSWORD ${CLUSTER}-n2 /usr/lib/postgresql/15/bin/psql "host=${CLUSTER}-n1 port=5432 dbname=bdrdb user=bdr" -Atc 'SELECT 1'`,
@@ -244,7 +283,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     assert.strictEqual(res.failed, 0, res.output);
     assert.ok(res.transactions > 0);
     const now = (
-      await query(viaBouncer, "SELECT (SELECT node_name FROM pglogical.local_node_info()) AS n")
+      await query(viaBouncer, "SELECT (SELECT node_name FROM pglogical.pglogical_node_info()) AS n")
     )[0];
     assert.strictEqual(now.n, "n2");
   });
@@ -255,7 +294,13 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     assert.strictEqual(await listening("127.0.0.1", portOf(victim)).catch(() => false), false);
     await query(direct("n1"), "INSERT INTO public.items VALUES (10, 'while n3 was dead')");
     const r = await up("up --refresh after docker kill", true);
-    assert.ok((changes(r).update ?? 0) >= 2, JSON.stringify(changes(r))); // the container and the guard
+    // The refresh reads the stopped container without its published ports, so the provider
+    // replaces it (ports force a new container; the data is on the volume); the guard's ensure
+    // then wakes the peers. Config steps update too if the new container got another address.
+    const restored = changes(r);
+    assert.strictEqual(restored.replace, 1, JSON.stringify(restored));
+    assert.ok((restored.update ?? 0) >= 1, JSON.stringify(restored));
+    assert.ok(!restored.create && !restored.delete, JSON.stringify(restored));
     assert.strictEqual(
       (await engine.docker(`inspect -f '{{.State.Running}}' ${CLUSTER}-${victim}`)).trim(),
       "true",

@@ -306,8 +306,19 @@ describe("BdrCluster (mocks)", () => {
     );
     assert.match(
       server.inputs.delete,
-      /^if docker -H unix:\/\/\/run\/test\/docker\.sock inspect --type container dk-a >\/dev\/null 2>&1; then docker -H unix:\/\/\/run\/test\/docker\.sock exec -i dk-a bash -c '/,
+      /^if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect --type container -f '\{\{\.State\.Running\}\}' dk-a 2>\/dev\/null\)" = true \]; then docker -H unix:\/\/\/run\/test\/docker\.sock exec -i dk-a bash -c '/,
     );
+    // A leaving node's peers forget it through docker exec after its part (their pg_hba.conf no
+    // longer admits it by then).
+    const partB = byName("dk-b-join").inputs.delete as string;
+    const [own, inPeer] = partB.split("\n{ ");
+    assert.match(own, /exec -i dk-b bash -c '/);
+    assert.match(own, / \|\| exit$/);
+    assert.match(
+      inPeer,
+      /^if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect .* dk-a .*exec -i dk-a bash -c '/,
+    );
+    assert.match(inPeer, /PERFORM pglogical\.drop_node\('\\''b'\\'', true\)/);
     // pg_hba admits each container's address on the network, never the whole network.
     const ips = ["dk-a", "dk-b", "dk-proxy"].map((c) => mocks.MOCK_CONTAINER_IPS[c]);
     for (const step of ["dk-a-server", "dk-a-config", "dk-b-config"]) {
@@ -353,7 +364,12 @@ describe("BdrCluster (mocks)", () => {
       {
         nodes: ["a", "b"].map((name) => ({
           name,
-          host: { kind: "docker" as const, network: "pgnet", image: "own:1" },
+          host: {
+            kind: "docker" as const,
+            network: "pgnet",
+            image: "own:1",
+            publishPort: name === "a" ? 27701 : undefined,
+          },
         })),
         replicationPassword: pulumi.secret(PASSWORD),
         proxy: { host: { kind: "docker", network: "pgnet" } },
@@ -371,6 +387,14 @@ describe("BdrCluster (mocks)", () => {
       byName("dp-a-setup").inputs.create.startsWith("docker -H tcp://127.0.0.1:23750 exec -i dp-a bash -c '"),
     );
     assert.strictEqual(byName("dp-b-guard").inputs.dockerHost, "tcp://127.0.0.1:23750");
+    // a publishes its port: connections to it from the Docker host come from the network's gateway.
+    const admitted = [
+      ...(byName("dp-b-config").inputs.create as string).matchAll(
+        /^host +\S+ +"bdr" +(\S+) +scram-sha-256$/gm,
+      ),
+    ].map((m) => m[1]);
+    const members = ["dp-a", "dp-b", "dp-proxy"].map((c) => `${mocks.MOCK_CONTAINER_IPS[c]}/32`);
+    assert.deepStrictEqual([...new Set(admitted)].sort(), [...members, `${mocks.MOCK_GATEWAY}/32`].sort());
   });
 
   it("docker hosts default to the local socket, not DOCKER_HOST", async () => {

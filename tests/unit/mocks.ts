@@ -84,6 +84,9 @@ export function installMocks(): void {
 /** Addresses the mock Docker daemon gives containers: `MOCK_CONTAINER_IPS[<container name>]`. */
 export const MOCK_CONTAINER_IPS: Record<string, string> = {};
 
+/** The gateway of every mock Docker network. */
+export const MOCK_GATEWAY = "172.30.0.1";
+
 /** Docker containers get `networkDatas` as the real provider reports them (one address per network). */
 function dockerOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   if (args.type !== "docker:index/container:Container") return {};
@@ -95,6 +98,7 @@ function dockerOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, un
       networkName: n.name,
       ipAddress: MOCK_CONTAINER_IPS[name],
       ipPrefixLength: 16,
+      gateway: MOCK_GATEWAY,
     })),
   };
 }
