@@ -28,6 +28,7 @@ const desired = { nodes: 3, writeNode: "n1" };
 const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
 const portOf = (node: string) => NODE_PORT + Number(node.slice(1)) - 1;
 let engine: DockerEngine;
+let savedDockerHost: string | undefined;
 
 function program() {
   // The caller's provider: the private engine's socket. Nothing may reach the default socket.
@@ -143,6 +144,10 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
         throw new Error(`plugin ${p} missing in ${plugins}: run scripts/install-pulumi.sh`);
     }
     engine = await startDockerEngine(log);
+    // Nothing may fall back to an ambient DOCKER_HOST (the CLI, its plugins and the steps inherit
+    // this process's environment): point it at nowhere for the whole suite.
+    savedDockerHost = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = "tcp://ambient-docker-host.invalid:2375";
     // An interrupted earlier run must not make this one meaningless.
     for (const c of (await engine.docker(`ps -aq --filter name=^${CLUSTER}-`)).split("\n").filter(Boolean)) {
       await engine.docker(`rm -f ${c}`);
@@ -161,6 +166,8 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
       await stack.workspace.removeStack(stack.name).catch(() => undefined);
     }
     if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+    if (savedDockerHost === undefined) delete process.env.DOCKER_HOST;
+    else process.env.DOCKER_HOST = savedDockerHost;
     await stopDockerEngine();
     log(`suite: ${Date.now() - suiteStart} ms`);
   });
