@@ -73,7 +73,7 @@ export function renderPreamble(ctx: ShellNodeContext): string {
     'sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }',
     'daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }',
     "safe_write() {",
-    '  local target=$1 mode=$2 tmp',
+    "  local target=$1 mode=$2 tmp",
     '  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }',
     '  if ! as_pg sh -c \'cat > "$1"\' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi',
     '  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi',

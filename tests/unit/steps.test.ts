@@ -101,10 +101,7 @@ describe("renderStep", () => {
       node.probe!,
       /^if pg_running && \[ ! -e "\$PG_RUN\/restarted-by-entrypoint" \]; then exit 0; fi$/m,
     );
-    assert.match(
-      node.create,
-      /daemon "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/,
-    );
+    assert.match(node.create, /daemon "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/);
     assert.match(node.create, /^pg_start\npg_wait_ready\n/m);
     assert.match(node.create, /export PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
     // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
@@ -115,8 +112,8 @@ describe("renderStep", () => {
     assert.match(proxy.probe!, /^ha_running \|\|/m);
     assert.match(proxy.probe!, /^pgb_running \|\|/m);
     assert.match(proxy.create, /^if ha_running && pgb_running; then exit 0; fi$/m);
-    assert.match(proxy.create, /as_pg "\$HAPROXY_BIN" -D -f "\$HA_CFG"/);
-    assert.match(proxy.create, /as_pg "\$PGBOUNCER_BIN" -d -q "\$PGB_INI"/);
+    assert.match(proxy.create, /daemon "\$HAPROXY_BIN" -D -f "\$HA_CFG"/);
+    assert.match(proxy.create, /daemon "\$PGBOUNCER_BIN" -d -q "\$PGB_INI"/);
     assert.doesNotMatch(
       proxy.create,
       /put_file|\.new"|\$SECRET_|^read_secrets$/m,
