@@ -341,7 +341,8 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       const t0 = Date.now();
       const child = spawn("bash", ["-c", proxyApplyScript(input(writeNode, method))]);
       let stderr = "";
-      child.stderr.on("data", (d) => (stderr += d));
+      // Each chunk of the script's log with the time it arrived (ms since the start), for the report.
+      child.stderr.on("data", (d) => (stderr += `[+${Date.now() - t0} ms] ${String(d)}`));
       child.stdout.on("data", () => undefined);
       child.on("error", reject);
       child.on("close", (status) => resolve({ status, stderr, ms: Date.now() - t0 }));
@@ -389,7 +390,8 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
   const switchoverUnderLoad = async (to: string, method: SwitchoverMethod): Promise<void> => {
     const target = servers.find((s) => s.node.name === to)!;
     const before = Number(target.sql("SELECT count(*) FROM public.t"));
-    const bench = pgbench(proxy.pgbouncerPort, root, 8);
+    // Long enough to outlast a slow apply on a loaded machine (its first log line came after 9 s once).
+    const bench = pgbench(proxy.pgbouncerPort, root, 25);
     await new Promise((r) => setTimeout(r, 2500));
     const switchStart = Date.now();
     const sw = await applyAsync(to, method);
