@@ -9,11 +9,11 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import type { EngineEvent, Stack, UpResult } from "@pulumi/pulumi/automation";
+import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, DOCKER_PLUGIN_VERSION } from "../../lib";
 import { getEngine } from "../../lib/engines";
 
-import { inlineStack, listening, pgbench, pulumiAvailable, query, waitFor } from "./harness";
+import { changes, inlineStack, listening, pgbench, pulumiAvailable, query, waitFor } from "./harness";
 import { DockerEngine, startDockerEngine, stopDockerEngine } from "./dockerEngine";
 
 const CLUSTER = "bde";
@@ -72,12 +72,6 @@ const conn = (port: number) => ({
 const direct = (node: string) => conn(portOf(node));
 const viaBouncer = conn(PGBOUNCER_PORT);
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
-
-function changes(r: UpResult): Record<string, number> {
-  const c = { ...(r.summary.resourceChanges ?? {}) } as Record<string, number>;
-  delete c.same;
-  return c;
-}
 
 async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
   for (const n of nodes) {

@@ -21,7 +21,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { BdrCluster, BdrClusterArgs } from "../../lib";
 import { getEngine } from "../../lib/engines";
-import { inlineStack, pulumiAvailable, query, waitFor } from "./harness";
+import { changes, inlineStack, pulumiAvailable, query, waitFor } from "./harness";
 import { NetnsFixture, NetnsHost, netnsDown, netnsUnavailableReason, netnsUp } from "./netns";
 import {
   alive,
@@ -54,12 +54,6 @@ import {
 
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 const log = (line: string) => console.log(`      ${line}`);
-
-function changes(r: UpResult): Record<string, number> {
-  const c = { ...(r.summary.resourceChanges ?? {}) } as Record<string, number>;
-  delete c.same;
-  return c;
-}
 
 /** Runs `up`, keeping the engine's output for the failure message. */
 async function upOk(stack: Stack, label: string): Promise<UpResult> {

@@ -8,7 +8,7 @@ import * as path from "path";
 import { execFile, spawn } from "child_process";
 import { promisify } from "util";
 import { Client } from "pg";
-import { LocalWorkspace, Stack, PulumiFn } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, Stack, PulumiFn, UpResult } from "@pulumi/pulumi/automation";
 
 const run = promisify(execFile);
 
@@ -56,6 +56,13 @@ export async function inlineStack(
     },
   );
   return { stack, stateDir };
+}
+
+/** An update's resource changes without the unchanged ones (`same`). */
+export function changes(r: UpResult): Record<string, number> {
+  const c = { ...(r.summary.resourceChanges ?? {}) } as Record<string, number>;
+  delete c.same;
+  return c;
 }
 
 /** Runs one query on a connection string and returns the rows; the password goes through the client, not a command line. */

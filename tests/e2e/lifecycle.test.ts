@@ -6,10 +6,11 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
-import type { Stack, UpResult } from "@pulumi/pulumi/automation";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import {
+  changes,
   inlineStack,
   listening,
   pgbench,
@@ -68,12 +69,6 @@ const viaBouncer = {
   password: PASSWORD,
 };
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
-
-function changes(r: UpResult): Record<string, number> {
-  const c = { ...(r.summary.resourceChanges ?? {}) } as Record<string, number>;
-  delete c.same;
-  return c;
-}
 
 async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
   for (const n of nodes) {
