@@ -411,6 +411,23 @@ describe("e2e faults on local hosts: kill -9 of the write node, interrupted join
     }
     const orphans = tree.filter((p) => !plugins.includes(p) && alive(p)).map((p) => `${p}:${commOf(p)}`);
     const first = await upPromise;
+    // Plugins' own children (the dynamic provider's node process behind the shim) outlive the kill:
+    // stop them, as the engine would have on exit; the step scripts it left are the scenario.
+    for (const p of tree) {
+      let cmdline = "";
+      try {
+        cmdline = fs.readFileSync(`/proc/${p}/cmdline`, "utf8").replace(/\0/g, " ");
+      } catch {
+        continue;
+      }
+      if (/dynamic-provider|pulumi-resource-|pulumi-language-/.test(cmdline)) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
     assert.strictEqual(first.ok, false, `the interrupted up did not fail: ${out.slice(-2000)}`);
     const status = await query(
       direct("n4"),
