@@ -9,10 +9,11 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BdrCluster } from "../../lib";
+import { integerConfig } from "../strictConfig";
 
 const config = new pulumi.Config();
-const count = config.getNumber("nodes") ?? 3;
-const basePort = config.getNumber("basePort") ?? 15432;
+const count = integerConfig(config, "nodes", 3, 2, 32);
+const basePort = integerConfig(config, "basePort", 15432, 1024, 65535);
 const names = Array.from({ length: count }, (_, i) => `n${i + 1}`);
 
 const cluster = new BdrCluster(config.get("clusterName") ?? "bdr", {
@@ -21,10 +22,10 @@ const cluster = new BdrCluster(config.get("clusterName") ?? "bdr", {
   writeNode: config.get("writeNode"),
   postgresSettings: config.getObject<Record<string, string | number | boolean>>("settings"),
   proxy: {
-    haproxyPort: config.getNumber("haproxyPort"),
-    pgbouncerPort: config.getNumber("pgbouncerPort"),
+    haproxyPort: integerConfig(config, "haproxyPort", undefined, 1024, 65535),
+    pgbouncerPort: integerConfig(config, "pgbouncerPort", undefined, 1024, 65535),
     switchoverMethod: config.get("switchoverMethod") as "reconnect" | "pause" | undefined,
-    checkIntervalMs: config.getNumber("checkIntervalMs"),
+    checkIntervalMs: integerConfig(config, "checkIntervalMs", undefined, 1, 3600000),
   },
 });
 
