@@ -113,8 +113,8 @@ export function renderHaproxyCfg(
     "defaults",
     "    mode tcp",
     // No retry towards a server that refused: PgBouncer (or the client) retries at once, and the
-    // refusal has marked the server down (\`on-error mark-down\`), so the retry goes to a live node.
-    // \`retries 2\` made every failover wait two 1 s turn-arounds (BENCHMARKS.md, failover).
+    // refusal has marked the server down (`on-error mark-down`), so the retry goes to a live node.
+    // `retries 2` made every failover wait two 1 s turn-arounds (BENCHMARKS.md, failover).
     "    retries 0",
     "    timeout connect 5s",
     "    timeout client 1h",
