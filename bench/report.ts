@@ -83,6 +83,7 @@ function metText(f: Figure): string {
 
 const SECTION_TITLES: Record<string, string> = {
   up: "1. `pulumi up` from nothing vs. the shell baseline, and destroy",
+  curve: "1b. Up time by cluster size (chart: bench/up-curve.svg)",
   preview: "2a. No-op `preview`",
   resize: "2b. Resize 3 → 4 (and back)",
   switchover: "3. Switchover under pgbench through PgBouncer",
@@ -169,6 +170,12 @@ export function renderMarkdown(r: Results, analysis: string): string {
     out.push("Problems during the run:");
     out.push("");
     for (const p of r.problems) out.push(`- ${p.replace(/\n/g, " ").slice(0, 600)}`);
+    out.push("");
+  }
+  if (r.figures.some((f) => f.section === "curve")) {
+    out.push("Up time from nothing by cluster size, pulumi-bdr beside the shell baseline (section 1b):");
+    out.push("");
+    out.push("![Up time by cluster size](bench/up-curve.svg)");
     out.push("");
   }
   out.push("## Findings");

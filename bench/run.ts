@@ -39,6 +39,7 @@ import {
   measureThroughput,
   prepareTables,
 } from "./measure";
+import { renderLineChartSvg, type Series } from "./chart";
 import { Figure, Results, figure, mergeFigures, readResults, renderMarkdown } from "./report";
 import { loadAverage, now, pgbench, query, sh, sleep, waitFor } from "./util";
 
@@ -46,6 +47,8 @@ const ROOT = path.resolve(__dirname, "..", "..");
 const RESULTS_FILE = path.join(ROOT, "bench", "results.json");
 const ANALYSIS_FILE = path.join(ROOT, "bench", "ANALYSIS.md");
 const MARKDOWN_FILE = path.join(ROOT, "BENCHMARKS.md");
+/** The up-time curve, committed next to BENCHMARKS.md and shown in it. */
+const CURVE_FILE = path.join(ROOT, "bench", "up-curve.svg");
 
 const int = (name: string, def: number): number => {
   const v = process.env[name];
@@ -55,7 +58,12 @@ const int = (name: string, def: number): number => {
   return n;
 };
 
-const RUNS = int("BENCH_RUNS", 3);
+/**
+ * `BENCH_QUICK=1`: one run of everything and shorter load phases, for development (a few minutes
+ * instead of half an hour). Its figures are not for BENCHMARKS.md: the method asks for ≥ 3 runs.
+ */
+const QUICK = process.env.BENCH_QUICK === "1";
+const RUNS = int("BENCH_RUNS", QUICK ? 1 : 3);
 const cfg = {
   BENCH_RUNS: RUNS,
   BENCH_UP_RUNS: int("BENCH_UP_RUNS", RUNS),
@@ -67,22 +75,25 @@ const cfg = {
   BENCH_SWITCH_CLIENTS: int("BENCH_SWITCH_CLIENTS", 4),
   BENCH_FAILOVER_RUNS: int("BENCH_FAILOVER_RUNS", RUNS),
   BENCH_FAILOVER_CHECKS: process.env.BENCH_FAILOVER_CHECKS ?? "200x2,1000x2",
-  BENCH_FAILOVER_NOFIX_RUNS: int("BENCH_FAILOVER_NOFIX_RUNS", 1),
+  BENCH_FAILOVER_NOFIX_RUNS: int("BENCH_FAILOVER_NOFIX_RUNS", QUICK ? 0 : 1),
   BENCH_FAILOVER_NOFIX_DOWN_S: int("BENCH_FAILOVER_NOFIX_DOWN_S", 10),
   BENCH_FAILOVER_DOWN_MS: int("BENCH_FAILOVER_DOWN_MS", 2000),
   BENCH_FAILOVER_UPDATE_CLIENTS: int("BENCH_FAILOVER_UPDATE_CLIENTS", 3),
   BENCH_FAILOVER_WHATIF_RUNS: int("BENCH_FAILOVER_WHATIF_RUNS", Math.min(RUNS, 3)),
   BENCH_LAG_RUNS: int("BENCH_LAG_RUNS", RUNS),
-  BENCH_LAG_SECONDS: int("BENCH_LAG_SECONDS", 10),
+  BENCH_LAG_SECONDS: int("BENCH_LAG_SECONDS", QUICK ? 4 : 10),
   BENCH_LAG_RATE: int("BENCH_LAG_RATE", 500),
   BENCH_LAG_CLIENTS: int("BENCH_LAG_CLIENTS", 4),
   BENCH_TP_RUNS: int("BENCH_TP_RUNS", RUNS),
-  BENCH_TP_SECONDS: int("BENCH_TP_SECONDS", 5),
+  BENCH_TP_SECONDS: int("BENCH_TP_SECONDS", QUICK ? 3 : 5),
+  BENCH_CURVE_RUNS: int("BENCH_CURVE_RUNS", QUICK ? 1 : Math.min(RUNS, 3)),
+  BENCH_CURVE_NODES: process.env.BENCH_CURVE_NODES ?? (QUICK ? "2,3,5" : "2,3,5,8,12"),
+  BENCH_QUICK: QUICK,
   BENCH_TP_CLIENTS: int("BENCH_TP_CLIENTS", 4),
   BENCH_ONLY: process.env.BENCH_ONLY ?? "",
 };
 
-const SECTIONS = ["up", "preview", "lag", "throughput", "switchover", "resize", "failover"] as const;
+const SECTIONS = ["up", "curve", "preview", "lag", "throughput", "switchover", "resize", "failover"] as const;
 type Section = (typeof SECTIONS)[number];
 const only = new Set(
   cfg.BENCH_ONLY.split(",")
@@ -389,6 +400,93 @@ async function sectionUp(hasPulumi: boolean): Promise<void> {
       unit: "s",
       runs: d5.map(sec),
       command: cmd,
+    }),
+  );
+}
+
+const curveSizes = cfg.BENCH_CURVE_NODES.split(",")
+  .map((x) => x.trim())
+  .filter((x) => x !== "")
+  .map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 2 || n > 32)
+      throw new Error(`BENCH_CURVE_NODES: node counts are integers in 2..32, got ${x}`);
+    return n;
+  });
+
+/**
+ * Up time by cluster size: `pulumi up` from nothing and baseline.sh up, for each size in
+ * BENCH_CURVE_NODES (one pulumi and one baseline run per size per round, interleaved so that both
+ * see the same machine), each torn down before the next; draws bench/up-curve.svg.
+ */
+async function sectionCurve(hasPulumi: boolean): Promise<void> {
+  const base = new Map<number, number[]>();
+  const pul = new Map<number, number[]>();
+  const push = (m: Map<number, number[]>, n: number, v: number) => m.set(n, [...(m.get(n) ?? []), v]);
+  for (let i = 1; i <= cfg.BENCH_CURVE_RUNS; i++) {
+    for (const n of curveSizes) {
+      log(`curve run ${i}: baseline ${n} nodes`);
+      const r = await baselineStart(n, firstCheck.inter, firstCheck.fall);
+      push(base, n, r.ms);
+      await baselineStop();
+      if (!hasPulumi) continue;
+      log(`curve run ${i}: pulumi-bdr ${n} nodes`);
+      try {
+        const c = await ensurePulumiStack({
+          nodes: n,
+          writeNode: "n1",
+          switchoverMethod: "reconnect",
+          checkIntervalMs: firstCheck.inter,
+          checkFall: firstCheck.fall,
+        });
+        pulumiLive = true;
+        const u = await c.up();
+        push(pul, n, u.ms);
+        log(`  pulumi ${n}: up ${(u.ms / 1000).toFixed(1)} s, baseline ${(r.ms / 1000).toFixed(1)} s`);
+        await pulumiDestroy();
+      } catch (e) {
+        problems.push(`curve run ${i}, ${n} nodes: ${String(e).slice(0, 1500)}`);
+        await destroyAfterFailure();
+      }
+    }
+  }
+  const cmd = reproduce("curve", [
+    `BENCH_CURVE_RUNS=${cfg.BENCH_CURVE_RUNS}`,
+    `BENCH_CURVE_NODES=${cfg.BENCH_CURVE_NODES}`,
+  ]);
+  const series: Series[] = [];
+  for (const [name, colour, m, what] of [
+    ["pulumi up (pulumi-bdr)", "#1f77b4", pul, "pulumi"],
+    ["baseline.sh up", "#d62728", base, "baseline"],
+  ] as const) {
+    const points: Series["points"] = [];
+    for (const n of curveSizes) {
+      const runs = (m.get(n) ?? []).map(sec);
+      if (runs.length === 0) continue;
+      const f = figure({
+        id: `curve.${what}.${n}`,
+        section: "curve",
+        label: `${what === "pulumi" ? "pulumi up from nothing" : "baseline.sh up"}, ${n} nodes + proxies`,
+        unit: "s",
+        runs,
+        command: what === "pulumi" ? cmd : baselineCommand(n),
+      });
+      figures.push(f);
+      points.push({ x: n, y: f.median, min: f.min, max: f.max });
+    }
+    series.push({ name, colour, points });
+  }
+  details.curve = {
+    sizes: curveSizes,
+    pulumi: Object.fromEntries(pul),
+    baseline: Object.fromEntries(base),
+  };
+  fs.writeFileSync(
+    CURVE_FILE,
+    renderLineChartSvg(series, {
+      title: "Up time from nothing by cluster size (median, min–max)",
+      xLabel: "nodes (+ HAProxy and PgBouncer)",
+      yLabel: "seconds",
     }),
   );
 }
@@ -991,6 +1089,7 @@ async function main(): Promise<void> {
   };
 
   if (wants("up")) await run("up", () => sectionUp(hasPulumi));
+  if (wants("curve")) await run("curve", () => sectionCurve(hasPulumi));
 
   const needsPulumi = (
     ["preview", "lag", "throughput", "switchover", "resize", "failover"] as Section[]

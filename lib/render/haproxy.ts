@@ -65,13 +65,15 @@ function positiveInt(name: string, value: number): number {
  * - `global`: pid file, `stats socket <socketPath> mode 600 level admin expose-fd listeners`
  *   (`expose-fd` lets a reload take over the listening socket with `-x`, so no client connection is
  *   refused during a reload);
- * - `defaults`: `mode tcp`, 5 s connect timeout, client/server timeouts (1 h) longer than
+ * - `defaults`: `mode tcp`, `retries 0` (the failed connection is retried by PgBouncer or the client,
+ *   and goes to the next live server), 5 s connect timeout, client/server timeouts (1 h) longer than
  *   PgBouncer's `server_idle_timeout` so pooled connections are not cut, TCP keep-alives;
  * - `frontend ft_postgresql`: `bind <haproxyListenAddress>:<haproxyPort>`, `default_backend bk_db`;
  * - `backend bk_db`: `stick-table type ip size 1` + `stick on dst` (every connection goes where the
  *   first one went, until `clear table bk_db`), `option pgsql-check user <replicationUser>`,
  *   `default-server inter <checkInterMs>ms fall <checkFall> rise <checkRise> on-marked-down
- *   shutdown-sessions`, the write node first without `backup`, then the other nodes in join order
+ *   shutdown-sessions observe layer4 error-limit 1 on-error mark-down` (a connection the server
+ *   refuses or times out marks it down at once, without waiting for `fall` checks), the write node first without `backup`, then the other nodes in join order
  *   as `backup check`.
  *
  * Throws when `proxy.writeNode` is not one of `nodes` or a node name is not a safe word.
@@ -110,7 +112,10 @@ export function renderHaproxyCfg(
     "",
     "defaults",
     "    mode tcp",
-    "    retries 2",
+    // No retry towards a server that refused: PgBouncer (or the client) retries at once, and the
+    // refusal has marked the server down (`on-error mark-down`), so the retry goes to a live node.
+    // `retries 2` made every failover wait two 1 s turn-arounds (BENCHMARKS.md, failover).
+    "    retries 0",
     "    timeout connect 5s",
     "    timeout client 1h",
     "    timeout server 1h",
@@ -126,7 +131,7 @@ export function renderHaproxyCfg(
     `    stick-table type ${tableType} size 1`,
     "    stick on dst",
     `    option pgsql-check user ${haproxyWord(opts.replicationUser)}`,
-    `    default-server inter ${inter}ms fall ${fall} rise ${rise} on-marked-down shutdown-sessions`,
+    `    default-server inter ${inter}ms fall ${fall} rise ${rise} on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down`,
     ...ordered.map(
       (n) =>
         `    server ${n.name} ${haproxyAddress(n.address, n.port)} ${n === write ? "check" : "backup check"}`,

@@ -49,8 +49,9 @@ function connHost(address: string): string {
  *   `unix_socket_mode = 0600`, `auth_type = scram-sha-256`, `auth_file`, `admin_users = <adminUser>`
  *   only, pool settings from the plan, `ignore_startup_parameters = extra_float_digits` (JDBC sends
  *   it; `options`, i.e. `PGOPTIONS`, stays rejected rather than silently dropped),
- *   `server_login_retry = 1` (the 15 s default would reject clients for 15 s after one failed
- *   server login during a switchover), pid and log files.
+ *   `server_login_retry = 0.1` (after a failed server login PgBouncer answers new clients with an
+ *   error until it retries: the 15 s default would do that for 15 s after a failover or a
+ *   switchover; HAProxy has marked the dead node down by the time of the retry), pid and log files.
  */
 export function renderPgbouncerIni(proxy: ProxyPlan, opts: PgbouncerIniOptions): string {
   if (!Number.isInteger(opts.haproxyPort) || opts.haproxyPort < 1 || opts.haproxyPort > 65535) {
@@ -78,7 +79,7 @@ export function renderPgbouncerIni(proxy: ProxyPlan, opts: PgbouncerIniOptions):
     pidfile: opts.pidFile,
     pool_mode: proxy.poolMode,
     server_connect_timeout: 5,
-    server_login_retry: 1,
+    server_login_retry: 0.1,
     unix_socket_dir: opts.socketDir,
     unix_socket_mode: "0600",
   };

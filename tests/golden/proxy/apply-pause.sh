@@ -300,7 +300,7 @@ max_client_conn = 500
 pidfile = /var/lib/pulumi-bdr/proxy/pgbouncer.pid
 pool_mode = transaction
 server_connect_timeout = 5
-server_login_retry = 1
+server_login_retry = 0.1
 unix_socket_dir = /var/lib/pulumi-bdr/proxy/run
 unix_socket_mode = 0600
 PULUMI_BDR_EOF
@@ -316,7 +316,7 @@ global
 
 defaults
     mode tcp
-    retries 2
+    retries 0
     timeout connect 5s
     timeout client 1h
     timeout server 1h
@@ -332,7 +332,7 @@ backend bk_db
     stick-table type ip size 1
     stick on dst
     option pgsql-check user bdr_repl
-    default-server inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions
+    default-server inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down
     server beta 10.0.0.12:5432 check
     server alpha 10.0.0.11:5432 backup check
     server gamma 10.0.0.13:5432 backup check
