@@ -1,8 +1,9 @@
 import * as os from "os";
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs } from "./args";
-import { validateArgs } from "./validate";
-import { planCluster, RunnerEnv } from "./plan";
+import { requireNonEmptyPassword, validateArgs } from "./validate";
+import { planCluster, RunnerEnv, stepName } from "./plan";
+import { ScramSalt } from "./scramSalt";
 import { connectionString, createCluster, deriveSecrets } from "./create";
 import { dockerTarget } from "../hosts/docker";
 import type { EngineName } from "../types";
@@ -21,8 +22,8 @@ export function runnerEnv(): RunnerEnv {
  * (pglogical 2 or BDR 3.7 / PGD 5), and HAProxy + PgBouncer in front.
  *
  * Every argument is checked before anything is created; all problems are reported at once.
- * Child resources are named `<name>-<node>-{server,config,setup,join,guard}`, `<name>-proxy` and
- * `<name>-proxy-guard`; docker hosts add `<name>-image`, `<name>-<node>-data` (volume),
+ * Child resources are named `<name>-scram-salt` (the random SCRAM salt kept in state),
+ * `<name>-<node>-{server,config,setup,join,guard}`, `<name>-proxy` and `<name>-proxy-guard`; docker hosts add `<name>-image`, `<name>-<node>-data` (volume),
  * `<name>-<node>-container`, `<name>-proxy-data`, `<name>-proxy-container`, and `<name>-docker`
  * (a Docker provider for `docker.host`) when no Docker provider is passed in the options.
  */
@@ -46,7 +47,15 @@ export class BdrCluster extends pulumi.ComponentResource {
     // Never pass args to super(): they hold the password and keys, and would land in state.
     super(BDR_CLUSTER_TYPE, name, {}, opts);
     const plan = planCluster(name, args, runnerEnv());
-    const secrets = deriveSecrets(name, args.replicationPassword);
+    // The password is checked again once known (an Output is empty-checked at deploy time): the
+    // salt waits for the check, and every step waits for the salt.
+    const password = pulumi.secret(args.replicationPassword);
+    const salt = new ScramSalt(
+      stepName.scramSalt(name),
+      password.apply((p) => requireNonEmptyPassword(name, p)),
+      { parent: this },
+    );
+    const secrets = { ...deriveSecrets(password, salt.salt), gate: salt };
     const anyDocker =
       Object.values(plan.hosts).some((h) => h.kind === "docker") || plan.proxyHost?.kind === "docker";
     // Every docker resource and every `docker exec` goes to one daemon: the Docker provider passed

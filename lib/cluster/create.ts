@@ -37,7 +37,7 @@ import {
 } from "../render/postgresqlConf";
 import { renderPgHba } from "../render/pgHba";
 import { renderPgpass } from "../render/pgpass";
-import { clusterSalt, scramVerifier } from "../render/scram";
+import { scramVerifier } from "../render/scram";
 import { renderSecretStdin } from "../render/shell";
 import { connString, shellQuote } from "../render/quote";
 import { localSql } from "../engines/types";
@@ -49,6 +49,11 @@ export interface ClusterSecrets {
   password: pulumi.Output<string>;
   /** The SCRAM-SHA-256 verifier stored on every node and in PgBouncer's auth file. */
   verifier: pulumi.Output<string>;
+  /**
+   * A resource every step waits for (the salt, whose registration fails on an empty password):
+   * nothing touches a host before the password is known to be usable.
+   */
+  gate?: pulumi.Resource;
 }
 
 /** What {@link createCluster} returns to the component. */
@@ -59,10 +64,16 @@ export interface CreatedCluster {
   proxy?: { host: string; haproxyPort: number; pgbouncerPort: number };
 }
 
-/** Derives the verifier from the password (deterministic salt: no diff on preview). */
-export function deriveSecrets(cluster: string, password: pulumi.Input<string>): ClusterSecrets {
+/**
+ * Derives the verifier from the password and the cluster's random salt (base64, kept in state by
+ * `ScramSalt`): the same on every node and in PgBouncer's auth file; a new password gives a new
+ * verifier with the same salt.
+ */
+export function deriveSecrets(password: pulumi.Input<string>, salt: pulumi.Input<string>): ClusterSecrets {
   const pw = pulumi.secret(password);
-  const verifier = pulumi.secret(pw.apply((p) => scramVerifier(p, clusterSalt(cluster, p))));
+  const verifier = pulumi.secret(
+    pulumi.all([pw, salt]).apply(([p, s]) => scramVerifier(p, Buffer.from(s, "base64"))),
+  );
   return { password: pw, verifier };
 }
 
@@ -277,7 +288,8 @@ export function createCluster(
     .apply(([password, verifier]) => ({ password, verifier }));
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
   const hostOf = (step: PlanStep) => (step.node ? plan.hosts[step.node] : plan.proxyHost!);
-  const depsOf = (step: PlanStep) => step.dependsOn.map((d) => resources.get(d)!);
+  const gate = secrets.gate ? [secrets.gate] : [];
+  const depsOf = (step: PlanStep) => [...step.dependsOn.map((d) => resources.get(d)!), ...gate];
   const needDocker = () => {
     if (!docker) throw new Error("createCluster: docker hosts need a DockerTarget");
     return docker;

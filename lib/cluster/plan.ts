@@ -69,11 +69,12 @@ export interface ClusterPlan {
 }
 
 /**
- * Resource-name helpers: child names are `<component>-<node>-<step>`, `<component>-proxy` and
+ * Resource-name helpers: child names are `<component>-scram-salt`, `<component>-<node>-<step>`, `<component>-proxy` and
  * `<component>-proxy-guard`; docker hosts add `<component>-image`, `<component>-<node>-data` (volume),
  * `<component>-<node>-container`, `<component>-proxy-data` and `<component>-proxy-container`.
  */
 export const stepName = {
+  scramSalt: (cluster: string) => `${cluster}-scram-salt`,
   image: (cluster: string) => `${cluster}-image`,
   volume: (cluster: string, node: string) => `${cluster}-${node}-data`,
   container: (cluster: string, node: string) => `${cluster}-${node}-container`,

@@ -285,7 +285,9 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
 
   // password
   const pw = a.replicationPassword;
-  if (pw === undefined || pw === null || pw === "") {
+  if (pw === "") {
+    p.add("replicationPassword", EMPTY_PASSWORD_REASON);
+  } else if (pw === undefined || pw === null) {
     p.add(
       "replicationPassword",
       "is missing; expected a Pulumi secret such as pulumi.secret(config.requireSecret(...))",
@@ -514,6 +516,22 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     );
   }
   return p.list;
+}
+
+/** What an empty `replicationPassword` is told, at preview (plain value) or at deploy time (Output). */
+export const EMPTY_PASSWORD_REASON = "got an empty string; expected a non-empty password (a Pulumi secret)";
+
+/**
+ * The deploy-time half of the password check, for a password that reached the component as an
+ * Output: throws the same {@link BdrClusterArgsError} as validation when it is empty, else returns true.
+ */
+export function requireNonEmptyPassword(componentName: string, password: string): true {
+  if (typeof password !== "string" || password === "") {
+    throw new BdrClusterArgsError(componentName, [
+      { path: "replicationPassword", reason: EMPTY_PASSWORD_REASON },
+    ]);
+  }
+  return true;
 }
 
 /** Throws a {@link BdrClusterArgsError} listing every problem, or returns when the args are valid. */

@@ -179,10 +179,10 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     }
     log(`up: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
     assert.strictEqual(r.summary.result, "succeeded");
-    // stack + component + 3 x (server, config, setup, join) + proxy
+    // stack + component + scram salt + 3 x (server, config, setup, join) + proxy
     assert.strictEqual(
       changes(r.summary.resourceChanges).create,
-      15,
+      16,
       JSON.stringify(r.summary.resourceChanges),
     );
     assert.deepStrictEqual(r.outputs.pgbouncer.value, { host: proxyHost.address, port: PGBOUNCER_PORT });
