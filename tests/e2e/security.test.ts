@@ -8,7 +8,7 @@
  * - pg_hba: a TCP login from an address that is neither a member nor the proxy is refused by
  *   pg_hba; no `trust`, no `md5`; a role whose stored password is md5 cannot log in;
  * - HAProxy's admin socket and PgBouncer's socket directory / console are closed to other users;
- * - bad input (35 kinds) is rejected by `preview` and `up` through the real engine, naming the field
+ * - bad input (37 kinds) is rejected by `preview` and `up` through the real engine, naming the field
  *   and the value, and leaves both a stack with nothing deployed and a stack with a deployed
  *   cluster unchanged, with no process or directory created.
  */
@@ -234,6 +234,16 @@ const BAD_CASES: BadCase[] = [
     kind: "node group name with a dash",
     mutate: (a) => void (a.nodeGroupName = "grp-1"),
     expect: 'nodeGroupName: got "grp-1"',
+  },
+  {
+    kind: "an include directive in postgresSettings",
+    mutate: (a) => void (a.postgresSettings = { include_dir: "/tmp" }),
+    expect: 'postgresSettings["include_dir"]: is a configuration file directive',
+  },
+  {
+    kind: "an unknown argument key (typo)",
+    mutate: (a) => void (a.nodes[0].prot = 1),
+    expect: 'nodes[0].prot: is not an argument of a node; did you mean "port"?',
   },
   {
     kind: "component name with a quote and a space",
