@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { BdrClusterArgs, HostArgs } from "./args";
+import type { HostArgs } from "./args";
 import type { ClusterPlan, PlanStep, ResolvedHost } from "./plan";
 import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
@@ -12,7 +12,6 @@ import {
   createContainer,
   createImage,
   createVolume,
-  DEFAULT_BASE_IMAGE,
   dockerCommand,
   type DockerTarget,
   type PublishedPort,
@@ -154,8 +153,11 @@ function outputPluginFor(ctx: ClusterContext, node: NodePlan): string | undefine
   });
 }
 
-function hostArgsOf(args: BdrClusterArgs, nodeName: string): HostArgs {
-  return args.nodes.find((n) => n.name === nodeName)!.host;
+/** What `hostCommand` reads of a host's args: its kind, address and (remote) SSH key, from the plan. */
+function hostArgsOf(plan: ClusterPlan, unit: string, host: ResolvedHost): HostArgs {
+  return host.kind === "remote"
+    ? { kind: "remote", address: host.address, privateKey: plan.sshKeys[unit] }
+    : { kind: "local", address: host.address };
 }
 
 /** Plain secret values, for {@link StepRender.stdin}. */
@@ -276,7 +278,6 @@ export function renderStep(
  */
 export function createCluster(
   parent: pulumi.Resource,
-  args: BdrClusterArgs,
   plan: ClusterPlan,
   secrets: ClusterSecrets,
   docker?: DockerTarget,
@@ -305,7 +306,7 @@ export function createCluster(
     const host = hostOf(step);
     let resource: pulumi.Resource;
     if (step.kind === "image") {
-      const image = createImage(step.name, ctx.clusterName, args.docker?.baseImage ?? DEFAULT_BASE_IMAGE, {
+      const image = createImage(step.name, ctx.clusterName, plan.docker.baseImage, {
         parent,
         provider: d.provider,
       });
@@ -405,7 +406,7 @@ export function createCluster(
       );
     } else {
       const r = renderStep(plan, step);
-      const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });
+      const hostArgs = hostArgsOf(plan, node ? node.name : "proxy", host);
       const stdinOf = r.stdin;
       resource = hostCommand(
         step.name,

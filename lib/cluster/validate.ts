@@ -102,6 +102,13 @@ export const DEFAULT_LOCAL_BASE_PORT = 15432;
 export const DEFAULT_REMOTE_PORT = 5432;
 export const DEFAULT_HAPROXY_PORT = 5433;
 export const DEFAULT_PGBOUNCER_PORT = 6432;
+/** Where the proxy runs when `proxy.host` is unset. */
+export const DEFAULT_PROXY_HOST: HostArgs = { kind: "local" };
+
+/** A node's PostgreSQL port when `port` is unset: 5432, or 15432 + its position on local hosts. */
+export function defaultNodePort(kind: HostArgs["kind"], index: number): number {
+  return kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT;
+}
 
 function show(value: unknown): string {
   if (value === undefined) return "undefined";
@@ -600,7 +607,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       shippedImageCheck(`${path}.host`, n.host as unknown as Record<string, unknown>, "node");
       packagesCheck(`${path}.host`, n.host as unknown as Record<string, unknown>, "node");
       kinds.add(host.kind);
-      const defaultPort = host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + i : DEFAULT_REMOTE_PORT;
+      const defaultPort = defaultNodePort(host.kind, i);
       const port = n.port ?? defaultPort;
       if (n.port === undefined || p.port(`${path}.port`, n.port)) {
         if (host.kind !== "docker") {
@@ -640,7 +647,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
         p.add("proxy.enabled", `got ${show(px.enabled)}; expected true or false`);
       }
       if (px.enabled !== false) {
-        const proxyHost: HostArgs = px.host ?? { kind: "local" };
+        const proxyHost: HostArgs = px.host ?? DEFAULT_PROXY_HOST;
         if (validateHost(p, "proxy.host", proxyHost, "proxy")) {
           kinds.add(proxyHost.kind);
           shippedImageCheck("proxy.host", proxyHost as unknown as Record<string, unknown>, "proxy");

@@ -71,10 +71,15 @@ describe("BdrCluster (mocks)", () => {
   beforeEach(() => reset());
 
   it("creates exactly the planned children for a local 3-node pglogical cluster, all parented and chained", async () => {
-    const c = new lib.BdrCluster("loc", {
-      nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
-      replicationPassword: pulumi.secret(PASSWORD),
-    });
+    // The runner's identity is injected: the same children whoever runs the tests.
+    const c = new lib.BdrCluster(
+      "loc",
+      {
+        nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+      },
+      { runner: { isRoot: true, currentUser: "root", homeDir: "/root" } },
+    );
     await registeredAll(["loc-n1-guard", "loc-n2-guard", "loc-n3-guard", "loc-proxy-guard"]);
     const component = byName("loc");
     assert.strictEqual(component.type, "pulumi-bdr:index:BdrCluster");
@@ -463,6 +468,22 @@ describe("BdrCluster (mocks)", () => {
       const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
       assert.ok(byName(`${name}-n1-server`).inputs.create.includes(`shared_preload_libraries = ${preload}`));
     }
+  });
+
+  it("takes local defaults from the injected runner, not from the machine", async () => {
+    new lib.BdrCluster(
+      "who",
+      {
+        nodes: ["n1", "n2"].map((name) => ({ name, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+      },
+      { runner: { isRoot: false, currentUser: "alice", homeDir: "/home/alice" } },
+    );
+    await registeredAll(["who-n1-server", "who-proxy"]);
+    const server: string = byName("who-n1-server").inputs.create;
+    assert.match(server, /PG_RUN=\/home\/alice\/\.local\/share\/pulumi-bdr\/who\/n1\/run/);
+    assert.match(server, /PG_OS_USER=alice/);
+    assert.deepStrictEqual(byName("who").raw, {}, "the runner is not an input of the component");
   });
 
   it("rejects bad input before registering anything", async () => {
