@@ -1,4 +1,5 @@
 export { BdrCluster, BDR_CLUSTER_TYPE } from "./cluster/bdrCluster";
+export type { BdrClusterOptions } from "./cluster/bdrCluster";
 export type {
   BdrClusterArgs,
   DockerHostArgs,
@@ -10,8 +11,8 @@ export type {
 } from "./cluster/args";
 export { BdrClusterArgsError, findProblems, validateArgs } from "./cluster/validate";
 export type { ArgProblem } from "./cluster/validate";
-export { planCluster, planSteps, stepName } from "./cluster/plan";
-export type { ClusterPlan, PlanStep } from "./cluster/plan";
+export { planCluster, planSteps, resolve, stepName } from "./cluster/plan";
+export type { ClusterPlan, PlanStep, RunnerEnv } from "./cluster/plan";
 export { DOCKER_PLUGIN_VERSION } from "./hosts/docker";
 export { getEngine } from "./engines";
 export type { Engine } from "./engines/types";

@@ -10,7 +10,8 @@ export interface LocalHostArgs {
   kind: "local";
   /**
    * Directory under which the node keeps `<cluster>/<node>/{data,run}`.
-   * @default "/var/tmp/pulumi-bdr" (as root) or "~/.local/share/pulumi-bdr" (otherwise)
+   * Must be a normalized absolute path (no `//`, `.` or `..` segments, no trailing `/`).
+   * @default "/var/lib/pulumi-bdr" (as root) or "~/.local/share/pulumi-bdr" (otherwise)
    */
   baseDir?: string;
   /**
@@ -43,7 +44,8 @@ export interface RemoteHostArgs {
   /** SSH private key (PEM/OpenSSH text). Must be a Pulumi secret. */
   privateKey: pulumi.Input<string>;
   /**
-   * Directory on the host under which the node keeps `<cluster>/<node>/{data,run}`.
+   * Directory on the host under which the node keeps `<cluster>/<node>/{data,run}`; a normalized
+   * absolute path.
    * @default "/var/lib/pulumi-bdr"
    */
   baseDir?: string;
@@ -69,7 +71,8 @@ export interface DockerHostArgs {
   kind: "docker";
   /**
    * Image with PostgreSQL and the engine's extension. When unset the library builds
-   * `docker/Dockerfile` (Debian 12 + PostgreSQL 15 + pglogical) once per cluster. BDR needs your own image.
+   * `docker/Dockerfile` (Debian 12 + PostgreSQL 15 + pglogical) once per cluster, which runs only
+   * engine "pglogical" with postgresVersion 15: BDR or another version needs your own image.
    * @default undefined (build the shipped Dockerfile)
    */
   image?: string;
@@ -121,7 +124,7 @@ export interface NodeArgs {
   host: HostArgs;
   /**
    * PostgreSQL TCP port.
-   * @default 5432 for remote and docker hosts; 5432 + the node's position for local hosts
+   * @default 5432 for remote and docker hosts; 15432 + the node's position for local hosts
    */
   port?: number;
 }
@@ -210,7 +213,11 @@ export interface BdrClusterArgs {
    * @default "bdr"
    */
   replicationUser?: string;
-  /** Password of `replicationUser`. Required; must be a Pulumi secret (`pulumi.secret(...)` or a secret config value). */
+  /**
+   * Password of `replicationUser`. Required; must be a Pulumi secret (`pulumi.secret(...)` or a
+   * secret config value), not empty and without line breaks (checked at deploy time when it is an
+   * Output, before any host is touched).
+   */
   replicationPassword: pulumi.Input<string>;
   /**
    * PostgreSQL major version on every node. pglogical: 12–17; BDR 3.7: 11–13; PGD 5: 12–16.
@@ -219,6 +226,9 @@ export interface BdrClusterArgs {
   postgresVersion?: number;
   /**
    * Extra `postgresql.conf` settings, applied last. Restart-only settings restart nodes one at a time.
+   * Settings the cluster manages or sizes (`port`, `listen_addresses`, `wal_level`,
+   * `max_replication_slots`, …: `MANAGED_SETTINGS`), in any case or spacing, and the `include`,
+   * `include_dir` and `include_if_exists` directives are refused.
    * @default {}
    */
   postgresSettings?: Record<string, string | number | boolean>;

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { BdrClusterArgs, HostArgs } from "./args";
+import type { HostArgs } from "./args";
 import type { ClusterPlan, PlanStep, ResolvedHost } from "./plan";
 import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
@@ -12,7 +12,6 @@ import {
   createContainer,
   createImage,
   createVolume,
-  DEFAULT_BASE_IMAGE,
   dockerCommand,
   type DockerTarget,
   type PublishedPort,
@@ -37,7 +36,7 @@ import {
 } from "../render/postgresqlConf";
 import { renderPgHba } from "../render/pgHba";
 import { renderPgpass } from "../render/pgpass";
-import { clusterSalt, scramVerifier } from "../render/scram";
+import { scramVerifier } from "../render/scram";
 import { renderSecretStdin } from "../render/shell";
 import { connString, shellQuote } from "../render/quote";
 import { localSql } from "../engines/types";
@@ -49,6 +48,11 @@ export interface ClusterSecrets {
   password: pulumi.Output<string>;
   /** The SCRAM-SHA-256 verifier stored on every node and in PgBouncer's auth file. */
   verifier: pulumi.Output<string>;
+  /**
+   * A resource every step waits for (the salt, whose registration fails on an empty password):
+   * nothing touches a host before the password is known to be usable.
+   */
+  gate?: pulumi.Resource;
 }
 
 /** What {@link createCluster} returns to the component. */
@@ -59,10 +63,16 @@ export interface CreatedCluster {
   proxy?: { host: string; haproxyPort: number; pgbouncerPort: number };
 }
 
-/** Derives the verifier from the password (deterministic salt: no diff on preview). */
-export function deriveSecrets(cluster: string, password: pulumi.Input<string>): ClusterSecrets {
+/**
+ * Derives the verifier from the password and the cluster's random salt (base64, kept in state by
+ * `ScramSalt`): the same on every node and in PgBouncer's auth file; a new password gives a new
+ * verifier with the same salt.
+ */
+export function deriveSecrets(password: pulumi.Input<string>, salt: pulumi.Input<string>): ClusterSecrets {
   const pw = pulumi.secret(password);
-  const verifier = pulumi.secret(pw.apply((p) => scramVerifier(p, clusterSalt(cluster, p))));
+  const verifier = pulumi.secret(
+    pulumi.all([pw, salt]).apply(([p, s]) => scramVerifier(p, Buffer.from(s, "base64"))),
+  );
   return { password: pw, verifier };
 }
 
@@ -143,8 +153,11 @@ function outputPluginFor(ctx: ClusterContext, node: NodePlan): string | undefine
   });
 }
 
-function hostArgsOf(args: BdrClusterArgs, nodeName: string): HostArgs {
-  return args.nodes.find((n) => n.name === nodeName)!.host;
+/** What `hostCommand` reads of a host's args: its kind, address and (remote) SSH key, from the plan. */
+function hostArgsOf(plan: ClusterPlan, unit: string, host: ResolvedHost): HostArgs {
+  return host.kind === "remote"
+    ? { kind: "remote", address: host.address, privateKey: plan.sshKeys[unit] }
+    : { kind: "local", address: host.address };
 }
 
 /** Plain secret values, for {@link StepRender.stdin}. */
@@ -265,7 +278,6 @@ export function renderStep(
  */
 export function createCluster(
   parent: pulumi.Resource,
-  args: BdrClusterArgs,
   plan: ClusterPlan,
   secrets: ClusterSecrets,
   docker?: DockerTarget,
@@ -277,7 +289,8 @@ export function createCluster(
     .apply(([password, verifier]) => ({ password, verifier }));
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
   const hostOf = (step: PlanStep) => (step.node ? plan.hosts[step.node] : plan.proxyHost!);
-  const depsOf = (step: PlanStep) => step.dependsOn.map((d) => resources.get(d)!);
+  const gate = secrets.gate ? [secrets.gate] : [];
+  const depsOf = (step: PlanStep) => [...step.dependsOn.map((d) => resources.get(d)!), ...gate];
   const needDocker = () => {
     if (!docker) throw new Error("createCluster: docker hosts need a DockerTarget");
     return docker;
@@ -293,7 +306,7 @@ export function createCluster(
     const host = hostOf(step);
     let resource: pulumi.Resource;
     if (step.kind === "image") {
-      const image = createImage(step.name, ctx.clusterName, args.docker?.baseImage ?? DEFAULT_BASE_IMAGE, {
+      const image = createImage(step.name, ctx.clusterName, plan.docker.baseImage, {
         parent,
         provider: d.provider,
       });
@@ -393,7 +406,7 @@ export function createCluster(
       );
     } else {
       const r = renderStep(plan, step);
-      const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });
+      const hostArgs = hostArgsOf(plan, node ? node.name : "proxy", host);
       const stdinOf = r.stdin;
       resource = hostCommand(
         step.name,

@@ -1,14 +1,19 @@
 import type { BdrClusterArgs, HostArgs } from "./args";
 import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
 import { connString } from "../render/quote";
+import type * as pulumi from "@pulumi/pulumi";
 import {
   DEFAULT_HAPROXY_PORT,
-  DEFAULT_LOCAL_BASE_PORT,
   DEFAULT_PGBOUNCER_PORT,
-  DEFAULT_REMOTE_PORT,
+  DEFAULT_PROXY_HOST,
+  defaultNodePort,
 } from "./validate";
+import { DEFAULT_BASE_IMAGE, DEFAULT_DOCKER_HOST } from "../hosts/docker";
 
-/** Facts about the machine running Pulumi that defaults depend on. */
+/**
+ * Facts about the machine running Pulumi that defaults depend on. Injected into {@link resolve}
+ * (the component reads them once, in `runnerEnv()`, unless its options pass `runner`).
+ */
 export interface RunnerEnv {
   isRoot: boolean;
   currentUser: string;
@@ -66,14 +71,21 @@ export interface ClusterPlan {
   userSettings: Record<string, string | number | boolean>;
   /** Steps in an order that respects `dependsOn`. */
   steps: PlanStep[];
+  /** Docker daemon and shipped-image build settings, defaults applied. */
+  docker: { host: string; baseImage: string };
+  /** The password of `ctx.replicationUser`, as passed (a secret Output; never in plain state). */
+  replicationPassword: pulumi.Input<string>;
+  /** SSH private keys of remote hosts by unit (node name, or `proxy`), as passed (secret Outputs). */
+  sshKeys: Record<string, pulumi.Input<string>>;
 }
 
 /**
- * Resource-name helpers: child names are `<component>-<node>-<step>`, `<component>-proxy` and
+ * Resource-name helpers: child names are `<component>-scram-salt`, `<component>-<node>-<step>`, `<component>-proxy` and
  * `<component>-proxy-guard`; docker hosts add `<component>-image`, `<component>-<node>-data` (volume),
  * `<component>-<node>-container`, `<component>-proxy-data` and `<component>-proxy-container`.
  */
 export const stepName = {
+  scramSalt: (cluster: string) => `${cluster}-scram-salt`,
   image: (cluster: string) => `${cluster}-image`,
   volume: (cluster: string, node: string) => `${cluster}-${node}-data`,
   container: (cluster: string, node: string) => `${cluster}-${node}-container`,
@@ -160,7 +172,9 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
 }
 
 /**
- * Resolves validated args into a plan: node facts, proxy facts and the ordered steps.
+ * Resolves validated args into the plan every later stage reads: every default applied once (the
+ * runner's identity comes in as `env`, never read from the machine here), node facts, proxy facts,
+ * docker settings, the secrets as passed, and the ordered steps. Nothing after it reads the args.
  * Pure and deterministic; call only after `validateArgs`.
  *
  * Order: per node (in parallel) `volume` → `container` (docker) → `server` → `config` → `setup`; `config` steps
@@ -168,7 +182,7 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
  * the first node (joins run one at a time); the `proxy` step waits for every join. Each node on a
  * local or docker host gets a `guard` after its `setup`, and the proxy one after the `proxy` step.
  */
-export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv): ClusterPlan {
+export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): ClusterPlan {
   const engine = args.engine ?? "pglogical";
   const database = args.database ?? "bdrdb";
   const replicationUser = args.replicationUser ?? "bdr";
@@ -176,10 +190,12 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
   const binDir = `/usr/lib/postgresql/${version}/bin`;
 
   const hosts: Record<string, ResolvedHost> = {};
+  const sshKeys: Record<string, pulumi.Input<string>> = {};
   const nodes: NodePlan[] = args.nodes.map((n, index) => {
     const host = resolveHost(name, n.name, n.host, env);
     hosts[n.name] = host;
-    const port = n.port ?? (n.host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT);
+    const port = n.port ?? defaultNodePort(n.host.kind, index);
+    if (n.host.kind === "remote") sshKeys[n.name] = n.host.privateKey;
     const nodeDir = `${host.clusterDir}/${n.name}`;
     return {
       name: n.name,
@@ -219,7 +235,9 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
   let proxyHost: ResolvedHost | undefined;
   const px = args.proxy ?? {};
   if (px.enabled !== false) {
-    proxyHost = resolveHost(name, "proxy", px.host ?? { kind: "local" }, env);
+    const pxHost = px.host ?? DEFAULT_PROXY_HOST;
+    proxyHost = resolveHost(name, "proxy", pxHost, env);
+    if (pxHost.kind === "remote") sshKeys.proxy = pxHost.privateKey;
     proxy = {
       hostKind: proxyHost.kind,
       address: proxyHost.address,
@@ -247,8 +265,17 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
     proxyHost,
     userSettings: { ...(args.postgresSettings ?? {}) },
     steps: planSteps(name, ctx, hosts, proxyHost),
+    docker: {
+      host: args.docker?.host ?? DEFAULT_DOCKER_HOST,
+      baseImage: args.docker?.baseImage ?? DEFAULT_BASE_IMAGE,
+    },
+    replicationPassword: args.replicationPassword,
+    sshKeys,
   };
 }
+
+/** The former name of {@link resolve}. */
+export const planCluster = resolve;
 
 /** The step graph alone (pure), exposed for tests of ordering. */
 export function planSteps(

@@ -1,3 +1,5 @@
+import { isIP } from "net";
+import { posix as posixPath } from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs, NodeArgs, ProxyArgs } from "./args";
 
@@ -32,9 +34,10 @@ export const SQL_NAME_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 export const COMPONENT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$/;
 const OS_USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 const PATH_RE = /^\/[A-Za-z0-9_./-]*$/;
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/;
+/** RFC 1123 host names: labels of letters, digits and inner hyphens; the last label not all digits. */
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const IPV6_RE = /^[0-9A-Fa-f:]+$/;
 const DOCKER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const IMAGE_RE = /^[A-Za-z0-9][A-Za-z0-9_./:@-]{0,254}$/;
 /** Docker daemon addresses the component accepts for `docker.host`. */
@@ -65,8 +68,9 @@ export const SUPPORTED_VERSIONS = {
 } as const;
 
 /**
- * Settings the cluster itself manages; `postgresSettings` may not set them (each has its own
- * argument or is required for replication to work).
+ * Settings the cluster itself manages or sizes; `postgresSettings` may not set them (each has its
+ * own argument, is sized to the node count, or is required for replication to work). Compared
+ * case-insensitively and without surrounding whitespace, as PostgreSQL reads names.
  */
 export const MANAGED_SETTINGS = [
   "config_file",
@@ -74,6 +78,10 @@ export const MANAGED_SETTINGS = [
   "hba_file",
   "ident_file",
   "listen_addresses",
+  "max_replication_slots",
+  "max_wal_senders",
+  "max_worker_processes",
+  "output_plugin_libraries",
   "password_encryption",
   "pglogical.conflict_resolution",
   "port",
@@ -83,6 +91,9 @@ export const MANAGED_SETTINGS = [
   "wal_level",
 ] as const;
 
+/** postgresql.conf directives that read other files; `postgresSettings` may not hold them. */
+export const CONFIG_DIRECTIVES = ["include", "include_dir", "include_if_exists"] as const;
+
 export const MIN_NODES = 2;
 export const MAX_NODES = 32;
 
@@ -91,6 +102,13 @@ export const DEFAULT_LOCAL_BASE_PORT = 15432;
 export const DEFAULT_REMOTE_PORT = 5432;
 export const DEFAULT_HAPROXY_PORT = 5433;
 export const DEFAULT_PGBOUNCER_PORT = 6432;
+/** Where the proxy runs when `proxy.host` is unset. */
+export const DEFAULT_PROXY_HOST: HostArgs = { kind: "local" };
+
+/** A node's PostgreSQL port when `port` is unset: 5432, or 15432 + its position on local hosts. */
+export function defaultNodePort(kind: HostArgs["kind"], index: number): number {
+  return kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT;
+}
 
 function show(value: unknown): string {
   if (value === undefined) return "undefined";
@@ -110,7 +128,12 @@ function oneOf(values: readonly (string | number)[]): string {
 
 class Problems {
   readonly list: ArgProblem[] = [];
+  /** Paths whose value is an Output or a Promise: reported once, other checks of them stay silent. */
+  readonly deferred = new Set<string>();
   add(path: string, reason: string): void {
+    for (const d of this.deferred) {
+      if (path === d || path.startsWith(`${d}.`) || path.startsWith(`${d}[`)) return;
+    }
     this.list.push({ path, reason });
   }
   enumValue<T extends string>(path: string, value: unknown, allowed: readonly T[]): value is T {
@@ -132,16 +155,161 @@ class Problems {
     return false;
   }
   address(path: string, value: unknown): value is string {
-    if (
-      typeof value === "string" &&
-      (IPV4_RE.test(value) || HOSTNAME_RE.test(value) || (value.includes(":") && IPV6_RE.test(value)))
-    ) {
+    if (typeof value === "string" && (IPV4_RE.test(value) || HOSTNAME_RE.test(value) || isIP(value) === 6)) {
       return true;
     }
     this.add(path, `got ${show(value)}; expected an IPv4 or IPv6 address or a DNS name`);
     return false;
   }
 }
+
+/** Whether a value is an Output or a Promise (a value not known before the deployment runs). */
+function deferredKind(value: unknown): string | undefined {
+  if (pulumi.Output.isInstance(value)) return "a Pulumi Output";
+  if (
+    value instanceof Promise ||
+    (typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function")
+  ) {
+    return "a Promise";
+  }
+  return undefined;
+}
+
+/** What a plain-value argument that arrived as an Output or Promise is told. */
+export function deferredReason(kind: string): string {
+  return `got ${kind}; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`;
+}
+
+/** Paths where a secret Output is expected rather than a plain value. */
+function secretPath(path: string): boolean {
+  return path === "replicationPassword" || /^(nodes\[\d+\]|proxy)\.host\.privateKey$/.test(path);
+}
+
+/**
+ * Reports every Output or Promise in the args where a plain value is required, at any depth, and
+ * marks its path so that the other checks stay silent about it.
+ */
+function findDeferred(p: Problems, value: unknown, path: string): void {
+  if (secretPath(path)) return;
+  const kind = deferredKind(value);
+  if (kind) {
+    p.add(path, deferredReason(kind));
+    p.deferred.add(path);
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => findDeferred(p, v, `${path}[${i}]`));
+  } else if (typeof value === "object" && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      findDeferred(
+        p,
+        v,
+        path === "postgresSettings" ? `${path}[${JSON.stringify(k)}]` : path ? `${path}.${k}` : k,
+      );
+    }
+  }
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+
+/** The known name closest to `name` (case-insensitively), when it is close enough to be a typo. */
+export function didYouMean(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = distance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      best = k;
+      bestD = d;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+/** Reports keys of `obj` that are not in `known`, naming the closest known key. */
+function unknownKeys(
+  p: Problems,
+  path: string,
+  obj: Record<string, unknown>,
+  known: readonly string[],
+  what: string,
+): void {
+  for (const k of Object.keys(obj).sort()) {
+    if (known.includes(k)) continue;
+    const guess = didYouMean(k, known);
+    p.add(
+      path ? `${path}.${k}` : k,
+      `is not an argument of ${what}; ${guess ? `did you mean ${JSON.stringify(guess)}? ` : ""}expected one of ${oneOf(known)}`,
+    );
+  }
+}
+
+/** Argument names at each level, as in args.ts. */
+export const KNOWN_KEYS = {
+  cluster: [
+    "nodes",
+    "engine",
+    "bdrVariant",
+    "database",
+    "replicationUser",
+    "replicationPassword",
+    "postgresVersion",
+    "postgresSettings",
+    "conflictResolution",
+    "nodeGroupName",
+    "writeNode",
+    "waitTimeoutSeconds",
+    "proxy",
+    "docker",
+  ],
+  node: ["name", "host", "port"],
+  local: ["kind", "baseDir", "address", "osUser"],
+  remote: ["kind", "address", "sshPort", "user", "privateKey", "baseDir", "installPackages", "osUser"],
+  docker: ["kind", "image", "network", "publishPort", "publishHaproxyPort"],
+  proxy: [
+    "enabled",
+    "host",
+    "haproxyPort",
+    "checkIntervalMs",
+    "checkFall",
+    "checkRise",
+    "pgbouncerPort",
+    "poolMode",
+    "defaultPoolSize",
+    "maxClientConn",
+    "switchoverMethod",
+  ],
+  dockerSettings: ["host", "baseImage"],
+} as const;
+
+/** Why a path is not a normalized absolute path, or undefined when it is one. */
+export function pathProblem(value: string): string | undefined {
+  if (!value.startsWith("/")) return "is relative";
+  if (value === "/") return "is the root directory";
+  if (value.endsWith("/")) return "ends with /";
+  if (posixPath.normalize(value) !== value) return "is not normalized (// or . or .. segments)";
+  return undefined;
+}
+
+/**
+ * What the image built from the shipped `docker/Dockerfile` can run: its `PACKAGES` install
+ * PostgreSQL 15 and pglogical (Debian 12's only PostgreSQL major); BDR and other majors need an
+ * image of your own (`image`).
+ */
+export const SHIPPED_IMAGE = { engines: ["pglogical"], postgresVersions: [15] } as const;
 
 const NODE_NAME_WHAT = "a lowercase letter followed by at most 23 lowercase letters, digits or underscores";
 const SQL_NAME_WHAT =
@@ -154,7 +322,8 @@ function isOutput(value: unknown): boolean {
   return pulumi.Output.isInstance(value);
 }
 
-function isLoopback(address: string): boolean {
+function isLoopback(address: unknown): boolean {
+  if (typeof address !== "string") return false;
   return address === "localhost" || address.startsWith("127.") || address === "::1";
 }
 
@@ -181,8 +350,13 @@ function validateHost(p: Problems, path: string, host: unknown, role: "node" | "
   }
   const h = host as Record<string, unknown>;
   if (!p.enumValue(`${path}.kind`, h.kind, HOST_KINDS)) return false;
+  unknownKeys(p, path, h, KNOWN_KEYS[h.kind as HostArgs["kind"]], `a ${String(h.kind)} host`);
   if (h.osUser !== undefined) p.pattern(`${path}.osUser`, h.osUser, OS_USER_RE, OS_USER_WHAT);
-  if (h.baseDir !== undefined) p.pattern(`${path}.baseDir`, h.baseDir, PATH_RE, PATH_WHAT);
+  if (h.baseDir !== undefined && p.pattern(`${path}.baseDir`, h.baseDir, PATH_RE, PATH_WHAT)) {
+    const why = pathProblem(h.baseDir as string);
+    if (why)
+      p.add(`${path}.baseDir`, `got ${show(h.baseDir)}, which ${why}; expected a normalized absolute path`);
+  }
   switch (h.kind) {
     case "local":
       if (h.address !== undefined) p.address(`${path}.address`, h.address);
@@ -191,8 +365,15 @@ function validateHost(p: Problems, path: string, host: unknown, role: "node" | "
       p.address(`${path}.address`, h.address);
       if (h.sshPort !== undefined) p.port(`${path}.sshPort`, h.sshPort);
       if (h.user !== undefined) p.pattern(`${path}.user`, h.user, OS_USER_RE, OS_USER_WHAT);
-      if (h.privateKey === undefined || h.privateKey === null || h.privateKey === "") {
+      if (h.privateKey === "") {
+        p.add(`${path}.privateKey`, "got an empty string; expected the SSH private key as a Pulumi secret");
+      } else if (h.privateKey === undefined || h.privateKey === null) {
         p.add(`${path}.privateKey`, "is missing; expected the SSH private key as a Pulumi secret");
+      } else if (deferredKind(h.privateKey) === "a Promise") {
+        p.add(
+          `${path}.privateKey`,
+          "got a Promise; expected a Pulumi secret (wrap it in pulumi.secret(...) or use a secret config value)",
+        );
       } else if (!isOutput(h.privateKey)) {
         p.add(
           `${path}.privateKey`,
@@ -236,7 +417,14 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     p.add("args", `got ${show(args)}; expected an object with at least nodes and replicationPassword`);
     return p.list;
   }
+  const argsKind = deferredKind(args);
+  if (argsKind) {
+    p.add("args", deferredReason(argsKind));
+    return p.list;
+  }
   const a = args as unknown as Record<string, unknown>;
+  findDeferred(p, a, "");
+  unknownKeys(p, "", a, KNOWN_KEYS.cluster, "BdrCluster");
 
   // engine and version
   const engineOk = a.engine === undefined || p.enumValue("engine", a.engine, ENGINES);
@@ -258,6 +446,36 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       p.add("postgresVersion", `got ${version} for ${label}; supported versions are ${supported.join(", ")}`);
     }
   }
+  // Docker hosts without an image of their own run the shipped image: PostgreSQL 15 + pglogical.
+  const shippedImageCheck = (path: string, host: Record<string, unknown>, role: "node" | "proxy") => {
+    if (host.kind !== "docker" || host.image !== undefined) return;
+    const wrong: string[] = [];
+    if (role === "node" && !(SHIPPED_IMAGE.engines as readonly string[]).includes(engine)) {
+      wrong.push(`engine ${show(engine)}`);
+    }
+    if (
+      typeof version === "number" &&
+      !(SHIPPED_IMAGE.postgresVersions as readonly number[]).includes(version)
+    ) {
+      wrong.push(`postgresVersion ${version}`);
+    }
+    if (wrong.length > 0) {
+      p.add(
+        `${path}.image`,
+        `is not set, so the shipped image (Debian 12: PostgreSQL ${SHIPPED_IMAGE.postgresVersions.join(", ")}, engine ${oneOf(SHIPPED_IMAGE.engines)}) would run it, which cannot run ${wrong.join(" with ")}; expected an image of your own with that PostgreSQL and engine`,
+      );
+    }
+  };
+  // Remote hosts that install packages get Debian's: there is no Debian package of BDR.
+  const packagesCheck = (path: string, host: Record<string, unknown>, role: "node" | "proxy") => {
+    if (role === "node" && host.kind === "remote" && host.installPackages === true && engine === "bdr") {
+      p.add(
+        `${path}.installPackages`,
+        `got true with engine "bdr"; Debian has no BDR package, so install PostgreSQL and BDR yourself and leave installPackages false`,
+      );
+    }
+  };
+
   if (a.conflictResolution !== undefined) {
     if (p.enumValue("conflictResolution", a.conflictResolution, CONFLICT_RESOLUTIONS) && engine === "bdr") {
       p.add(
@@ -285,10 +503,17 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
 
   // password
   const pw = a.replicationPassword;
-  if (pw === undefined || pw === null || pw === "") {
+  if (pw === "") {
+    p.add("replicationPassword", EMPTY_PASSWORD_REASON);
+  } else if (pw === undefined || pw === null) {
     p.add(
       "replicationPassword",
       "is missing; expected a Pulumi secret such as pulumi.secret(config.requireSecret(...))",
+    );
+  } else if (deferredKind(pw) === "a Promise") {
+    p.add(
+      "replicationPassword",
+      "got a Promise; expected a Pulumi secret (wrap it in pulumi.secret(...) or use config.requireSecret)",
     );
   } else if (!isOutput(pw)) {
     p.add(
@@ -311,13 +536,20 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     } else {
       for (const [k, v] of Object.entries(a.postgresSettings as Record<string, unknown>)) {
         const path = `postgresSettings[${JSON.stringify(k)}]`;
-        if (!SETTING_NAME_RE.test(k)) {
+        // PostgreSQL reads names case-insensitively and around whitespace: "Port", " wal_level".
+        const canonical = k.trim().toLowerCase();
+        if ((MANAGED_SETTINGS as readonly string[]).includes(canonical)) {
+          p.add(path, `is managed by BdrCluster; settings it manages are ${MANAGED_SETTINGS.join(", ")}`);
+        } else if ((CONFIG_DIRECTIVES as readonly string[]).includes(canonical)) {
+          p.add(
+            path,
+            `is a configuration file directive, which would read settings BdrCluster does not check; expected a setting, not ${oneOf(CONFIG_DIRECTIVES)}`,
+          );
+        } else if (!SETTING_NAME_RE.test(k)) {
           p.add(
             path,
             `is not a PostgreSQL setting name; expected lowercase letters, digits, _ and at most one .`,
           );
-        } else if ((MANAGED_SETTINGS as readonly string[]).includes(k)) {
-          p.add(path, `is managed by BdrCluster; settings it manages are ${MANAGED_SETTINGS.join(", ")}`);
         } else if (typeof v === "string") {
           if (/[\0\n\r]/.test(v)) p.add(path, `got ${show(v)}; a value may not contain line breaks or NUL`);
         } else if (!(typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v)))) {
@@ -359,6 +591,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
         return;
       }
       const n = raw as Partial<NodeArgs> & Record<string, unknown>;
+      unknownKeys(p, path, n, KNOWN_KEYS.node, "a node");
       if (p.pattern(`${path}.name`, n.name, NODE_NAME_RE, NODE_NAME_WHAT)) {
         const first = nodeNames.indexOf(n.name as string);
         if (first >= 0) {
@@ -371,8 +604,10 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       nodeNames.push(typeof n.name === "string" ? n.name : "");
       if (!validateHost(p, `${path}.host`, n.host, "node")) return;
       const host = n.host as HostArgs;
+      shippedImageCheck(`${path}.host`, n.host as unknown as Record<string, unknown>, "node");
+      packagesCheck(`${path}.host`, n.host as unknown as Record<string, unknown>, "node");
       kinds.add(host.kind);
-      const defaultPort = host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + i : DEFAULT_REMOTE_PORT;
+      const defaultPort = defaultNodePort(host.kind, i);
       const port = n.port ?? defaultPort;
       if (n.port === undefined || p.port(`${path}.port`, n.port)) {
         if (host.kind !== "docker") {
@@ -407,13 +642,15 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       p.add("proxy", `got ${show(a.proxy)}; expected an object`);
     } else {
       const px = a.proxy as ProxyArgs & Record<string, unknown>;
+      unknownKeys(p, "proxy", px, KNOWN_KEYS.proxy, "proxy");
       if (px.enabled !== undefined && typeof px.enabled !== "boolean") {
         p.add("proxy.enabled", `got ${show(px.enabled)}; expected true or false`);
       }
       if (px.enabled !== false) {
-        const proxyHost: HostArgs = px.host ?? { kind: "local" };
+        const proxyHost: HostArgs = px.host ?? DEFAULT_PROXY_HOST;
         if (validateHost(p, "proxy.host", proxyHost, "proxy")) {
           kinds.add(proxyHost.kind);
+          shippedImageCheck("proxy.host", proxyHost as unknown as Record<string, unknown>, "proxy");
           if (proxyHost.kind === "docker") {
             if (typeof proxyHost.network === "string") networks.add(proxyHost.network);
             if (typeof proxyHost.publishPort === "number")
@@ -486,11 +723,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       if (d.baseImage !== undefined) {
         p.pattern("docker.baseImage", d.baseImage, IMAGE_RE, "a Docker image reference");
       }
-      for (const k of Object.keys(d).sort()) {
-        if (k !== "host" && k !== "baseImage") {
-          p.add(`docker.${k}`, `is not a docker setting; expected only "host" and "baseImage"`);
-        }
-      }
+      unknownKeys(p, "docker", d, KNOWN_KEYS.dockerSettings, "docker");
     }
   }
 
@@ -515,6 +748,31 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
   }
   return p.list;
 }
+
+/** What an empty `replicationPassword` is told, at preview (plain value) or at deploy time (Output). */
+export const EMPTY_PASSWORD_REASON = "got an empty string; expected a non-empty password (a Pulumi secret)";
+
+/**
+ * The deploy-time half of the password check, for a password that reached the component as an
+ * Output: throws the same {@link BdrClusterArgsError} as validation when it is empty, else returns true.
+ */
+export function requireNonEmptyPassword(componentName: string, password: string): true {
+  if (typeof password !== "string" || password === "") {
+    throw new BdrClusterArgsError(componentName, [
+      { path: "replicationPassword", reason: EMPTY_PASSWORD_REASON },
+    ]);
+  }
+  if (/[\r\n\0]/.test(password)) {
+    throw new BdrClusterArgsError(componentName, [
+      { path: "replicationPassword", reason: PASSWORD_CHARS_REASON },
+    ]);
+  }
+  return true;
+}
+
+/** What a password with a line break or NUL is told (deploy time; the value is never shown). */
+export const PASSWORD_CHARS_REASON =
+  "contains a line break or NUL byte, which .pgpass and PgBouncer's auth file cannot hold; expected a password without them";
 
 /** Throws a {@link BdrClusterArgsError} listing every problem, or returns when the args are valid. */
 export function validateArgs(

@@ -6,7 +6,8 @@
  * when its stored secret and the server's are identical (same salt and iteration count, not merely
  * the same password). Roles are not replicated, so each node gets `CREATE ROLE … PASSWORD
  * '<verifier>'` with the verifier from {@link scramVerifier}; with per-node random salts, logins
- * through PgBouncer would fail after a switchover.
+ * through PgBouncer would fail after a switchover. The one salt is random and kept in the stack's
+ * state (`ScramSalt`, lib/cluster/scramSalt.ts), never derived from the password.
  */
 import { createHash, createHmac, pbkdf2Sync } from "crypto";
 
@@ -80,17 +81,4 @@ export function scramVerifier(
   const storedKey = createHash("sha256").update(clientKey).digest();
   const serverKey = createHmac("sha256", salted).update("Server Key").digest();
   return `SCRAM-SHA-256$${iterations}:${salt.toString("base64")}$${storedKey.toString("base64")}:${serverKey.toString("base64")}`;
-}
-
-/**
- * A 16-byte salt derived from the cluster name and the password: the first 16 bytes of
- * HMAC-SHA256(key = password, message = cluster name). Deterministic, so `pulumi preview` shows
- * no diff, and identical on every node, as PgBouncer's SCRAM pass-through requires; different
- * clusters (or a new password) get a different salt.
- */
-export function clusterSalt(clusterName: string, password: string): Buffer {
-  return createHmac("sha256", Buffer.from(password, "utf8"))
-    .update(clusterName, "utf8")
-    .digest()
-    .subarray(0, 16);
 }

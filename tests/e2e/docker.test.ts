@@ -168,9 +168,9 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
 
   it("1. up from nothing: the image builds offline, 3 containers replicate DDL and rows, PgBouncer lands on n1", async () => {
     const r = await up("up 3 docker nodes");
-    // stack, component, provider, network, image, 3 x (volume, container, server, config, setup,
+    // stack, component, scram salt, provider, network, image, 3 x (volume, container, server, config, setup,
     // join, guard), proxy volume, container, step and guard
-    assert.strictEqual(changes(r).create, 30, JSON.stringify(r.summary.resourceChanges));
+    assert.strictEqual(changes(r).create, 31, JSON.stringify(r.summary.resourceChanges));
     const containers = (await engine.docker(`ps --format '{{.Names}}' --filter name=^${CLUSTER}-`))
       .trim()
       .split("\n")

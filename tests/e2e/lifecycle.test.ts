@@ -114,8 +114,8 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
 
   it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
     const r = await up("up 3 nodes");
-    // stack + component + 13 steps + 4 process guards (one per node, one for the proxy)
-    assert.strictEqual(changes(r).create, 19, JSON.stringify(r.summary.resourceChanges));
+    // stack + component + scram salt + 13 steps + 4 process guards (one per node, one for the proxy)
+    assert.strictEqual(changes(r).create, 20, JSON.stringify(r.summary.resourceChanges));
     const nodes = names();
     await query(direct("n1"), ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text, v text)"));
     for (const n of nodes) {

@@ -137,10 +137,9 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
 
   before(async function () {
     const why = netnsUnavailableReason();
-    if (why) {
-      log(`SKIPPED: the remote-host e2e suite needs network namespaces: ${why}`);
-      this.skip();
-    }
+    // A missing prerequisite fails the suite; it never skips it.
+    if (why)
+      throw new Error(`prerequisite missing: the remote-host e2e suite needs network namespaces: ${why}`);
     if (!pulumiAvailable()) {
       throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
     }
@@ -179,10 +178,10 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     }
     log(`up: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
     assert.strictEqual(r.summary.result, "succeeded");
-    // stack + component + 3 x (server, config, setup, join) + proxy
+    // stack + component + scram salt + 3 x (server, config, setup, join) + proxy
     assert.strictEqual(
       changes(r.summary.resourceChanges).create,
-      15,
+      16,
       JSON.stringify(r.summary.resourceChanges),
     );
     assert.deepStrictEqual(r.outputs.pgbouncer.value, { host: proxyHost.address, port: PGBOUNCER_PORT });

@@ -8,7 +8,7 @@
  * - pg_hba: a TCP login from an address that is neither a member nor the proxy is refused by
  *   pg_hba; no `trust`, no `md5`; a role whose stored password is md5 cannot log in;
  * - HAProxy's admin socket and PgBouncer's socket directory / console are closed to other users;
- * - bad input (35 kinds) is rejected by `preview` and `up` through the real engine, naming the field
+ * - bad input (37 kinds) is rejected by `preview` and `up` through the real engine, naming the field
  *   and the value, and leaves both a stack with nothing deployed and a stack with a deployed
  *   cluster unchanged, with no process or directory created.
  */
@@ -21,7 +21,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, BdrClusterArgs } from "../../lib";
 import { pgpassFor } from "../../lib/cluster/create";
-import { clusterSalt, scramVerifier } from "../../lib/render/scram";
+import { scramVerifier } from "../../lib/render/scram";
 import { inlineStack, pulumiAvailable, query, sh } from "./harness";
 import {
   exportWithoutSecrets,
@@ -236,6 +236,16 @@ const BAD_CASES: BadCase[] = [
     expect: 'nodeGroupName: got "grp-1"',
   },
   {
+    kind: "an include directive in postgresSettings",
+    mutate: (a) => void (a.postgresSettings = { include_dir: "/tmp" }),
+    expect: 'postgresSettings["include_dir"]: is a configuration file directive',
+  },
+  {
+    kind: "an unknown argument key (typo)",
+    mutate: (a) => void (a.nodes[0].prot = 1),
+    expect: 'nodes[0].prot: is not an argument of a node; did you mean "port"?',
+  },
+  {
     kind: "component name with a quote and a space",
     mutate: () => "sec bad'",
     expect: `name: got "sec bad'"`,
@@ -276,11 +286,19 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
   let empty: Stack | undefined;
   let emptyStateDir = "";
   const plan = planOf(CLUSTER, goodArgs());
-  const verifier = scramVerifier(PASSWORD, clusterSalt(CLUSTER, PASSWORD));
   // The password and everything that carries it: the steps' stdin holds base64 of the password, the
-  // verifier and the .pgpass text.
-  const needles = [PASSWORD, b64(PASSWORD), verifier, b64(verifier), b64(pgpassFor(plan.ctx, PASSWORD))];
-  const needlesNamed = ["password", "base64(password)", "verifier", "base64(verifier)", "base64(pgpass)"];
+  // verifier and the .pgpass text. The verifier's salt is random (drawn at the first up and kept in
+  // state), so until it is known any verifier counts ("SCRAM-SHA-256$4096:" and the base64 of its
+  // first 18 bytes, a prefix of the base64 of any verifier); after the up the exact one is added.
+  const needles = [
+    PASSWORD,
+    b64(PASSWORD),
+    "SCRAM-SHA-256$4096:",
+    b64("SCRAM-SHA-256$4096"),
+    b64(pgpassFor(plan.ctx, PASSWORD)),
+  ];
+  const needlesNamed = ["password", "base64(password)", "a verifier", "base64(a verifier)", "base64(pgpass)"];
+  let verifier = "";
   const found = (text: string) =>
     needles.map((n, i) => (text.includes(n) ? needlesNamed[i] : "")).filter((x) => x);
   const direct = (node: string) => ({
@@ -349,6 +367,10 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
       );
     }
     assert.strictEqual(r.summary.result, "succeeded");
+    verifier = await socketSql(sock("n1"), "SELECT rolpassword FROM pg_authid WHERE rolname = 'bdr'");
+    assert.match(verifier, /^SCRAM-SHA-256\$4096:/);
+    needles.push(verifier, b64(verifier));
+    needlesNamed.push("verifier", "base64(verifier)");
     assert.strictEqual(r.outputs.connectionString.secret, true, "connectionString is a secret output");
     assert.deepStrictEqual(found(output), [], "the engine's output");
     // The Node SDK logs every RegisterResource response at debug level, secret values included
@@ -381,6 +403,40 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
       .split("\n")
       .filter((l) => l !== "");
     assert.deepStrictEqual(tmp, [], "temporary files holding the password");
+  });
+
+  it("the SCRAM salt is random, kept in state as a secret, and the same on every node and in PgBouncer's auth file", async () => {
+    assert.ok(verifier, "the first test read the verifier");
+    const [, iterations, salt] = /^SCRAM-SHA-256\$(\d+):([^$]+)\$/.exec(verifier)!;
+    assert.strictEqual(scramVerifier(PASSWORD, Buffer.from(salt, "base64"), Number(iterations)), verifier);
+    // Not the salt the library derived before (HMAC of password and cluster name), nor any other
+    // function of the password alone that a verifier reader could recompute.
+    const derived = crypto.createHmac("sha256", PASSWORD).update(CLUSTER).digest().subarray(0, 16);
+    assert.notStrictEqual(salt, derived.toString("base64"));
+    assert.strictEqual(Buffer.from(salt, "base64").length, 16);
+    for (const n of NODES) {
+      assert.strictEqual(
+        await socketSql(sock(n), "SELECT rolpassword FROM pg_authid WHERE rolname = 'bdr'"),
+        verifier,
+        `${n} holds the cluster's verifier`,
+      );
+    }
+    assert.ok(
+      fs.readFileSync(`${PROXY_DIR}/userlist.txt`, "utf8").includes(verifier),
+      "PgBouncer's auth file",
+    );
+    const state = JSON.parse(await exportWithoutSecrets(stack));
+    const saltRes = (state.deployment.resources as { urn: string; outputs?: Record<string, any> }[]).find(
+      (x) => x.urn.endsWith(`::${CLUSTER}-scram-salt`),
+    );
+    assert.ok(saltRes, "a <cluster>-scram-salt resource in state");
+    assert.ok(
+      saltRes.outputs?.salt?.ciphertext,
+      `the salt is a secret in state: ${JSON.stringify(saltRes.outputs)}`,
+    );
+    log(
+      `verifier salt ${salt.length} base64 chars, same on ${NODES.length} nodes and in userlist.txt; secret in state`,
+    );
   });
 
   it("PostgreSQL, HAProxy and PgBouncer run with a clean environment: nothing of the caller's (PGPASSWORD) reaches them", async () => {

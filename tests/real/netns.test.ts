@@ -1,6 +1,6 @@
 /**
  * The netns fixture (scripts/netns-hosts.sh + tests/e2e/netns.ts) against the real kernel, sshd,
- * socat and PostgreSQL. Needs root; skipped otherwise. All traffic stays on the bridge 10.213.0.0/24.
+ * socat and PostgreSQL. Needs root; fails (never skips) otherwise. All traffic stays on the bridge 10.213.0.0/24.
  */
 import * as assert from "assert";
 import * as fs from "fs";
@@ -93,10 +93,9 @@ describe("netns fixture: namespaces as SSH hosts", function () {
 
   before(async function () {
     const reason = netnsUnavailableReason();
-    if (reason) {
-      console.log(`      skipping the netns fixture tests: ${reason}`);
-      this.skip();
-    }
+    // A missing prerequisite fails the suite; it never skips it.
+    if (reason)
+      throw new Error(`prerequisite missing: the netns fixture tests need network namespaces: ${reason}`);
     await netnsDown(); // whatever an earlier, interrupted run left
     const t0 = Date.now();
     fx = await netnsUp(3);

@@ -13,6 +13,8 @@ import {
   valueOf,
 } from "./mocks";
 import * as mocks from "./mocks";
+import { scramVerifier } from "../../lib/render/scram";
+import { EMPTY_PASSWORD_REASON } from "../../lib/cluster/validate";
 
 installMocks();
 
@@ -52,9 +54,15 @@ function assertNoSecret(r: Registered): void {
   assert.ok(!JSON.stringify(r.raw).includes(SECRET_SIG), `${r.name} has a secret input`);
 }
 
+/** Names of a resource's dependencies, without the cluster's salt (every step waits for it). */
 function depNames(r: Registered): string[] {
-  return r.dependencies.map((urn) => urn.split("::").pop()!).sort();
+  return r.dependencies
+    .map((urn) => urn.split("::").pop()!)
+    .filter((n) => !n.endsWith("-scram-salt"))
+    .sort();
 }
+
+const SALT_TYPE = "pulumi-nodejs:dynamic/bdr:ScramSalt";
 
 describe("BdrCluster (mocks)", () => {
   before(async () => {
@@ -63,10 +71,15 @@ describe("BdrCluster (mocks)", () => {
   beforeEach(() => reset());
 
   it("creates exactly the planned children for a local 3-node pglogical cluster, all parented and chained", async () => {
-    const c = new lib.BdrCluster("loc", {
-      nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
-      replicationPassword: pulumi.secret(PASSWORD),
-    });
+    // The runner's identity is injected: the same children whoever runs the tests.
+    const c = new lib.BdrCluster(
+      "loc",
+      {
+        nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+      },
+      { runner: { isRoot: true, currentUser: "root", homeDir: "/root" } },
+    );
     await registeredAll(["loc-n1-guard", "loc-n2-guard", "loc-n3-guard", "loc-proxy-guard"]);
     const component = byName("loc");
     assert.strictEqual(component.type, "pulumi-bdr:index:BdrCluster");
@@ -81,9 +94,14 @@ describe("BdrCluster (mocks)", () => {
         ...["n1", "n2", "n3"].map((n) => `${GUARD_TYPE} loc-${n}-guard`),
         "command:local:Command loc-proxy",
         `${GUARD_TYPE} loc-proxy-guard`,
+        `${SALT_TYPE} loc-scram-salt`,
       ].sort(),
     );
     for (const k of kids) assert.strictEqual(k.parent, component.urn, `${k.name} parent`);
+    // Every step waits for the salt (whose registration fails on an empty password).
+    const salt = byName("loc-scram-salt");
+    for (const k of kids.filter((x) => x.name !== salt.name))
+      assert.ok(k.dependencies.includes(salt.urn), k.name);
     assert.deepStrictEqual(depNames(byName("loc-n1-server")), []);
     assert.deepStrictEqual(depNames(byName("loc-n2-config")), ["loc-n1-config", "loc-n2-server"]);
     assert.deepStrictEqual(depNames(byName("loc-n3-join")), ["loc-n2-join", "loc-n3-setup"]);
@@ -174,8 +192,14 @@ describe("BdrCluster (mocks)", () => {
     const stdin: string = byName("sec-a-setup").inputs.stdin;
     const verifier = Buffer.from(stdin.trim().replace(/^VERIFIER=/, ""), "base64").toString();
     assert.match(verifier, /^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
-    // The same verifier on every node (PgBouncer needs it), and stable across runs (no diff).
+    // The same verifier on every node (PgBouncer needs it), with the salt drawn by the cluster's
+    // ScramSalt (kept in state: stable across runs, no diff), not one derived from the password.
     assert.strictEqual(byName("sec-b-setup").inputs.stdin, stdin);
+    assert.strictEqual(verifier.split("$")[1], `4096:${mocks.MOCK_SALTS["sec-scram-salt"]}`);
+    assert.ok(
+      isSecret(byName("sec-scram-salt").raw.ready),
+      "the salt's input derived from the password is a secret",
+    );
   });
 
   it("runs steps over SSH for remote hosts, with sudo for a non-root user and the key as a secret", async () => {
@@ -196,7 +220,7 @@ describe("BdrCluster (mocks)", () => {
     const kids = children("rem");
     // No guards on remote hosts (they would need the SSH key in their state).
     assert.ok(
-      kids.every((k) => k.type === "command:remote:Command"),
+      kids.every((k) => k.type === "command:remote:Command" || k.type === SALT_TYPE),
       kids.map((k) => k.type).join(),
     );
     assert.ok(!kids.some((k) => k.name.endsWith("-guard")));
@@ -251,6 +275,7 @@ describe("BdrCluster (mocks)", () => {
         "dk-proxy-container docker:index/container:Container",
         "dk-proxy-data docker:index/volume:Volume",
         `dk-proxy-guard ${GUARD_TYPE}`,
+        `dk-scram-salt ${SALT_TYPE}`,
       ],
     );
     // The component's own provider, for docker.host: every docker resource uses it explicitly.
@@ -445,6 +470,22 @@ describe("BdrCluster (mocks)", () => {
     }
   });
 
+  it("takes local defaults from the injected runner, not from the machine", async () => {
+    new lib.BdrCluster(
+      "who",
+      {
+        nodes: ["n1", "n2"].map((name) => ({ name, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+      },
+      { runner: { isRoot: false, currentUser: "alice", homeDir: "/home/alice" } },
+    );
+    await registeredAll(["who-n1-server", "who-proxy"]);
+    const server: string = byName("who-n1-server").inputs.create;
+    assert.match(server, /PG_RUN=\/home\/alice\/\.local\/share\/pulumi-bdr\/who\/n1\/run/);
+    assert.match(server, /PG_OS_USER=alice/);
+    assert.deepStrictEqual(byName("who").raw, {}, "the runner is not an input of the component");
+  });
+
   it("rejects bad input before registering anything", async () => {
     const before = registered.length;
     assert.throws(
@@ -457,6 +498,58 @@ describe("BdrCluster (mocks)", () => {
     );
     await settle();
     assert.strictEqual(registered.length, before);
+  });
+
+  it("draws a random salt per cluster: two clusters with the same password get different verifiers", async () => {
+    for (const name of ["salta", "saltb"]) {
+      new lib.BdrCluster(name, {
+        nodes: ["n1", "n2"].map((n) => ({ name: n, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(PASSWORD),
+      });
+    }
+    await registeredAll(["salta-n1-setup", "saltb-n1-setup"]);
+    const verifierOf = (name: string) =>
+      Buffer.from(
+        String(byName(`${name}-n1-setup`).inputs.stdin)
+          .trim()
+          .replace(/^VERIFIER=/, ""),
+        "base64",
+      ).toString();
+    const [a, b] = [verifierOf("salta"), verifierOf("saltb")];
+    assert.notStrictEqual(a.split("$")[1], b.split("$")[1], "different salts");
+    assert.strictEqual(
+      a,
+      scramVerifier(PASSWORD, Buffer.from(mocks.MOCK_SALTS["salta-scram-salt"], "base64")),
+    );
+    assert.strictEqual(
+      b,
+      scramVerifier(PASSWORD, Buffer.from(mocks.MOCK_SALTS["saltb-scram-salt"], "base64")),
+    );
+  });
+
+  it("fails an empty password that arrives as an Output before any step is registered", async () => {
+    const before = registered.length;
+    const failures: unknown[] = [];
+    const onRejection = (e: unknown) => failures.push(e);
+    process.on("unhandledRejection", onRejection);
+    try {
+      new lib.BdrCluster("emptypw", {
+        nodes: ["n1", "n2"].map((n) => ({ name: n, host: { kind: "local" as const } })),
+        replicationPassword: pulumi.secret(pulumi.output("")),
+      });
+      await settle();
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      process.off("unhandledRejection", onRejection);
+    }
+    const names = registered.slice(before).map((r) => r.name);
+    assert.deepStrictEqual(names, ["emptypw"], "only the component itself");
+    assert.ok(
+      failures.some((e) =>
+        String((e as Error).message).includes(`replicationPassword: ${EMPTY_PASSWORD_REASON}`),
+      ),
+      failures.map(String).join("\n"),
+    );
   });
 
   it("moves the write node with writeNode and leaves the rest as backup", async () => {

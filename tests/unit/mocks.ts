@@ -3,6 +3,7 @@
  * raw serialized inputs (with secret markers intact). Call {@link installMocks} before importing the
  * component under test.
  */
+import { randomBytes } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const mocksModule = require("@pulumi/pulumi/runtime/mocks");
@@ -71,7 +72,7 @@ export function installMocks(): void {
     {
       newResource: (args: pulumi.runtime.MockResourceArgs) => ({
         id: `${args.name}-id`,
-        state: { ...args.inputs, ...dockerOutputs(args), stdout: "", stderr: "" },
+        state: { ...args.inputs, ...dockerOutputs(args), ...saltOutputs(args), stdout: "", stderr: "" },
       }),
       call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
     },
@@ -79,6 +80,16 @@ export function installMocks(): void {
     "stack",
     false,
   );
+}
+
+/** Salts the mock `ScramSalt` resources drew, by resource name (random, as the real provider's). */
+export const MOCK_SALTS: Record<string, string> = {};
+
+/** A `ScramSalt` gets a random salt, as its real provider draws at create. */
+function saltOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+  if (args.type !== "pulumi-nodejs:dynamic/bdr:ScramSalt") return {};
+  MOCK_SALTS[args.name] = randomBytes(16).toString("base64");
+  return { salt: MOCK_SALTS[args.name] };
 }
 
 /** Addresses the mock Docker daemon gives containers: `MOCK_CONTAINER_IPS[<container name>]`. */

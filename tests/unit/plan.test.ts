@@ -1,6 +1,6 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
-import { planCluster, RunnerEnv } from "../../lib/cluster/plan";
+import { planCluster, resolve, RunnerEnv } from "../../lib/cluster/plan";
 import type { BdrClusterArgs, NodeArgs } from "../../lib/cluster/args";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -211,5 +211,19 @@ describe("planCluster", () => {
     assert.strictEqual(plan.hosts.r0.sudo, true);
     assert.strictEqual(plan.hosts.r1.sudo, false);
     assert.strictEqual(plan.ctx.nodes[1].dsn, "host=10.0.0.2 port=5432 dbname=bdrdb user=bdr");
+    // The keys travel in the plan (as passed: secret Outputs), so nothing after resolve reads args.
+    assert.strictEqual(plan.sshKeys.r0, key);
+    assert.deepStrictEqual(Object.keys(plan.sshKeys).sort(), ["r0", "r1"]);
+  });
+
+  it("resolve applies the docker defaults once and carries the password as passed", () => {
+    const pw = pulumi.secret("pw");
+    const plan = resolve("db", { ...args(["n1", "n2"]), replicationPassword: pw }, root);
+    assert.deepStrictEqual(plan.docker, {
+      host: "unix:///var/run/docker.sock",
+      baseImage: "debian:bookworm-slim",
+    });
+    assert.strictEqual(plan.replicationPassword, pw);
+    assert.deepStrictEqual(plan.sshKeys, {});
   });
 });

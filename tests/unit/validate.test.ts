@@ -1,6 +1,11 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
-import { BdrClusterArgsError, findProblems, validateArgs } from "../../lib/cluster/validate";
+import {
+  BdrClusterArgsError,
+  findProblems,
+  requireNonEmptyPassword,
+  validateArgs,
+} from "../../lib/cluster/validate";
 import type { BdrClusterArgs } from "../../lib/cluster/args";
 
 const secret = pulumi.secret("s3cret");
@@ -39,8 +44,11 @@ describe("validateArgs", () => {
     assert.deepStrictEqual(problems(remote), []);
     const dockerArgs: BdrClusterArgs = {
       nodes: [
-        { name: "a", host: { kind: "docker", network: "pg" } },
-        { name: "b", host: { kind: "docker", network: "pg", publishPort: 25432 } },
+        { name: "a", host: { kind: "docker", network: "pg", image: "registry.example/pgd:5-pg15" } },
+        {
+          name: "b",
+          host: { kind: "docker", network: "pg", publishPort: 25432, image: "registry.example/pgd:5-pg15" },
+        },
       ],
       replicationPassword: secret,
       proxy: { host: { kind: "docker", network: "pg", publishPort: 26432, publishHaproxyPort: 26433 } },
@@ -196,7 +204,7 @@ describe("validateArgs", () => {
       "a managed postgresql setting",
       (a) => (a.postgresSettings = { wal_level: "replica" }),
       [
-        `postgresSettings["wal_level"]: is managed by BdrCluster; settings it manages are config_file, data_directory, hba_file, ident_file, listen_addresses, password_encryption, pglogical.conflict_resolution, port, shared_preload_libraries, track_commit_timestamp, unix_socket_directories, wal_level`,
+        `postgresSettings["wal_level"]: is managed by BdrCluster; settings it manages are config_file, data_directory, hba_file, ident_file, listen_addresses, max_replication_slots, max_wal_senders, max_worker_processes, output_plugin_libraries, password_encryption, pglogical.conflict_resolution, port, shared_preload_libraries, track_commit_timestamp, unix_socket_directories, wal_level`,
       ],
     ],
     [
@@ -253,7 +261,7 @@ describe("validateArgs", () => {
         "proxy.host.publishHaproxyPort: got 27432, which proxy.host.publishPort already uses on the local machine; expected a free port",
         `docker.host: got "/var/run/docker.sock"; expected a Docker daemon address: unix:///path, tcp://host[:port] or ssh://[user@]host[:port]`,
         `docker.baseImage: got "debian bookworm"; expected a Docker image reference`,
-        `docker.tls: is not a docker setting; expected only "host" and "baseImage"`,
+        `docker.tls: is not an argument of docker; expected one of "host", "baseImage"`,
       ],
     ],
     [
@@ -291,6 +299,152 @@ describe("validateArgs", () => {
       "wrong type from stack config",
       (a) => (a.waitTimeoutSeconds = "300"),
       [`waitTimeoutSeconds: got "300"; expected an integer from 1 to 86400`],
+    ],
+    [
+      "base directories that are not normalized",
+      (a) => {
+        a.nodes[0].host = { kind: "local", baseDir: "/var/lib//x" };
+        a.nodes[1].host = { kind: "local", baseDir: "/srv/a/../b" };
+        a.nodes[2].host = { kind: "local", baseDir: "/srv/pg/" };
+        a.proxy = { host: { kind: "local", baseDir: "/srv/./p" } };
+      },
+      [
+        `nodes[0].host.baseDir: got "/var/lib//x", which is not normalized (// or . or .. segments); expected a normalized absolute path`,
+        `nodes[1].host.baseDir: got "/srv/a/../b", which is not normalized (// or . or .. segments); expected a normalized absolute path`,
+        `nodes[2].host.baseDir: got "/srv/pg/", which ends with /; expected a normalized absolute path`,
+        `proxy.host.baseDir: got "/srv/./p", which is not normalized (// or . or .. segments); expected a normalized absolute path`,
+      ],
+    ],
+    [
+      "the root directory as base directory",
+      (a) => (a.nodes[0].host = { kind: "local", baseDir: "/" }),
+      [`nodes[0].host.baseDir: got "/", which is the root directory; expected a normalized absolute path`],
+    ],
+    [
+      "addresses that are neither IPs nor host names",
+      (a) => {
+        a.nodes[0].host = { kind: "local", address: "999.1.1.1" };
+        a.nodes[1].host = { kind: "local", address: "fe80:::1" };
+        a.nodes[2].host = { kind: "local", address: "host-.example" };
+        a.proxy = { host: { kind: "local", address: "10.0.0" } };
+      },
+      [
+        `nodes[0].host.address: got "999.1.1.1"; expected an IPv4 or IPv6 address or a DNS name`,
+        `nodes[1].host.address: got "fe80:::1"; expected an IPv4 or IPv6 address or a DNS name`,
+        `nodes[2].host.address: got "host-.example"; expected an IPv4 or IPv6 address or a DNS name`,
+        `proxy.host.address: got "10.0.0"; expected an IPv4 or IPv6 address or a DNS name`,
+      ],
+    ],
+    [
+      "BDR or another PostgreSQL on the shipped image",
+      (a) => {
+        a.nodes = ["a", "b"].map((name) => ({ name, host: { kind: "docker", network: "pg" } }));
+        a.nodes[1].host.image = "registry.example/pgd:5-pg16";
+        a.proxy = { host: { kind: "docker", network: "pg" } };
+        a.engine = "bdr";
+        a.postgresVersion = 16;
+      },
+      [
+        `nodes[0].host.image: is not set, so the shipped image (Debian 12: PostgreSQL 15, engine "pglogical") would run it, which cannot run engine "bdr" with postgresVersion 16; expected an image of your own with that PostgreSQL and engine`,
+        `proxy.host.image: is not set, so the shipped image (Debian 12: PostgreSQL 15, engine "pglogical") would run it, which cannot run postgresVersion 16; expected an image of your own with that PostgreSQL and engine`,
+      ],
+    ],
+    [
+      "Debian packages for BDR",
+      (a) => {
+        a.engine = "bdr";
+        a.nodes = ["10.0.0.1", "10.0.0.2"].map((address, i) => ({
+          name: `r${i}`,
+          host: { kind: "remote", address, privateKey: key, installPackages: i === 0 },
+        }));
+        a.proxy = { enabled: false };
+      },
+      [
+        `nodes[0].host.installPackages: got true with engine "bdr"; Debian has no BDR package, so install PostgreSQL and BDR yourself and leave installPackages false`,
+      ],
+    ],
+    [
+      "settings that bypass what the cluster manages or sizes, in any case or spacing, and include directives",
+      (a) =>
+        (a.postgresSettings = {
+          Port: 5999,
+          " wal_level": "minimal",
+          max_worker_processes: 64,
+          output_plugin_libraries: "x",
+          include: "/etc/evil.conf",
+          INCLUDE_DIR: "/tmp",
+          include_if_exists: "/tmp/x.conf",
+        }),
+      [
+        ...["Port", " wal_level", "max_worker_processes", "output_plugin_libraries"].map(
+          (k) =>
+            `postgresSettings[${JSON.stringify(k)}]: is managed by BdrCluster; settings it manages are config_file, data_directory, hba_file, ident_file, listen_addresses, max_replication_slots, max_wal_senders, max_worker_processes, output_plugin_libraries, password_encryption, pglogical.conflict_resolution, port, shared_preload_libraries, track_commit_timestamp, unix_socket_directories, wal_level`,
+        ),
+        ...["include", "INCLUDE_DIR", "include_if_exists"].map(
+          (k) =>
+            `postgresSettings[${JSON.stringify(k)}]: is a configuration file directive, which would read settings BdrCluster does not check; expected a setting, not "include", "include_dir", "include_if_exists"`,
+        ),
+      ],
+    ],
+    [
+      "empty secrets",
+      (a) => {
+        a.replicationPassword = "";
+        a.nodes[0].host = { kind: "remote", address: "10.0.0.1", privateKey: "" };
+        a.nodes[1].host = { kind: "remote", address: "10.0.0.2", privateKey: key };
+        a.nodes[2].host = { kind: "remote", address: "10.0.0.3", privateKey: key };
+        a.proxy = { enabled: false };
+      },
+      [
+        "replicationPassword: got an empty string; expected a non-empty password (a Pulumi secret)",
+        "nodes[0].host.privateKey: got an empty string; expected the SSH private key as a Pulumi secret",
+      ],
+    ],
+    [
+      "unknown argument keys at every level, with a guess",
+      (a) => {
+        a.node = [];
+        a.postgresVerison = 16;
+        a.nodes[0].hots = {};
+        a.nodes[1].host.adress = "10.0.0.1";
+        a.proxy = { haproxyport: 5000, host: { kind: "local", baseDIR: "/x" } };
+      },
+      [
+        `node: is not an argument of BdrCluster; did you mean "nodes"? expected one of "nodes", "engine", "bdrVariant", "database", "replicationUser", "replicationPassword", "postgresVersion", "postgresSettings", "conflictResolution", "nodeGroupName", "writeNode", "waitTimeoutSeconds", "proxy", "docker"`,
+        `postgresVerison: is not an argument of BdrCluster; did you mean "postgresVersion"? expected one of "nodes", "engine", "bdrVariant", "database", "replicationUser", "replicationPassword", "postgresVersion", "postgresSettings", "conflictResolution", "nodeGroupName", "writeNode", "waitTimeoutSeconds", "proxy", "docker"`,
+        `nodes[0].hots: is not an argument of a node; did you mean "host"? expected one of "name", "host", "port"`,
+        `nodes[1].host.adress: is not an argument of a local host; did you mean "address"? expected one of "kind", "baseDir", "address", "osUser"`,
+        `proxy.haproxyport: is not an argument of proxy; did you mean "haproxyPort"? expected one of "enabled", "host", "haproxyPort", "checkIntervalMs", "checkFall", "checkRise", "pgbouncerPort", "poolMode", "defaultPoolSize", "maxClientConn", "switchoverMethod"`,
+        `proxy.host.baseDIR: is not an argument of a local host; did you mean "baseDir"? expected one of "kind", "baseDir", "address", "osUser"`,
+      ],
+    ],
+    [
+      "Outputs and Promises where a plain value is required",
+      (a) => {
+        a.postgresVersion = pulumi.output(15);
+        a.nodes[0].host = { kind: "local", address: Promise.resolve("127.0.0.1") };
+        a.nodes[1].port = pulumi.output(5432);
+        a.postgresSettings = { work_mem: pulumi.output("4MB") };
+        a.writeNode = pulumi.output("n1");
+      },
+      [
+        `nodes[0].host.address: got a Promise; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        `nodes[1].port: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        `postgresVersion: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        `postgresSettings["work_mem"]: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        `writeNode: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+      ],
+    ],
+    [
+      "a nodes list that is an Output, and a password that is a Promise",
+      (a) => {
+        a.nodes = pulumi.output(a.nodes);
+        a.replicationPassword = Promise.resolve("pw");
+      },
+      [
+        `nodes: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        "replicationPassword: got a Promise; expected a Pulumi secret (wrap it in pulumi.secret(...) or use config.requireSecret)",
+      ],
     ],
   ];
 
@@ -333,6 +487,25 @@ describe("validateArgs", () => {
         );
         return true;
       },
+    );
+  });
+
+  it("checks at deploy time what only then is known: an empty password Output, or one with a line break", () => {
+    assert.strictEqual(requireNonEmptyPassword("db", "pw"), true);
+    assert.throws(
+      () => requireNonEmptyPassword("db", ""),
+      (e: unknown) =>
+        e instanceof BdrClusterArgsError &&
+        e.message ===
+          `BdrCluster "db" has 1 invalid argument:\n  - replicationPassword: got an empty string; expected a non-empty password (a Pulumi secret)`,
+    );
+    assert.throws(
+      () => requireNonEmptyPassword("db", "a\nb"),
+      (e: unknown) =>
+        e instanceof BdrClusterArgsError &&
+        e.message ===
+          `BdrCluster "db" has 1 invalid argument:\n  - replicationPassword: contains a line break or NUL byte, which .pgpass and PgBouncer's auth file cannot hold; expected a password without them` &&
+        !e.message.includes("a\nb"),
     );
   });
 
