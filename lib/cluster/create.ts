@@ -134,13 +134,14 @@ export function pgpassFor(ctx: ClusterContext, password: string): string {
   return renderPgpass([{ host: "*", port: "*", database: "*", user: ctx.replicationUser, password }]);
 }
 
-function outputPluginFor(ctx: ClusterContext, node: NodePlan): string | undefined {
-  if (ctx.engine !== "pglogical") return undefined;
+function outputPluginFor(ctx: ClusterContext, engine: Engine, node: NodePlan): string | undefined {
+  const libraries = engine.outputPlugins(ctx);
+  if (libraries.length === 0) return undefined;
   return outputPluginSnippet({
     binDir: node.binDir,
     dataDir: node.dataDir,
     confFile: `${node.dataDir}/${OUTPUT_PLUGIN_CONF_FILE}`,
-    libraries: ["pglogical_output"],
+    libraries: [...libraries],
   });
 }
 
@@ -186,11 +187,13 @@ export function renderStep(
   switch (step.kind) {
     case "server": {
       const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
-      const install = host.installPackages ? nodePackages(ctx.postgresVersion, ctx.engine) : undefined;
+      const install = host.installPackages
+        ? nodePackages(ctx.postgresVersion, engine.packages(ctx.postgresVersion))
+        : undefined;
       return {
         create: serverCreateScript(node!, ctx.database, files, {
           installPackages: install,
-          outputPluginSnippet: outputPluginFor(ctx, node!),
+          outputPluginSnippet: outputPluginFor(ctx, engine, node!),
         }),
         delete: serverDeleteScript(node!, ctx.database),
         stdin: pgpass,
@@ -201,7 +204,7 @@ export function renderStep(
     case "config": {
       const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
       const script = serverConfigScript(node!, ctx.database, files, {
-        outputPluginSnippet: outputPluginFor(ctx, node!),
+        outputPluginSnippet: outputPluginFor(ctx, engine, node!),
         afterRestart: engine.afterRestartScript?.(ctx, node!),
       });
       return { create: script, update: script, stdin: pgpass };

@@ -491,6 +491,10 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
 
 /** pglogical 2 (Debian `postgresql-<major>-pglogical`). */
 export const pglogicalEngine: Engine = {
+  packages(postgresVersion: number): readonly string[] {
+    return [`postgresql-${postgresVersion}-pglogical`];
+  },
+
   name: "pglogical",
   outputPlugins(): readonly string[] {
     return ["pglogical_output"];
