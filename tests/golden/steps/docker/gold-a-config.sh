@@ -108,8 +108,6 @@ host    "bdrdb","bdr"  "bdr"       172.30.0.11/32  scram-sha-256
 host    replication    "bdr"       172.30.0.11/32  scram-sha-256
 host    "bdrdb","bdr"  "bdr"       172.30.0.12/32  scram-sha-256
 host    replication    "bdr"       172.30.0.12/32  scram-sha-256
-host    "bdrdb","bdr"  "bdr"       172.30.0.13/32  scram-sha-256
-host    replication    "bdr"       172.30.0.13/32  scram-sha-256
 host    "bdrdb","bdr"  "bdr"       172.30.0.20/32  scram-sha-256
 host    replication    "bdr"       172.30.0.20/32  scram-sha-256
 local   all            all                         reject
@@ -317,8 +315,6 @@ host    "bdrdb","bdr"  "bdr"       172.30.0.11/32  scram-sha-256
 host    replication    "bdr"       172.30.0.11/32  scram-sha-256
 host    "bdrdb","bdr"  "bdr"       172.30.0.12/32  scram-sha-256
 host    replication    "bdr"       172.30.0.12/32  scram-sha-256
-host    "bdrdb","bdr"  "bdr"       172.30.0.13/32  scram-sha-256
-host    replication    "bdr"       172.30.0.13/32  scram-sha-256
 host    "bdrdb","bdr"  "bdr"       172.30.0.20/32  scram-sha-256
 host    replication    "bdr"       172.30.0.20/32  scram-sha-256
 local   all            all                         reject

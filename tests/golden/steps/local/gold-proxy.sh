@@ -159,7 +159,6 @@ node_dsn() {
   case "$1" in
     a) printf '%s\n' 'host=127.0.0.1 port=15432 dbname=bdrdb user=bdr' ;;
     b) printf '%s\n' 'host=127.0.0.1 port=15433 dbname=bdrdb user=bdr' ;;
-    c) printf '%s\n' 'host=127.0.0.1 port=15434 dbname=bdrdb user=bdr' ;;
     *) return 1 ;;
   esac
 }
@@ -367,7 +366,6 @@ backend bk_db
     default-server inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions
     server a 127.0.0.1:15432 check
     server b 127.0.0.1:15433 backup check
-    server c 127.0.0.1:15434 backup check
 PULUMI_BDR_EOF
 if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
 
@@ -593,7 +591,6 @@ node_dsn() {
   case "$1" in
     a) printf '%s\n' 'host=127.0.0.1 port=15432 dbname=bdrdb user=bdr' ;;
     b) printf '%s\n' 'host=127.0.0.1 port=15433 dbname=bdrdb user=bdr' ;;
-    c) printf '%s\n' 'host=127.0.0.1 port=15434 dbname=bdrdb user=bdr' ;;
     *) return 1 ;;
   esac
 }
@@ -801,7 +798,6 @@ backend bk_db
     default-server inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions
     server a 127.0.0.1:15432 check
     server b 127.0.0.1:15433 backup check
-    server c 127.0.0.1:15434 backup check
 PULUMI_BDR_EOF
 if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
 

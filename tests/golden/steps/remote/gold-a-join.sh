@@ -298,7 +298,6 @@ SQL
 fi
 # Peers from the plan, in case the catalog is gone already (it may be stale: best effort).
 add_peer b 'host=10.77.0.12 port=5432 dbname=bdrdb user=bdr'
-add_peer c 'host=10.77.0.13 port=5432 dbname=bdrdb user=bdr'
 # 4. On every peer: drop its subscriptions from this node, this node's record, and any slot
 #    still kept there for this node's subscription.
 #    All peers in parallel: each drop waits for the peer's apply worker to exit.

@@ -119,8 +119,6 @@ host    "bdrdb","bdr"  "bdr"       10.77.0.12/32  scram-sha-256
 host    replication    "bdr"       10.77.0.12/32  scram-sha-256
 host    "bdrdb","bdr"  "bdr"       10.77.0.13/32  scram-sha-256
 host    replication    "bdr"       10.77.0.13/32  scram-sha-256
-host    "bdrdb","bdr"  "bdr"       10.77.0.14/32  scram-sha-256
-host    replication    "bdr"       10.77.0.14/32  scram-sha-256
 local   all            all                        reject
 host    all            all         0.0.0.0/0      reject
 host    all            all         ::/0           reject

@@ -159,7 +159,6 @@ node_dsn() {
   case "$1" in
     a) printf '%s\n' 'host=10.77.0.11 port=5432 dbname=bdrdb user=bdr' ;;
     b) printf '%s\n' 'host=10.77.0.12 port=5432 dbname=bdrdb user=bdr' ;;
-    c) printf '%s\n' 'host=10.77.0.13 port=5432 dbname=bdrdb user=bdr' ;;
     *) return 1 ;;
   esac
 }
@@ -317,7 +316,7 @@ if put_file "$PGB_INI" 0600 <<'PULUMI_BDR_EOF'
 ;; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.
 ;; Replicated database: bdrdb; every database is routed through HAProxy.
 [databases]
-* = host=10.77.0.14 port=5433
+* = host=10.77.0.13 port=5433
 
 [pgbouncer]
 admin_users = bdr
@@ -325,7 +324,7 @@ auth_file = /var/lib/pulumi-bdr/gold/proxy/userlist.txt
 auth_type = scram-sha-256
 default_pool_size = 20
 ignore_startup_parameters = extra_float_digits
-listen_addr = 10.77.0.14
+listen_addr = 10.77.0.13
 listen_port = 6432
 logfile = /var/lib/pulumi-bdr/gold/proxy/pgbouncer.log
 max_client_conn = 200
@@ -357,7 +356,7 @@ defaults
     option srvtcpka
 
 frontend ft_postgresql
-    bind 10.77.0.14:5433
+    bind 10.77.0.13:5433
     default_backend bk_db
 
 backend bk_db
@@ -367,7 +366,6 @@ backend bk_db
     default-server inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions
     server a 10.77.0.11:5432 check
     server b 10.77.0.12:5432 backup check
-    server c 10.77.0.13:5432 backup check
 PULUMI_BDR_EOF
 if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
 
@@ -593,7 +591,6 @@ node_dsn() {
   case "$1" in
     a) printf '%s\n' 'host=10.77.0.11 port=5432 dbname=bdrdb user=bdr' ;;
     b) printf '%s\n' 'host=10.77.0.12 port=5432 dbname=bdrdb user=bdr' ;;
-    c) printf '%s\n' 'host=10.77.0.13 port=5432 dbname=bdrdb user=bdr' ;;
     *) return 1 ;;
   esac
 }
@@ -751,7 +748,7 @@ if put_file "$PGB_INI" 0600 <<'PULUMI_BDR_EOF'
 ;; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.
 ;; Replicated database: bdrdb; every database is routed through HAProxy.
 [databases]
-* = host=10.77.0.14 port=5433
+* = host=10.77.0.13 port=5433
 
 [pgbouncer]
 admin_users = bdr
@@ -759,7 +756,7 @@ auth_file = /var/lib/pulumi-bdr/gold/proxy/userlist.txt
 auth_type = scram-sha-256
 default_pool_size = 20
 ignore_startup_parameters = extra_float_digits
-listen_addr = 10.77.0.14
+listen_addr = 10.77.0.13
 listen_port = 6432
 logfile = /var/lib/pulumi-bdr/gold/proxy/pgbouncer.log
 max_client_conn = 200
@@ -791,7 +788,7 @@ defaults
     option srvtcpka
 
 frontend ft_postgresql
-    bind 10.77.0.14:5433
+    bind 10.77.0.13:5433
     default_backend bk_db
 
 backend bk_db
@@ -801,7 +798,6 @@ backend bk_db
     default-server inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions
     server a 10.77.0.11:5432 check
     server b 10.77.0.12:5432 backup check
-    server c 10.77.0.13:5432 backup check
 PULUMI_BDR_EOF
 if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
 
