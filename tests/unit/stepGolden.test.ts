@@ -71,7 +71,7 @@ describe("golden: every rendered step of every host kind", () => {
           expectGolden(`steps/${kind}/${step.name}-forget.sh`, forget);
         }
       }
-      assert.ok(count >= 10, `${count} steps`);
+      assert.ok(count >= 9, `${count} steps`);
     });
   }
 });
