@@ -349,7 +349,12 @@ export function createCluster(
   // The shape of the scripts (which exist, stdin, ignoreChanges) does not depend on addresses.
   const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
 
-  for (const step of plan.steps) {
+  // Server steps first (they depend only on docker resources): every forget step depends on all.
+  const ordered = [
+    ...plan.steps.filter((s) => s.kind === "server"),
+    ...plan.steps.filter((s) => s.kind !== "server"),
+  ];
+  for (const step of ordered) {
     if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;
     const node = step.node ? nodeByName.get(step.node)! : undefined;
     const host = hostOf(step);

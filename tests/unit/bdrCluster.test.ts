@@ -108,6 +108,11 @@ describe("BdrCluster (mocks)", () => {
       "loc-n2-server",
       "loc-n3-server",
     ]);
+    assert.deepStrictEqual(depNames(byName("loc-n1-join-forget")), [
+      "loc-n1-server",
+      "loc-n2-server",
+      "loc-n3-server",
+    ]);
     assert.deepStrictEqual(depNames(byName("loc-proxy")), ["loc-n1-join", "loc-n2-join", "loc-n3-join"]);
     // Guards run after what they watch: a node's setup, the proxy step.
     assert.deepStrictEqual(depNames(byName("loc-n2-guard")), ["loc-n2-setup"]);
