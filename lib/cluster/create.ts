@@ -5,7 +5,13 @@ import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
 import * as command from "@pulumi/command";
-import { driverFor, forgetOnPeersScript, type ForgetPeer, type HostAccess } from "../hosts/commands";
+import {
+  driverFor,
+  forgetOnPeersScript,
+  hostCidrs,
+  type ForgetPeer,
+  type HostAccess,
+} from "../hosts/commands";
 import { forgetArgs, forgetPreamble, renderBundle } from "../hosts/bundle";
 import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
 import {
@@ -90,19 +96,7 @@ export function memberCidrs(
 ): string[] {
   const cidrs = new Set<string>();
   const add = (host: ResolvedHost, unit: string) => {
-    if (host.kind === "docker") {
-      const ip = dockerAddresses[unit] ?? "";
-      if (/^[0-9.]+$/.test(ip)) cidrs.add(`${ip}/32`);
-      // A node's published port: the Docker host's connections arrive from the network's gateway.
-      const gw = dockerAddresses[`${unit}${GATEWAY_SUFFIX}`] ?? "";
-      if (/^[0-9.]+$/.test(gw)) cidrs.add(`${gw}/32`);
-    } else if (host.address.includes(":")) {
-      cidrs.add(`${host.address}/128`);
-    } else if (/^[0-9.]+$/.test(host.address)) {
-      cidrs.add(`${host.address}/32`);
-    } else {
-      cidrs.add(host.address);
-    }
+    for (const c of hostCidrs(host, unit, dockerAddresses)) cidrs.add(c);
   };
   for (const n of plan.ctx.nodes) add(plan.hosts[n.name], n.name);
   if (plan.proxyHost) add(plan.proxyHost, "proxy");

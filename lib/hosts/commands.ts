@@ -234,6 +234,32 @@ export function dockerDriver(host: ResolvedHost, dockerHost: pulumi.Input<string
   };
 }
 
+/**
+ * The CIDRs under which a host's connections reach the nodes (what `pg_hba.conf` admits for it):
+ * its address (`/32`, `/128`, or a host name as is); for a docker host the container's address on
+ * its network and, when it publishes a port, the network's gateway, both from
+ * `dockerAddresses[unit]` / `dockerAddresses[unit + "@gateway"]` (nothing while unknown). Pure.
+ */
+export function hostCidrs(
+  host: Pick<ResolvedHost, "kind" | "address">,
+  unit: string,
+  dockerAddresses: Readonly<Record<string, string>>,
+): string[] {
+  const v4 = (ip: string | undefined) => (ip !== undefined && /^[0-9.]+$/.test(ip) ? [`${ip}/32`] : []);
+  switch (host.kind) {
+    case "docker":
+      return [...v4(dockerAddresses[unit]), ...v4(dockerAddresses[`${unit}@gateway`])];
+    case "local":
+    case "remote":
+      if (host.address.includes(":")) return [`${host.address}/128`];
+      return /^[0-9.]+$/.test(host.address) ? [`${host.address}/32`] : [host.address];
+    default: {
+      const never: never = host.kind;
+      throw new Error(`unknown host kind ${String(never)}`);
+    }
+  }
+}
+
 /** The driver for a host. */
 export function driverFor(host: ResolvedHost, access: HostAccess): HostDriver {
   switch (host.kind) {
