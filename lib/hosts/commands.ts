@@ -294,6 +294,8 @@ export function forgetOnPeersScript(leaving: string, peers: ForgetPeer[]): pulum
   return pulumi.all(peers.map((p) => p.transport.run("forget", p.args))).apply((lines) =>
     [
       "set -uo pipefail",
+      "# The SSH keys stay shell variables of this script: no child process inherits them.",
+      'while read -r key_var; do export -n "${key_var?}"; done < <(compgen -e | grep "^PULUMI_BDR_SSH_KEY_" || true)',
       SSH_RUN_FN,
       "bundle=$(cat)",
       ...lines.map((line, i) => {
