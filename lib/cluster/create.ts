@@ -4,7 +4,15 @@ import type { ClusterPlan, PlanStep, ResolvedHost } from "./plan";
 import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
-import { hostCommand } from "../hosts/commands";
+import * as command from "@pulumi/command";
+import {
+  driverFor,
+  forgetOnPeersScript,
+  hostCidrs,
+  type ForgetPeer,
+  type HostAccess,
+} from "../hosts/commands";
+import { forgetArgs, forgetPreamble, renderBundle } from "../hosts/bundle";
 import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
 import {
   containerAddress,
@@ -12,7 +20,6 @@ import {
   createContainer,
   createImage,
   createVolume,
-  dockerCommand,
   type DockerTarget,
   type PublishedPort,
 } from "../hosts/docker";
@@ -99,19 +106,7 @@ export function memberCidrs(
 ): string[] {
   const cidrs = new Set<string>();
   const add = (host: ResolvedHost, unit: string) => {
-    if (host.kind === "docker") {
-      const ip = dockerAddresses[unit] ?? "";
-      if (/^[0-9.]+$/.test(ip)) cidrs.add(`${ip}/32`);
-      // A node's published port: the Docker host's connections arrive from the network's gateway.
-      const gw = dockerAddresses[`${unit}${GATEWAY_SUFFIX}`] ?? "";
-      if (/^[0-9.]+$/.test(gw)) cidrs.add(`${gw}/32`);
-    } else if (host.address.includes(":")) {
-      cidrs.add(`${host.address}/128`);
-    } else if (/^[0-9.]+$/.test(host.address)) {
-      cidrs.add(`${host.address}/32`);
-    } else {
-      cidrs.add(host.address);
-    }
+    for (const c of hostCidrs(host, unit, dockerAddresses)) cidrs.add(c);
   };
   for (const n of plan.ctx.nodes) add(plan.hosts[n.name], n.name);
   if (plan.proxyHost) add(plan.proxyHost, "proxy");
@@ -143,13 +138,14 @@ export function pgpassFor(ctx: ClusterContext, password: string): string {
   return renderPgpass([{ host: "*", port: "*", database: "*", user: ctx.replicationUser, password }]);
 }
 
-function outputPluginFor(ctx: ClusterContext, node: NodePlan): string | undefined {
-  if (ctx.engine !== "pglogical") return undefined;
+function outputPluginFor(ctx: ClusterContext, engine: Engine, node: NodePlan): string | undefined {
+  const libraries = engine.outputPlugins(ctx);
+  if (libraries.length === 0) return undefined;
   return outputPluginSnippet({
     binDir: node.binDir,
     dataDir: node.dataDir,
     confFile: `${node.dataDir}/${OUTPUT_PLUGIN_CONF_FILE}`,
-    libraries: ["pglogical_output"],
+    libraries: [...libraries],
   });
 }
 
@@ -198,11 +194,13 @@ export function renderStep(
   switch (step.kind) {
     case "server": {
       const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
-      const install = host.installPackages ? nodePackages(ctx.postgresVersion, ctx.engine) : undefined;
+      const install = host.installPackages
+        ? nodePackages(ctx.postgresVersion, engine.packages(ctx.postgresVersion))
+        : undefined;
       return {
         create: serverCreateScript(node!, ctx.database, files, {
           installPackages: install,
-          outputPluginSnippet: outputPluginFor(ctx, node!),
+          outputPluginSnippet: outputPluginFor(ctx, engine, node!),
         }),
         delete: serverDeleteScript(node!, ctx.database),
         stdin: pgpass,
@@ -213,7 +211,7 @@ export function renderStep(
     case "config": {
       const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
       const script = serverConfigScript(node!, ctx.database, files, {
-        outputPluginSnippet: outputPluginFor(ctx, node!),
+        outputPluginSnippet: outputPluginFor(ctx, engine, node!),
         afterRestart: engine.afterRestartScript?.(ctx, node!),
       });
       return { create: script, update: script, stdin: pgpass };
@@ -226,10 +224,10 @@ export function renderStep(
       const preamble = nodePreamble(node!, ctx.database);
       return {
         create: preamble + engine.joinScript(ctx, node!),
+        // Joins run once: a later change (the node list, a new package version) only refreshes
+        // the delete kept in state, so the part sees the current peers.
+        update: "exit 0\n",
         delete: preamble + engine.partScript(ctx, node!),
-        // Joins run once; parting discovers peers from the catalog, so later node-list changes
-        // need not touch these scripts.
-        ignoreChanges: ["create", "delete"],
       };
     }
     case "proxy": {
@@ -344,84 +342,106 @@ export function createCluster(
   }
   const dockerAddresses: pulumi.Output<DockerAddresses> = pulumi.all(addresses);
 
-  for (const step of plan.steps) {
+  const engine = getEngine(ctx.engine);
+  const accessOf = (host: ResolvedHost, nodeName?: string): HostAccess => ({
+    hostArgs: host.kind !== "remote" ? undefined : hostArgsOf(plan, nodeName ?? "proxy", host),
+    dockerHost: host.kind === "docker" ? needDocker().host : undefined,
+  });
+  const driverOf = (host: ResolvedHost, nodeName?: string) => driverFor(host, accessOf(host, nodeName));
+  // The shape of the scripts (which exist, stdin, ignoreChanges) does not depend on addresses.
+  const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
+
+  // Server steps first (they depend only on docker resources): every forget step depends on all.
+  const ordered = [
+    ...plan.steps.filter((s) => s.kind === "server"),
+    ...plan.steps.filter((s) => s.kind !== "server"),
+  ];
+  for (const step of ordered) {
     if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;
     const node = step.node ? nodeByName.get(step.node)! : undefined;
     const host = hostOf(step);
+    const driver = driverOf(host, node?.name);
     const opts = { parent, dependsOn: depsOf(step) };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
       const r = renderStep(plan, step);
-      if (host.kind === "remote") throw new Error(`${step.name}: remote hosts have no guard`);
+      const target = driver.guardTarget();
+      if (!target) throw new Error(`${step.name}: ${host.kind} hosts have no guard`);
       resource = new ProcessGuard(
         step.name,
-        {
-          host: host.kind,
-          container: host.docker?.containerName,
-          dockerHost: host.kind === "docker" ? needDocker().host : undefined,
-          probe: r.probe!,
-          ensure: r.create,
-        },
+        { ...target, probe: r.probe!, ensure: r.create },
         { ...opts, deleteBeforeReplace: true },
       );
-    } else if (host.kind === "docker") {
-      // pg_hba.conf (server, config) admits the containers' current addresses: those steps
+    } else {
+      // pg_hba.conf (server, config) admits the docker containers' current addresses: those steps
       // re-render when a container is replaced and gets another address.
       const rendered =
-        step.kind === "server" || step.kind === "config"
+        host.kind === "docker" && (step.kind === "server" || step.kind === "config")
           ? dockerAddresses.apply((a) => renderStep(plan, step, a))
           : pulumi.output(renderStep(plan, step));
-      // The shape of the scripts (which exist, stdin, ignoreChanges) does not depend on addresses.
-      const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
       const r0 = renderStep(plan, step, shapeAddresses);
-      const stdinOf = r0.stdin;
-      // A leaving node's peers forget it locally, through docker exec: their pg_hba.conf stops
-      // admitting its container (config updates) before its part runs (deletes come last).
-      const engine = getEngine(ctx.engine);
-      const deleteInPeers =
-        step.kind === "join" && engine.forgetNodeSql
-          ? ctx.nodes
-              .filter((p) => p.name !== node!.name && plan.hosts[p.name].kind === "docker")
-              .map((p) => ({
-                container: plan.hosts[p.name].docker!.containerName,
-                script:
-                  nodePreamble(p, ctx.database) +
-                  `log ${shellQuote(`forgetting node ${node!.name} on ${p.name}`)}\n` +
-                  localSql(engine.forgetNodeSql!(ctx, node!)) +
-                  "\n",
-              }))
-          : undefined;
-      resource = dockerCommand(
+      const secretsOf = r0.stdin;
+      if (step.kind === "join" && engine.forgetNodeSql) {
+        // Runs after the join's delete (the join depends on it): every surviving peer forgets the
+        // leaving node locally, through its own transport, whatever its pg_hba.conf admits by then.
+        opts.dependsOn = [...opts.dependsOn, createForgetStep(step.name, node!)];
+      }
+      resource = driver.createStep(
         step.name,
-        host,
-        needDocker().host,
         {
           create: rendered.apply((r) => r.create),
           update: r0.update === undefined ? undefined : rendered.apply((r) => r.update!),
           delete: r0.delete === undefined ? undefined : rendered.apply((r) => r.delete!),
-          stdin: stdinOf ? pulumi.secret(plain.apply((s) => stdinOf(s))) : undefined,
-          deleteInPeers,
+          secretLines: secretsOf ? pulumi.secret(plain.apply((s) => secretsOf(s))) : undefined,
         },
         { ...opts, ignoreChanges: r0.ignoreChanges },
       );
-    } else {
-      const r = renderStep(plan, step);
-      const hostArgs = hostArgsOf(plan, node ? node.name : "proxy", host);
-      const stdinOf = r.stdin;
-      resource = hostCommand(
-        step.name,
-        host,
-        hostArgs,
-        {
-          create: r.create,
-          update: r.update,
-          delete: r.delete,
-          stdin: stdinOf ? pulumi.secret(plain.apply((s) => stdinOf(s))) : undefined,
-        },
-        { ...opts, ignoreChanges: r.ignoreChanges },
-      );
     }
     resources.set(step.name, resource);
+  }
+
+  /**
+   * `<join>-forget`: a runner-side command whose delete runs the engine's `forgetNodeSql` for
+   * `leaving` on every other node of the plan, each through its own driver (bash, SSH with the
+   * key as a secret environment variable, docker exec). It depends on every node's server step,
+   * so a destroy runs it while the peers still run. Create and update do nothing; an update keeps
+   * the peer list current.
+   */
+  function createForgetStep(joinName: string, leaving: NodePlan): pulumi.Resource {
+    const peers = ctx.nodes.filter((p) => p.name !== leaving.name);
+    const forgetPeers: ForgetPeer[] = peers.map((p) => ({
+      name: p.name,
+      transport: driverOf(plan.hosts[p.name], p.name).peerTransport(p.name),
+      args: forgetArgs({ ...p, database: ctx.database }),
+    }));
+    const environment: Record<string, pulumi.Output<string>> = {};
+    for (const fp of forgetPeers) Object.assign(environment, fp.transport.environment);
+    const bundle = renderBundle({
+      create: "exit 0",
+      forget: [
+        forgetPreamble(),
+        `log ${shellQuote(`forgetting node ${leaving.name} on this peer`)}`,
+        localSql(engine.forgetNodeSql!(ctx, leaving)),
+        "",
+      ].join("\n"),
+    });
+    const servers = plan.steps
+      .filter((s) => s.kind === "server")
+      .map((s) => resources.get(s.name))
+      .filter((r): r is pulumi.Resource => r !== undefined);
+    return new command.local.Command(
+      `${joinName}-forget`,
+      {
+        create: "true",
+        update: "true",
+        delete: forgetOnPeersScript(leaving.name, forgetPeers),
+        stdin: bundle,
+        environment: Object.keys(environment).length > 0 ? pulumi.secret(environment) : undefined,
+        interpreter: ["/bin/bash", "-c"],
+        addPreviousOutputInEnv: false,
+      },
+      { parent, dependsOn: [...servers, ...gate], deleteBeforeReplace: true },
+    );
   }
 
   const nodeDsns: Record<string, string> = {};

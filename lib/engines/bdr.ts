@@ -265,6 +265,11 @@ function strategy(ctx: ClusterContext): SequenceStrategy {
 export const bdrEngine: Engine = {
   name: "bdr",
 
+  packages(): readonly string[] {
+    // BDR and PGD come from EDB's repositories, not Debian's: the host must have them already.
+    return [];
+  },
+
   outputPlugins(ctx: ClusterContext): readonly string[] {
     // Not verified here (no BDR build on this machine): BDR 3.7 decodes through pglogical 3's
     // output plugin, PGD 5 through its own. Extra names in the allow-list are harmless.

@@ -8,6 +8,7 @@
  */
 import { ClusterContext, NodePlan } from "../types";
 import { quoteLiteral, shellQuote } from "../render/quote";
+import { shippedScript } from "../render/shell";
 import {
   Engine,
   QualifiedName,
@@ -21,7 +22,6 @@ import {
   joinTarget,
   localSql,
   logLine,
-  peerSql,
   qualifiedIdent,
   statementTimeout,
 } from "./types";
@@ -56,7 +56,6 @@ export function pglogicalSubscriptionName(provider: string, subscriber: string):
 const lit = quoteLiteral;
 
 const local = localSql;
-const peer = peerSql;
 const indent = indentScript;
 
 /** SQL that fails unless this database is registered as pglogical node `name`. */
@@ -81,95 +80,6 @@ function assertLocalNode(name: string): string {
 
 /** Advisory lock key (transaction-scoped) taken around every subscription creation. */
 export const SUBSCRIPTION_LOCK_KEY = 7262840001;
-
-/** Idempotent `create_subscription` on the node the SQL runs on. */
-function createSubscriptionSql(subName: string, providerDsn: string, sync: boolean): string {
-  return doBlock(
-    [
-      "BEGIN",
-      "  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating",
-      "  -- this subscription): the check below then sees its committed result.",
-      `  PERFORM pg_catalog.pg_advisory_xact_lock(${SUBSCRIPTION_LOCK_KEY});`,
-      `  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = ${lit(subName)}) THEN`,
-      "    PERFORM pglogical.create_subscription(",
-      `      subscription_name := ${lit(subName)},`,
-      `      provider_dsn := ${lit(providerDsn)},`,
-      `      replication_sets := ARRAY[${PGLOGICAL_REPLICATION_SETS.map(lit).join(", ")}]::text[],`,
-      `      synchronize_structure := ${sync},`,
-      `      synchronize_data := ${sync},`,
-      "      forward_origins := '{}'::text[]);",
-      "  END IF;",
-      "END",
-    ].join("\n"),
-  );
-}
-
-/**
- * Bash: wait (bounded) for a subscription's initial sync on the host `runner` reaches; on failure
- * print the server's error (psql does) and the subscription status, then exit 1.
- */
-function waitSync(
-  runner: (sql: string, suffix?: string) => string,
-  subName: string,
-  timeoutSeconds: number,
-  where: string,
-): string {
-  return [
-    `if ! ${runner([statementTimeout(timeoutSeconds), `SELECT pglogical.wait_for_subscription_sync_complete(${lit(subName)});`].join("\n"))}`,
-    "then",
-    indentScript(
-      [
-        logLine(
-          `pglogical: subscription ${subName} on ${where} did not finish its initial sync within ${timeoutSeconds}s; status:`,
-        ),
-        runner(
-          "SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();",
-          ">&2 || true",
-        ),
-        "exit 1",
-      ].join("\n"),
-      2,
-    ),
-    "fi",
-  ].join("\n");
-}
-
-/**
- * SQL: poll until the named subscriptions exist and are `replicating`, failing with their status
- * after `timeoutSeconds`.
- */
-function waitReplicatingSql(subNames: string[], timeoutSeconds: number): string {
-  const arr = `ARRAY[${subNames.map(lit).join(", ")}]::text[]`;
-  return [
-    statementTimeout(timeoutSeconds + 10),
-    doBlock(
-      [
-        "DECLARE",
-        `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${timeoutSeconds});`,
-        "  missing text;",
-        "  pending text;",
-        "BEGIN",
-        "  SELECT string_agg(x, ', ' ORDER BY x) INTO missing",
-        `    FROM unnest(${arr}) AS x`,
-        "   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);",
-        "  IF missing IS NOT NULL THEN",
-        "    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;",
-        "  END IF;",
-        "  LOOP",
-        "    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending",
-        "      FROM pglogical.show_subscription_status()",
-        `     WHERE subscription_name = ANY (${arr}) AND status <> 'replicating';`,
-        "    EXIT WHEN pending IS NULL;",
-        "    IF clock_timestamp() > deadline THEN",
-        `      RAISE EXCEPTION 'pglogical subscriptions not replicating after ${timeoutSeconds}s: %', pending;`,
-        "    END IF;",
-        "    PERFORM pg_catalog.pg_sleep(0.2);",
-        "  END LOOP;",
-        "END",
-      ].join("\n"),
-    ),
-  ].join("\n");
-}
 
 /**
  * SQL (run on the node itself): the helper schema, the event trigger function and the event
@@ -236,69 +146,6 @@ export const JOIN_SCHEMA = "pulumi_bdr_join";
 
 /** Join-time event trigger that adds the copy-stamping trigger to every restored table. */
 export const COPY_STAMP_TRIGGER = "pulumi_bdr_join_stamp";
-
-/**
- * SQL (run on the joining node before the structure/data subscription exists): record the stamp
- * (`clock_timestamp()` now) and install an event trigger that gives every table pg_restore creates a
- * statement trigger, `ENABLE ALWAYS`, which in pglogical's copy session (application name
- * `<subscription>_copy`, replication origin set up) calls `pg_replication_origin_xact_setup` with
- * the stamp, so the copy transaction commits with that timestamp instead of its own. The origin
- * LSN passed is 0/0, which never moves the origin's progress.
- */
-function copyStampSetupSql(targetSub: string): string {
-  const stampFn = `${JOIN_SCHEMA}.stamp_copy`;
-  const addFn = `${JOIN_SCHEMA}.add_stamp_trigger`;
-  const appName = `${targetSub}_copy`;
-  return [
-    `CREATE SCHEMA IF NOT EXISTS ${JOIN_SCHEMA};`,
-    `CREATE TABLE IF NOT EXISTS ${JOIN_SCHEMA}.copy_stamp (ts timestamptz NOT NULL);`,
-    `DELETE FROM ${JOIN_SCHEMA}.copy_stamp;`,
-    `INSERT INTO ${JOIN_SCHEMA}.copy_stamp VALUES (clock_timestamp());`,
-    `CREATE OR REPLACE FUNCTION ${stampFn}() RETURNS trigger`,
-    "LANGUAGE plpgsql SET search_path = pg_catalog AS",
-    dollarBody(
-      [
-        "DECLARE",
-        "  stamp timestamptz;",
-        "BEGIN",
-        `  IF current_setting('application_name') = ${lit(appName)} AND pg_replication_origin_session_is_setup() THEN`,
-        `    SELECT ts INTO stamp FROM ${JOIN_SCHEMA}.copy_stamp;`,
-        "    IF stamp IS NOT NULL THEN",
-        "      PERFORM pg_replication_origin_xact_setup('0/0'::pg_lsn, stamp);",
-        "    END IF;",
-        "  END IF;",
-        "  RETURN NULL;",
-        "END",
-      ].join("\n"),
-    ) + ";",
-    `CREATE OR REPLACE FUNCTION ${addFn}() RETURNS event_trigger`,
-    "LANGUAGE plpgsql SET search_path = pg_catalog AS",
-    dollarBody(
-      [
-        "DECLARE",
-        "  rel oid;",
-        "BEGIN",
-        "  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c",
-        `              WHERE c.object_type = 'table' AND c.schema_name <> ${lit(JOIN_SCHEMA)} LOOP`,
-        "    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION " +
-          `${stampFn}()', rel::regclass);`,
-        "    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);",
-        "  END LOOP;",
-        "END",
-      ].join("\n"),
-    ) + ";",
-    doBlock(
-      [
-        "BEGIN",
-        `  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '${COPY_STAMP_TRIGGER}') THEN`,
-        `    CREATE EVENT TRIGGER ${COPY_STAMP_TRIGGER} ON ddl_command_end WHEN TAG IN ('CREATE TABLE')`,
-        `      EXECUTE FUNCTION ${addFn}();`,
-        "  END IF;",
-        "END",
-      ].join("\n"),
-    ),
-  ].join("\n");
-}
 
 /**
  * SQL (run on the node itself): make sure the `default` replication set exists and holds every
@@ -397,7 +244,6 @@ function bootstrapScript(ctx: ClusterContext, node: NodePlan): string {
 }
 
 function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
-  const t = ctx.waitTimeoutSeconds;
   const target = joinTarget(ctx);
   if (target.name === node.name) {
     throw new Error(
@@ -408,140 +254,34 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
   if (!earlier.some((n) => n.name === target.name)) {
     throw new Error(`join target ${target.name} does not precede node ${node.name} in the join order`);
   }
-  const others = earlier.filter((n) => n.name !== target.name);
-  const targetSub = pglogicalSubscriptionName(target.name, node.name);
-  const localWait = (sql: string, suffix?: string) => local(sql, suffix);
-
-  const out: string[] = [
-    "# pglogical: a node joins the group through the join target",
-    logLine(`pglogical: joining node ${node.name} through ${target.name}`),
-    local(assertLocalNode(node.name)),
-    "# Sync state of the subscription that copies structure and data from the join target:",
-    "# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).",
-    `target_sync=$(${local(
-      [
-        "SELECT coalesce((SELECT st.sync_status::text",
-        "                   FROM pglogical.local_sync_status st",
-        "                   JOIN pglogical.subscription s ON s.sub_id = st.sync_subid",
-        `                  WHERE s.sub_name = ${lit(targetSub)}`,
-        "                    AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');",
-      ].join("\n"),
-    )}`,
+  // The script builds these names at run time; check their length here, before anything runs.
+  for (const e of earlier) {
+    pglogicalSubscriptionName(e.name, node.name);
+    pglogicalSubscriptionName(node.name, e.name);
+    if (e.name !== target.name) pglogicalSubscriptionName(e.name, target.name);
+  }
+  const q = shellQuote;
+  // Values only: the code (lib/sh/pglogical-join.sh) is the same text for every node and cluster
+  // size, so a join's script grows by one short data line per earlier node.
+  return [
+    "# pglogical join: data (the code after it is the same for every node)",
+    `J_NODE=${q(node.name)}`,
+    `J_DSN=${q(node.dsn)}`,
+    `J_TARGET=${q(target.name)}`,
+    `J_TARGET_DSN=${q(target.dsn)}`,
+    `J_TIMEOUT=${ctx.waitTimeoutSeconds}`,
+    "J_EARLIER_NAMES=(",
+    ...earlier.map((e) => `  ${q(e.name)}`),
     ")",
-    'if [ "$target_sync" != r ]; then',
-  ];
-
-  if (others.length > 0) {
-    out.push(
-      "  # 1. Subscribe to every other earlier node first, without copying: creating the subscription",
-      "  #    creates its slot there, so changes committed there from now on stream to this node.",
-      "  #    Park each one (disabled) until the tables exist here.",
-    );
-    const otherSubs = others.map((o) => pglogicalSubscriptionName(o.name, node.name));
-    out.push(
-      indent(local(others.map((o, i) => createSubscriptionSql(otherSubs[i], o.dsn, false)).join("\n")), 2),
-      ...otherSubs.map((sub) => indent(waitSync(localWait, sub, t, node.name), 2)),
-      indent(
-        local(
-          [
-            "SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription",
-            ` WHERE sub_name IN (${otherSubs.map(lit).join(", ")}) AND sub_enabled;`,
-          ].join("\n"),
-        ),
-        2,
-      ),
-    );
-    out.push(
-      "  # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's",
-      "  #     commit time, and last_update_wins would then discard every update the other nodes",
-      "  #     made while the copy ran. Stamped with the time taken here (before step 2), the copy",
-      "  #     loses against exactly those changes the target may not hold yet.",
-      '  if [ "$target_sync" = none ]; then',
-      indent(local(copyStampSetupSql(targetSub)), 4),
-      "  fi",
-      "  # 2. Make sure the join target already holds everything those nodes committed before their",
-      "  #    slot for this node existed: wait until the target confirmed their current WAL position.",
-    );
-    for (const o of others) {
-      const slotSub = pglogicalSubscriptionName(o.name, target.name);
-      out.push(
-        indent(
-          [
-            `if ! ${peer(
-              o.dsn,
-              [
-                statementTimeout(t),
-                "SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)",
-                "  FROM pg_catalog.pg_replication_slots",
-                ` WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), ${lit(o.name)}, ${lit(slotSub)});`,
-              ].join("\n"),
-            )}`,
-            "then",
-            `  ${logLine(`pglogical: ${target.name} did not confirm the changes of ${o.name} within ${t}s`)}`,
-            "  exit 1",
-            "fi",
-          ].join("\n"),
-          2,
-        ),
-      );
-    }
-  }
-  out.push(
-    "  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).",
-    indent(local(createSubscriptionSql(targetSub, target.dsn, true)), 2),
-    indent(waitSync(localWait, targetSub, t, node.name), 2),
-    "fi",
-    "# 4. This node's own replication set: every public table with a primary key, and the event",
-    "#    trigger for tables created later (the trigger came with the structure; re-assert it).",
-    "#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.",
-    local(
-      [
-        `DROP EVENT TRIGGER IF EXISTS ${COPY_STAMP_TRIGGER};`,
-        `DROP SCHEMA IF EXISTS ${JOIN_SCHEMA} CASCADE;`,
-        autoReplicateSql(),
-        ensureTablesSql(),
-      ].join("\n"),
-    ),
-  );
-  if (others.length > 0) {
-    const otherSubs = others.map((o) => pglogicalSubscriptionName(o.name, node.name));
-    out.push(
-      "# 5. Resume the parked subscriptions from the other earlier nodes.",
-      local(
-        [
-          ...others.map((o, i) => createSubscriptionSql(otherSubs[i], o.dsn, false)),
-          "SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription",
-          ` WHERE sub_name IN (${otherSubs.map(lit).join(", ")}) AND NOT sub_enabled;`,
-        ].join("\n"),
-      ),
-      ...otherSubs.map((sub) => waitSync(localWait, sub, t, node.name)),
-    );
-  }
-  out.push("# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).");
-  for (const e of earlier) {
-    out.push(
-      peer(e.dsn, createSubscriptionSql(pglogicalSubscriptionName(node.name, e.name), node.dsn, false)),
-    );
-  }
-  for (const e of earlier) {
-    const sub = pglogicalSubscriptionName(node.name, e.name);
-    const onPeer = (sql: string, suffix?: string) => peer(e.dsn, sql, suffix);
-    out.push(waitSync(onPeer, sub, t, e.name), peer(e.dsn, waitReplicatingSql([sub], t)));
-  }
-  out.push(
-    "# 7. Everything this node receives is replicating.",
-    local(
-      waitReplicatingSql(
-        earlier.map((e) => pglogicalSubscriptionName(e.name, node.name)),
-        t,
-      ),
-    ),
-    logLine(
-      `pglogical: node ${node.name} joined (${earlier.length} providers, ${earlier.length} subscribers)`,
-    ),
-    "",
-  );
-  return out.join("\n");
+    "J_EARLIER_DSNS=(",
+    ...earlier.map((e) => `  ${q(e.dsn)}`),
+    ")",
+    "# This node's own replication set and the event trigger for tables created later.",
+    "pglogical_own_set() {",
+    indent(local([autoReplicateSql(), ensureTablesSql()].join("\n")), 2),
+    "}",
+    shippedScript("pglogical-join.sh"),
+  ].join("\n");
 }
 
 /** On a peer: forget `node` (its subscriptions from it, its record, slots kept for it). */
@@ -751,6 +491,10 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
 
 /** pglogical 2 (Debian `postgresql-<major>-pglogical`). */
 export const pglogicalEngine: Engine = {
+  packages(postgresVersion: number): readonly string[] {
+    return [`postgresql-${postgresVersion}-pglogical`];
+  },
+
   name: "pglogical",
   outputPlugins(): readonly string[] {
     return ["pglogical_output"];

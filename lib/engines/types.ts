@@ -75,6 +75,12 @@ export interface Engine {
   outputPlugins(ctx: ClusterContext): readonly string[];
 
   /**
+   * Debian packages the engine needs on a node besides PostgreSQL's own (`postgresql-<v>`,
+   * `postgresql-client-<v>`), installed on hosts with `installPackages`.
+   */
+  packages(postgresVersion: number): readonly string[];
+
+  /**
    * `postgresql.conf` settings the engine itself needs, as raw (unquoted) values; the config
    * renderer quotes them. Not included (the config renderer sizes them to the node count):
    * `wal_level`, `max_replication_slots`, `max_wal_senders`, `max_worker_processes`, and

@@ -1,19 +1,27 @@
+/**
+ * One driver per host kind (local, remote over SSH, docker): how a bundle operation reaches the
+ * host's shell, which Pulumi resource runs a step there, and how the runner (the machine that runs
+ * `pulumi up`) reaches the host for a peer's `forget`. Everything else is host-agnostic.
+ *
+ * Scripts never travel as arguments: every command is `bash -s -- <op>` behind the host's
+ * transport, and the step's bundle (./bundle.ts) arrives on stdin.
+ */
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { HostArgs, RemoteHostArgs } from "../cluster/args";
 import type { ResolvedHost } from "../cluster/plan";
 import { shellQuote } from "../render/quote";
-import { dockerExec } from "./docker";
+import { bundleCommand, renderBundle, type BundleOp } from "./bundle";
 
-/** The scripts of one step. Each is a complete bash script (preamble included). */
+/** The scripts of one step. Each is a complete bash script (values and library included). */
 export interface StepScripts {
-  create: string;
-  /** Runs when `create` or `stdin` changes; without it a change replaces the resource. */
-  update?: string;
-  /** Runs when the resource is deleted (it sees the state as last applied). */
-  delete?: string;
+  create: pulumi.Input<string>;
+  /** Runs when the bundle or the secrets change; without it a change runs `create` again. */
+  update?: pulumi.Input<string>;
+  /** Runs when the resource is deleted (it sees the bundle as last applied). */
+  delete?: pulumi.Input<string>;
   /** `KEY=<base64>` secret lines for the script's `read_secrets`; must be a secret Output. */
-  stdin?: pulumi.Input<string>;
+  secretLines?: pulumi.Input<string>;
 }
 
 /** Resource options a step may take; nothing else of the component's options is passed on. */
@@ -24,92 +32,280 @@ export interface StepOptions {
   ignoreChanges?: string[];
 }
 
-/**
- * How a script is handed to a host's shell: `bash -c '<script>'`, behind `sudo -n` for a remote
- * non-root user, or behind `docker -H <dockerHost> exec -i <container>` for a container (the
- * cluster's daemon, given explicitly: an ambient `DOCKER_HOST` is never relied on).
- */
-export function wrapScript(
-  host: Pick<ResolvedHost, "kind" | "sudo" | "docker">,
-  script: string,
-  dockerHost?: string,
-): string {
-  const bash = `bash -c ${shellQuote(script)}`;
-  switch (host.kind) {
-    case "local":
-      return script;
-    case "remote":
-      return host.sudo ? `sudo -n ${bash}` : bash;
-    case "docker": {
-      if (!dockerHost) throw new Error("wrapScript: a docker host needs the Docker daemon address");
-      return dockerExec(host.docker!.containerName, dockerHost, script);
-    }
-    default: {
-      const never: never = host.kind;
-      return never;
-    }
-  }
+/** What a driver needs besides the resolved host: the SSH key (remote), the daemon (docker). */
+export interface HostAccess {
+  /** Remote hosts: the caller's host arguments (the private key, a secret). */
+  hostArgs?: HostArgs;
+  /** Docker hosts: the daemon address (`-H`), never an ambient `DOCKER_HOST`. */
+  dockerHost?: pulumi.Input<string>;
 }
 
-/** The delete script for a host. */
-function wrapDelete(host: ResolvedHost, script: string): string {
-  return wrapScript(host, script);
+/** A step's command resource, whatever the host kind. */
+export type StepResource = command.local.Command | command.remote.Command;
+
+/** How the runner reaches a peer for its `forget`: a bash line prefix, plus secret environment. */
+export interface PeerTransport {
+  /** Runner-side bash that runs its stdin as `bash -s -- <op> <args>` on the peer. */
+  run(op: BundleOp, args: readonly string[]): pulumi.Output<string>;
+  /** Environment the runner-side command needs (the SSH key, a secret), by variable name. */
+  environment: Record<string, pulumi.Output<string>>;
 }
 
-/**
- * Creates the Pulumi resource that runs a step's scripts on a host: `command.local.Command` for
- * local hosts, `command.remote.Command` over SSH for remote hosts. The private key stays a secret;
- * scripts get secrets only on stdin. Docker hosts use `dockerCommand` (./docker.ts), whose scripts
- * depend on the daemon's address and the containers' addresses.
- */
-export function hostCommand(
-  name: string,
-  host: ResolvedHost,
-  hostArgs: HostArgs,
-  scripts: StepScripts,
-  opts: StepOptions,
-): command.local.Command | command.remote.Command {
-  if (host.kind === "docker") throw new Error(`${name}: docker hosts run their steps through dockerCommand`);
-  const resourceOpts: pulumi.CustomResourceOptions = {
+/** One host kind. */
+export interface HostDriver {
+  /**
+   * The command line that runs operation `op` of the bundle on stdin, as the step's resource runs
+   * it (on the host itself for remote hosts, on the runner for local and docker hosts).
+   */
+  command(op: BundleOp): pulumi.Output<string>;
+  /** Creates the step's resource. */
+  createStep(name: string, scripts: StepScripts, opts: StepOptions): StepResource;
+  /** How the runner reaches this host as a peer (`unit` names it in variable names and logs). */
+  peerTransport(unit: string): PeerTransport;
+  /** Guards: how the probe/ensure scripts reach the host, or undefined when it has none. */
+  guardTarget():
+    { host: "local" | "docker"; container?: string; dockerHost?: pulumi.Input<string> } | undefined;
+}
+
+/** The bundle (an Output) and the step's stdin: the bundle, then the secret lines (a secret). */
+function stdinOf(scripts: StepScripts): pulumi.Output<string> {
+  const bundle = pulumi
+    .all([scripts.create, scripts.update, scripts.delete])
+    .apply(([create, update, del]) => renderBundle({ create, update, delete: del }));
+  if (scripts.secretLines === undefined) return bundle;
+  return pulumi.secret(pulumi.all([bundle, scripts.secretLines]).apply(([b, s]) => b + s));
+}
+
+function resourceOpts(opts: StepOptions): pulumi.CustomResourceOptions {
+  return {
     parent: opts.parent,
     dependsOn: opts.dependsOn,
     ignoreChanges: opts.ignoreChanges,
     deleteBeforeReplace: true,
   };
-  const create = wrapScript(host, scripts.create);
-  const update = scripts.update === undefined ? undefined : wrapScript(host, scripts.update);
-  const del = scripts.delete === undefined ? undefined : wrapDelete(host, scripts.delete);
-  if (host.kind === "remote") {
-    const r = hostArgs as RemoteHostArgs;
-    return new command.remote.Command(
-      name,
-      {
-        connection: {
-          host: host.ssh!.host,
-          port: host.ssh!.port,
-          user: host.ssh!.user,
-          privateKey: pulumi.secret(r.privateKey),
-          dialErrorLimit: 10,
-        },
-        create,
-        update,
-        delete: del,
-        stdin: scripts.stdin,
-        addPreviousOutputInEnv: false,
-      },
-      resourceOpts,
-    );
-  }
+}
+
+/** A `command.local.Command` running `command(op)` for each operation the scripts have. */
+function localStep(
+  name: string,
+  command_: (op: BundleOp) => pulumi.Output<string>,
+  scripts: StepScripts,
+  opts: StepOptions,
+): command.local.Command {
   return new command.local.Command(
     name,
     {
-      create,
-      update,
-      delete: del,
-      stdin: scripts.stdin,
+      create: command_("create"),
+      update: scripts.update === undefined ? undefined : command_("update"),
+      delete: scripts.delete === undefined ? undefined : command_("delete"),
+      stdin: stdinOf(scripts),
       interpreter: ["/bin/bash", "-c"],
       addPreviousOutputInEnv: false,
     },
-    resourceOpts,
+    resourceOpts(opts),
+  );
+}
+
+/** Local hosts: the runner's own bash. */
+export function localDriver(): HostDriver {
+  const commandFor = (op: BundleOp) => pulumi.output(bundleCommand(op));
+  return {
+    command: commandFor,
+    createStep: (name, scripts, opts) => localStep(name, commandFor, scripts, opts),
+    peerTransport: () => ({
+      run: (op, args) => pulumi.output(bundleCommand(op, args)),
+      environment: {},
+    }),
+    guardTarget: () => ({ host: "local" }),
+  };
+}
+
+/** Name of the runner-side environment variable that carries a remote peer's SSH key. */
+export function sshKeyVariable(unit: string): string {
+  return `PULUMI_BDR_SSH_KEY_${unit.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
+}
+
+/**
+ * Remote hosts: `command.remote.Command` over SSH with the private key as a secret; `sudo -n` in
+ * front for a non-root user. As a peer, the runner reaches it with OpenSSH's `ssh` and the key
+ * from a secret environment variable, written to a private temporary file for the call only.
+ */
+export function remoteDriver(host: ResolvedHost, hostArgs: HostArgs): HostDriver {
+  const ssh = host.ssh!;
+  const r = hostArgs as RemoteHostArgs;
+  const onHost = (op: BundleOp, args: readonly string[] = []) =>
+    (host.sudo ? "sudo -n " : "") + bundleCommand(op, args);
+  return {
+    command: (op) => pulumi.output(onHost(op)),
+    createStep: (name, scripts, opts) =>
+      new command.remote.Command(
+        name,
+        {
+          connection: {
+            host: ssh.host,
+            port: ssh.port,
+            user: ssh.user,
+            privateKey: pulumi.secret(r.privateKey),
+            dialErrorLimit: 10,
+          },
+          create: onHost("create"),
+          update: scripts.update === undefined ? undefined : onHost("update"),
+          delete: scripts.delete === undefined ? undefined : onHost("delete"),
+          stdin: stdinOf(scripts),
+          addPreviousOutputInEnv: false,
+        },
+        resourceOpts(opts),
+      ),
+    peerTransport: (unit) => {
+      const keyVar = sshKeyVariable(unit);
+      return {
+        run: (op, args) =>
+          pulumi.output(
+            [
+              "ssh_run",
+              shellQuote(ssh.host),
+              String(ssh.port),
+              shellQuote(ssh.user),
+              keyVar,
+              shellQuote(onHost(op, args)),
+            ].join(" "),
+          ),
+        environment: { [keyVar]: pulumi.secret(pulumi.output(r.privateKey)) },
+      };
+    },
+    guardTarget: () => undefined,
+  };
+}
+
+/**
+ * Bash function `ssh_run HOST PORT USER KEYVAR REMOTE-COMMAND` for runner-side scripts: OpenSSH
+ * with the key from the environment variable named KEYVAR (a private temporary file, removed
+ * afterwards), stdin passed through. Host keys are not checked, as the command provider's own SSH
+ * connection does not check them either.
+ */
+export const SSH_RUN_FN = [
+  "ssh_run() {",
+  "  local host=$1 port=$2 user=$3 keyvar=$4 cmd=$5 kf rc=0",
+  "  kf=$(mktemp) || return 1",
+  '  printf "%s\\n" "${!keyvar}" > "$kf"',
+  '  ssh -i "$kf" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \\',
+  '    -o ConnectTimeout=10 -o LogLevel=ERROR "$user@$host" "$cmd" || rc=$?',
+  '  rm -f "$kf"',
+  '  return "$rc"',
+  "}",
+].join("\n");
+
+/** `docker -H <daemon> exec -i <container> <command>`. */
+function dockerExec(dockerHost: string, container: string, cmd: string): string {
+  return `docker -H ${shellQuote(dockerHost)} exec -i ${shellQuote(container)} ${cmd}`;
+}
+
+/**
+ * Bash: runs `cmd` in the container only when it runs; a stopped container is skipped (its
+ * processes are down and it goes with the destroy or resize that deletes this step).
+ */
+function whenRunning(dockerHost: string, container: string, cmd: string): string {
+  const c = shellQuote(container);
+  const h = shellQuote(dockerHost);
+  const running = `"$(docker -H ${h} inspect --type container -f '{{.State.Running}}' ${c} 2>/dev/null)"`;
+  return `if [ ${running} = true ]; then ${dockerExec(dockerHost, container, cmd)}; elif docker -H ${h} inspect --type container ${c} >/dev/null 2>&1; then echo ${shellQuote(`pulumi-bdr: container ${container} is not running: nothing to do in it`)} >&2; fi`;
+}
+
+/**
+ * Docker hosts: a `command.local.Command` on the runner that runs each operation with
+ * `docker -H <daemon> exec -i <container> bash -s -- <op>` against the cluster's daemon; deletes
+ * skip a stopped container.
+ */
+export function dockerDriver(host: ResolvedHost, dockerHost: pulumi.Input<string>): HostDriver {
+  const container = host.docker!.containerName;
+  const commandFor = (op: BundleOp, args: readonly string[] = []) =>
+    pulumi
+      .output(dockerHost)
+      .apply((h) =>
+        op === "delete" || op === "forget"
+          ? whenRunning(h, container, bundleCommand(op, args))
+          : dockerExec(h, container, bundleCommand(op, args)),
+      );
+  return {
+    command: (op) => commandFor(op),
+    createStep: (name, scripts, opts) => localStep(name, (op) => commandFor(op), scripts, opts),
+    peerTransport: () => ({ run: (op, args) => commandFor(op, args), environment: {} }),
+    guardTarget: () => ({ host: "docker", container, dockerHost }),
+  };
+}
+
+/**
+ * The CIDRs under which a host's connections reach the nodes (what `pg_hba.conf` admits for it):
+ * its address (`/32`, `/128`, or a host name as is); for a docker host the container's address on
+ * its network and, when it publishes a port, the network's gateway, both from
+ * `dockerAddresses[unit]` / `dockerAddresses[unit + "@gateway"]` (nothing while unknown). Pure.
+ */
+export function hostCidrs(
+  host: Pick<ResolvedHost, "kind" | "address">,
+  unit: string,
+  dockerAddresses: Readonly<Record<string, string>>,
+): string[] {
+  const v4 = (ip: string | undefined) => (ip !== undefined && /^[0-9.]+$/.test(ip) ? [`${ip}/32`] : []);
+  switch (host.kind) {
+    case "docker":
+      return [...v4(dockerAddresses[unit]), ...v4(dockerAddresses[`${unit}@gateway`])];
+    case "local":
+    case "remote":
+      if (host.address.includes(":")) return [`${host.address}/128`];
+      return /^[0-9.]+$/.test(host.address) ? [`${host.address}/32`] : [host.address];
+    default: {
+      const never: never = host.kind;
+      throw new Error(`unknown host kind ${String(never)}`);
+    }
+  }
+}
+
+/** The driver for a host. */
+export function driverFor(host: ResolvedHost, access: HostAccess): HostDriver {
+  switch (host.kind) {
+    case "local":
+      return localDriver();
+    case "remote":
+      if (!access.hostArgs) throw new Error("remote hosts need their host arguments (the SSH key)");
+      return remoteDriver(host, access.hostArgs);
+    case "docker":
+      if (access.dockerHost === undefined) throw new Error("docker hosts need the Docker daemon address");
+      return dockerDriver(host, access.dockerHost);
+    default: {
+      const never: never = host.kind;
+      throw new Error(`unknown host kind ${String(never)}`);
+    }
+  }
+}
+
+/** A peer that forgets a leaving node: its name, how the runner reaches it, its `forget` arguments. */
+export interface ForgetPeer {
+  name: string;
+  transport: PeerTransport;
+  args: string[];
+}
+
+/**
+ * The runner-side delete of a node's forget step: reads the bundle from stdin once, then runs its
+ * `forget` on every peer through that peer's transport (one after another; a failure warns and
+ * the others still run).
+ */
+export function forgetOnPeersScript(leaving: string, peers: ForgetPeer[]): pulumi.Output<string> {
+  return pulumi.all(peers.map((p) => p.transport.run("forget", p.args))).apply((lines) =>
+    [
+      "set -uo pipefail",
+      "# The SSH keys stay shell variables of this script: no child process inherits them.",
+      'while read -r key_var; do export -n "${key_var?}"; done < <(compgen -e | grep "^PULUMI_BDR_SSH_KEY_" || true)',
+      SSH_RUN_FN,
+      "bundle=$(cat)",
+      ...lines.map((line, i) => {
+        const warn = shellQuote(
+          `pulumi-bdr: WARNING: peer ${peers[i].name} could not forget node ${leaving}`,
+        );
+        return `printf '%s\\n' "$bundle" | { ${line}; } || echo ${warn} >&2`;
+      }),
+      "exit 0",
+      "",
+    ].join("\n"),
   );
 }

@@ -1,10 +1,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import * as command from "@pulumi/command";
 import type { ResolvedHost } from "../cluster/plan";
-import { shellQuote } from "../render/quote";
-import type { StepOptions } from "./commands";
 
 /** Directory of the Dockerfile the library ships (PostgreSQL 15 + pglogical + proxies). */
 export const SHIPPED_DOCKER_CONTEXT = path.resolve(__dirname, "..", "..", "..", "docker");
@@ -166,89 +163,4 @@ export function containerGateway(container: docker.Container, network: string): 
     const n = (nets ?? []).find((x) => x.networkName === network);
     return n?.gateway ?? "";
   });
-}
-
-/** `docker -H <daemon> exec -i <container> bash -c <script>`: how a step reaches its container. */
-export function dockerExec(containerName: string, dockerHost: string, script: string): string {
-  return `docker -H ${shellQuote(dockerHost)} exec -i ${shellQuote(containerName)} bash -c ${shellQuote(script)}`;
-}
-
-/**
- * A delete script for a container: a no-op when the container is gone or stopped (`docker exec`
- * cannot reach a stopped container; its processes are down and the container goes with the
- * destroy or resize that deletes this step).
- */
-export function dockerExecDelete(containerName: string, dockerHost: string, script: string): string {
-  const c = shellQuote(containerName);
-  const h = shellQuote(dockerHost);
-  const running = `"$(docker -H ${h} inspect --type container -f '{{.State.Running}}' ${c} 2>/dev/null)"`;
-  return `if [ ${running} = true ]; then ${dockerExec(containerName, dockerHost, script)}; elif docker -H ${h} inspect --type container ${c} >/dev/null 2>&1; then echo "pulumi-bdr: container ${containerName} is not running: nothing to do in it" >&2; fi`;
-}
-
-/** The scripts of a docker step; they may depend on Outputs (the daemon, the containers' addresses). */
-export interface DockerStepScripts {
-  create: pulumi.Input<string>;
-  update?: pulumi.Input<string>;
-  delete?: pulumi.Input<string>;
-  /** `KEY=<base64>` secret lines; must be a secret Output. */
-  stdin?: pulumi.Input<string>;
-  /**
-   * Scripts run after `delete` succeeded, each in another container of the cluster (skipped when
-   * that container is gone or stopped; a failure only warns): a leaving node's peers forgetting it.
-   */
-  deleteInPeers?: { container: string; script: string }[];
-}
-
-/** Bash: run each peer script through `docker exec` after the main delete; failures only warn. */
-export function dockerPeerDeletes(
-  dockerHost: string,
-  peers: { container: string; script: string }[],
-): string {
-  return peers
-    .map(
-      (p) =>
-        `{ ${dockerExecDelete(p.container, dockerHost, p.script)}; } || echo ${shellQuote(`pulumi-bdr: WARNING: cleanup in ${p.container} failed`)} >&2`,
-    )
-    .join("\n");
-}
-
-/**
- * A step on a docker host: a `command.local.Command` that runs each script with
- * `docker -H <daemon> exec -i <container> bash -c …` against the cluster's daemon. Secrets travel
- * on stdin only.
- */
-export function dockerCommand(
-  name: string,
-  host: ResolvedHost,
-  dockerHost: pulumi.Input<string>,
-  scripts: DockerStepScripts,
-  opts: StepOptions,
-): command.local.Command {
-  const c = host.docker!.containerName;
-  const peers = scripts.deleteInPeers ?? [];
-  const wrap = (s: pulumi.Input<string> | undefined, del: boolean) =>
-    s === undefined
-      ? undefined
-      : pulumi.all([pulumi.output(dockerHost), pulumi.output(s)]).apply(([h, text]) => {
-          if (!del) return dockerExec(c, h, text);
-          const own = dockerExecDelete(c, h, text);
-          return peers.length === 0 ? own : `${own} || exit\n${dockerPeerDeletes(h, peers)}`;
-        });
-  return new command.local.Command(
-    name,
-    {
-      create: wrap(scripts.create, false)!,
-      update: wrap(scripts.update, false),
-      delete: wrap(scripts.delete, true),
-      stdin: scripts.stdin,
-      interpreter: ["/bin/bash", "-c"],
-      addPreviousOutputInEnv: false,
-    },
-    {
-      parent: opts.parent,
-      dependsOn: opts.dependsOn,
-      ignoreChanges: opts.ignoreChanges,
-      deleteBeforeReplace: true,
-    },
-  );
 }

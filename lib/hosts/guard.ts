@@ -30,7 +30,7 @@ export type GuardHostKind = "local" | "docker";
 /** Inputs of a {@link ProcessGuard}. No secret may appear here: they are stored in plain state. */
 export interface ProcessGuardArgs {
   host: GuardHostKind;
-  /** Docker: the container the scripts run in (`docker -H <dockerHost> exec -i <container> bash -c <script>`). */
+  /** Docker: the container the scripts run in (`docker -H <dockerHost> exec -i <container> bash -s`, the script on stdin). */
   container?: string;
   /** Docker: the daemon address, from the cluster's Docker provider (never an ambient `DOCKER_HOST`). */
   dockerHost?: pulumi.Input<string>;
@@ -60,12 +60,15 @@ async function runGuardScript(
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cp: typeof import("child_process") = require("child_process");
   let cmd = "/bin/bash";
-  let argv = ["-c", script];
+  // The script travels on stdin (`bash -s`), never as an argument, inside one compound command:
+  // bash parses all of it before running any, so nothing the script runs can read its text.
+  const text = `{\n${script.replace(/\n$/, "")}\n}; exit "$?"\n`;
+  let argv = ["-s"];
   if (props.host === "docker") {
     if (!props.container) throw new Error("ProcessGuard: a docker guard needs a container name");
     if (!props.dockerHost) throw new Error("ProcessGuard: a docker guard needs the Docker daemon address");
     cmd = "docker";
-    argv = ["-H", props.dockerHost, "exec", "-i", props.container, "bash", "-c", script];
+    argv = ["-H", props.dockerHost, "exec", "-i", props.container, "bash", "-s"];
   } else if (props.host !== "local") {
     throw new Error(`ProcessGuard: unsupported host kind ${JSON.stringify(props.host)}`);
   }
@@ -76,7 +79,7 @@ async function runGuardScript(
     // `timeout` makes Node kill a script that runs too long (exit code null).
     const child = cp.spawn(cmd, argv, {
       cwd: "/",
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       timeout: timeoutMs,
       killSignal: "SIGKILL",
     });
@@ -87,6 +90,8 @@ async function runGuardScript(
       child.stderr?.destroy();
       resolve({ code, output: Buffer.concat(chunks).toString() });
     }
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(text);
     child.stdout?.on("data", (d: Buffer) => chunks.push(d));
     child.stderr?.on("data", (d: Buffer) => chunks.push(d));
     child.on("error", (e: Error) => {

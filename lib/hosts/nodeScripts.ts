@@ -11,11 +11,9 @@ export interface NodeFiles {
   pgHba: string;
 }
 
-/** Debian packages a node needs for an engine. */
-export function nodePackages(postgresVersion: number, engine: "pglogical" | "bdr"): string[] {
-  const pkgs = [`postgresql-${postgresVersion}`, `postgresql-client-${postgresVersion}`];
-  if (engine === "pglogical") pkgs.push(`postgresql-${postgresVersion}-pglogical`);
-  return pkgs;
+/** Debian packages a node needs: PostgreSQL's, then the engine's (`Engine.packages`). */
+export function nodePackages(postgresVersion: number, enginePackages: readonly string[]): string[] {
+  return [`postgresql-${postgresVersion}`, `postgresql-client-${postgresVersion}`, ...enginePackages];
 }
 
 /** Packages the proxy host needs. */

@@ -1,3 +1,5 @@
+import * as fs from "fs";
+import * as path from "path";
 import { shellQuote } from "./quote";
 
 /** What a script needs to talk to the PostgreSQL server on the host it runs on. */
@@ -15,14 +17,35 @@ export interface ShellNodeContext {
   pgpassFile: string;
 }
 
+/** Directory of the shipped shell files (`lib/sh` in the source tree, `dist/lib/sh` when built). */
+export const SHIPPED_SH_DIR = path.resolve(__dirname, "..", "sh");
+
+const shippedCache = new Map<string, string>();
+
 /**
- * The bash preamble every rendered step script starts with. It defines:
+ * The text of a shell file shipped with the package (`lib/sh/<name>`). Scripts embed it, so a
+ * script kept in state runs the code of the version that rendered it, wherever the package is
+ * installed later.
+ */
+export function shippedScript(name: string): string {
+  if (!/^[a-z0-9-]+\.sh$/.test(name)) throw new Error(`shippedScript: bad name ${JSON.stringify(name)}`);
+  let text = shippedCache.get(name);
+  if (text === undefined) {
+    text = fs.readFileSync(path.join(SHIPPED_SH_DIR, name), "utf8");
+    shippedCache.set(name, text);
+  }
+  return text;
+}
+
+/**
+ * The bash preamble every rendered step script starts with: the context's values as shell
+ * variables, then the library `lib/sh/common.sh`, which checks them and defines:
  *
  * - `as_pg CMD...`: run a command as the server's OS user (directly, with `runuser` as root, or
  *   `sudo -n -u` otherwise);
  * - `sql_local [DB [PSQL-ARGS...]]`: run the SQL read from stdin on this host's server through its Unix socket,
  *   unaligned and tuples-only (`-At`), stopping at the first error;
- * - `sql_peer CONNINFO`: the same against a peer, authenticated through `PGPASSFILE`;
+ * - `sql_peer CONNINFO [PSQL-ARGS...]`: the same against a peer, authenticated through `PGPASSFILE`;
  * - `log MSG`: a line on stderr;
  * - `daemon CMD...`: start a daemon as the server's OS user with a clean, explicit environment
  *   (`PATH`, `LANG`, `HOME`, `PGPASSFILE`): nothing of whoever ran `pulumi up` reaches it;
@@ -37,51 +60,15 @@ export interface ShellNodeContext {
  */
 export function renderPreamble(ctx: ShellNodeContext): string {
   return [
-    "set -euo pipefail",
-    // The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
-    "shopt -s lastpipe",
-    "umask 077",
-    // Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
-    'while read -r pg_var; do unset "$pg_var"; done < <(compgen -e | grep "^PG" || true)',
-    "cd /",
+    "#!/bin/bash",
+    "# pulumi-bdr step: values",
     `PG_BIN=${shellQuote(ctx.binDir)}`,
     `PG_RUN=${shellQuote(ctx.runDir)}`,
     `PG_PORT=${ctx.port}`,
     `PG_DB=${shellQuote(ctx.database)}`,
     `PG_OS_USER=${shellQuote(ctx.osUser)}`,
-    `export PGPASSFILE=${shellQuote(ctx.pgpassFile)}`,
-    "export PGCONNECT_TIMEOUT=10",
-    'log() { printf "%s\\n" "$*" >&2; }',
-    "as_pg() {",
-    '  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";',
-    '  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";',
-    '  else sudo -n -u "$PG_OS_USER" -- "$@"; fi',
-    "}",
-    "sql_local() {",
-    '  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift',
-    '  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"',
-    "}",
-    "read_secrets() {",
-    "  local line k v",
-    "  while IFS= read -r line; do",
-    "    k=${line%%=*}; v=${line#*=}",
-    '    [ -n "$k" ] && [ "$k" != "$line" ] || continue',
-    '    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }',
-    '    printf -v "SECRET_$k" "%s" "$v"',
-    "  done",
-    "}",
-    'sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }',
-    'daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }',
-    "safe_write() {",
-    "  local target=$1 mode=$2 tmp",
-    '  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }',
-    '  if ! as_pg sh -c \'cat > "$1"\' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi',
-    '  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi',
-    '  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then',
-    '    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1',
-    "  fi",
-    "}",
-    "",
+    `PGPASSFILE=${shellQuote(ctx.pgpassFile)}`,
+    shippedScript("common.sh"),
   ].join("\n");
 }
 

@@ -361,8 +361,8 @@ describe("e2e faults on local hosts: kill -9 of the write node, interrupted join
       (e) => ({ ok: false as const, e: e as Error }),
     );
     const cli = () => childrenOf(process.pid).find((p) => commOf(p) === "pulumi" && alive(p));
-    // The join script of n4 running (the local command is `bash -c <script>`, so its text is in the
-    // process's command line), then n4 has at least one subscription: the join is half done.
+    // The join script of n4 running (its script arrives on stdin, `bash -s -- create`; its psql
+    // processes name n4's socket directory), then n4 has at least one subscription: half done.
     let joinPid: number | undefined;
     await waitFor(
       "the n4 join step's script",
@@ -371,7 +371,7 @@ describe("e2e faults on local hosts: kill -9 of the write node, interrupted join
         if (!engine || !sawJoinStart) return false;
         joinPid = descendantsOf(engine).find((p) => {
           const c = cmdlineOf(p);
-          return c.includes(`${CLUSTER_DIR}/n4/run`) && c.includes("pglogical.create_subscription");
+          return c.includes(`${CLUSTER_DIR}/n4/run`) && c.includes("psql");
         });
         return joinPid !== undefined;
       },

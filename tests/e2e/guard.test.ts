@@ -125,8 +125,8 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
   it("1. up creates a guard per node and one for the proxy; the cluster replicates", async () => {
     const r = await timed("up 2 nodes", () => stack.up({ onOutput: () => undefined }));
     assert.strictEqual(r.summary.result, "succeeded");
-    // stack + component + scram salt + 2 x (server, config, setup, join, guard) + proxy + proxy guard
-    assert.deepStrictEqual(upChanges(r), { create: 15 });
+    // stack + component + scram salt + 2 x (server, config, setup, join, join-forget, guard) + proxy + proxy guard
+    assert.deepStrictEqual(upChanges(r), { create: 17 });
     const state = await stack.exportStack();
     const guards = (state.deployment.resources as { type: string; urn: string; outputs?: any }[]).filter(
       (x) => x.type.endsWith(":ProcessGuard"),

@@ -114,8 +114,8 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
 
   it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
     const r = await up("up 3 nodes");
-    // stack + component + scram salt + 13 steps + 4 process guards (one per node, one for the proxy)
-    assert.strictEqual(changes(r).create, 20, JSON.stringify(r.summary.resourceChanges));
+    // stack + component + scram salt + 13 steps + 3 forget steps + 4 process guards (one per node, one for the proxy)
+    assert.strictEqual(changes(r).create, 23, JSON.stringify(r.summary.resourceChanges));
     const nodes = names();
     await query(direct("n1"), ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text, v text)"));
     for (const n of nodes) {
@@ -168,16 +168,18 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     const p = await stack.preview({ onOutput: () => undefined });
     const pc = { ...p.changeSummary } as Record<string, number>;
     delete pc.same;
-    assert.deepStrictEqual(pc, { create: 5, update: 1 }); // n4's 4 steps and its guard; the proxy
+    // n4's 5 steps and its guard; the proxy; the other joins and forget steps (their peer lists)
+    assert.deepStrictEqual(pc, { create: 6, update: 7 });
     const r = await up("resize 3->4");
-    assert.deepStrictEqual(changes(r), { create: 5, update: 1 });
+    // The proxy; the other joins and forget steps store their new peer list (no-op updates).
+    assert.deepStrictEqual(changes(r), { create: 6, update: 7 });
     await rowsEverywhere("public.items", ["n4"], 4);
     await query(direct("n4"), "INSERT INTO public.items VALUES (4, 'n4', 'x')");
     await rowsEverywhere("public.items", names(), 5);
 
     desired.nodes = 3;
     const r2 = await up("resize 4->3");
-    assert.deepStrictEqual(changes(r2), { delete: 5, update: 1 });
+    assert.deepStrictEqual(changes(r2), { delete: 6, update: 7 });
     for (const n of names()) {
       const subs = await query(direct(n), "SELECT sub_name FROM pglogical.subscription ORDER BY 1");
       assert.ok(

@@ -19,7 +19,10 @@ import { inlineStack, listening, pulumiAvailable, query, waitFor } from "./harne
 import { NetnsFixture, NetnsHost, netnsDown, netnsUnavailableReason, netnsUp, sshExec } from "./netns";
 
 const CLUSTER = "rem";
-const NODES = ["r1", "r2", "r3"];
+/** Every node the suite uses; r4 joins in the resize steps. */
+const ALL_NODES = ["r1", "r2", "r3", "r4"];
+/** The cluster's members in the current program (the resize steps change it). */
+let NODES = ["r1", "r2", "r3"];
 const PASSWORD = "e2e-Rem0te-Pa55-not-in-state";
 const PG_PORT = 5432;
 const HAPROXY_PORT = 5433;
@@ -81,7 +84,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
   let nodeHosts: NetnsHost[] = [];
   let proxyHost: NetnsHost;
 
-  const hostOf = (node: string) => nodeHosts[NODES.indexOf(node)];
+  const hostOf = (node: string) => nodeHosts[ALL_NODES.indexOf(node)];
   const runDirOf = (node: string) => `${baseDirOf(hostOf(node))}/${CLUSTER}/${node}/run`;
 
   /** Runs SQL on a node's own host, as the postgres OS user through the node's Unix socket. */
@@ -115,7 +118,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       baseDir: baseDirOf(host),
     });
     const cluster = new BdrCluster(CLUSTER, {
-      nodes: NODES.map((name, i) => ({ name, host: remote(nodeHosts[i]) })),
+      nodes: NODES.map((name) => ({ name, host: remote(hostOf(name)) })),
       replicationPassword: pulumi.secret(PASSWORD),
       waitTimeoutSeconds: 120,
       proxy: { host: remote(proxyHost), haproxyPort: HAPROXY_PORT, pgbouncerPort: PGBOUNCER_PORT },
@@ -145,12 +148,12 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     }
     // A fixture left by an interrupted run may still hold servers in its namespaces: start clean.
     await bounded("netns down", netnsDown(), 150000);
-    for (let i = 1; i <= 4; i++) fs.rmSync(`/var/lib/pulumi-bdr-bdrh${i}`, { recursive: true, force: true });
+    for (let i = 1; i <= 5; i++) fs.rmSync(`/var/lib/pulumi-bdr-bdrh${i}`, { recursive: true, force: true });
     const t = Date.now();
-    fx = await bounded("netns up", netnsUp(4), 150000);
+    fx = await bounded("netns up", netnsUp(5), 150000);
     log(`netns fixture: ${fx.hosts.map((h) => `${h.name}=${h.address}`).join(" ")} (${Date.now() - t} ms)`);
-    nodeHosts = fx.hosts.slice(0, 3);
-    proxyHost = fx.hosts[3];
+    nodeHosts = fx.hosts.slice(0, 4);
+    proxyHost = fx.hosts[4];
     ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e-remote", "remote", program));
   });
 
@@ -178,17 +181,17 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     }
     log(`up: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
     assert.strictEqual(r.summary.result, "succeeded");
-    // stack + component + scram salt + 3 x (server, config, setup, join) + proxy
+    // stack + component + scram salt + 3 x (server, config, setup, join, join-forget) + proxy
     assert.strictEqual(
       changes(r.summary.resourceChanges).create,
-      16,
+      19,
       JSON.stringify(r.summary.resourceChanges),
     );
     assert.deepStrictEqual(r.outputs.pgbouncer.value, { host: proxyHost.address, port: PGBOUNCER_PORT });
-    for (const [i, n] of NODES.entries()) {
+    for (const n of NODES) {
       assert.strictEqual(
         r.outputs.nodeDsns.value[n],
-        `host=${nodeHosts[i].address} port=${PG_PORT} dbname=bdrdb user=bdr`,
+        `host=${hostOf(n).address} port=${PG_PORT} dbname=bdrdb user=bdr`,
       );
     }
     assert.strictEqual(r.outputs.connectionString.secret, true);
@@ -215,7 +218,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     for (const [i, n] of NODES.entries()) {
       await assert.rejects(
         query(
-          { host: nodeHosts[i].address, port: PG_PORT, database: "bdrdb", user: "bdr", password: PASSWORD },
+          { host: hostOf(n).address, port: PG_PORT, database: "bdrdb", user: "bdr", password: PASSWORD },
           "SELECT 1",
         ),
         (e: Error) => {
@@ -280,7 +283,83 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     assert.deepStrictEqual(changes(p.changeSummary as Record<string, number>), {});
   });
 
-  it("6. destroy leaves only sshd in the namespaces and no data directory", async () => {
+  /**
+   * `gone` left the cluster cleanly: on every survivor no subscription from or to it, no pglogical
+   * node row, no replication slot or origin for it, and every remaining slot keeps up (a write's
+   * LSN is confirmed by every slot, so no WAL is retained for a departed subscriber).
+   */
+  async function assertForgotten(gone: string): Promise<void> {
+    for (const n of NODES) {
+      const like = `'%${gone}%'`;
+      const counts = await sqlOn(
+        n,
+        [
+          "SELECT (SELECT count(*) FROM pglogical.subscription s JOIN pglogical.node o ON o.node_id = s.sub_origin",
+          `          WHERE o.node_name = '${gone}' OR s.sub_name LIKE ${like})`,
+          ` || ',' || (SELECT count(*) FROM pglogical.node WHERE node_name = '${gone}')`,
+          ` || ',' || (SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name LIKE ${like})`,
+          ` || ',' || (SELECT count(*) FROM pg_catalog.pg_replication_origin WHERE roname LIKE ${like})`,
+          " || ',' || (SELECT count(*) FROM pg_catalog.pg_replication_slots)",
+          " || ',' || (SELECT count(*) FROM pglogical.subscription)",
+        ].join("\n"),
+      );
+      const others = NODES.length - 1;
+      assert.strictEqual(
+        counts,
+        `0,0,0,0,${others},${others}`,
+        `${n} after ${gone} left: subscriptions, node rows, slots, origins for ${gone}; slots, subscriptions in all`,
+      );
+    }
+    // No retained WAL: a fresh write on each survivor is confirmed by every slot there.
+    for (const n of NODES) {
+      const lsn = await sqlOn(n, "SELECT pg_logical_emit_message(true, 'pulumi-bdr-e2e', 'wal probe')");
+      await waitFor(
+        `every slot on ${n} confirms ${lsn}`,
+        async () =>
+          (await sqlOn(
+            n,
+            `SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE NOT active OR confirmed_flush_lsn < '${lsn}'::pg_lsn`,
+          )) === "0",
+        60000,
+        250,
+      );
+    }
+  }
+
+  async function upTo(members: string[], what: string): Promise<UpResult> {
+    NODES = members;
+    const t = Date.now();
+    const r = await bounded(what, stack!.up({ onOutput: () => undefined }), 10 * 60 * 1000);
+    log(`${what}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    return r;
+  }
+
+  it("6. resize 3 -> 4: r4 joins over SSH with the rows written so far", async () => {
+    await upTo(["r1", "r2", "r3", "r4"], "resize 3 -> 4");
+    await rowsEverywhere("public.items", 4);
+    await sqlOn("r4", "INSERT INTO public.items VALUES (4, 'r4')");
+    await rowsEverywhere("public.items", 5);
+  });
+
+  it("7. resize 4 -> 3: r4 leaves; no survivor keeps a slot, subscription, origin or node row of it", async () => {
+    await upTo(["r1", "r2", "r3"], "resize 4 -> 3");
+    await assertForgotten("r4");
+    assert.strictEqual(fs.existsSync(`${baseDirOf(hostOf("r4"))}/${CLUSTER}/r4`), false, "r4's directory");
+    await sqlOn("r1", "INSERT INTO public.items VALUES (200, 'after r4 left')");
+    await rowsEverywhere("public.items", 6);
+  });
+
+  it("8. removing r2 from the middle of the list leaves r1 and r3 clean and replicating", async () => {
+    await upTo(["r1", "r3"], "remove r2 (middle)");
+    await assertForgotten("r2");
+    await sqlOn("r3", "INSERT INTO public.items VALUES (300, 'after r2 left')");
+    await rowsEverywhere("public.items", 7);
+    const p = await bounded("preview", stack!.preview({ onOutput: () => undefined }), 3 * 60 * 1000);
+    assert.deepStrictEqual(changes(p.changeSummary as Record<string, number>), {});
+  });
+
+  it("9. destroy leaves only sshd in the namespaces and no data directory", async () => {
     const t = Date.now();
     const r = await bounded("destroy", stack!.destroy({ onOutput: () => undefined }), 10 * 60 * 1000);
     log(`destroy: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);

@@ -63,6 +63,14 @@ function depNames(r: Registered): string[] {
 }
 
 const SALT_TYPE = "pulumi-nodejs:dynamic/bdr:ScramSalt";
+/** One operation's script from a step's bundle (its stdin); secret lines after the bundle left out. */
+function op(name: string, which: "create" | "update" | "delete" | "forget"): string {
+  const stdin: string = byName(name).inputs.stdin;
+  const start = stdin.indexOf(`\n${which})\n`);
+  assert.ok(start >= 0, `${name} has no ${which} operation`);
+  const rest = stdin.slice(start + which.length + 3);
+  return rest.slice(0, rest.indexOf("\n;;\n"));
+}
 
 describe("BdrCluster (mocks)", () => {
   before(async () => {
@@ -89,7 +97,9 @@ describe("BdrCluster (mocks)", () => {
       kids.map((k) => `${k.type} ${k.name}`).sort(),
       [
         ...["n1", "n2", "n3"].flatMap((n) =>
-          ["server", "config", "setup", "join"].map((s) => `command:local:Command loc-${n}-${s}`),
+          ["server", "config", "setup", "join", "join-forget"].map(
+            (s) => `command:local:Command loc-${n}-${s}`,
+          ),
         ),
         ...["n1", "n2", "n3"].map((n) => `${GUARD_TYPE} loc-${n}-guard`),
         "command:local:Command loc-proxy",
@@ -104,7 +114,22 @@ describe("BdrCluster (mocks)", () => {
       assert.ok(k.dependencies.includes(salt.urn), k.name);
     assert.deepStrictEqual(depNames(byName("loc-n1-server")), []);
     assert.deepStrictEqual(depNames(byName("loc-n2-config")), ["loc-n1-config", "loc-n2-server"]);
-    assert.deepStrictEqual(depNames(byName("loc-n3-join")), ["loc-n2-join", "loc-n3-setup"]);
+    assert.deepStrictEqual(depNames(byName("loc-n3-join")), [
+      "loc-n2-join",
+      "loc-n3-join-forget",
+      "loc-n3-setup",
+    ]);
+    // A leaving node's peers forget it after its part, while every server still runs.
+    assert.deepStrictEqual(depNames(byName("loc-n3-join-forget")), [
+      "loc-n1-server",
+      "loc-n2-server",
+      "loc-n3-server",
+    ]);
+    assert.deepStrictEqual(depNames(byName("loc-n1-join-forget")), [
+      "loc-n1-server",
+      "loc-n2-server",
+      "loc-n3-server",
+    ]);
     assert.deepStrictEqual(depNames(byName("loc-proxy")), ["loc-n1-join", "loc-n2-join", "loc-n3-join"]);
     // Guards run after what they watch: a node's setup, the proxy step.
     assert.deepStrictEqual(depNames(byName("loc-n2-guard")), ["loc-n2-setup"]);
@@ -131,19 +156,30 @@ describe("BdrCluster (mocks)", () => {
     assert.match(byName("loc-proxy-guard").inputs.ensure, /pgbouncer\.ini/);
     // The server step ignores later file changes (the config step rolls them out).
     assert.deepStrictEqual(byName("loc-n1-server").ignoreChanges.sort(), ["create", "stdin"]);
-    assert.deepStrictEqual(byName("loc-n1-join").ignoreChanges.sort(), ["create", "delete"]);
+    // A join runs once; later changes only refresh the delete kept in state (a no-op update).
+    assert.deepStrictEqual(byName("loc-n1-join").ignoreChanges ?? [], []);
+    assert.strictEqual(op("loc-n1-join", "update"), "exit 0");
     for (const k of kids) assert.strictEqual(k.deleteBeforeReplace, true, k.name);
-    // Scripts are bash, quote their paths, and run as the right user.
+    // Commands are short constants; the scripts travel on stdin (the step's bundle).
     const server = byName("loc-n2-server").inputs;
     assert.deepStrictEqual(server.interpreter, ["/bin/bash", "-c"]);
-    assert.match(server.create, /initdb/);
-    assert.match(server.create, /PG_PORT=15433/);
-    assert.match(server.delete, /rm -rf \/var\/lib\/pulumi-bdr\/loc\/n2|rm -rf .*loc\/n2/);
-    assert.strictEqual(byName("loc-n2-config").inputs.update, byName("loc-n2-config").inputs.create);
-    assert.match(byName("loc-n1-setup").inputs.create, /pglogical\.create_node/);
-    assert.match(byName("loc-n2-join").inputs.create, /pglogical\.create_subscription/);
-    assert.match(byName("loc-n2-join").inputs.delete, /pglogical\.drop_node/);
-    assert.match(byName("loc-proxy").inputs.create, /haproxy/);
+    assert.strictEqual(server.create, "bash -s -- create");
+    assert.strictEqual(server.delete, "bash -s -- delete");
+    assert.match(op("loc-n2-server", "create"), /initdb/);
+    assert.match(op("loc-n2-server", "create"), /PG_PORT=15433/);
+    assert.match(op("loc-n2-server", "delete"), /rm -rf \/var\/lib\/pulumi-bdr\/loc\/n2|rm -rf .*loc\/n2/);
+    assert.strictEqual(op("loc-n2-config", "update"), op("loc-n2-config", "create"));
+    assert.match(op("loc-n1-setup", "create"), /pglogical\.create_node/);
+    assert.match(op("loc-n2-join", "create"), /pglogical\.create_subscription/);
+    assert.match(op("loc-n2-join", "delete"), /pglogical\.drop_node/);
+    assert.match(op("loc-proxy", "create"), /haproxy/);
+    // The forget step: its delete runs the bundle's forget on each peer through bash.
+    const forget = byName("loc-n3-join-forget").inputs;
+    assert.match(
+      forget.delete,
+      /\| \{ bash -s -- forget \/usr\/lib\/postgresql\/15\/bin .* 15432 bdrdb postgres /,
+    );
+    assert.match(op("loc-n3-join-forget", "forget"), /PERFORM pglogical\.drop_node\('n3', true\)/);
     // Outputs.
     assert.deepStrictEqual(await valueOf(c.nodeDsns), {
       n1: "host=127.0.0.1 port=15432 dbname=bdrdb user=bdr",
@@ -190,11 +226,16 @@ describe("BdrCluster (mocks)", () => {
     assert.ok(isSecret(componentOutputs.raw.connectionString));
     // The stdin carries the secret base64-encoded for read_secrets.
     const stdin: string = byName("sec-a-setup").inputs.stdin;
-    const verifier = Buffer.from(stdin.trim().replace(/^VERIFIER=/, ""), "base64").toString();
+    const secretLine = stdin.slice(stdin.indexOf('esac; exit "$?"\n') + 'esac; exit "$?"\n'.length);
+    const verifier = Buffer.from(secretLine.trim().replace(/^VERIFIER=/, ""), "base64").toString();
     assert.match(verifier, /^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
     // The same verifier on every node (PgBouncer needs it), with the salt drawn by the cluster's
     // ScramSalt (kept in state: stable across runs, no diff), not one derived from the password.
-    assert.strictEqual(byName("sec-b-setup").inputs.stdin, stdin);
+    const stdinB: string = byName("sec-b-setup").inputs.stdin;
+    assert.strictEqual(
+      stdinB.slice(stdinB.indexOf('esac; exit "$?"\n')),
+      stdin.slice(stdin.indexOf('esac; exit "$?"\n')),
+    );
     assert.strictEqual(verifier.split("$")[1], `4096:${mocks.MOCK_SALTS["sec-scram-salt"]}`);
     assert.ok(
       isSecret(byName("sec-scram-salt").raw.ready),
@@ -220,7 +261,9 @@ describe("BdrCluster (mocks)", () => {
     const kids = children("rem");
     // No guards on remote hosts (they would need the SSH key in their state).
     assert.ok(
-      kids.every((k) => k.type === "command:remote:Command" || k.type === SALT_TYPE),
+      kids.every(
+        (k) => k.type === "command:remote:Command" || k.type === SALT_TYPE || k.name.endsWith("-join-forget"),
+      ),
       kids.map((k) => k.type).join(),
     );
     assert.ok(!kids.some((k) => k.name.endsWith("-guard")));
@@ -230,14 +273,22 @@ describe("BdrCluster (mocks)", () => {
       { host: "10.77.0.11", port: 22, user: "deploy" },
     );
     assert.ok(isSecret(r1.raw.connection.privateKey) || isSecret(r1.raw.connection));
-    assert.ok(r1.inputs.create.startsWith("sudo -n bash -c '"), r1.inputs.create.slice(0, 40));
+    assert.strictEqual(r1.inputs.create, "sudo -n bash -s -- create");
     const r2 = byName("rem-r2-server");
-    assert.ok(r2.inputs.create.startsWith("bash -c '"));
-    assert.match(r2.inputs.create, /apt-get install/);
-    assert.match(r2.inputs.create, /postgresql-15-pglogical/);
+    assert.strictEqual(r2.inputs.create, "bash -s -- create");
+    assert.match(op("rem-r2-server", "create"), /apt-get install/);
+    assert.match(op("rem-r2-server", "create"), /postgresql-15-pglogical/);
+    // Peers forget a leaving node over SSH from the runner, the key in a secret environment.
+    const forget = byName("rem-r2-join-forget");
+    assert.strictEqual(forget.type, "command:local:Command");
+    assert.ok(isSecret(forget.raw.environment), "the SSH keys are a secret");
+    assert.match(
+      forget.inputs.delete,
+      /ssh_run 10\.77\.0\.11 22 deploy PULUMI_BDR_SSH_KEY_R1 'sudo -n bash -s -- forget /,
+    );
     for (const r of registered) assert.deepStrictEqual(plainOccurrences(r.raw, "keymaterial"), [], r.name);
     // pg_hba admits exactly the members and the proxy.
-    const hba = r1.inputs.create as string;
+    const hba = op("rem-r1-server", "create");
     for (const a of ["10.77.0.11/32", "10.77.0.12/32", "10.77.0.20/32"]) assert.ok(hba.includes(a), a);
     assert.ok(!/\btrust\b|\bmd5\b/.test(hba.replace(/#.*$/gm, "")), "no trust or md5 lines");
   });
@@ -260,6 +311,7 @@ describe("BdrCluster (mocks)", () => {
         "dk-a-data docker:index/volume:Volume",
         `dk-a-guard ${GUARD_TYPE}`,
         "dk-a-join command:local:Command",
+        "dk-a-join-forget command:local:Command",
         "dk-a-server command:local:Command",
         "dk-a-setup command:local:Command",
         "dk-b-config command:local:Command",
@@ -267,6 +319,7 @@ describe("BdrCluster (mocks)", () => {
         "dk-b-data docker:index/volume:Volume",
         `dk-b-guard ${GUARD_TYPE}`,
         "dk-b-join command:local:Command",
+        "dk-b-join-forget command:local:Command",
         "dk-b-server command:local:Command",
         "dk-b-setup command:local:Command",
         "dk-docker pulumi:providers:docker",
@@ -325,29 +378,26 @@ describe("BdrCluster (mocks)", () => {
     ]);
     // Steps reach the containers through the provider's daemon, given with -H.
     const server = byName("dk-a-server");
-    assert.ok(
-      server.inputs.create.startsWith("docker -H unix:///run/test/docker.sock exec -i dk-a bash -c '"),
-      server.inputs.create.slice(0, 80),
+    assert.strictEqual(
+      server.inputs.create,
+      "docker -H unix:///run/test/docker.sock exec -i dk-a bash -s -- create",
     );
     assert.match(
       server.inputs.delete,
-      /^if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect --type container -f '\{\{\.State\.Running\}\}' dk-a 2>\/dev\/null\)" = true \]; then docker -H unix:\/\/\/run\/test\/docker\.sock exec -i dk-a bash -c '/,
+      /^if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect --type container -f '\{\{\.State\.Running\}\}' dk-a 2>\/dev\/null\)" = true \]; then docker -H unix:\/\/\/run\/test\/docker\.sock exec -i dk-a bash -s -- delete; /,
     );
     // A leaving node's peers forget it through docker exec after its part (their pg_hba.conf no
     // longer admits it by then).
-    const partB = byName("dk-b-join").inputs.delete as string;
-    const [own, inPeer] = partB.split("\n{ ");
-    assert.match(own, /exec -i dk-b bash -c '/);
-    assert.match(own, / \|\| exit$/);
+    const forget = byName("dk-b-join-forget").inputs.delete as string;
     assert.match(
-      inPeer,
-      /^if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect .* dk-a .*exec -i dk-a bash -c '/,
+      forget,
+      /\| \{ if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect .* dk-a .*exec -i dk-a bash -s -- forget /,
     );
-    assert.match(inPeer, /PERFORM pglogical\.drop_node\('\\''b'\\'', true\)/);
+    assert.match(op("dk-b-join-forget", "forget"), /PERFORM pglogical\.drop_node\('b', true\)/);
     // pg_hba admits each container's address on the network, never the whole network.
     const ips = ["dk-a", "dk-b", "dk-proxy"].map((c) => mocks.MOCK_CONTAINER_IPS[c]);
     for (const step of ["dk-a-server", "dk-a-config", "dk-b-config"]) {
-      const text = byName(step).inputs.create as string;
+      const text = op(step, "create");
       const admitted = [...text.matchAll(/^host +\S+ +"bdr" +(\S+) +scram-sha-256$/gm)].map((m) => m[1]);
       const expected = ips.flatMap((ip) => [`${ip}/32`, `${ip}/32`]);
       assert.deepStrictEqual(admitted.sort(), expected.sort(), step);
@@ -408,15 +458,14 @@ describe("BdrCluster (mocks)", () => {
       assert.ok(r.provider.startsWith(`${callers.urn}::`), `${r.name}: provider ${r.provider}`);
     }
     assert.strictEqual(byName("dp-a-container").inputs.image, "own:1");
-    assert.ok(
-      byName("dp-a-setup").inputs.create.startsWith("docker -H tcp://127.0.0.1:23750 exec -i dp-a bash -c '"),
+    assert.strictEqual(
+      byName("dp-a-setup").inputs.create,
+      "docker -H tcp://127.0.0.1:23750 exec -i dp-a bash -s -- create",
     );
     assert.strictEqual(byName("dp-b-guard").inputs.dockerHost, "tcp://127.0.0.1:23750");
     // a publishes its port: connections to it from the Docker host come from the network's gateway.
     const admitted = [
-      ...(byName("dp-b-config").inputs.create as string).matchAll(
-        /^host +\S+ +"bdr" +(\S+) +scram-sha-256$/gm,
-      ),
+      ...op("dp-b-config", "create").matchAll(/^host +\S+ +"bdr" +(\S+) +scram-sha-256$/gm),
     ].map((m) => m[1]);
     const members = ["dp-a", "dp-b", "dp-proxy"].map((c) => `${mocks.MOCK_CONTAINER_IPS[c]}/32`);
     assert.deepStrictEqual([...new Set(admitted)].sort(), [...members, `${mocks.MOCK_GATEWAY}/32`].sort());
@@ -457,16 +506,13 @@ describe("BdrCluster (mocks)", () => {
         postgresVersion: version,
       });
       await registeredAll([`${name}-n1-guard`, `${name}-n2-guard`, `${name}-proxy-guard`]);
-      assert.match(byName(`${name}-n1-setup`).inputs.create, /bdr\.create_node/);
-      assert.match(byName(`${name}-n1-join`).inputs.create, /bdr\.create_node_group/);
-      assert.match(byName(`${name}-n2-join`).inputs.create, /bdr\.join_node_group/);
-      assert.match(byName(`${name}-n2-join`).inputs.delete, /bdr\.part_node/);
-      assert.match(
-        byName(`${name}-n1-server`).inputs.create,
-        new RegExp(`/usr/lib/postgresql/${version}/bin`),
-      );
+      assert.match(op(`${name}-n1-setup`, "create"), /bdr\.create_node/);
+      assert.match(op(`${name}-n1-join`, "create"), /bdr\.create_node_group/);
+      assert.match(op(`${name}-n2-join`, "create"), /bdr\.join_node_group/);
+      assert.match(op(`${name}-n2-join`, "delete"), /bdr\.part_node/);
+      assert.match(op(`${name}-n1-server`, "create"), new RegExp(`/usr/lib/postgresql/${version}/bin`));
       const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
-      assert.ok(byName(`${name}-n1-server`).inputs.create.includes(`shared_preload_libraries = ${preload}`));
+      assert.ok(op(`${name}-n1-server`, "create").includes(`shared_preload_libraries = ${preload}`));
     }
   });
 
@@ -480,7 +526,7 @@ describe("BdrCluster (mocks)", () => {
       { runner: { isRoot: false, currentUser: "alice", homeDir: "/home/alice" } },
     );
     await registeredAll(["who-n1-server", "who-proxy"]);
-    const server: string = byName("who-n1-server").inputs.create;
+    const server = op("who-n1-server", "create");
     assert.match(server, /PG_RUN=\/home\/alice\/\.local\/share\/pulumi-bdr\/who\/n1\/run/);
     assert.match(server, /PG_OS_USER=alice/);
     assert.deepStrictEqual(byName("who").raw, {}, "the runner is not an input of the component");
@@ -511,6 +557,7 @@ describe("BdrCluster (mocks)", () => {
     const verifierOf = (name: string) =>
       Buffer.from(
         String(byName(`${name}-n1-setup`).inputs.stdin)
+          .split('esac; exit "$?"\n')[1]
           .trim()
           .replace(/^VERIFIER=/, ""),
         "base64",
@@ -560,7 +607,7 @@ describe("BdrCluster (mocks)", () => {
       proxy: { switchoverMethod: "pause", haproxyPort: 7433, pgbouncerPort: 7432 },
     });
     await registeredAll(["sw-n1-guard", "sw-n2-guard", "sw-n3-guard", "sw-proxy-guard"]);
-    const script: string = byName("sw-proxy").inputs.create;
+    const script = op("sw-proxy", "create");
     assert.match(script, /server n2 127\.0\.0\.1:15433 check(?! backup)/);
     assert.match(script, /server n1 127\.0\.0\.1:15432 .*backup/);
     assert.match(script, /server n3 127\.0\.0\.1:15434 .*backup/);

@@ -197,20 +197,36 @@ describe("engines", () => {
 
     it("copies structure and data only from the join target, and forwards no origins", () => {
       const join = e.joinScript(ctx, ctx.nodes[2]);
-      const structure = join.match(/synchronize_structure := true/g) ?? [];
-      assert.strictEqual(structure.length, 1);
-      assert.ok(
-        /subscription_name := 'sub_node0_node2',\n.*\n.*\n\s+synchronize_structure := true/.test(join),
+      // One create_subscription, in create_sub, with forward_origins '{}'; only the join target's
+      // is created with synchronize (structure and data) true.
+      assert.strictEqual((join.match(/PERFORM pglogical\.create_subscription\(/g) ?? []).length, 1);
+      assert.strictEqual((join.match(/forward_origins := '\{\}'::text\[\]/g) ?? []).length, 1);
+      const calls = join.match(/^ *create_sub .*$/gm) ?? [];
+      assert.deepStrictEqual(
+        calls.map((c) => c.trim()),
+        [
+          'create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false',
+          'create_sub "" "$target_sub" "$J_TARGET_DSN" true',
+          'create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false',
+          'create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false',
+        ],
       );
-      const subs = join.match(/PERFORM pglogical\.create_subscription\(/g) ?? [];
-      // node1 -> node2 twice (park, then resume-if-missing), node0 -> node2, and node2 -> node0/node1.
-      assert.strictEqual(subs.length, 5);
-      assert.strictEqual((join.match(/forward_origins := '\{\}'::text\[\]/g) ?? []).length, 5);
       // Parking happens before the copy; resuming after it.
-      assert.ok(join.indexOf("alter_subscription_disable") < join.indexOf("synchronize_structure := true"));
-      assert.ok(join.indexOf("alter_subscription_enable") > join.indexOf("synchronize_structure := true"));
-      assert.ok(join.includes("SELECT pglogical.wait_for_subscription_sync_complete('sub_node0_node2');"));
-      assert.ok(join.includes("SET statement_timeout = '300000ms';"));
+      const copy = join.indexOf('create_sub "" "$target_sub" "$J_TARGET_DSN" true');
+      assert.ok(join.indexOf("alter_subscription_disable") < copy);
+      assert.ok(join.indexOf("alter_subscription_enable") > copy);
+      assert.ok(join.includes("J_TARGET=node0\n"));
+      assert.ok(join.includes("J_TIMEOUT=300\n"));
+      assert.ok(join.includes("J_EARLIER_NAMES=(\n  node0\n  node1\n)\n"));
+    });
+
+    it("a join's code is the same text for every node: only its data lines differ", () => {
+      const code = (text: string) => text.slice(text.indexOf("# This node's own replication set"));
+      const j1 = e.joinScript(ctx, ctx.nodes[1]);
+      const j2 = e.joinScript(ctx, ctx.nodes[2]);
+      assert.strictEqual(code(j1), code(j2));
+      assert.ok(code(j1).length > 1000);
+      assert.ok(j2.length - j1.length < 200, `${j2.length - j1.length} bytes more for one more earlier node`);
     });
 
     it("the part script rebuilds subscription names the way pglogicalSubscriptionName does", () => {

@@ -42,13 +42,21 @@ describe("renderStep", () => {
     [4, 3],
     [2, 6],
   ]) {
-    it(`a resize ${from} -> ${to} changes no existing node's steps, only the proxy`, () => {
+    it(`a resize ${from} -> ${to} changes no existing node's steps but the proxy (joins: a no-op update)`, () => {
       const a = diffed(plan(from));
       const b = diffed(plan(to));
       const changed = [...a.keys()].filter(
         (k) => b.has(k) && JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)),
       );
-      assert.deepStrictEqual(changed, ["db-proxy"]);
+      // A join's delete (the part) lists the current peers; the update that stores it does nothing.
+      for (const k of changed.filter((n) => n.endsWith("-join"))) {
+        assert.strictEqual(b.get(k)!.update, "exit 0\n", k);
+        assert.strictEqual(a.get(k)!.update, "exit 0\n", k);
+      }
+      assert.deepStrictEqual(
+        changed.filter((n) => !n.endsWith("-join")),
+        ["db-proxy"],
+      );
     });
   }
 
@@ -81,7 +89,8 @@ describe("renderStep", () => {
       assert.strictEqual(r.stdin, undefined, `${step.name} needs no secret`);
       assert.strictEqual(r.ignoreChanges, undefined, step.name);
       for (const text of [r.create, r.probe!]) {
-        assert.ok(text.startsWith("set -euo pipefail\n"), step.name);
+        assert.ok(text.startsWith("#!/bin/bash\n"), step.name);
+        assert.ok(text.includes("\nset -euo pipefail\n"), step.name);
         assert.ok(!text.includes("read_secrets\n"), `${step.name} reads no secret`);
         assert.ok(!text.includes("max_connections"), `${step.name} does not depend on settings`);
       }
@@ -103,7 +112,7 @@ describe("renderStep", () => {
     );
     assert.match(node.create, /daemon "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/);
     assert.match(node.create, /^pg_start\npg_wait_ready\n/m);
-    assert.match(node.create, /export PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
+    assert.match(node.create, /PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
     // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
     assert.match(node.create, /waking the peers.{1,6}subscriptions from n2/);
     const proxy = renderStep(p, guards[3]);

@@ -1,69 +1,18 @@
-# pglogical: a node joins the group through the join target
-log 'pglogical: joining node node1 through node0'
-sql_local <<'SQL'
-DO $pb$
-DECLARE
-  existing text;
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
-    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', 'node1';
-  END IF;
-  SELECT n.node_name INTO existing
-    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
-  IF existing IS DISTINCT FROM 'node1' THEN
-    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), 'node1';
-  END IF;
-END
-$pb$;
-SQL
-# Sync state of the subscription that copies structure and data from the join target:
-# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).
-target_sync=$(sql_local <<'SQL'
-SELECT coalesce((SELECT st.sync_status::text
-                   FROM pglogical.local_sync_status st
-                   JOIN pglogical.subscription s ON s.sub_id = st.sync_subid
-                  WHERE s.sub_name = 'sub_node0_node1'
-                    AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
-SQL
+# pglogical join: data (the code after it is the same for every node)
+J_NODE=node1
+J_DSN='host=10.0.0.12 port=5432 dbname=app user=bdr_repl'
+J_TARGET=node0
+J_TARGET_DSN='host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
+J_TIMEOUT=300
+J_EARLIER_NAMES=(
+  node0
 )
-if [ "$target_sync" != r ]; then
-  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
+J_EARLIER_DSNS=(
+  'host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
+)
+# This node's own replication set and the event trigger for tables created later.
+pglogical_own_set() {
   sql_local <<'SQL'
-DO $pb$
-BEGIN
-  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
-  -- this subscription): the check below then sees its committed result.
-  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
-  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node0_node1') THEN
-    PERFORM pglogical.create_subscription(
-      subscription_name := 'sub_node0_node1',
-      provider_dsn := 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl',
-      replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
-      synchronize_structure := true,
-      synchronize_data := true,
-      forward_origins := '{}'::text[]);
-  END IF;
-END
-$pb$;
-SQL
-  if ! sql_local <<'SQL'
-SET statement_timeout = '300000ms';
-SELECT pglogical.wait_for_subscription_sync_complete('sub_node0_node1');
-SQL
-  then
-    log 'pglogical: subscription sub_node0_node1 on node1 did not finish its initial sync within 300s; status:'
-    sql_local <<'SQL' >&2 || true
-SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();
-SQL
-    exit 1
-  fi
-fi
-# 4. This node's own replication set: every public table with a primary key, and the event
-#    trigger for tables created later (the trigger came with the structure; re-assert it).
-#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
-sql_local <<'SQL'
-DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
-DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
 CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
 CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS
@@ -132,89 +81,268 @@ BEGIN
 END
 $pb$;
 SQL
-# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
-sql_peer 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl' <<'SQL'
+}
+# shellcheck shell=bash
+# pglogical: a node joins the group through the join target.
+#
+# The same text for every node and every cluster size: the values come from the data lines the
+# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT and the arrays
+# J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
+# join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
+# substitute, read them back with current_setting('pulumi_bdr.x').
+# Needs the preamble library (sql_local, sql_peer, log).
+: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
+case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
+if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
+  log "pglogical join: the earlier nodes' names and DSNs do not match"
+  exit 1
+fi
+for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
+  [[ "$n" =~ ^[a-z][a-z0-9_]{0,23}$ ]] || { log "pglogical join: invalid node name '$n'"; exit 1; }
+done
+J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
+J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
+
+# on DSN [PSQL-ARGS...]: the SQL on stdin runs on this node (DSN empty) or on the peer at DSN.
+on() {
+  local dsn=$1
+  shift
+  if [ -z "$dsn" ]; then sql_local "$PG_DB" "$@"; else sql_peer "$dsn" "$@"; fi
+}
+
+# create_sub DSN SUB PROVIDER_DSN SYNC: idempotent create_subscription where DSN points.
+create_sub() {
+  on "$1" -v sub="$2" -v provider="$3" -v sync="$4" <<'SQL'
+SET pulumi_bdr.sub = :'sub';
+SET pulumi_bdr.provider = :'provider';
+SET pulumi_bdr.sync = :'sync';
 DO $pb$
 BEGIN
   -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
   -- this subscription): the check below then sees its committed result.
   PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
-  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = 'sub_node1_node0') THEN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = current_setting('pulumi_bdr.sub')) THEN
     PERFORM pglogical.create_subscription(
-      subscription_name := 'sub_node1_node0',
-      provider_dsn := 'host=10.0.0.12 port=5432 dbname=app user=bdr_repl',
+      subscription_name := current_setting('pulumi_bdr.sub'),
+      provider_dsn := current_setting('pulumi_bdr.provider'),
       replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
-      synchronize_structure := false,
-      synchronize_data := false,
+      synchronize_structure := current_setting('pulumi_bdr.sync')::boolean,
+      synchronize_data := current_setting('pulumi_bdr.sync')::boolean,
       forward_origins := '{}'::text[]);
   END IF;
 END
 $pb$;
 SQL
-if ! sql_peer 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl' <<'SQL'
-SET statement_timeout = '300000ms';
-SELECT pglogical.wait_for_subscription_sync_complete('sub_node1_node0');
+}
+
+# wait_sync DSN WHERE SUB: bounded wait for a subscription's initial sync; on failure the
+# server's error and the subscription status, then exit 1.
+wait_sync() {
+  if ! on "$1" -v sub="$3" -v tms="$J_TIMEOUT_MS" <<'SQL'
+SET statement_timeout = :'tms';
+SELECT pglogical.wait_for_subscription_sync_complete(:'sub');
 SQL
-then
-  log 'pglogical: subscription sub_node1_node0 on node0 did not finish its initial sync within 300s; status:'
-  sql_peer 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl' <<'SQL' >&2 || true
+  then
+    log "pglogical: subscription $3 on $2 did not finish its initial sync within ${J_TIMEOUT}s; status:"
+    on "$1" <<'SQL' >&2 || true
 SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();
 SQL
-  exit 1
+    exit 1
+  fi
+}
+
+# wait_replicating DSN SUB...: poll until the subscriptions exist and are replicating.
+wait_replicating() {
+  local dsn=$1 subs
+  shift
+  subs=$(printf '%s\n' "$@")
+  on "$dsn" -v subs="$subs" -v tms="$J_TIMEOUT_LONG_MS" -v secs="$J_TIMEOUT" <<'SQL'
+SET statement_timeout = :'tms';
+SET pulumi_bdr.subs = :'subs';
+SET pulumi_bdr.secs = :'secs';
+DO $pb$
+DECLARE
+  subs text[] := string_to_array(current_setting('pulumi_bdr.subs'), E'\n');
+  secs int := current_setting('pulumi_bdr.secs')::int;
+  deadline timestamptz := clock_timestamp() + make_interval(secs => secs);
+  missing text;
+  pending text;
+BEGIN
+  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
+    FROM unnest(subs) AS x
+   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
+  END IF;
+  LOOP
+    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
+      FROM pglogical.show_subscription_status()
+     WHERE subscription_name = ANY (subs) AND status <> 'replicating';
+    EXIT WHEN pending IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'pglogical subscriptions not replicating after %s: %', secs, pending;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.2);
+  END LOOP;
+END
+$pb$;
+SQL
+}
+
+log "pglogical: joining node $J_NODE through $J_TARGET"
+on "" -v node="$J_NODE" <<'SQL'
+SET pulumi_bdr.node = :'node';
+DO $pb$
+DECLARE
+  existing text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
+    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', current_setting('pulumi_bdr.node');
+  END IF;
+  SELECT n.node_name INTO existing
+    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  IF existing IS DISTINCT FROM current_setting('pulumi_bdr.node') THEN
+    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), current_setting('pulumi_bdr.node');
+  END IF;
+END
+$pb$;
+SQL
+
+# The other earlier nodes (all but the join target) and this node's subscriptions from them.
+other_names=()
+other_dsns=()
+other_subs=()
+earlier_subs=()
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  earlier_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
+  [ "${J_EARLIER_NAMES[$i]}" != "$J_TARGET" ] || continue
+  other_names+=("${J_EARLIER_NAMES[$i]}")
+  other_dsns+=("${J_EARLIER_DSNS[$i]}")
+  other_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
+done
+target_sub="sub_${J_TARGET}_${J_NODE}"
+
+# Sync state of the subscription that copies structure and data from the join target:
+# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).
+target_sync=$(on "" -v sub="$target_sub" <<'SQL'
+SELECT coalesce((SELECT st.sync_status::text
+                   FROM pglogical.local_sync_status st
+                   JOIN pglogical.subscription s ON s.sub_id = st.sync_subid
+                  WHERE s.sub_name = :'sub'
+                    AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
+SQL
+)
+if [ "$target_sync" != r ]; then
+  # 1. Subscribe to every other earlier node first, without copying: creating the subscription
+  #    creates its slot there, so changes committed there from now on stream to this node.
+  #    Park each one (disabled) until the tables exist here.
+  for i in "${!other_names[@]}"; do
+    create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
+  done
+  for i in "${!other_names[@]}"; do
+    wait_sync "" "$J_NODE" "${other_subs[$i]}"
+    on "" -v sub="${other_subs[$i]}" <<'SQL'
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name = :'sub' AND sub_enabled;
+SQL
+  done
+  if [ "${#other_names[@]}" -gt 0 ]; then
+    # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
+    #     commit time, and last_update_wins would then discard every update the other nodes
+    #     made while the copy ran. Stamped with the time taken here (before step 2), the copy
+    #     loses against exactly those changes the target may not hold yet.
+    if [ "$target_sync" = none ]; then
+      on "" -v app="${target_sub}_copy" <<'SQL'
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr_join;
+CREATE TABLE IF NOT EXISTS pulumi_bdr_join.copy_stamp (ts timestamptz NOT NULL);
+ALTER TABLE pulumi_bdr_join.copy_stamp ADD COLUMN IF NOT EXISTS app text;
+DELETE FROM pulumi_bdr_join.copy_stamp;
+INSERT INTO pulumi_bdr_join.copy_stamp (ts, app) VALUES (clock_timestamp(), :'app');
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.stamp_copy() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  stamp timestamptz;
+BEGIN
+  IF pg_replication_origin_session_is_setup() THEN
+    SELECT ts INTO stamp FROM pulumi_bdr_join.copy_stamp WHERE app = current_setting('application_name');
+    IF stamp IS NOT NULL THEN
+      PERFORM pg_replication_origin_xact_setup('0/0'::pg_lsn, stamp);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.add_stamp_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+              WHERE c.object_type = 'table' AND c.schema_name <> 'pulumi_bdr_join' LOOP
+    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION pulumi_bdr_join.stamp_copy()', rel::regclass);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_join_stamp') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_join_stamp ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+      EXECUTE FUNCTION pulumi_bdr_join.add_stamp_trigger();
+  END IF;
+END
+$pb$;
+SQL
+    fi
+    # 2. Make sure the join target already holds everything those nodes committed before their
+    #    slot for this node existed: wait until the target confirmed their current WAL position.
+    for i in "${!other_names[@]}"; do
+      if ! on "${other_dsns[$i]}" -v node="${other_names[$i]}" -v sub="sub_${other_names[$i]}_${J_TARGET}" \
+        -v tms="$J_TIMEOUT_MS" <<'SQL'
+SET statement_timeout = :'tms';
+SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)
+  FROM pg_catalog.pg_replication_slots
+ WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), :'node', :'sub');
+SQL
+      then
+        log "pglogical: $J_TARGET did not confirm the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
+        exit 1
+      fi
+    done
+  fi
+  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
+  create_sub "" "$target_sub" "$J_TARGET_DSN" true
+  wait_sync "" "$J_NODE" "$target_sub"
 fi
-sql_peer 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl' <<'SQL'
-SET statement_timeout = '310000ms';
-DO $pb$
-DECLARE
-  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
-  missing text;
-  pending text;
-BEGIN
-  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
-    FROM unnest(ARRAY['sub_node1_node0']::text[]) AS x
-   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
-  IF missing IS NOT NULL THEN
-    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
-  END IF;
-  LOOP
-    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
-      FROM pglogical.show_subscription_status()
-     WHERE subscription_name = ANY (ARRAY['sub_node1_node0']::text[]) AND status <> 'replicating';
-    EXIT WHEN pending IS NULL;
-    IF clock_timestamp() > deadline THEN
-      RAISE EXCEPTION 'pglogical subscriptions not replicating after 300s: %', pending;
-    END IF;
-    PERFORM pg_catalog.pg_sleep(0.2);
-  END LOOP;
-END
-$pb$;
+# 4. This node's own replication set: every public table with a primary key, and the event
+#    trigger for tables created later (the trigger came with the structure; re-assert it).
+#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
+on "" <<'SQL'
+DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
+DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
 SQL
+pglogical_own_set
+# 5. Resume the parked subscriptions from the other earlier nodes.
+for i in "${!other_names[@]}"; do
+  create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
+  on "" -v sub="${other_subs[$i]}" <<'SQL'
+SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name = :'sub' AND NOT sub_enabled;
+SQL
+done
+for i in "${!other_names[@]}"; do
+  wait_sync "" "$J_NODE" "${other_subs[$i]}"
+done
+# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false
+done
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+done
 # 7. Everything this node receives is replicating.
-sql_local <<'SQL'
-SET statement_timeout = '310000ms';
-DO $pb$
-DECLARE
-  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
-  missing text;
-  pending text;
-BEGIN
-  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
-    FROM unnest(ARRAY['sub_node0_node1']::text[]) AS x
-   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
-  IF missing IS NOT NULL THEN
-    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
-  END IF;
-  LOOP
-    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
-      FROM pglogical.show_subscription_status()
-     WHERE subscription_name = ANY (ARRAY['sub_node0_node1']::text[]) AND status <> 'replicating';
-    EXIT WHEN pending IS NULL;
-    IF clock_timestamp() > deadline THEN
-      RAISE EXCEPTION 'pglogical subscriptions not replicating after 300s: %', pending;
-    END IF;
-    PERFORM pg_catalog.pg_sleep(0.2);
-  END LOOP;
-END
-$pb$;
-SQL
-log 'pglogical: node node1 joined (1 providers, 1 subscribers)'
+wait_replicating "" "${earlier_subs[@]}"
+log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"

@@ -1,16 +1,49 @@
-set -euo pipefail
-shopt -s lastpipe
-umask 077
-while read -r pg_var; do unset "$pg_var"; done < <(compgen -e | grep "^PG" || true)
-cd /
+#!/bin/bash
+# pulumi-bdr step: values
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_RUN=/var/lib/pulumi-bdr/proxy/run
 PG_PORT=6432
 PG_DB=appdb
 PG_OS_USER=postgres
-export PGPASSFILE=/var/lib/pulumi-bdr/proxy/.pgpass
-export PGCONNECT_TIMEOUT=10
+PGPASSFILE=/var/lib/pulumi-bdr/proxy/.pgpass
+# shellcheck shell=bash
+# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
+# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
+#
+# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
+#   sudo -n -u otherwise);
+# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
+#   unaligned and tuples-only (-At), stopping at the first error;
+# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
+# - log MSG: a line on stderr;
+# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
+#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
+# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
+#   never appear on a command line or in the script text;
+# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
+#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
+#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
+set -euo pipefail
+# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+shopt -s lastpipe
+umask 077
+# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+# (The step's own values above are plain shell variables; only exported ones are listed.)
+while read -r pg_var; do
+  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
+done < <(compgen -e | grep "^PG" || true)
+cd /
 log() { printf "%s\n" "$*" >&2; }
+# The step's values, checked before anything uses them.
+case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
+case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
+case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
+[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
+[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
+[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
+export PGPASSFILE
+export PGCONNECT_TIMEOUT=10
 as_pg() {
   if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
   elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
@@ -29,7 +62,10 @@ read_secrets() {
     printf -v "SECRET_$k" "%s" "$v"
   done
 }
-sql_peer() { as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1"; }
+sql_peer() {
+  local dsn=$1; shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
+}
 daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
 safe_write() {
   local target=$1 mode=$2 tmp

@@ -1,0 +1,127 @@
+/**
+ * A larger cluster through the real Pulumi CLI: 8 local pglogical nodes (56 subscriptions) plus
+ * HAProxy and PgBouncer, `up`, a no-op preview, a shrink from the middle of the list, `destroy`.
+ * Proves that step scripts travel on stdin (no `E2BIG` however many nodes joined before) and
+ * records how long the `up` takes.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { BdrCluster } from "../../lib";
+import { getEngine } from "../../lib/engines";
+import { changes, inlineStack, listening, pulumiAvailable, query, sh, waitFor } from "./harness";
+
+const CLUSTER = "scale";
+const NODE_COUNT = Number(process.env.PULUMI_BDR_SCALE_NODES ?? 8);
+const BASE_PORT = 26432;
+const PASSWORD = "e2e-Sca1e-Pa55-not-in-state";
+const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+
+let members = Array.from({ length: NODE_COUNT }, (_, i) => `n${i + 1}`);
+const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
+const direct = (node: string) => ({
+  host: "127.0.0.1",
+  port: portOf(node),
+  database: "bdrdb",
+  user: "bdr",
+  password: PASSWORD,
+});
+
+function program() {
+  const cluster = new BdrCluster(CLUSTER, {
+    nodes: members.map((name) => ({ name, host: { kind: "local" }, port: portOf(name) })),
+    replicationPassword: pulumi.secret(PASSWORD),
+    waitTimeoutSeconds: 180,
+    proxy: { haproxyPort: 26533, pgbouncerPort: 26532 },
+  });
+  return Promise.resolve({ nodeDsns: cluster.nodeDsns });
+}
+
+describe(`e2e: ${NODE_COUNT} local nodes through the real Pulumi CLI`, function () {
+  this.timeout(40 * 60 * 1000);
+  let stack: Stack;
+  let stateDir = "";
+  const log = (line: string) => console.log(`      ${line}`);
+
+  before(async function () {
+    if (!pulumiAvailable()) {
+      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
+    }
+    await sh(
+      `pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`,
+    );
+    ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e-scale", "scale", program));
+  });
+
+  after(async () => {
+    if (stack) {
+      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it(`up: ${NODE_COUNT} nodes join one at a time, every pair replicates`, async () => {
+    const t = Date.now();
+    const r = await stack.up({ onOutput: () => undefined });
+    log(`up ${NODE_COUNT} nodes: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    for (const n of members) {
+      const rows = await query(
+        direct(n),
+        "SELECT count(*) AS c FROM pglogical.show_subscription_status() WHERE status = 'replicating'",
+      );
+      assert.strictEqual(Number(rows[0].c), NODE_COUNT - 1, `${n} subscriptions`);
+    }
+    const last = members[members.length - 1];
+    await query(direct("n1"), getEngine("pglogical").ddlSql("CREATE TABLE public.t (id int PRIMARY KEY)"));
+    await query(direct(last), "INSERT INTO public.t VALUES (1)");
+    for (const n of members) {
+      await waitFor(
+        `the row on ${n}`,
+        async () =>
+          Number((await query(direct(n), "SELECT count(*) AS c FROM pg_class WHERE relname = 't'"))[0].c) ===
+            1 && Number((await query(direct(n), "SELECT count(*) AS c FROM public.t"))[0].c) === 1,
+        60000,
+      );
+    }
+    // The commands in state are short constants; the scripts are on stdin.
+    const state = JSON.stringify(await stack.exportStack());
+    assert.ok(!state.includes(PASSWORD), "password in state");
+  });
+
+  it("a no-op preview, then the node in the middle leaves cleanly", async () => {
+    const p = await stack.preview({ onOutput: () => undefined });
+    const pc = { ...p.changeSummary } as Record<string, number>;
+    delete pc.same;
+    assert.deepStrictEqual(pc, {});
+    const gone = `n${Math.ceil(NODE_COUNT / 2)}`;
+    members = members.filter((n) => n !== gone);
+    const t = Date.now();
+    const r = await stack.up({ onOutput: () => undefined });
+    log(`remove ${gone}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    for (const n of members) {
+      const [c] = await query(
+        direct(n),
+        `SELECT (SELECT count(*) FROM pglogical.subscription WHERE sub_name LIKE '%\\_${gone}\\_%' OR sub_name LIKE '%\\_${gone}') AS subs,
+                (SELECT count(*) FROM pglogical.node WHERE node_name = '${gone}') AS nodes,
+                (SELECT count(*) FROM pg_replication_slots) AS slots`,
+      );
+      assert.deepStrictEqual(
+        [Number(c.subs), Number(c.nodes), Number(c.slots)],
+        [0, 0, members.length - 1],
+        `${n} after ${gone} left`,
+      );
+    }
+    assert.strictEqual(await listening("127.0.0.1", portOf(gone)), false);
+  });
+
+  it("destroy removes every node", async () => {
+    const t = Date.now();
+    const r = await stack.destroy({ onOutput: () => undefined });
+    log(`destroy: ${Date.now() - t} ms`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    assert.strictEqual(fs.existsSync(CLUSTER_DIR), false);
+  });
+});

@@ -1,0 +1,414 @@
+# pulumi-bdr step bundle: bash -s -- create|update|delete|forget, secret lines after it
+case "${1:-}" in
+create)
+#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/a/run
+PG_PORT=5432
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
+# shellcheck shell=bash
+# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
+# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
+#
+# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
+#   sudo -n -u otherwise);
+# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
+#   unaligned and tuples-only (-At), stopping at the first error;
+# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
+# - log MSG: a line on stderr;
+# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
+#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
+# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
+#   never appear on a command line or in the script text;
+# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
+#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
+#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
+set -euo pipefail
+# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+shopt -s lastpipe
+umask 077
+# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+# (The step's own values above are plain shell variables; only exported ones are listed.)
+while read -r pg_var; do
+  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
+done < <(compgen -e | grep "^PG" || true)
+cd /
+log() { printf "%s\n" "$*" >&2; }
+# The step's values, checked before anything uses them.
+case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
+case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
+case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
+[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
+[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
+[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
+export PGPASSFILE
+export PGCONNECT_TIMEOUT=10
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
+  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+}
+sql_local() {
+  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
+}
+read_secrets() {
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
+}
+sql_peer() {
+  local dsn=$1; shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
+}
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
+# pglogical: bootstrap of the group on its first node
+log 'pglogical: bootstrapping group gold on node a'
+sql_local <<'SQL'
+DO $pb$
+DECLARE
+  existing text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
+    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', 'a';
+  END IF;
+  SELECT n.node_name INTO existing
+    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  IF existing IS DISTINCT FROM 'a' THEN
+    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), 'a';
+  END IF;
+END
+$pb$;
+-- New public tables with a primary key join the default set (on every node, also when
+-- their DDL arrives through replicate_ddl_command).
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
+CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN
+    RETURN;
+  END IF;
+  FOR rel IN
+    SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+     WHERE c.object_type = 'table' AND c.schema_name = 'public' AND NOT c.in_extension
+  LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r
+                WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary)
+       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rt.set_reloid::oid = rel)
+    THEN
+      PERFORM pglogical.replication_set_add_table('default', rel::regclass, false);
+    END IF;
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_pglogical_auto_replicate') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_pglogical_auto_replicate ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+      EXECUTE FUNCTION pulumi_bdr.pglogical_auto_replicate();
+  END IF;
+END
+$pb$;
+ALTER EVENT TRIGGER pulumi_bdr_pglogical_auto_replicate ENABLE ALWAYS;
+DO $pb$
+DECLARE
+  r record;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.replication_set rs
+                   JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                  WHERE rs.set_name = 'default') THEN
+    PERFORM pglogical.create_replication_set('default');
+  END IF;
+  FOR r IN
+    SELECT c.oid, c.oid::regclass AS rel,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence = 'p'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rt.set_reloid::oid = c.oid)
+     ORDER BY c.oid::regclass::text
+  LOOP
+    IF r.has_pk THEN
+      PERFORM pglogical.replication_set_add_table('default', r.rel, false);
+    ELSE
+      RAISE WARNING 'table % has no primary key: not replicated', r.rel;
+    END IF;
+  END LOOP;
+END
+$pb$;
+SQL
+log 'pglogical: node a is the group'\''s first node'
+;;
+update)
+exit 0
+;;
+delete)
+#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/a/run
+PG_PORT=5432
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
+# shellcheck shell=bash
+# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
+# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
+#
+# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
+#   sudo -n -u otherwise);
+# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
+#   unaligned and tuples-only (-At), stopping at the first error;
+# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
+# - log MSG: a line on stderr;
+# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
+#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
+# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
+#   never appear on a command line or in the script text;
+# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
+#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
+#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
+set -euo pipefail
+# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+shopt -s lastpipe
+umask 077
+# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+# (The step's own values above are plain shell variables; only exported ones are listed.)
+while read -r pg_var; do
+  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
+done < <(compgen -e | grep "^PG" || true)
+cd /
+log() { printf "%s\n" "$*" >&2; }
+# The step's values, checked before anything uses them.
+case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
+case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
+case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
+[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
+[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
+[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
+export PGPASSFILE
+export PGCONNECT_TIMEOUT=10
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
+  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+}
+sql_local() {
+  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
+}
+read_secrets() {
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
+}
+sql_peer() {
+  local dsn=$1; shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
+}
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
+# pglogical: a node leaves the group
+log 'pglogical: parting node a'
+peer_names=()
+peer_dsns=()
+add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }
+has_ext=$(sql_local <<'SQL'
+SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'pglogical';
+SQL
+)
+has_node=0
+if [ "$has_ext" = 1 ]; then
+  has_node=$(sql_local <<'SQL'
+SELECT count(*) FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id WHERE n.node_name = 'a';
+SQL
+  )
+fi
+if [ "$has_node" = 1 ]; then
+  # 1. Let the peers confirm what this node committed (best effort: a dead peer must not block
+  #    the removal; its subscription from this node is dropped below anyway).
+  if ! sql_local <<'SQL'
+SET statement_timeout = '300000ms';
+SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
+                WHERE slot_type = 'logical' AND database = current_database());
+SQL
+  then
+    log 'pglogical: WARNING: peers did not confirm all changes of a within 300s; parting anyway'
+  fi
+  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:
+  #    dropping a node's last subscription also drops its node record.
+  catalog_peers=$(sql_local <<'SQL'
+SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
+  FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id
+ WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node)
+ ORDER BY n.node_name, i.if_id;
+SQL
+  )
+  while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
+  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).
+  sql_local <<'SQL'
+SET statement_timeout = '300000ms';
+-- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
+SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
+SQL
+fi
+# Peers from the plan, in case the catalog is gone already (it may be stale: best effort).
+add_peer b 'host=gold-b port=5432 dbname=bdrdb user=bdr'
+# 4. On every peer: drop its subscriptions from this node, this node's record, and any slot
+#    still kept there for this node's subscription.
+#    All peers in parallel: each drop waits for the peer's apply worker to exit.
+peer_cleanup() {
+  sql_peer "${peer_dsns[$1]}" <<'SQL'
+SET statement_timeout = '310000ms';
+DO $pb$
+DECLARE
+  s record;
+BEGIN
+  IF to_regclass('pglogical.local_node') IS NULL THEN
+    RETURN;
+  END IF;
+  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
+             JOIN pglogical.node n ON n.node_id = sub.sub_origin
+            WHERE n.node_name = 'a' LOOP
+    PERFORM pglogical.drop_subscription(s.sub_name, true);
+  END LOOP;
+  PERFORM pglogical.drop_node('a', true);
+END
+$pb$;
+DO $pb$
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
+  s record;
+  left_over text;
+BEGIN
+  LOOP
+    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots
+              WHERE to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                         'sub_' || n.node_name || '_' || 'a')
+                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id) LOOP
+      IF s.active_pid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);
+      ELSE
+        BEGIN
+          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
+        EXCEPTION WHEN object_in_use OR undefined_object THEN
+          NULL;
+        END;
+      END IF;
+    END LOOP;
+    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots
+     WHERE to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                         'sub_' || n.node_name || '_' || 'a')
+                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id);
+    EXIT WHEN left_over IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'replication slots for % still present: %', 'node a', left_over;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.1);
+  END LOOP;
+END
+$pb$;
+SQL
+}
+pids=()
+for i in "${!peer_names[@]}"; do
+  log "pglogical: removing the node from peer ${peer_names[$i]}"
+  peer_cleanup "$i" &
+  pids+=("$!")
+done
+unreached=()
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    log "pglogical: WARNING: could not clean up peer ${peer_names[$i]}"
+    unreached+=("${peer_names[$i]}")
+  fi
+done
+if [ "$has_node" = 1 ]; then
+  # 5. Slots peers kept on this node, then the node itself.
+  sql_local <<'SQL'
+SET statement_timeout = '310000ms';
+DO $pb$
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
+  s record;
+  left_over text;
+BEGIN
+  LOOP
+    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots
+              WHERE database = current_database() AND plugin = 'pglogical_output' LOOP
+      IF s.active_pid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);
+      ELSE
+        BEGIN
+          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
+        EXCEPTION WHEN object_in_use OR undefined_object THEN
+          NULL;
+        END;
+      END IF;
+    END LOOP;
+    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots
+     WHERE database = current_database() AND plugin = 'pglogical_output';
+    EXIT WHEN left_over IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'replication slots for % still present: %', 'peers of node a', left_over;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.1);
+  END LOOP;
+END
+$pb$;
+SELECT pglogical.drop_node('a', true);
+SQL
+fi
+if [ "${#unreached[@]}" -gt 0 ]; then
+  log "pglogical: WARNING: peers not cleaned up (unreachable or failing): ${unreached[*]}"
+fi
+log 'pglogical: node a parted'
+;;
+*) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
+esac; exit "$?"

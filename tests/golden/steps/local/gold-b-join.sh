@@ -1,0 +1,674 @@
+# pulumi-bdr step bundle: bash -s -- create|update|delete|forget, secret lines after it
+case "${1:-}" in
+create)
+#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/b/run
+PG_PORT=15433
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
+# shellcheck shell=bash
+# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
+# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
+#
+# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
+#   sudo -n -u otherwise);
+# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
+#   unaligned and tuples-only (-At), stopping at the first error;
+# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
+# - log MSG: a line on stderr;
+# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
+#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
+# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
+#   never appear on a command line or in the script text;
+# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
+#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
+#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
+set -euo pipefail
+# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+shopt -s lastpipe
+umask 077
+# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+# (The step's own values above are plain shell variables; only exported ones are listed.)
+while read -r pg_var; do
+  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
+done < <(compgen -e | grep "^PG" || true)
+cd /
+log() { printf "%s\n" "$*" >&2; }
+# The step's values, checked before anything uses them.
+case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
+case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
+case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
+[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
+[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
+[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
+export PGPASSFILE
+export PGCONNECT_TIMEOUT=10
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
+  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+}
+sql_local() {
+  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
+}
+read_secrets() {
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
+}
+sql_peer() {
+  local dsn=$1; shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
+}
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
+# pglogical join: data (the code after it is the same for every node)
+J_NODE=b
+J_DSN='host=127.0.0.1 port=15433 dbname=bdrdb user=bdr'
+J_TARGET=a
+J_TARGET_DSN='host=127.0.0.1 port=15432 dbname=bdrdb user=bdr'
+J_TIMEOUT=300
+J_EARLIER_NAMES=(
+  a
+)
+J_EARLIER_DSNS=(
+  'host=127.0.0.1 port=15432 dbname=bdrdb user=bdr'
+)
+# This node's own replication set and the event trigger for tables created later.
+pglogical_own_set() {
+  sql_local <<'SQL'
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
+CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN
+    RETURN;
+  END IF;
+  FOR rel IN
+    SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+     WHERE c.object_type = 'table' AND c.schema_name = 'public' AND NOT c.in_extension
+  LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r
+                WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary)
+       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rt.set_reloid::oid = rel)
+    THEN
+      PERFORM pglogical.replication_set_add_table('default', rel::regclass, false);
+    END IF;
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_pglogical_auto_replicate') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_pglogical_auto_replicate ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+      EXECUTE FUNCTION pulumi_bdr.pglogical_auto_replicate();
+  END IF;
+END
+$pb$;
+ALTER EVENT TRIGGER pulumi_bdr_pglogical_auto_replicate ENABLE ALWAYS;
+DO $pb$
+DECLARE
+  r record;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pglogical.replication_set rs
+                   JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                  WHERE rs.set_name = 'default') THEN
+    PERFORM pglogical.create_replication_set('default');
+  END IF;
+  FOR r IN
+    SELECT c.oid, c.oid::regclass AS rel,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence = 'p'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rt.set_reloid::oid = c.oid)
+     ORDER BY c.oid::regclass::text
+  LOOP
+    IF r.has_pk THEN
+      PERFORM pglogical.replication_set_add_table('default', r.rel, false);
+    ELSE
+      RAISE WARNING 'table % has no primary key: not replicated', r.rel;
+    END IF;
+  END LOOP;
+END
+$pb$;
+SQL
+}
+# shellcheck shell=bash
+# pglogical: a node joins the group through the join target.
+#
+# The same text for every node and every cluster size: the values come from the data lines the
+# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT and the arrays
+# J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
+# join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
+# substitute, read them back with current_setting('pulumi_bdr.x').
+# Needs the preamble library (sql_local, sql_peer, log).
+: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
+case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
+if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
+  log "pglogical join: the earlier nodes' names and DSNs do not match"
+  exit 1
+fi
+for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
+  [[ "$n" =~ ^[a-z][a-z0-9_]{0,23}$ ]] || { log "pglogical join: invalid node name '$n'"; exit 1; }
+done
+J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
+J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
+
+# on DSN [PSQL-ARGS...]: the SQL on stdin runs on this node (DSN empty) or on the peer at DSN.
+on() {
+  local dsn=$1
+  shift
+  if [ -z "$dsn" ]; then sql_local "$PG_DB" "$@"; else sql_peer "$dsn" "$@"; fi
+}
+
+# create_sub DSN SUB PROVIDER_DSN SYNC: idempotent create_subscription where DSN points.
+create_sub() {
+  on "$1" -v sub="$2" -v provider="$3" -v sync="$4" <<'SQL'
+SET pulumi_bdr.sub = :'sub';
+SET pulumi_bdr.provider = :'provider';
+SET pulumi_bdr.sync = :'sync';
+DO $pb$
+BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = current_setting('pulumi_bdr.sub')) THEN
+    PERFORM pglogical.create_subscription(
+      subscription_name := current_setting('pulumi_bdr.sub'),
+      provider_dsn := current_setting('pulumi_bdr.provider'),
+      replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
+      synchronize_structure := current_setting('pulumi_bdr.sync')::boolean,
+      synchronize_data := current_setting('pulumi_bdr.sync')::boolean,
+      forward_origins := '{}'::text[]);
+  END IF;
+END
+$pb$;
+SQL
+}
+
+# wait_sync DSN WHERE SUB: bounded wait for a subscription's initial sync; on failure the
+# server's error and the subscription status, then exit 1.
+wait_sync() {
+  if ! on "$1" -v sub="$3" -v tms="$J_TIMEOUT_MS" <<'SQL'
+SET statement_timeout = :'tms';
+SELECT pglogical.wait_for_subscription_sync_complete(:'sub');
+SQL
+  then
+    log "pglogical: subscription $3 on $2 did not finish its initial sync within ${J_TIMEOUT}s; status:"
+    on "$1" <<'SQL' >&2 || true
+SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();
+SQL
+    exit 1
+  fi
+}
+
+# wait_replicating DSN SUB...: poll until the subscriptions exist and are replicating.
+wait_replicating() {
+  local dsn=$1 subs
+  shift
+  subs=$(printf '%s\n' "$@")
+  on "$dsn" -v subs="$subs" -v tms="$J_TIMEOUT_LONG_MS" -v secs="$J_TIMEOUT" <<'SQL'
+SET statement_timeout = :'tms';
+SET pulumi_bdr.subs = :'subs';
+SET pulumi_bdr.secs = :'secs';
+DO $pb$
+DECLARE
+  subs text[] := string_to_array(current_setting('pulumi_bdr.subs'), E'\n');
+  secs int := current_setting('pulumi_bdr.secs')::int;
+  deadline timestamptz := clock_timestamp() + make_interval(secs => secs);
+  missing text;
+  pending text;
+BEGIN
+  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
+    FROM unnest(subs) AS x
+   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
+  END IF;
+  LOOP
+    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
+      FROM pglogical.show_subscription_status()
+     WHERE subscription_name = ANY (subs) AND status <> 'replicating';
+    EXIT WHEN pending IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'pglogical subscriptions not replicating after %s: %', secs, pending;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.2);
+  END LOOP;
+END
+$pb$;
+SQL
+}
+
+log "pglogical: joining node $J_NODE through $J_TARGET"
+on "" -v node="$J_NODE" <<'SQL'
+SET pulumi_bdr.node = :'node';
+DO $pb$
+DECLARE
+  existing text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
+    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', current_setting('pulumi_bdr.node');
+  END IF;
+  SELECT n.node_name INTO existing
+    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  IF existing IS DISTINCT FROM current_setting('pulumi_bdr.node') THEN
+    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), current_setting('pulumi_bdr.node');
+  END IF;
+END
+$pb$;
+SQL
+
+# The other earlier nodes (all but the join target) and this node's subscriptions from them.
+other_names=()
+other_dsns=()
+other_subs=()
+earlier_subs=()
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  earlier_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
+  [ "${J_EARLIER_NAMES[$i]}" != "$J_TARGET" ] || continue
+  other_names+=("${J_EARLIER_NAMES[$i]}")
+  other_dsns+=("${J_EARLIER_DSNS[$i]}")
+  other_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
+done
+target_sub="sub_${J_TARGET}_${J_NODE}"
+
+# Sync state of the subscription that copies structure and data from the join target:
+# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).
+target_sync=$(on "" -v sub="$target_sub" <<'SQL'
+SELECT coalesce((SELECT st.sync_status::text
+                   FROM pglogical.local_sync_status st
+                   JOIN pglogical.subscription s ON s.sub_id = st.sync_subid
+                  WHERE s.sub_name = :'sub'
+                    AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
+SQL
+)
+if [ "$target_sync" != r ]; then
+  # 1. Subscribe to every other earlier node first, without copying: creating the subscription
+  #    creates its slot there, so changes committed there from now on stream to this node.
+  #    Park each one (disabled) until the tables exist here.
+  for i in "${!other_names[@]}"; do
+    create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
+  done
+  for i in "${!other_names[@]}"; do
+    wait_sync "" "$J_NODE" "${other_subs[$i]}"
+    on "" -v sub="${other_subs[$i]}" <<'SQL'
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name = :'sub' AND sub_enabled;
+SQL
+  done
+  if [ "${#other_names[@]}" -gt 0 ]; then
+    # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
+    #     commit time, and last_update_wins would then discard every update the other nodes
+    #     made while the copy ran. Stamped with the time taken here (before step 2), the copy
+    #     loses against exactly those changes the target may not hold yet.
+    if [ "$target_sync" = none ]; then
+      on "" -v app="${target_sub}_copy" <<'SQL'
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr_join;
+CREATE TABLE IF NOT EXISTS pulumi_bdr_join.copy_stamp (ts timestamptz NOT NULL);
+ALTER TABLE pulumi_bdr_join.copy_stamp ADD COLUMN IF NOT EXISTS app text;
+DELETE FROM pulumi_bdr_join.copy_stamp;
+INSERT INTO pulumi_bdr_join.copy_stamp (ts, app) VALUES (clock_timestamp(), :'app');
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.stamp_copy() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  stamp timestamptz;
+BEGIN
+  IF pg_replication_origin_session_is_setup() THEN
+    SELECT ts INTO stamp FROM pulumi_bdr_join.copy_stamp WHERE app = current_setting('application_name');
+    IF stamp IS NOT NULL THEN
+      PERFORM pg_replication_origin_xact_setup('0/0'::pg_lsn, stamp);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.add_stamp_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+              WHERE c.object_type = 'table' AND c.schema_name <> 'pulumi_bdr_join' LOOP
+    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION pulumi_bdr_join.stamp_copy()', rel::regclass);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_join_stamp') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_join_stamp ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+      EXECUTE FUNCTION pulumi_bdr_join.add_stamp_trigger();
+  END IF;
+END
+$pb$;
+SQL
+    fi
+    # 2. Make sure the join target already holds everything those nodes committed before their
+    #    slot for this node existed: wait until the target confirmed their current WAL position.
+    for i in "${!other_names[@]}"; do
+      if ! on "${other_dsns[$i]}" -v node="${other_names[$i]}" -v sub="sub_${other_names[$i]}_${J_TARGET}" \
+        -v tms="$J_TIMEOUT_MS" <<'SQL'
+SET statement_timeout = :'tms';
+SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)
+  FROM pg_catalog.pg_replication_slots
+ WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), :'node', :'sub');
+SQL
+      then
+        log "pglogical: $J_TARGET did not confirm the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
+        exit 1
+      fi
+    done
+  fi
+  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
+  create_sub "" "$target_sub" "$J_TARGET_DSN" true
+  wait_sync "" "$J_NODE" "$target_sub"
+fi
+# 4. This node's own replication set: every public table with a primary key, and the event
+#    trigger for tables created later (the trigger came with the structure; re-assert it).
+#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
+on "" <<'SQL'
+DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
+DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
+SQL
+pglogical_own_set
+# 5. Resume the parked subscriptions from the other earlier nodes.
+for i in "${!other_names[@]}"; do
+  create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
+  on "" -v sub="${other_subs[$i]}" <<'SQL'
+SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name = :'sub' AND NOT sub_enabled;
+SQL
+done
+for i in "${!other_names[@]}"; do
+  wait_sync "" "$J_NODE" "${other_subs[$i]}"
+done
+# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false
+done
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+done
+# 7. Everything this node receives is replicating.
+wait_replicating "" "${earlier_subs[@]}"
+log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"
+;;
+update)
+exit 0
+;;
+delete)
+#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/b/run
+PG_PORT=15433
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
+# shellcheck shell=bash
+# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
+# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
+#
+# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
+#   sudo -n -u otherwise);
+# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
+#   unaligned and tuples-only (-At), stopping at the first error;
+# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
+# - log MSG: a line on stderr;
+# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
+#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
+# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
+#   never appear on a command line or in the script text;
+# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
+#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
+#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
+set -euo pipefail
+# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+shopt -s lastpipe
+umask 077
+# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+# (The step's own values above are plain shell variables; only exported ones are listed.)
+while read -r pg_var; do
+  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
+done < <(compgen -e | grep "^PG" || true)
+cd /
+log() { printf "%s\n" "$*" >&2; }
+# The step's values, checked before anything uses them.
+case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
+case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
+case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
+[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
+[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
+[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
+export PGPASSFILE
+export PGCONNECT_TIMEOUT=10
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
+  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+}
+sql_local() {
+  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
+}
+read_secrets() {
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
+}
+sql_peer() {
+  local dsn=$1; shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
+}
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
+# pglogical: a node leaves the group
+log 'pglogical: parting node b'
+peer_names=()
+peer_dsns=()
+add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }
+has_ext=$(sql_local <<'SQL'
+SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'pglogical';
+SQL
+)
+has_node=0
+if [ "$has_ext" = 1 ]; then
+  has_node=$(sql_local <<'SQL'
+SELECT count(*) FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id WHERE n.node_name = 'b';
+SQL
+  )
+fi
+if [ "$has_node" = 1 ]; then
+  # 1. Let the peers confirm what this node committed (best effort: a dead peer must not block
+  #    the removal; its subscription from this node is dropped below anyway).
+  if ! sql_local <<'SQL'
+SET statement_timeout = '300000ms';
+SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
+                WHERE slot_type = 'logical' AND database = current_database());
+SQL
+  then
+    log 'pglogical: WARNING: peers did not confirm all changes of b within 300s; parting anyway'
+  fi
+  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:
+  #    dropping a node's last subscription also drops its node record.
+  catalog_peers=$(sql_local <<'SQL'
+SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
+  FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id
+ WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node)
+ ORDER BY n.node_name, i.if_id;
+SQL
+  )
+  while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
+  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).
+  sql_local <<'SQL'
+SET statement_timeout = '300000ms';
+-- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
+SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
+SQL
+fi
+# Peers from the plan, in case the catalog is gone already (it may be stale: best effort).
+add_peer a 'host=127.0.0.1 port=15432 dbname=bdrdb user=bdr'
+# 4. On every peer: drop its subscriptions from this node, this node's record, and any slot
+#    still kept there for this node's subscription.
+#    All peers in parallel: each drop waits for the peer's apply worker to exit.
+peer_cleanup() {
+  sql_peer "${peer_dsns[$1]}" <<'SQL'
+SET statement_timeout = '310000ms';
+DO $pb$
+DECLARE
+  s record;
+BEGIN
+  IF to_regclass('pglogical.local_node') IS NULL THEN
+    RETURN;
+  END IF;
+  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
+             JOIN pglogical.node n ON n.node_id = sub.sub_origin
+            WHERE n.node_name = 'b' LOOP
+    PERFORM pglogical.drop_subscription(s.sub_name, true);
+  END LOOP;
+  PERFORM pglogical.drop_node('b', true);
+END
+$pb$;
+DO $pb$
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
+  s record;
+  left_over text;
+BEGIN
+  LOOP
+    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots
+              WHERE to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                         'sub_' || n.node_name || '_' || 'b')
+                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id) LOOP
+      IF s.active_pid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);
+      ELSE
+        BEGIN
+          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
+        EXCEPTION WHEN object_in_use OR undefined_object THEN
+          NULL;
+        END;
+      END IF;
+    END LOOP;
+    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots
+     WHERE to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                         'sub_' || n.node_name || '_' || 'b')
+                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id);
+    EXIT WHEN left_over IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'replication slots for % still present: %', 'node b', left_over;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.1);
+  END LOOP;
+END
+$pb$;
+SQL
+}
+pids=()
+for i in "${!peer_names[@]}"; do
+  log "pglogical: removing the node from peer ${peer_names[$i]}"
+  peer_cleanup "$i" &
+  pids+=("$!")
+done
+unreached=()
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    log "pglogical: WARNING: could not clean up peer ${peer_names[$i]}"
+    unreached+=("${peer_names[$i]}")
+  fi
+done
+if [ "$has_node" = 1 ]; then
+  # 5. Slots peers kept on this node, then the node itself.
+  sql_local <<'SQL'
+SET statement_timeout = '310000ms';
+DO $pb$
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
+  s record;
+  left_over text;
+BEGIN
+  LOOP
+    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots
+              WHERE database = current_database() AND plugin = 'pglogical_output' LOOP
+      IF s.active_pid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);
+      ELSE
+        BEGIN
+          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
+        EXCEPTION WHEN object_in_use OR undefined_object THEN
+          NULL;
+        END;
+      END IF;
+    END LOOP;
+    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots
+     WHERE database = current_database() AND plugin = 'pglogical_output';
+    EXIT WHEN left_over IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'replication slots for % still present: %', 'peers of node b', left_over;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.1);
+  END LOOP;
+END
+$pb$;
+SELECT pglogical.drop_node('b', true);
+SQL
+fi
+if [ "${#unreached[@]}" -gt 0 ]; then
+  log "pglogical: WARNING: peers not cleaned up (unreachable or failing): ${unreached[*]}"
+fi
+log 'pglogical: node b parted'
+;;
+*) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
+esac; exit "$?"
