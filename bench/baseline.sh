@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The "by hand" baseline of `npm run bench`: the steps a BdrCluster `pulumi up` performs, done
-# sequentially by a plain shell script, one node after the other (PostgreSQL 15 + pglogical 2,
-# HAProxy, PgBouncer, on loopback). No Pulumi, no idempotence checks, no parallelism.
+# by a plain, competent shell script: every node set up at the same time, the mesh subscribed
+# from every node at once (PostgreSQL 15 + pglogical 2,
+# HAProxy, PgBouncer, on loopback). No Pulumi, no idempotence checks.
 #
 #   BENCH_PASSWORD=... bash bench/baseline.sh up     # build the cluster, print phase timings
 #   bash bench/baseline.sh down                       # stop everything it started, remove its dirs
@@ -79,31 +80,23 @@ down() {
 	rmdir "$(dirname "$DIR")" 2>/dev/null || true
 }
 
-up() {
-	[ -n "${BENCH_PASSWORD:-}" ] || { log "BENCH_PASSWORD is not set"; exit 1; }
-	[ ! -e "$DIR" ] || { log "$DIR exists: run '$0 down' first"; exit 1; }
-	(umask 022; mkdir -p "$DIR" "$PROXY")
-	chown "$OS_USER" "$PROXY"
-	chmod 700 "$PROXY"
-	local i j verifier opl
-	local T0
-	T0=$(now_ms)
-
-	# 1. Every node, one after the other: initdb, configuration, pg_hba, pgpass, start, role,
-	#    database, extension, pglogical node.
-	for i in $(seq 1 "$NODES"); do
-		local nd port
-		nd=$(node_dir "$i")
-		port=$(node_port "$i")
-		phase_start
-		(umask 022; mkdir -p "$nd")
-		chown "$OS_USER" "$nd"
-		chmod 700 "$nd"
-		as_pg mkdir -p "$nd/data" "$nd/run"
-		as_pg "$PG_BIN/initdb" -D "$nd/data" -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null
-		phase_end "n$i.initdb"
-		phase_start
-		as_pg tee -a "$nd/data/postgresql.conf" >/dev/null <<EOF
+# node_up I: one node from nothing to a pglogical node: initdb, configuration, pg_hba, pgpass,
+# start, role, database, extension. Every node runs this at the same time; node 1 hashes the
+# password and the others store the same verifier (PgBouncer's SCRAM pass-through needs one
+# verifier whichever node HAProxy picks), read from $DIR/verifier once node 1 has written it.
+node_up() {
+	local i=$1 nd port opl verifier
+	nd=$(node_dir "$i")
+	port=$(node_port "$i")
+	phase_start
+	(umask 022; mkdir -p "$nd")
+	chown "$OS_USER" "$nd"
+	chmod 700 "$nd"
+	as_pg mkdir -p "$nd/data" "$nd/run"
+	as_pg "$PG_BIN/initdb" -D "$nd/data" -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null
+	phase_end "n$i.initdb"
+	phase_start
+	as_pg tee -a "$nd/data/postgresql.conf" >/dev/null <<EOF
 listen_addresses = '$ADDR'
 port = $port
 unix_socket_directories = '$nd/run'
@@ -116,73 +109,80 @@ max_worker_processes = $((2 * NODES + 8))
 shared_preload_libraries = 'pglogical'
 pglogical.conflict_resolution = 'last_update_wins'
 EOF
-		# PostgreSQL 15.19+ only loads allow-listed output plugins.
-		if opl=$(as_pg "$PG_BIN/postgres" -D "$nd/data" -C output_plugin_libraries 2>/dev/null); then
-			echo "output_plugin_libraries = '${opl:+$opl, }pglogical_output'" | as_pg tee -a "$nd/data/postgresql.conf" >/dev/null
-		fi
-		as_pg tee "$nd/data/pg_hba.conf" >/dev/null <<EOF
+	# PostgreSQL 15.19+ only loads allow-listed output plugins.
+	if opl=$(as_pg "$PG_BIN/postgres" -D "$nd/data" -C output_plugin_libraries 2>/dev/null); then
+		echo "output_plugin_libraries = '${opl:+$opl, }pglogical_output'" | as_pg tee -a "$nd/data/postgresql.conf" >/dev/null
+	fi
+	as_pg tee "$nd/data/pg_hba.conf" >/dev/null <<EOF
 local   all                 postgres                  peer
 host    $DB,$USER_NAME      $USER_NAME  $ADDR/32      scram-sha-256
 host    replication         $USER_NAME  $ADDR/32      scram-sha-256
 local   all                 all                       reject
 host    all                 all         0.0.0.0/0     reject
 EOF
-		printf '*:*:*:%s:%s\n' "$USER_NAME" "$BENCH_PASSWORD" | as_pg tee "$nd/pgpass" >/dev/null
-		as_pg chmod 600 "$nd/pgpass"
-		phase_end "n$i.config"
-		phase_start
-		as_pg env PGPASSFILE="$nd/pgpass" "$PG_BIN/pg_ctl" -D "$nd/data" -l "$nd/run/server.log" -w -t "$WAIT" start >/dev/null
-		phase_end "n$i.start"
-		phase_start
-		if [ "$i" = 1 ]; then
-			# The first node hashes the password; every other node stores the same verifier, so
-			# PgBouncer's SCRAM auth works whichever node HAProxy picks.
-			{
-				printf '\\set pw %s\n' "'$BENCH_PASSWORD'"
-				echo "CREATE ROLE $USER_NAME WITH LOGIN SUPERUSER REPLICATION PASSWORD :'pw';"
-			} | sql 1 postgres >/dev/null
-			verifier=$(echo "SELECT rolpassword FROM pg_authid WHERE rolname = '$USER_NAME'" | sql 1 postgres)
-		else
-			{
-				printf '\\set v %s\n' "'$verifier'"
-				echo "CREATE ROLE $USER_NAME WITH LOGIN SUPERUSER REPLICATION PASSWORD :'v';"
-			} | sql "$i" postgres >/dev/null
-		fi
-		echo "CREATE DATABASE $DB OWNER $USER_NAME;" | sql "$i" postgres >/dev/null
-		sql "$i" >/dev/null <<EOF
+	printf '*:*:*:%s:%s\n' "$USER_NAME" "$BENCH_PASSWORD" | as_pg tee "$nd/pgpass" >/dev/null
+	as_pg chmod 600 "$nd/pgpass"
+	phase_end "n$i.config"
+	phase_start
+	as_pg env PGPASSFILE="$nd/pgpass" "$PG_BIN/pg_ctl" -D "$nd/data" -l "$nd/run/server.log" -w -t "$WAIT" start >/dev/null
+	phase_end "n$i.start"
+	phase_start
+	if [ "$i" = 1 ]; then
+		{
+			printf '\\set pw %s\n' "'$BENCH_PASSWORD'"
+			echo "CREATE ROLE $USER_NAME WITH LOGIN SUPERUSER REPLICATION PASSWORD :'pw';"
+		} | sql 1 postgres >/dev/null
+		echo "SELECT rolpassword FROM pg_authid WHERE rolname = '$USER_NAME'" | sql 1 postgres >"$DIR/verifier.tmp"
+		mv "$DIR/verifier.tmp" "$DIR/verifier"
+	else
+		local waited=0
+		while [ ! -s "$DIR/verifier" ]; do
+			if [ "$waited" -ge $((WAIT * 50)) ]; then
+				log "n$i: no verifier from n1 within ${WAIT}s"
+				return 1
+			fi
+			sleep 0.02
+			waited=$((waited + 1))
+		done
+		verifier=$(cat "$DIR/verifier")
+		{
+			printf '\\set v %s\n' "'$verifier'"
+			echo "CREATE ROLE $USER_NAME WITH LOGIN SUPERUSER REPLICATION PASSWORD :'v';"
+		} | sql "$i" postgres >/dev/null
+	fi
+	echo "CREATE DATABASE $DB OWNER $USER_NAME;" | sql "$i" postgres >/dev/null
+	sql "$i" >/dev/null <<EOF
 CREATE EXTENSION pglogical;
 SELECT pglogical.create_node(node_name := 'n$i', dsn := '$(node_dsn "$i")');
 EOF
-		phase_end "n$i.setup"
-	done
-	printf 'PHASE nodes %s\n' "$(($(now_ms) - T0))"
+	phase_end "n$i.setup"
+}
 
-	# 2. The mesh: on every node, a subscription from every other node (no copy, forward nothing
-	#    that did not originate at the provider), then wait until all of them replicate.
-	local T1
-	T1=$(now_ms)
-	phase_start
-	for j in $(seq 1 "$NODES"); do
-		for i in $(seq 1 "$NODES"); do
-			[ "$i" != "$j" ] || continue
-			sql "$j" >/dev/null <<EOF
+# subscribe_all J: on node J, a subscription from every other node (no copy, forward nothing that
+# did not originate at the provider).
+subscribe_all() {
+	local j=$1 i
+	for i in $(seq 1 "$NODES"); do
+		[ "$i" != "$j" ] || continue
+		sql "$j" >/dev/null <<EOF
 SELECT pglogical.create_subscription(subscription_name := 'sub_n${i}_n${j}', provider_dsn := '$(node_dsn "$i")',
   replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql'], synchronize_structure := false,
   synchronize_data := false, forward_origins := '{}');
 EOF
-		done
 	done
-	phase_end "subscribe"
-	phase_start
-	for j in $(seq 1 "$NODES"); do
-		for i in $(seq 1 "$NODES"); do
-			[ "$i" != "$j" ] || continue
-			sql "$j" >/dev/null <<EOF
+}
+
+# wait_replicating J: until every subscription of node J has synced and replicates.
+wait_replicating() {
+	local j=$1 i
+	for i in $(seq 1 "$NODES"); do
+		[ "$i" != "$j" ] || continue
+		sql "$j" >/dev/null <<EOF
 SET statement_timeout = '${WAIT}s';
 SELECT pglogical.wait_for_subscription_sync_complete('sub_n${i}_n${j}');
 EOF
-		done
-		sql "$j" >/dev/null <<EOF
+	done
+	sql "$j" >/dev/null <<EOF
 SET statement_timeout = '$((WAIT + 10))s';
 DO \$\$
 DECLARE pending text; deadline timestamptz := clock_timestamp() + interval '${WAIT} s';
@@ -197,7 +197,48 @@ BEGIN
 END
 \$\$;
 EOF
+}
+
+# each FUNCTION: FUNCTION 1 … FUNCTION NODES in parallel; fails when any of them failed.
+each() {
+	local f=$1 i p failed=0
+	local pids=()
+	for i in $(seq 1 "$NODES"); do
+		"$f" "$i" &
+		pids+=($!)
 	done
+	for p in "${pids[@]}"; do
+		if ! wait "$p"; then failed=1; fi
+	done
+	if [ "$failed" != 0 ]; then
+		log "$f failed on some node"
+		return 1
+	fi
+}
+
+up() {
+	[ -n "${BENCH_PASSWORD:-}" ] || { log "BENCH_PASSWORD is not set"; exit 1; }
+	[ ! -e "$DIR" ] || { log "$DIR exists: run '$0 down' first"; exit 1; }
+	(umask 022; mkdir -p "$DIR" "$PROXY")
+	chown "$OS_USER" "$PROXY"
+	chmod 700 "$PROXY"
+	local verifier
+	local T0
+	T0=$(now_ms)
+
+	# 1. Every node at once, as a competent hand script does (the work of one node is serial).
+	each node_up
+	verifier=$(cat "$DIR/verifier")
+	printf 'PHASE nodes %s\n' "$(($(now_ms) - T0))"
+
+	# 2. The mesh: every node subscribes to every other one, all nodes at once; then all wait.
+	local T1
+	T1=$(now_ms)
+	phase_start
+	each subscribe_all
+	phase_end "subscribe"
+	phase_start
+	each wait_replicating
 	phase_end "sync"
 	printf 'PHASE mesh %s\n' "$(($(now_ms) - T1))"
 

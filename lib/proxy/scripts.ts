@@ -299,9 +299,12 @@ function commonVars(input: ProxyScriptInput): string[] {
  * `"pause"`: PgBouncer `PAUSE` (waits for running transactions, closes every server connection,
  * holds new queries) and a wait until `SHOW SERVERS` is empty (PgBouncer 1.18 may answer `PAUSE`
  * at once with the reply of an earlier `WAIT_CLOSE`: without this check, `disable server` killed
- * transactions still in flight), `disable server` for every node but the new one and `clear table`, the drain,
- * the new config and a soft reload, `RESUME` as soon as the new HAProxy listens (also run if any
- * step in between fails): clients wait, none fails.
+ * transactions still in flight), `disable server` for every node but the new one and `clear table`,
+ * then `RESUME` at once (the running HAProxy now sends new connections to the new node; when the new
+ * node is not in the running configuration, the new config and a soft reload come first), then the
+ * drain of the old node, the new config and a soft reload. `RESUME` also runs if any step before it
+ * fails: clients wait only for the hand-over, none fails. As with `"reconnect"`, the new node takes
+ * writes while the old node's last changes are still on their way to it (the drain then waits for them).
  * Used as well for "reconnect" when the new write node is not in the running configuration.
  *
  * Why `drain` before maintenance: with `on-marked-down shutdown-sessions`, `disable server` closes
@@ -475,13 +478,23 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     '  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done',
     '  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null',
     '  printf \'%s\\n\' "$old" | put_file "$PENDING" 0600 || true',
-    '  drain_old "$old" "$old_status"',
-    "  install_cfg",
-    "  # PAUSE closed every server connection: clients resume as soon as the new HAProxy listens",
-    "  ha_reload_start",
-    "  resume_if_paused",
-    "  trap - EXIT",
-    "  ha_reload_finish",
+    "  # Clients resume as soon as HAProxy sends new connections to the new node; the drain follows (as",
+    "  # with reconnect): holding the pause across it stalled every client for ~1.1 s (BENCHMARKS.md).",
+    '  if [ -n "$(status_of "$servers" "$NEW_WRITE")" ]; then',
+    "    # The running HAProxy has the new node: with every other server disabled, it takes the traffic.",
+    "    resume_if_paused",
+    "    trap - EXIT",
+    '    drain_old "$old" "$old_status"',
+    "    install_cfg",
+    "    ha_reload",
+    "  else",
+    "    install_cfg",
+    "    ha_reload_start",
+    "    resume_if_paused",
+    "    trap - EXIT",
+    "    ha_reload_finish",
+    '    drain_old "$old" "$old_status"',
+    "  fi",
     '  rm -f "$PENDING"',
     "}",
     "",
