@@ -10,7 +10,7 @@ export interface LocalHostArgs {
   kind: "local";
   /**
    * Directory under which the node keeps `<cluster>/<node>/{data,run}`.
-   * @default "/var/tmp/pulumi-bdr" (as root) or "~/.local/share/pulumi-bdr" (otherwise)
+   * @default "/var/lib/pulumi-bdr" (as root) or "~/.local/share/pulumi-bdr" (otherwise)
    */
   baseDir?: string;
   /**

@@ -5,7 +5,7 @@ import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
 import { hostCommand } from "../hosts/commands";
-import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
+import { newProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
 import {
   containerAddress,
   containerGateway,
@@ -340,7 +340,7 @@ export function createCluster(
     if (step.kind === "guard") {
       const r = renderStep(plan, step);
       if (host.kind === "remote") throw new Error(`${step.name}: remote hosts have no guard`);
-      resource = new ProcessGuard(
+      resource = newProcessGuard(
         step.name,
         {
           host: host.kind,

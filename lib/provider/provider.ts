@@ -12,6 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as provider from "@pulumi/pulumi/provider";
 import type { BdrClusterArgs } from "../cluster/args";
 import { BdrCluster, BDR_CLUSTER_TYPE } from "../cluster/bdrCluster";
+import { guardProvider, PLUGIN_GUARD_TYPE, serveGuardsFromPlugin } from "../hosts/guard";
 
 /** The key and value that mark a secret in Pulumi's wire format (`sdk/nodejs/runtime/rpc.ts`). */
 const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -34,12 +35,57 @@ export function wireToArgs(value: unknown): unknown {
   return out;
 }
 
-/** Serves `pulumi-bdr:index:BdrCluster` (a component) with the given schema. */
+function checkGuardType(urn: string): void {
+  const type = urn.split("::")[2]?.split("$").pop();
+  if (type !== PLUGIN_GUARD_TYPE) {
+    throw new Error(
+      `pulumi-bdr: unknown custom resource type ${JSON.stringify(type)} (this provider serves ${PLUGIN_GUARD_TYPE})`,
+    );
+  }
+}
+
+/**
+ * Serves `pulumi-bdr:index:BdrCluster` (a component) with the given schema, and the cluster's
+ * process guards (`pulumi-bdr:index:ProcessGuard`, custom resources) with the same code as the
+ * dynamic provider a TypeScript program uses.
+ */
 export class BdrProvider implements provider.Provider {
   constructor(
     readonly version: string,
     private readonly schemaText: string,
-  ) {}
+  ) {
+    serveGuardsFromPlugin();
+  }
+
+  async check(urn: string, _olds: any, news: any): Promise<provider.CheckResult> {
+    checkGuardType(urn);
+    return { inputs: news };
+  }
+
+  async diff(id: string, urn: string, olds: any, news: any): Promise<provider.DiffResult> {
+    checkGuardType(urn);
+    return guardProvider.diff!(id, olds, news);
+  }
+
+  async create(urn: string, inputs: any): Promise<provider.CreateResult> {
+    checkGuardType(urn);
+    return guardProvider.create(inputs);
+  }
+
+  async read(id: string, urn: string, props?: any): Promise<provider.ReadResult> {
+    checkGuardType(urn);
+    return guardProvider.read!(id, props);
+  }
+
+  async update(id: string, urn: string, olds: any, news: any): Promise<provider.UpdateResult> {
+    checkGuardType(urn);
+    return guardProvider.update!(id, olds, news);
+  }
+
+  async delete(id: string, urn: string, props: any): Promise<void> {
+    checkGuardType(urn);
+    await guardProvider.delete!(id, props);
+  }
 
   async getSchema(): Promise<string> {
     return this.schemaText;
