@@ -57,6 +57,11 @@ describe("npm package: pack from a fresh clone, install elsewhere, tsc, up and d
       "dist/lib/index.d.ts",
       "docker/Dockerfile",
       "docker/entrypoint.sh",
+      "provider/PulumiPlugin.yaml",
+      "provider/index.js",
+      "provider/package.json",
+      "provider/schema.json",
+      "dist/lib/provider/main.js",
     ]) {
       assert.ok(files.includes(f), `${f} missing from the tarball: ${files.join(", ")}`);
     }
