@@ -339,5 +339,5 @@ ensure_plugin docker "$DOCKER_VERSION"
 
 rm -rf "$BUILD"
 
-log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language host nodejs $PULUMI_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
+log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language hosts nodejs $PULUMI_VERSION and yaml $YAML_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
 log "put it on PATH with: source scripts/pulumi-env.sh"
