@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Pulumi toolchain pulumi-bdr runs on, the same parts a user installs:
-#   - the Pulumi CLI v3.248.0 and its Node.js language host v3.248.0 (+ the dynamic-provider shim),
+#   - the Pulumi CLI v3.248.0 and its Node.js and Go language hosts v3.248.0 (+ the dynamic-provider shim),
 #   - the YAML language host v1.25.0 (built against the CLI's SDK, for YAML programs using provider/),
 #   - the resource plugins command 1.2.1, postgresql 3.18.0 and docker 5.1.0.
 #
@@ -221,6 +221,8 @@ build_langhost() {
 	[ "$have" = "$want" ] || die "built pulumi-language-$lang reports '$have', expected $want"
 }
 build_langhost nodejs
+# The Go language host, for Go programs that use the component provider (provider/).
+build_langhost go
 
 # ------------------------------------------------------------------ YAML language host
 # pulumi-language-yaml (github.com/pulumi/pulumi-yaml, served by the module proxy) for YAML programs
@@ -339,5 +341,5 @@ ensure_plugin docker "$DOCKER_VERSION"
 
 rm -rf "$BUILD"
 
-log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language hosts nodejs $PULUMI_VERSION and yaml $YAML_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
+log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language hosts nodejs and go $PULUMI_VERSION, yaml $YAML_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
 log "put it on PATH with: source scripts/pulumi-env.sh"
