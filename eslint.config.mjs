@@ -2,7 +2,7 @@ import tseslint from "typescript-eslint";
 import pulumi from "@pulumi/eslint-plugin";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "scripts/**"] },
+  { ignores: ["dist/**", "node_modules/**", "scripts/**/*.sh", "provider/**/*.js"] },
   ...tseslint.configs.recommended,
   {
     rules: {

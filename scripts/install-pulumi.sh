@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Pulumi toolchain pulumi-bdr runs on, the same parts a user installs:
-#   - the Pulumi CLI v3.248.0 and its Node.js language host v3.248.0 (+ the dynamic-provider shim),
+#   - the Pulumi CLI v3.248.0 and its Node.js and Go language hosts v3.248.0 (+ the dynamic-provider shim),
+#   - the YAML language host v1.25.0 (built against the CLI's SDK, for YAML programs using provider/),
 #   - the resource plugins command 1.2.1, postgresql 3.18.0 and docker 5.1.0.
 #
 #   bash scripts/install-pulumi.sh [--sources DIR]     # then: source scripts/pulumi-env.sh
@@ -13,7 +14,8 @@
 # seconds. A cold build takes 30-45 minutes on 2 cores (see README.md, "Pulumi engine").
 #
 # Env knobs: PULUMI_BDR_CACHE, PULUMI_BDR_PLUGIN_SOURCES, PULUMI_BDR_FORCE=1 (rebuild everything),
-# PULUMI_BDR_NO_DOWNLOAD=1 (skip the download attempts), PULUMI_HOME, GOPROXY/GOMODCACHE/GOCACHE.
+# PULUMI_BDR_NO_DOWNLOAD=1 (skip the download attempts), PULUMI_BDR_NO_YAML=1 (skip the YAML
+# language host), PULUMI_HOME, GOPROXY/GOMODCACHE/GOCACHE.
 set -euo pipefail
 
 PULUMI_VERSION="v3.248.0"
@@ -219,6 +221,45 @@ build_langhost() {
 	[ "$have" = "$want" ] || die "built pulumi-language-$lang reports '$have', expected $want"
 }
 build_langhost nodejs
+# The Go language host, for Go programs that use the component provider (provider/).
+build_langhost go
+
+# ------------------------------------------------------------------ YAML language host
+# pulumi-language-yaml (github.com/pulumi/pulumi-yaml, served by the module proxy) for YAML programs
+# that use the BdrCluster component provider (provider/). v1.25.0 is built against Pulumi SDK
+# 3.206, whose plugin host passes `-root` to language hosts, a flag the 3.248 Node.js host no longer
+# has: so it is built against the CLI's SDK 3.248 with scripts/patches/pulumi-yaml-*.patch (API
+# renames, and packages loaded through the engine's loader). A stamp records what was built.
+YAML_VERSION="v1.25.0"
+YAML_PATCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/patches/pulumi-yaml-${YAML_VERSION#v}-sdk-${PULUMI_VERSION#v}.patch"
+build_yaml_langhost() {
+	local stamp="$CACHE/stamps/language-yaml" want
+	[ -f "$YAML_PATCH" ] || die "$YAML_PATCH not found"
+	want="$YAML_VERSION sdk $PULUMI_VERSION patch $(sha256sum "$YAML_PATCH" | cut -c1-16)"
+	if [ "$FORCE" != 1 ] && [ -x "$BIN/pulumi-language-yaml" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+		log "language host yaml $YAML_VERSION: present"
+		return 0
+	fi
+	need go
+	need patch
+	local src dir="$BUILD/language-yaml"
+	src=$(moddir "github.com/pulumi/pulumi-yaml@$YAML_VERSION") || die "the Go module proxy does not serve pulumi-yaml@$YAML_VERSION"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	cp -r "$src" "$dir/pulumi-yaml"
+	chmod -R u+w "$dir"
+	(cd "$dir/pulumi-yaml" && patch -s -p1 <"$YAML_PATCH") || die "$(basename "$YAML_PATCH") does not apply"
+	printf 'module example.com/pulumi-bdr-yamlhost\n\ngo 1.24\n\nreplace github.com/pulumi/pulumi-yaml => ./pulumi-yaml\n' >"$dir/go.mod"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml"\n' >"$dir/tools.go"
+	run_logged get-language-yaml go_in "$dir" go get "github.com/pulumi/pulumi-yaml@$YAML_VERSION" \
+		"github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION" "github.com/pulumi/pulumi/pkg/v3@$PULUMI_VERSION"
+	run_logged build-language-yaml go_build "$dir" "$BIN/pulumi-language-yaml.tmp" \
+		"github.com/pulumi/pulumi-yaml/pkg/version.Version=${YAML_VERSION#v}" github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
+	mv -f "$BIN/pulumi-language-yaml.tmp" "$BIN/pulumi-language-yaml"
+	mkdir -p "$(dirname "$stamp")"
+	printf '%s\n' "$want" >"$stamp"
+}
+if [ "${PULUMI_BDR_NO_YAML:-0}" != 1 ]; then build_yaml_langhost; fi
 
 # ------------------------------------------------------------------ resource plugins
 # plugin_installed NAME VERSION: the binary the CLI will run for that plugin, if any.
@@ -300,5 +341,5 @@ ensure_plugin docker "$DOCKER_VERSION"
 
 rm -rf "$BUILD"
 
-log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language host nodejs $PULUMI_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
+log "ready in $(($(date +%s) - T_START)) s: pulumi $PULUMI_VERSION, language hosts nodejs and go $PULUMI_VERSION, yaml $YAML_VERSION, plugins command $COMMAND_VERSION, postgresql $POSTGRESQL_VERSION, docker $DOCKER_VERSION"
 log "put it on PATH with: source scripts/pulumi-env.sh"

@@ -18,10 +18,16 @@ file://~*) mkdir -p "$HOME${PULUMI_BACKEND_URL#file://~}" ;;
 file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;;
 esac
 
-# The file backend encrypts secrets with a passphrase; default only if neither
-# a passphrase nor a passphrase file was given (an empty passphrase is kept).
+# The file backend encrypts secrets with a passphrase. There is no built-in default: a passphrase
+# or passphrase file already in the environment is kept (an empty passphrase too); otherwise the
+# file that scripts/up.sh generated for the stack ($STACK, default dev) is named, if it exists:
+# ${XDG_CONFIG_HOME:-~/.config}/pulumi-bdr/<stack>.passphrase (mode 0600, outside the repository).
 if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
-	export PULUMI_CONFIG_PASSPHRASE=test
+	_pbdr_pass="${XDG_CONFIG_HOME:-$HOME/.config}/pulumi-bdr/${STACK:-dev}.passphrase"
+	if [ -f "$_pbdr_pass" ]; then
+		export PULUMI_CONFIG_PASSPHRASE_FILE="$_pbdr_pass"
+	fi
+	unset _pbdr_pass
 fi
 
 export PULUMI_SKIP_UPDATE_CHECK="${PULUMI_SKIP_UPDATE_CHECK:-true}"

@@ -1,14 +1,50 @@
 #!/usr/bin/env bash
 # The quick start's second command: a real `pulumi up` of the embedded default (examples/local)
-# with a local file backend. On first use it creates the stack (default `dev`) and stores a random
-# replication password as a secret stack config value. Extra arguments go to `pulumi up`.
+# with a local file backend. On first use it creates the stack (default `dev`, or $STACK) with a
+# generated passphrase and stores a random replication password as a secret stack config value.
+# Extra arguments go to `pulumi up`.
+#
+# The passphrase encrypts the stack's secrets. It is never a built-in default: unless you give one
+# (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE), a random one is generated when the
+# stack is created and kept OUTSIDE the repository, mode 0600, in
+#   ${XDG_CONFIG_HOME:-~/.config}/pulumi-bdr/<stack>.passphrase
+# which scripts/pulumi-env.sh then names in PULUMI_CONFIG_PASSPHRASE_FILE. Keep that file: without
+# it the stack's secrets cannot be decrypted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stack=${STACK:-dev}
+export STACK="$stack"
 # shellcheck disable=SC1091
 source scripts/pulumi-env.sh
-npm run build >/dev/null
-stack=${STACK:-dev}
-pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
+# Build errors are shown (tsc prints only problems).
+npm run --silent build
+
+passfile="${XDG_CONFIG_HOME:-$HOME/.config}/pulumi-bdr/$stack.passphrase"
+stack_exists() { pulumi stack ls --json 2>/dev/null | grep -q "\"name\": \"$1\""; }
+
+if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  if stack_exists "$stack"; then
+    echo "up: stack '$stack' exists but no passphrase is known: set PULUMI_CONFIG_PASSPHRASE or" >&2
+    echo "up: PULUMI_CONFIG_PASSPHRASE_FILE (or put it in $passfile, mode 0600)" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$passfile")"
+  chmod 0700 "$(dirname "$passfile")"
+  (
+    umask 077
+    head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40 >"$passfile.tmp"
+  )
+  mv "$passfile.tmp" "$passfile"
+  export PULUMI_CONFIG_PASSPHRASE_FILE="$passfile"
+  echo "up: generated the passphrase of stack '$stack' and stored it in $passfile (mode 0600)."
+  echo "up: keep it: the stack's secrets cannot be decrypted without it."
+fi
+
+if ! stack_exists "$stack"; then
+  pulumi stack init "$stack" >/dev/null
+  echo "up: created stack '$stack' (state: $PULUMI_BACKEND_URL; Pulumi.$stack.yaml is git-ignored)"
+fi
+pulumi stack select "$stack" >/dev/null
 if ! pulumi config get replicationPassword >/dev/null 2>&1; then
   # The value goes through stdin, never through a command line.
   head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 | pulumi config set --secret replicationPassword

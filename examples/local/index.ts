@@ -4,7 +4,9 @@
  *
  * Config (all optional except the password):
  *   replicationPassword (secret, required)  nodes (default 3)  writeNode (default n1)
- *   basePort (default 15432)  haproxyPort (5433)  pgbouncerPort (6432)  switchoverMethod (reconnect)
+ *   basePort (default 15432)  haproxyPort (15533)  pgbouncerPort (15532)  switchoverMethod (reconnect)
+ *   (proxy ports away from the library's 5433/6432 defaults, so a distribution PgBouncer on 6432
+ *   or a second PostgreSQL cluster on 5433 keeps running next to the quick start)
  *   settings (JSON object of extra postgresql.conf settings)
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -22,8 +24,8 @@ const cluster = new BdrCluster(config.get("clusterName") ?? "bdr", {
   writeNode: config.get("writeNode"),
   postgresSettings: config.getObject<Record<string, string | number | boolean>>("settings"),
   proxy: {
-    haproxyPort: integerConfig(config, "haproxyPort", undefined, 1024, 65535),
-    pgbouncerPort: integerConfig(config, "pgbouncerPort", undefined, 1024, 65535),
+    haproxyPort: integerConfig(config, "haproxyPort", 15533, 1024, 65535),
+    pgbouncerPort: integerConfig(config, "pgbouncerPort", 15532, 1024, 65535),
     switchoverMethod: config.get("switchoverMethod") as "reconnect" | "pause" | undefined,
     checkIntervalMs: integerConfig(config, "checkIntervalMs", undefined, 1, 3600000),
   },

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs } from "./args";
 import { requireNonEmptyPassword, validateArgs } from "./validate";
 import { resolve, RunnerEnv, stepName } from "./plan";
-import { ScramSalt } from "./scramSalt";
+import { newScramSalt } from "./scramSalt";
 import { connectionString, createCluster, deriveSecrets } from "./create";
 import { dockerTarget } from "../hosts/docker";
 import type { EngineName } from "../types";
@@ -64,7 +64,7 @@ export class BdrCluster extends pulumi.ComponentResource {
     // The password is checked again once known (an Output is empty-checked at deploy time): the
     // salt waits for the check, and every step waits for the salt.
     const password = pulumi.secret(plan.replicationPassword);
-    const salt = new ScramSalt(
+    const salt = newScramSalt(
       stepName.scramSalt(name),
       password.apply((p) => requireNonEmptyPassword(name, p)),
       { parent: this },

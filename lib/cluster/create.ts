@@ -13,7 +13,7 @@ import {
   type HostAccess,
 } from "../hosts/commands";
 import { forgetArgs, forgetPreamble, renderBundle } from "../hosts/bundle";
-import { ProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
+import { newProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
 import {
   containerAddress,
   containerGateway,
@@ -367,7 +367,7 @@ export function createCluster(
       const r = renderStep(plan, step);
       const target = driver.guardTarget();
       if (!target) throw new Error(`${step.name}: ${host.kind} hosts have no guard`);
-      resource = new ProcessGuard(
+      resource = newProcessGuard(
         step.name,
         { ...target, probe: r.probe!, ensure: r.create },
         { ...opts, deleteBeforeReplace: true },

@@ -11,6 +11,7 @@
  * reports no change unless the salt length changes; `delete` has nothing to remove.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { servedByPlugin } from "../hosts/guard";
 
 /** The Pulumi type token of the salt resource. */
 export const SCRAM_SALT_TYPE = "pulumi-nodejs:dynamic/bdr:ScramSalt";
@@ -65,4 +66,35 @@ export class ScramSalt extends pulumi.dynamic.Resource {
       "ScramSalt",
     );
   }
+}
+
+/**
+ * Type token of the salt when the cluster is built by the `pulumi-bdr` component provider plugin
+ * (a YAML, Go, ... program): there a dynamic provider cannot start (see `PLUGIN_GUARD_TYPE`), so the
+ * plugin serves the salt itself with the same {@link scramSaltProvider} code.
+ */
+export const PLUGIN_SALT_TYPE = "pulumi-bdr:index:ScramSalt";
+
+/** A salt served by the `pulumi-bdr` plugin (see {@link PLUGIN_SALT_TYPE}). */
+export class PluginScramSalt extends pulumi.CustomResource {
+  /** The salt, base64 (a secret). */
+  declare readonly salt: pulumi.Output<string>;
+
+  constructor(name: string, ready: pulumi.Input<boolean>, opts?: pulumi.CustomResourceOptions) {
+    super(
+      PLUGIN_SALT_TYPE,
+      name,
+      { bytes: SCRAM_SALT_BYTES, ready, salt: undefined },
+      { ...opts, additionalSecretOutputs: ["salt"], deleteBeforeReplace: true },
+    );
+  }
+}
+
+/** A {@link ScramSalt}, or inside the component provider plugin a {@link PluginScramSalt}. */
+export function newScramSalt(
+  name: string,
+  ready: pulumi.Input<boolean>,
+  opts?: pulumi.CustomResourceOptions,
+): ScramSalt | PluginScramSalt {
+  return servedByPlugin() ? new PluginScramSalt(name, ready, opts) : new ScramSalt(name, ready, opts);
 }

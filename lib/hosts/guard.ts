@@ -238,3 +238,44 @@ export function proxyEnsureScript(input: ProxyGuardInput): string {
     "",
   ].join("\n");
 }
+
+/**
+ * Type token of guards when the cluster is built by the `pulumi-bdr` component provider plugin (a
+ * YAML, Go, ... program). There a dynamic provider cannot run: the engine starts Node.js dynamic
+ * providers through `pulumi-resource-pulumi-nodejs`, which resolves `@pulumi/pulumi` from the
+ * program's directory, and a YAML or Go project has none ("could not read plugin
+ * [pulumi-resource-pulumi-nodejs]: EOF"). So the plugin serves its guards itself, with the same
+ * {@link guardProvider} code, as resources of this type.
+ */
+export const PLUGIN_GUARD_TYPE = "pulumi-bdr:index:ProcessGuard";
+
+let guardsFromPlugin = false;
+
+/** Whether the component provider plugin serves the cluster's custom resources (guards, the salt). */
+export function servedByPlugin(): boolean {
+  return guardsFromPlugin;
+}
+
+/** Called by the component provider plugin: guards created from now on are {@link PLUGIN_GUARD_TYPE} resources. */
+export function serveGuardsFromPlugin(on = true): void {
+  guardsFromPlugin = on;
+}
+
+/** A guard served by the `pulumi-bdr` plugin (see {@link PLUGIN_GUARD_TYPE}). */
+export class PluginProcessGuard extends pulumi.CustomResource {
+  /** Whether the watched processes ran at the last refresh (true after create/update). */
+  declare readonly healthy: pulumi.Output<boolean>;
+
+  constructor(name: string, args: ProcessGuardArgs, opts?: pulumi.CustomResourceOptions) {
+    super(PLUGIN_GUARD_TYPE, name, { ...args, healthy: undefined }, opts);
+  }
+}
+
+/** A {@link ProcessGuard}, or inside the component provider plugin a {@link PluginProcessGuard}. */
+export function newProcessGuard(
+  name: string,
+  args: ProcessGuardArgs,
+  opts?: pulumi.CustomResourceOptions,
+): pulumi.CustomResource {
+  return guardsFromPlugin ? new PluginProcessGuard(name, args, opts) : new ProcessGuard(name, args, opts);
+}
