@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { AppGrantArgs, AppRoleArgs, AppSchemaArgs } from "../roles/args";
 import type { BdrVariant, ConflictResolution, EngineName, PoolMode, SwitchoverMethod } from "../types";
 
 /**
@@ -252,4 +253,27 @@ export interface BdrClusterArgs {
    * @default { host: "unix:///var/run/docker.sock", baseImage: "debian:bookworm-slim" }
    */
   docker?: DockerClusterArgs;
+  /**
+   * Application roles, created with the same SCRAM-SHA-256 verifier on every node through a
+   * `@pulumi/postgresql` provider per node, admitted by PgBouncer and `pg_hba.conf`. The machine
+   * running Pulumi must reach every node's port (see the README).
+   * @default []
+   */
+  roles?: AppRoleArgs[];
+  /**
+   * Schemas of the replicated database, created on every node (never dropped by BdrCluster).
+   * @default []
+   */
+  schemas?: AppSchemaArgs[];
+  /**
+   * Privileges of `roles` on schemas and their objects, on every node.
+   * @default []
+   */
+  grants?: AppGrantArgs[];
+  /**
+   * Create the `@pulumi/postgresql` providers (`nodeProviders`, `writeProvider`) even without
+   * roles, schemas or grants, for a larger stack's own resources.
+   * @default false (they are created when roles, schemas or grants are given)
+   */
+  providers?: boolean;
 }

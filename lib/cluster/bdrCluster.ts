@@ -6,6 +6,8 @@ import { planCluster, RunnerEnv } from "./plan";
 import { connectionString, createCluster, deriveSecrets } from "./create";
 import { dockerTarget } from "../hosts/docker";
 import type { EngineName } from "../types";
+import type * as postgresql from "@pulumi/postgresql";
+import { managesRoles, roleHooks } from "../roles/create";
 
 /** The Pulumi type token of the component. */
 export const BDR_CLUSTER_TYPE = "pulumi-bdr:index:BdrCluster";
@@ -25,6 +27,9 @@ export function runnerEnv(): RunnerEnv {
  * `<name>-proxy-guard`; docker hosts add `<name>-image`, `<name>-<node>-data` (volume),
  * `<name>-<node>-container`, `<name>-proxy-data`, `<name>-proxy-container`, and `<name>-docker`
  * (a Docker provider for `docker.host`) when no Docker provider is passed in the options.
+ * With `roles`, `schemas`, `grants` or `providers: true`: `<name>-<node>-postgresql` (a
+ * `postgresql.Provider` per node), `<name>-write-postgresql`, `<name>-<node>-role-<role>`,
+ * `<name>-<node>-schema-<schema>` and `<name>-<node>-grant-<role>-<schema>-<objectType>`.
  */
 export class BdrCluster extends pulumi.ComponentResource {
   /** Connection string (without password) of each node, as peers reach it. */
@@ -39,6 +44,16 @@ export class BdrCluster extends pulumi.ComponentResource {
   readonly writeNode: pulumi.Output<string>;
   /** The replication engine. */
   readonly engine: pulumi.Output<EngineName>;
+  /**
+   * A `@pulumi/postgresql` provider per node (connected to the node's port as the replication
+   * user, from the machine running Pulumi), for a larger stack's own resources on every node.
+   * Empty unless `roles`, `schemas`, `grants` or `providers: true` is given.
+   */
+  readonly nodeProviders: Readonly<Record<string, postgresql.Provider>>;
+  /** A `@pulumi/postgresql` provider connected to the write node; undefined like `nodeProviders`. */
+  readonly writeProvider: postgresql.Provider | undefined;
+  /** Connection string through PgBouncer of each login role of `roles`, with its password: a secret. */
+  readonly roleConnectionStrings: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: BdrClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     // Validate before anything is registered: bad input creates nothing, not even this component.
@@ -54,7 +69,11 @@ export class BdrCluster extends pulumi.ComponentResource {
     const docker = anyDocker
       ? dockerTarget(name, this.getProvider("docker:index:Container"), args.docker?.host, this)
       : undefined;
-    const created = createCluster(this, args, plan, secrets, docker);
+    const roles = managesRoles(args) ? roleHooks(this, args, plan, secrets.password) : undefined;
+    const created = createCluster(this, args, plan, secrets, docker, roles);
+    this.nodeProviders = roles?.result.nodeProviders ?? {};
+    this.writeProvider = roles?.result.writeProvider;
+    this.roleConnectionStrings = roles?.result.connectionStrings ?? pulumi.output<Record<string, string>>({});
 
     this.nodeDsns = pulumi.output(created.nodeDsns);
     this.pgbouncerEndpoint = pulumi.output(
@@ -73,6 +92,7 @@ export class BdrCluster extends pulumi.ComponentResource {
       connectionString: this.connectionString,
       writeNode: this.writeNode,
       engine: this.engine,
+      roleConnectionStrings: this.roleConnectionStrings,
     });
   }
 }

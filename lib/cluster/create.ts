@@ -124,6 +124,7 @@ export function renderNodeFiles(
       replicationUser: plan.ctx.replicationUser,
       database: plan.ctx.database,
       memberCidrs: memberCidrs(plan, dockerAddresses),
+      appRoles: plan.appLogins,
     }),
   };
 }
@@ -151,6 +152,19 @@ function hostArgsOf(args: BdrClusterArgs, nodeName: string): HostArgs {
 export interface PlainSecrets {
   password: string;
   verifier: string;
+  /** Extra secret stdin entries of the proxy step (application roles' auth-file lines: `APP_USERS`). */
+  proxyExtra?: Record<string, string>;
+}
+
+/**
+ * How other modules (lib/roles) add resources to the step graph: extra dependencies of a step
+ * (created by the hook just before it), a call after each step's resource is made, and extra
+ * secret stdin entries of the proxy step.
+ */
+export interface StepHooks {
+  dependsOn(step: PlanStep, created: ReadonlyMap<string, pulumi.Resource>): pulumi.Resource[];
+  created(step: PlanStep, resource: pulumi.Resource): void;
+  proxySecrets: pulumi.Output<Record<string, string>>;
 }
 
 /** The scripts of one host step, rendered from the plan; pure. */
@@ -233,7 +247,8 @@ export function renderStep(
         create: apply,
         update: apply,
         delete: proxyDestroyScript({ ...input, installPackages: undefined }),
-        stdin: (s) => renderSecretStdin({ PASSWORD: s.password, VERIFIER: s.verifier }),
+        stdin: (s) =>
+          renderSecretStdin({ ...(s.proxyExtra ?? {}), PASSWORD: s.password, VERIFIER: s.verifier }),
       };
     }
     case "guard": {
@@ -269,12 +284,15 @@ export function createCluster(
   plan: ClusterPlan,
   secrets: ClusterSecrets,
   docker?: DockerTarget,
+  hooks?: StepHooks,
 ): CreatedCluster {
   const { ctx } = plan;
   const resources = new Map<string, pulumi.Resource>();
   const plain = pulumi
-    .all([secrets.password, secrets.verifier])
-    .apply(([password, verifier]) => ({ password, verifier }));
+    .all([secrets.password, secrets.verifier, hooks?.proxySecrets ?? {}])
+    .apply(([password, verifier, proxyExtra]) =>
+      Object.keys(proxyExtra).length === 0 ? { password, verifier } : { password, verifier, proxyExtra },
+    );
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
   const hostOf = (step: PlanStep) => (step.node ? plan.hosts[step.node] : plan.proxyHost!);
   const depsOf = (step: PlanStep) => step.dependsOn.map((d) => resources.get(d)!);
@@ -335,7 +353,7 @@ export function createCluster(
     if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;
     const node = step.node ? nodeByName.get(step.node)! : undefined;
     const host = hostOf(step);
-    const opts = { parent, dependsOn: depsOf(step) };
+    const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
       const r = renderStep(plan, step);
@@ -409,6 +427,7 @@ export function createCluster(
       );
     }
     resources.set(step.name, resource);
+    hooks?.created(step, resource);
   }
 
   const nodeDsns: Record<string, string> = {};

@@ -1,6 +1,7 @@
 import type { BdrClusterArgs, HostArgs } from "./args";
 import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
 import { connString } from "../render/quote";
+import { loginRoleNames } from "../roles/names";
 import {
   DEFAULT_HAPROXY_PORT,
   DEFAULT_LOCAL_BASE_PORT,
@@ -64,6 +65,8 @@ export interface ClusterPlan {
   proxy?: ProxyPlan;
   proxyHost?: ResolvedHost;
   userSettings: Record<string, string | number | boolean>;
+  /** Application roles that log in (`roles` with login), sorted: pg_hba.conf admits them. */
+  appLogins?: string[];
   /** Steps in an order that respects `dependsOn`. */
   steps: PlanStep[];
 }
@@ -246,6 +249,7 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
     proxy,
     proxyHost,
     userSettings: { ...(args.postgresSettings ?? {}) },
+    appLogins: loginRoleNames(args),
     steps: planSteps(name, ctx, hosts, proxyHost),
   };
 }

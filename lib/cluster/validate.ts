@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs, NodeArgs, ProxyArgs } from "./args";
+import { findRoleProblems } from "../roles/validate";
 
 /** One problem with one argument. */
 export interface ArgProblem {
@@ -92,7 +93,8 @@ export const DEFAULT_REMOTE_PORT = 5432;
 export const DEFAULT_HAPROXY_PORT = 5433;
 export const DEFAULT_PGBOUNCER_PORT = 6432;
 
-function show(value: unknown): string {
+/** A value as error messages show it. */
+export function show(value: unknown): string {
   if (value === undefined) return "undefined";
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
@@ -144,7 +146,7 @@ class Problems {
 }
 
 const NODE_NAME_WHAT = "a lowercase letter followed by at most 23 lowercase letters, digits or underscores";
-const SQL_NAME_WHAT =
+export const SQL_NAME_WHAT =
   "a lowercase letter or underscore followed by at most 62 lowercase letters, digits or underscores";
 const OS_USER_WHAT = "an OS user name (lowercase letters, digits, _ or -, at most 32)";
 const PATH_WHAT = "an absolute path of letters, digits, _ . / -";
@@ -513,6 +515,8 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       "is a loopback address, which remote hosts cannot reach; give local hosts an address the remote hosts can reach",
     );
   }
+  // application roles, schemas and grants (lib/roles)
+  findRoleProblems(a, (path, reason) => p.add(path, reason));
   return p.list;
 }
 
