@@ -44,6 +44,12 @@ export function runnerEndpoint(plan: ClusterPlan, nodeName: string): { host: str
   return { host: node.address, port: node.port };
 }
 
+/**
+ * The check that the machine running Pulumi reaches a node's port before its provider is used
+ * (replaceable for mock tests, which have no servers).
+ */
+export const reachCheck = { probe: (host: string, port: number): Promise<void> => probeTcp(host, port) };
+
 /** Resolves when host:port accepts a TCP connection, retrying for `timeoutMs`; rejects with the last error. */
 export async function probeTcp(host: string, port: number, timeoutMs = 15000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -149,16 +155,14 @@ export function roleHooks(
       ),
     );
   }
-  const names = [...verifiers.keys()];
+  const names = [...verifiers.keys()].sort();
   const proxySecrets: pulumi.Output<Record<string, string>> =
     names.length === 0
       ? pulumi.output<Record<string, string>>({})
       : pulumi.secret(
-          pulumi
-            .all(names.map((n) => verifiers.get(n)!))
-            .apply((vs): Record<string, string> => ({
-              APP_USERS: renderAppUserlist(names.map((name, i) => ({ name, verifier: vs[i] }))),
-            })),
+          pulumi.all(names.map((n) => verifiers.get(n)!)).apply((vs): Record<string, string> => ({
+            APP_USERS: renderAppUserlist(names.map((name, i) => ({ name, verifier: vs[i] }))),
+          })),
         );
   if (plan.proxy) {
     const proxy = plan.proxy;
@@ -214,7 +218,7 @@ export function roleHooks(
       setupDone.apply(async () => {
         if (!pulumi.runtime.isDryRun()) {
           try {
-            await probeTcp(ep.host, ep.port);
+            await reachCheck.probe(ep.host, ep.port);
           } catch (e) {
             throw new Error(unreachableMessage(cluster, node, ep.host, ep.port, (e as Error).message));
           }

@@ -153,6 +153,7 @@ export function findRoleProblems(a: Record<string, unknown>, add: Add): void {
           return;
         }
         const name = raw.name;
+        let ok = false;
         if (typeof name !== "string" || !SQL_NAME_RE.test(name)) {
           add(`${path}.name`, `got ${show(name)}; expected ${SQL_NAME_WHAT}`);
         } else if (name.startsWith("pg_") || RESERVED_SCHEMA_NAMES.includes(name)) {
@@ -163,8 +164,9 @@ export function findRoleProblems(a: Record<string, unknown>, add: Add): void {
             `got ${show(name)}, which schemas[${schemaNames.indexOf(name)}] already has; schema names must be unique`,
           );
         } else {
-          schemaNames.push(name);
+          ok = true;
         }
+        schemaNames.push(ok ? (name as string) : "");
         if (
           raw.owner !== undefined &&
           !(raw.owner === replicationUser || roleNames.includes(raw.owner as string))
@@ -198,10 +200,10 @@ export function findRoleProblems(a: Record<string, unknown>, add: Add): void {
             `got ${show(raw.role)}; expected one of roles (${list(roleNames.filter((x) => x))})`,
           );
         }
-        if (raw.schema !== "public" && !schemaNames.includes(raw.schema as string)) {
+        if (raw.schema !== "public" && (raw.schema === "" || !schemaNames.includes(raw.schema as string))) {
           add(
             `${path}.schema`,
-            `got ${show(raw.schema)}; expected "public" or one of schemas (${list(schemaNames)})`,
+            `got ${show(raw.schema)}; expected "public" or one of schemas (${list(schemaNames.filter((x) => x))})`,
           );
         }
         const typeOk =
