@@ -54,6 +54,12 @@ export class BdrCluster extends pulumi.ComponentResource {
   readonly writeProvider: postgresql.Provider | undefined;
   /** Connection string through PgBouncer of each login role of `roles`, with its password: a secret. */
   readonly roleConnectionStrings: pulumi.Output<Record<string, string>>;
+  /**
+   * Direct connection string of each login role to each node (`[role][node]`), as the machine
+   * running Pulumi reaches it, with the password: a secret. For per-node steps such as
+   * migrations under pglogical, which does not replicate DDL.
+   */
+  readonly roleNodeConnectionStrings: pulumi.Output<Record<string, Record<string, string>>>;
 
   constructor(name: string, args: BdrClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     // Validate before anything is registered: bad input creates nothing, not even this component.
@@ -74,6 +80,8 @@ export class BdrCluster extends pulumi.ComponentResource {
     this.nodeProviders = roles?.result.nodeProviders ?? {};
     this.writeProvider = roles?.result.writeProvider;
     this.roleConnectionStrings = roles?.result.connectionStrings ?? pulumi.output<Record<string, string>>({});
+    this.roleNodeConnectionStrings =
+      roles?.result.nodeConnectionStrings ?? pulumi.output<Record<string, Record<string, string>>>({});
 
     this.nodeDsns = pulumi.output(created.nodeDsns);
     this.pgbouncerEndpoint = pulumi.output(
@@ -93,6 +101,7 @@ export class BdrCluster extends pulumi.ComponentResource {
       writeNode: this.writeNode,
       engine: this.engine,
       roleConnectionStrings: this.roleConnectionStrings,
+      roleNodeConnectionStrings: this.roleNodeConnectionStrings,
     });
   }
 }

@@ -100,6 +100,8 @@ export interface RoleResources {
   resources: Map<string, pulumi.Resource>;
   /** Connection string through PgBouncer for each login role (secret). */
   connectionStrings: pulumi.Output<Record<string, string>>;
+  /** Direct connection string of each login role to each node, as the runner reaches it (secret). */
+  nodeConnectionStrings: pulumi.Output<Record<string, Record<string, string>>>;
 }
 
 /** What {@link roleHooks} gives createCluster. */
@@ -142,6 +144,7 @@ export function roleHooks(
     nodeProviders: {},
     resources: new Map(),
     connectionStrings: pulumi.output<Record<string, string>>({}),
+    nodeConnectionStrings: pulumi.output<Record<string, Record<string, string>>>({}),
   };
   const verifiers = new Map<string, pulumi.Output<string>>();
   for (const r of roles) {
@@ -164,11 +167,36 @@ export function roleHooks(
             APP_USERS: renderAppUserlist(names.map((name, i) => ({ name, verifier: vs[i] }))),
           })),
         );
+  const byName = new Map(roles.map((r) => [r.name, r] as [string, AppRoleArgs]));
+  const passwords = pulumi.all(names.map((n) => pulumi.output(byName.get(n)!.password!)));
+  result.nodeConnectionStrings = pulumi.secret(
+    passwords.apply((pws) =>
+      Object.fromEntries(
+        names.map((n, i) => [
+          n,
+          Object.fromEntries(
+            ctx.nodes.map((node) => {
+              const ep = runnerEndpoint(plan, node.name);
+              return [
+                node.name,
+                connString([
+                  ["host", ep.host],
+                  ["port", ep.port],
+                  ["dbname", ctx.database],
+                  ["user", n],
+                  ["password", pws[i]],
+                ]),
+              ];
+            }),
+          ),
+        ]),
+      ),
+    ),
+  );
   if (plan.proxy) {
     const proxy = plan.proxy;
-    const byName = new Map(roles.map((r) => [r.name, r] as [string, AppRoleArgs]));
     result.connectionStrings = pulumi.secret(
-      pulumi.all(names.map((n) => pulumi.output(byName.get(n)!.password!))).apply((pws) =>
+      passwords.apply((pws) =>
         Object.fromEntries(
           names.map((n, i) => [
             n,

@@ -27,7 +27,13 @@ function good(): BdrClusterArgs {
     schemas: [{ name: "app", owner: "app_owner" }],
     grants: [
       { role: "app_ro", schema: "app", objectType: "schema", privileges: ["USAGE"] },
-      { role: "app_rw", schema: "app", objectType: "table", privileges: ["SELECT", "INSERT"], objects: ["items"] },
+      {
+        role: "app_rw",
+        schema: "app",
+        objectType: "table",
+        privileges: ["SELECT", "INSERT"],
+        objects: ["items"],
+      },
     ],
   };
 }
@@ -202,7 +208,12 @@ describe("roles, schemas and grants: validation", () => {
 
 describe("roles: renderers and salts", () => {
   it("pg_hba.conf admits the login roles to the replicated database from the members, and nothing more without roles", () => {
-    const base = { osUser: "postgres", replicationUser: "bdr", database: "bdrdb", memberCidrs: ["10.0.0.1/32"] };
+    const base = {
+      osUser: "postgres",
+      replicationUser: "bdr",
+      database: "bdrdb",
+      memberCidrs: ["10.0.0.1/32"],
+    };
     const without = renderPgHba(base);
     assert.strictEqual(renderPgHba({ ...base, appRoles: [] }), without);
     const withRoles = renderPgHba({ ...base, appRoles: ["app_rw", "app_owner"] });
@@ -264,7 +275,9 @@ describe("roles (mocks): the resource graph", () => {
     const start = Date.now();
     while (!names.every((n) => registered.some((r) => r.name === n))) {
       if (Date.now() - start > 20000) {
-        assert.fail(`not registered: ${names.filter((n) => !registered.some((r) => r.name === n)).join(", ")}`);
+        assert.fail(
+          `not registered: ${names.filter((n) => !registered.some((r) => r.name === n)).join(", ")}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -362,7 +375,10 @@ describe("roles (mocks): the resource graph", () => {
       for (const r of perNode(n).slice(1)) assert.ok(proxyDeps.includes(r), `proxy waits for ${r}`);
     }
     // pg_hba.conf admits the login roles; the proxy's stdin carries their auth-file lines (secret).
-    assert.match(String(byName("rc-n1-config").inputs.create), /"bdrdb" +"app_ro","app_rw" +127\.0\.0\.1\/32/);
+    assert.match(
+      String(byName("rc-n1-config").inputs.create),
+      /"bdrdb" +"app_ro","app_rw" +127\.0\.0\.1\/32/,
+    );
     const stdin = String(byName("rc-proxy").inputs.stdin);
     const appUsers = stdin
       .split("\n")
@@ -382,6 +398,15 @@ describe("roles (mocks): the resource graph", () => {
     const conns = await new Promise<Record<string, string>>((res) => c.roleConnectionStrings.apply(res));
     assert.deepStrictEqual(Object.keys(conns), ["app_ro", "app_rw"]);
     assert.match(conns.app_rw, /user=app_rw/);
+    const direct = await new Promise<Record<string, Record<string, string>>>((res) =>
+      c.roleNodeConnectionStrings.apply(res),
+    );
+    assert.deepStrictEqual(Object.keys(direct.app_ro).sort(), ["n1", "n2"]);
+    assert.match(direct.app_ro.n2, /^host=127\.0\.0\.1 port=30001 dbname=bdrdb user=app_ro password=/);
+    const componentOutputs = (await import("./mocks")).outputs.find((o) => o.urn.endsWith("::rc"))!;
+    for (const k of ["roleConnectionStrings", "roleNodeConnectionStrings"]) {
+      assert.deepStrictEqual(plainOccurrences(componentOutputs.raw[k], RW_PW), [], k);
+    }
   });
 
   it("no roles: no providers and no new resources (existing stacks see no change)", async () => {
