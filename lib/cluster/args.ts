@@ -15,10 +15,11 @@ export interface LocalHostArgs {
    */
   baseDir?: string;
   /**
-   * Address the node listens on and that peers use.
+   * Address the node listens on and that peers use. May be another resource's output: it is then
+   * validated when known, before any step runs.
    * @default "127.0.0.1"
    */
-  address?: string;
+  address?: pulumi.Input<string>;
   /**
    * OS user that runs PostgreSQL (and PgBouncer/HAProxy for a proxy host).
    * @default "postgres" when running as root, otherwise the current user
@@ -29,8 +30,11 @@ export interface LocalHostArgs {
 /** A machine reached over SSH with `@pulumi/command`'s `remote.Command`. */
 export interface RemoteHostArgs {
   kind: "remote";
-  /** Address that Pulumi's SSH connection, the peers and the proxy use. */
-  address: string;
+  /**
+   * Address that Pulumi's SSH connection, the peers and the proxy use. May be another resource's
+   * output (e.g. `instance.privateIp`): it is then validated when known, before any step runs.
+   */
+  address: pulumi.Input<string>;
   /**
    * SSH port.
    * @default 22
@@ -74,8 +78,11 @@ export interface DockerHostArgs {
    * @default undefined (build the shipped Dockerfile)
    */
   image?: string;
-  /** Name of an existing user-defined Docker network; nodes reach each other by container name. */
-  network: string;
+  /**
+   * Name of an existing user-defined Docker network; nodes reach each other by container name.
+   * May be another resource's output (e.g. `network.name`).
+   */
+  network: pulumi.Input<string>;
   /**
    * Host port to publish on loopback (127.0.0.1): a node's PostgreSQL port, or for the proxy host
    * PgBouncer's port, so that the machine running Pulumi can reach it.
@@ -121,10 +128,10 @@ export interface NodeArgs {
   /** Where the node runs. */
   host: HostArgs;
   /**
-   * PostgreSQL TCP port.
-   * @default 5432 for remote and docker hosts; 5432 + the node's position for local hosts
+   * PostgreSQL TCP port. May be another resource's output (validated when known).
+   * @default 5432 for remote and docker hosts; 15432 + the node's position for local hosts
    */
-  port?: number;
+  port?: pulumi.Input<number>;
 }
 
 /** HAProxy + PgBouncer in front of the cluster. */
@@ -140,10 +147,10 @@ export interface ProxyArgs {
    */
   host?: HostArgs;
   /**
-   * HAProxy frontend (`ft_postgresql`) port.
+   * HAProxy frontend (`ft_postgresql`) port. May be another resource's output.
    * @default 5433
    */
-  haproxyPort?: number;
+  haproxyPort?: pulumi.Input<number>;
   /**
    * Milliseconds between HAProxy health checks (`inter`).
    * @default 1000
@@ -160,10 +167,10 @@ export interface ProxyArgs {
    */
   checkRise?: number;
   /**
-   * PgBouncer listen port.
+   * PgBouncer listen port. May be another resource's output.
    * @default 6432
    */
-  pgbouncerPort?: number;
+  pgbouncerPort?: pulumi.Input<number>;
   /**
    * PgBouncer `pool_mode`. `transaction` lets a switchover move every client within one transaction.
    * @default "transaction"
@@ -235,9 +242,10 @@ export interface BdrClusterArgs {
   nodeGroupName?: string;
   /**
    * The node HAProxy sends connections to; the others are `backup`. Changing it performs a switchover.
+   * May be another resource's output (validated when known).
    * @default the first node
    */
-  writeNode?: string;
+  writeNode?: pulumi.Input<string>;
   /**
    * Seconds that a wait (sync, join, drain) may take before the step fails with the server's error.
    * @default 300

@@ -2,6 +2,7 @@ import * as os from "os";
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs } from "./args";
 import { validateArgs } from "./validate";
+import { hasDeferred, resolveArgs, withPlaceholders } from "./inputs";
 import { planCluster, RunnerEnv } from "./plan";
 import { connectionString, createCluster, deriveSecrets } from "./create";
 import { dockerTarget } from "../hosts/docker";
@@ -66,7 +67,12 @@ export class BdrCluster extends pulumi.ComponentResource {
     validateArgs(name, args);
     // Never pass args to super(): they hold the password and keys, and would land in state.
     super(BDR_CLUSTER_TYPE, name, {}, opts);
-    const plan = planCluster(name, args, runnerEnv());
+    // Arguments known only at deploy time (other resources' outputs): the plan's shape comes from
+    // stand-ins, its values from the resolved args, validated again with the same messages.
+    const env = runnerEnv();
+    const deferred = hasDeferred(args);
+    const plan = planCluster(name, deferred ? withPlaceholders(args) : args, env);
+    const planOut = deferred ? resolveArgs(name, args).apply((a) => planCluster(name, a, env)) : undefined;
     const secrets = deriveSecrets(name, args.replicationPassword);
     const anyDocker =
       Object.values(plan.hosts).some((h) => h.kind === "docker") || plan.proxyHost?.kind === "docker";
@@ -75,23 +81,32 @@ export class BdrCluster extends pulumi.ComponentResource {
     const docker = anyDocker
       ? dockerTarget(name, this.getProvider("docker:index:Container"), args.docker?.host, this)
       : undefined;
-    const roles = managesRoles(args) ? roleHooks(this, args, plan, secrets.password) : undefined;
-    const created = createCluster(this, args, plan, secrets, docker, roles);
+    const roles = managesRoles(args) ? roleHooks(this, args, plan, secrets.password, planOut) : undefined;
+    const created = createCluster(this, args, plan, secrets, docker, roles, planOut);
     this.nodeProviders = roles?.result.nodeProviders ?? {};
     this.writeProvider = roles?.result.writeProvider;
     this.roleConnectionStrings = roles?.result.connectionStrings ?? pulumi.output<Record<string, string>>({});
     this.roleNodeConnectionStrings =
       roles?.result.nodeConnectionStrings ?? pulumi.output<Record<string, Record<string, string>>>({});
 
-    this.nodeDsns = pulumi.output(created.nodeDsns);
-    this.pgbouncerEndpoint = pulumi.output(
-      created.proxy ? { host: created.proxy.host, port: created.proxy.pgbouncerPort } : undefined,
-    );
-    this.haproxyEndpoint = pulumi.output(
-      created.proxy ? { host: created.proxy.host, port: created.proxy.haproxyPort } : undefined,
-    );
-    this.connectionString = connectionString(plan, secrets.password) ?? pulumi.output(undefined);
-    this.writeNode = pulumi.output(plan.proxy?.writeNode ?? plan.ctx.nodes[0].name);
+    this.nodeDsns = created.nodeDsns;
+    const proxy = created.proxy;
+    this.pgbouncerEndpoint = proxy
+      ? proxy.apply((p) => ({ host: p.host, port: p.pgbouncerPort }))
+      : pulumi.output(undefined);
+    this.haproxyEndpoint = proxy
+      ? proxy.apply((p) => ({ host: p.host, port: p.haproxyPort }))
+      : pulumi.output(undefined);
+    this.connectionString = planOut
+      ? pulumi.secret(
+          planOut.apply(
+            (p) => connectionString(p, secrets.password) ?? pulumi.output<string | undefined>(undefined),
+          ),
+        )
+      : (connectionString(plan, secrets.password) ?? pulumi.output(undefined));
+    this.writeNode = planOut
+      ? planOut.apply((p) => p.proxy?.writeNode ?? p.ctx.nodes[0].name)
+      : pulumi.output(plan.proxy?.writeNode ?? plan.ctx.nodes[0].name);
     this.engine = pulumi.output(plan.ctx.engine);
     this.registerOutputs({
       nodeDsns: this.nodeDsns,

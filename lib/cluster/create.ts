@@ -55,8 +55,8 @@ export interface ClusterSecrets {
 export interface CreatedCluster {
   /** Every child resource by its name. */
   resources: Map<string, pulumi.Resource>;
-  nodeDsns: Record<string, string>;
-  proxy?: { host: string; haproxyPort: number; pgbouncerPort: number };
+  nodeDsns: pulumi.Output<Record<string, string>>;
+  proxy?: pulumi.Output<{ host: string; haproxyPort: number; pgbouncerPort: number }>;
 }
 
 /** Derives the verifier from the password (deterministic salt: no diff on preview). */
@@ -285,8 +285,15 @@ export function createCluster(
   secrets: ClusterSecrets,
   docker?: DockerTarget,
   hooks?: StepHooks,
+  planOut?: pulumi.Output<ClusterPlan>,
 ): CreatedCluster {
   const { ctx } = plan;
+  // `plan` gives the graph's shape; values known only at deploy time come from `planOut` (args
+  // resolved and validated, lib/cluster/inputs.ts). Without it everything is plain, as before.
+  const fromPlan = <T>(f: (p: ClusterPlan) => T): pulumi.Input<T> =>
+    planOut ? planOut.apply((p) => f(p)) : f(plan);
+  const fromPlanOut = <T>(f: (p: ClusterPlan) => T): pulumi.Output<T> =>
+    planOut ? planOut.apply((p) => f(p)) : (pulumi.output(f(plan) as pulumi.Input<T>) as pulumi.Output<T>);
   const resources = new Map<string, pulumi.Resource>();
   const plain = pulumi
     .all([secrets.password, secrets.verifier, hooks?.proxySecrets ?? {}])
@@ -325,13 +332,17 @@ export function createCluster(
       const node = step.node ? nodeByName.get(step.node) : undefined;
       const ports: PublishedPort[] = [];
       const dh = host.docker!;
-      if (node && dh.publishPort !== undefined) ports.push({ internal: node.port, external: dh.publishPort });
+      const nodePort = (p: ClusterPlan) => p.ctx.nodes.find((n) => n.name === node?.name)!.port;
+      if (node && dh.publishPort !== undefined)
+        ports.push({ internal: fromPlan(nodePort), external: dh.publishPort });
       if (!node && plan.proxy) {
         if (dh.publishHaproxyPort !== undefined)
-          ports.push({ internal: plan.proxy.haproxyPort, external: dh.publishHaproxyPort });
+          ports.push({ internal: fromPlan((p) => p.proxy!.haproxyPort), external: dh.publishHaproxyPort });
         if (dh.publishPort !== undefined)
-          ports.push({ internal: plan.proxy.pgbouncerPort, external: dh.publishPort });
+          ports.push({ internal: fromPlan((p) => p.proxy!.pgbouncerPort), external: dh.publishPort });
       }
+      const unit = step.node ?? "proxy";
+      const network = fromPlan((p) => (step.node ? p.hosts[step.node] : p.proxyHost!).docker!.network);
       const container = createContainer(
         step.name,
         host,
@@ -339,10 +350,11 @@ export function createCluster(
         volumes[step.node ?? "proxy"],
         ports,
         { parent, dependsOn: depsOf(step), provider: d.provider },
+        network,
       );
-      addresses[step.node ?? "proxy"] = containerAddress(container, dh.network);
+      addresses[unit] = containerAddress(container, network);
       if (node && dh.publishPort !== undefined)
-        addresses[`${node.name}${GATEWAY_SUFFIX}`] = containerGateway(container, dh.network);
+        addresses[`${node.name}${GATEWAY_SUFFIX}`] = containerGateway(container, network);
       resource = container;
     }
     resources.set(step.name, resource);
@@ -356,7 +368,7 @@ export function createCluster(
     const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
-      const r = renderStep(plan, step);
+      const r = fromPlanOut((p) => renderStep(p, step));
       if (host.kind === "remote") throw new Error(`${step.name}: remote hosts have no guard`);
       resource = new ProcessGuard(
         step.name,
@@ -364,8 +376,8 @@ export function createCluster(
           host: host.kind,
           container: host.docker?.containerName,
           dockerHost: host.kind === "docker" ? needDocker().host : undefined,
-          probe: r.probe!,
-          ensure: r.create,
+          probe: r.apply((x) => x.probe!),
+          ensure: r.apply((x) => x.create),
         },
         { ...opts, deleteBeforeReplace: true },
       );
@@ -374,8 +386,8 @@ export function createCluster(
       // re-render when a container is replaced and gets another address.
       const rendered =
         step.kind === "server" || step.kind === "config"
-          ? dockerAddresses.apply((a) => renderStep(plan, step, a))
-          : pulumi.output(renderStep(plan, step));
+          ? pulumi.all([fromPlanOut((p) => p), dockerAddresses]).apply(([p, a]) => renderStep(p, step, a))
+          : fromPlanOut((p) => renderStep(p, step));
       // The shape of the scripts (which exist, stdin, ignoreChanges) does not depend on addresses.
       const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
       const r0 = renderStep(plan, step, shapeAddresses);
@@ -410,7 +422,9 @@ export function createCluster(
         { ...opts, ignoreChanges: r0.ignoreChanges },
       );
     } else {
+      // The shape (which scripts exist, stdin, ignoreChanges) from the plan; the text from planOut.
       const r = renderStep(plan, step);
+      const text = planOut ? planOut.apply((p) => renderStep(p, step)) : undefined;
       const hostArgs = node ? hostArgsOf(args, node.name) : (args.proxy?.host ?? { kind: "local" });
       const stdinOf = r.stdin;
       resource = hostCommand(
@@ -418,29 +432,30 @@ export function createCluster(
         host,
         hostArgs,
         {
-          create: r.create,
-          update: r.update,
-          delete: r.delete,
+          create: text ? text.apply((x) => x.create) : r.create,
+          update: r.update === undefined ? undefined : text ? text.apply((x) => x.update!) : r.update,
+          delete: r.delete === undefined ? undefined : text ? text.apply((x) => x.delete!) : r.delete,
           stdin: stdinOf ? pulumi.secret(plain.apply((s) => stdinOf(s))) : undefined,
         },
         { ...opts, ignoreChanges: r.ignoreChanges },
+        host.kind === "remote"
+          ? fromPlan((p) => (step.node ? p.hosts[step.node] : p.proxyHost!).ssh!.host)
+          : undefined,
       );
     }
     resources.set(step.name, resource);
     hooks?.created(step, resource);
   }
 
-  const nodeDsns: Record<string, string> = {};
-  for (const n of ctx.nodes) nodeDsns[n.name] = n.dsn;
   return {
     resources,
-    nodeDsns,
+    nodeDsns: fromPlanOut((p) => Object.fromEntries(p.ctx.nodes.map((n) => [n.name, n.dsn]))),
     proxy: plan.proxy
-      ? {
-          host: plan.proxy.address,
-          haproxyPort: plan.proxy.haproxyPort,
-          pgbouncerPort: plan.proxy.pgbouncerPort,
-        }
+      ? fromPlanOut((p) => ({
+          host: p.proxy!.address,
+          haproxyPort: p.proxy!.haproxyPort,
+          pgbouncerPort: p.proxy!.pgbouncerPort,
+        }))
       : undefined,
   };
 }

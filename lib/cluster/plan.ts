@@ -1,3 +1,4 @@
+import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs } from "./args";
 import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
 import { connString } from "../render/quote";
@@ -8,6 +9,17 @@ import {
   DEFAULT_PGBOUNCER_PORT,
   DEFAULT_REMOTE_PORT,
 } from "./validate";
+
+/**
+ * A deferrable argument's value, which the plan needs plain: planCluster runs on plain args or on
+ * args resolved by `resolveArgs` (lib/cluster/inputs.ts); an Output here is a programming error.
+ */
+export function known<T>(value: pulumi.Input<T> | undefined): T | undefined {
+  if (pulumi.Output.isInstance(value) || value instanceof Promise) {
+    throw new Error("planCluster: a deferred argument was not resolved (use resolveArgs first)");
+  }
+  return value as T | undefined;
+}
 
 /** Facts about the machine running Pulumi that defaults depend on. */
 export interface RunnerEnv {
@@ -118,7 +130,7 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
     case "local":
       return {
         kind: "local",
-        address: host.address ?? "127.0.0.1",
+        address: known(host.address) ?? "127.0.0.1",
         clusterDir,
         osUser: host.osUser ?? (env.isRoot ? "postgres" : env.currentUser),
         sudo: false,
@@ -128,10 +140,10 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
       const user = host.user ?? "root";
       return {
         kind: "remote",
-        address: host.address,
+        address: known(host.address)!,
         clusterDir,
         osUser: host.osUser ?? "postgres",
-        ssh: { host: host.address, port: host.sshPort ?? 22, user },
+        ssh: { host: known(host.address)!, port: host.sshPort ?? 22, user },
         sudo: user !== "root",
         installPackages: host.installPackages ?? false,
       };
@@ -147,7 +159,7 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
         installPackages: false,
         docker: {
           containerName,
-          network: host.network,
+          network: known(host.network)!,
           image: host.image,
           publishPort: host.publishPort,
           publishHaproxyPort: host.publishHaproxyPort,
@@ -182,7 +194,8 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
   const nodes: NodePlan[] = args.nodes.map((n, index) => {
     const host = resolveHost(name, n.name, n.host, env);
     hosts[n.name] = host;
-    const port = n.port ?? (n.host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT);
+    const port =
+      known(n.port) ?? (n.host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT);
     const nodeDir = `${host.clusterDir}/${n.name}`;
     return {
       name: n.name,
@@ -229,17 +242,17 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
       baseDir: `${proxyHost.clusterDir}/proxy`,
       osUser: proxyHost.osUser,
       haproxyListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
-      haproxyPort: px.haproxyPort ?? DEFAULT_HAPROXY_PORT,
+      haproxyPort: known(px.haproxyPort) ?? DEFAULT_HAPROXY_PORT,
       checkInterMs: px.checkIntervalMs ?? 1000,
       checkFall: px.checkFall ?? 2,
       checkRise: px.checkRise ?? 2,
       pgbouncerListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
-      pgbouncerPort: px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT,
+      pgbouncerPort: known(px.pgbouncerPort) ?? DEFAULT_PGBOUNCER_PORT,
       poolMode: px.poolMode ?? "transaction",
       defaultPoolSize: px.defaultPoolSize ?? 20,
       maxClientConn: px.maxClientConn ?? 200,
       switchoverMethod: px.switchoverMethod ?? "reconnect",
-      writeNode: args.writeNode ?? nodes[0].name,
+      writeNode: known(args.writeNode) ?? nodes[0].name,
     };
   }
 

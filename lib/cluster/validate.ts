@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs, NodeArgs, ProxyArgs } from "./args";
 import { findRoleProblems } from "../roles/validate";
+import { deferredProblems, hasDeferred, withPlaceholders } from "./inputs";
 
 /** One problem with one argument. */
 export interface ArgProblem {
@@ -238,6 +239,11 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
     p.add("args", `got ${show(args)}; expected an object with at least nodes and replicationPassword`);
     return p.list;
   }
+  // Values known only at deploy time are checked then (lib/cluster/inputs.ts); stand-ins here.
+  if (hasDeferred(args)) {
+    for (const d of deferredProblems(args)) p.add(d.path, d.reason);
+    args = withPlaceholders(args);
+  }
   const a = args as unknown as Record<string, unknown>;
 
   // engine and version
@@ -375,7 +381,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       const host = n.host as HostArgs;
       kinds.add(host.kind);
       const defaultPort = host.kind === "local" ? DEFAULT_LOCAL_BASE_PORT + i : DEFAULT_REMOTE_PORT;
-      const port = n.port ?? defaultPort;
+      const port = (n.port ?? defaultPort) as number;
       if (n.port === undefined || p.port(`${path}.port`, n.port)) {
         if (host.kind !== "docker") {
           claimPort(
@@ -390,7 +396,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
         if (typeof host.publishPort === "number")
           claimPort("local machine", host.publishPort, `${path}.host.publishPort`);
       }
-      if (host.kind === "local" && isLoopback(host.address ?? "127.0.0.1"))
+      if (host.kind === "local" && isLoopback((host.address ?? "127.0.0.1") as string))
         loopbackPaths.push(`${path}.host.address`);
     });
   }
@@ -423,12 +429,12 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
             if (typeof proxyHost.publishHaproxyPort === "number")
               claimPort("local machine", proxyHost.publishHaproxyPort, "proxy.host.publishHaproxyPort");
           }
-          if (proxyHost.kind === "local" && isLoopback(proxyHost.address ?? "127.0.0.1")) {
+          if (proxyHost.kind === "local" && isLoopback((proxyHost.address ?? "127.0.0.1") as string)) {
             loopbackPaths.push("proxy.host.address");
           }
           const scope = hostPortScope(proxyHost);
-          const hp = px.haproxyPort ?? DEFAULT_HAPROXY_PORT;
-          const bp = px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT;
+          const hp = (px.haproxyPort ?? DEFAULT_HAPROXY_PORT) as number;
+          const bp = (px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT) as number;
           if (px.haproxyPort === undefined || p.port("proxy.haproxyPort", px.haproxyPort)) {
             if (scope !== "docker")
               claimPort(

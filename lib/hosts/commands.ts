@@ -7,11 +7,11 @@ import { dockerExec } from "./docker";
 
 /** The scripts of one step. Each is a complete bash script (preamble included). */
 export interface StepScripts {
-  create: string;
+  create: pulumi.Input<string>;
   /** Runs when `create` or `stdin` changes; without it a change replaces the resource. */
-  update?: string;
+  update?: pulumi.Input<string>;
   /** Runs when the resource is deleted (it sees the state as last applied). */
-  delete?: string;
+  delete?: pulumi.Input<string>;
   /** `KEY=<base64>` secret lines for the script's `read_secrets`; must be a secret Output. */
   stdin?: pulumi.Input<string>;
 }
@@ -51,9 +51,11 @@ export function wrapScript(
   }
 }
 
-/** The delete script for a host. */
-function wrapDelete(host: ResolvedHost, script: string): string {
-  return wrapScript(host, script);
+/** {@link wrapScript} over a script that may be known only at deploy time. */
+function wrapInput(host: ResolvedHost, script: pulumi.Input<string>): pulumi.Input<string> {
+  return typeof script === "string"
+    ? wrapScript(host, script)
+    : pulumi.output(script).apply((s) => wrapScript(host, s));
 }
 
 /**
@@ -68,6 +70,7 @@ export function hostCommand(
   hostArgs: HostArgs,
   scripts: StepScripts,
   opts: StepOptions,
+  sshHost?: pulumi.Input<string>,
 ): command.local.Command | command.remote.Command {
   if (host.kind === "docker") throw new Error(`${name}: docker hosts run their steps through dockerCommand`);
   const resourceOpts: pulumi.CustomResourceOptions = {
@@ -76,16 +79,16 @@ export function hostCommand(
     ignoreChanges: opts.ignoreChanges,
     deleteBeforeReplace: true,
   };
-  const create = wrapScript(host, scripts.create);
-  const update = scripts.update === undefined ? undefined : wrapScript(host, scripts.update);
-  const del = scripts.delete === undefined ? undefined : wrapDelete(host, scripts.delete);
+  const create = wrapInput(host, scripts.create);
+  const update = scripts.update === undefined ? undefined : wrapInput(host, scripts.update);
+  const del = scripts.delete === undefined ? undefined : wrapInput(host, scripts.delete);
   if (host.kind === "remote") {
     const r = hostArgs as RemoteHostArgs;
     return new command.remote.Command(
       name,
       {
         connection: {
-          host: host.ssh!.host,
+          host: sshHost ?? host.ssh!.host,
           port: host.ssh!.port,
           user: host.ssh!.user,
           privateKey: pulumi.secret(r.privateKey),

@@ -134,8 +134,13 @@ export function roleHooks(
   args: BdrClusterArgs,
   plan: ClusterPlan,
   replicationPassword: pulumi.Output<string>,
+  planOut?: pulumi.Output<ClusterPlan>,
 ): RoleHooks {
   const { ctx } = plan;
+  // Endpoints and addresses may be known only at deploy time (lib/cluster/inputs.ts).
+  const resolved: pulumi.Output<ClusterPlan> =
+    planOut ?? (pulumi.output(plan as pulumi.Input<ClusterPlan>) as pulumi.Output<ClusterPlan>);
+  const endpoint = (node: string) => resolved.apply((p) => runnerEndpoint(p, node));
   const cluster = ctx.clusterName;
   const roles = args.roles ?? [];
   const schemas = args.schemas ?? [];
@@ -170,12 +175,12 @@ export function roleHooks(
   const byName = new Map(roles.map((r) => [r.name, r] as [string, AppRoleArgs]));
   const passwords = pulumi.all(names.map((n) => pulumi.output(byName.get(n)!.password!)));
   result.nodeConnectionStrings = pulumi.secret(
-    passwords.apply((pws) =>
+    pulumi.all([passwords, resolved]).apply(([pws, plan]) =>
       Object.fromEntries(
         names.map((n, i) => [
           n,
           Object.fromEntries(
-            ctx.nodes.map((node) => {
+            plan.ctx.nodes.map((node) => {
               const ep = runnerEndpoint(plan, node.name);
               return [
                 node.name,
@@ -194,15 +199,14 @@ export function roleHooks(
     ),
   );
   if (plan.proxy) {
-    const proxy = plan.proxy;
     result.connectionStrings = pulumi.secret(
-      passwords.apply((pws) =>
+      pulumi.all([passwords, resolved]).apply(([pws, { proxy }]) =>
         Object.fromEntries(
           names.map((n, i) => [
             n,
             connString([
-              ["host", proxy.address],
-              ["port", proxy.pgbouncerPort],
+              ["host", proxy!.address],
+              ["port", proxy!.pgbouncerPort],
               ["dbname", ctx.database],
               ["user", n],
               ["password", pws[i]],
@@ -213,7 +217,7 @@ export function roleHooks(
     );
   }
 
-  const providerArgs = (host: pulumi.Input<string>, port: number): postgresql.ProviderArgs => ({
+  const providerArgs = (host: pulumi.Input<string>, port: pulumi.Input<number>): postgresql.ProviderArgs => ({
     host,
     port,
     database: ctx.database,
@@ -224,11 +228,13 @@ export function roleHooks(
     connectTimeout: 15,
     expectedVersion: String(ctx.postgresVersion),
   });
-  const writeNode = plan.proxy?.writeNode ?? ctx.nodes[0].name;
-  const we = runnerEndpoint(plan, writeNode);
+  const we = resolved.apply((p) => runnerEndpoint(p, p.proxy?.writeNode ?? p.ctx.nodes[0].name));
   result.writeProvider = new postgresql.Provider(
     roleResourceName.writeProvider(cluster),
-    providerArgs(we.host, we.port),
+    providerArgs(
+      we.apply((e) => e.host),
+      we.apply((e) => e.port),
+    ),
     { parent },
   );
 
@@ -240,10 +246,10 @@ export function roleHooks(
 
   /** The node's provider and roles; the provider's host waits for the setup step and the runner reaching the port. */
   const makeRoles = (node: string, setup: pulumi.Resource): pulumi.Resource[] => {
-    const ep = runnerEndpoint(plan, node);
+    const ep0 = endpoint(node);
     const setupDone = pulumi.output((setup as unknown as { stdout?: pulumi.Output<string> }).stdout ?? "");
     const host = pulumi.unsecret(
-      setupDone.apply(async () => {
+      pulumi.all([setupDone, ep0]).apply(async ([, ep]) => {
         if (!pulumi.runtime.isDryRun()) {
           try {
             await reachCheck.probe(ep.host, ep.port);
@@ -256,7 +262,10 @@ export function roleHooks(
     );
     const provider = new postgresql.Provider(
       roleResourceName.provider(cluster, node),
-      providerArgs(host, ep.port),
+      providerArgs(
+        host,
+        ep0.apply((e) => e.port),
+      ),
       {
         parent,
         dependsOn: [setup],
