@@ -269,4 +269,45 @@ describe("e2e: application roles through @pulumi/postgresql on local hosts (real
     );
     await previewIsEmpty("role removal");
   });
+
+  it("6. composition: an invalid value known only at deploy time fails preview and up with the validation lines; no host step runs", async () => {
+    const later = <T>(v: T) => pulumi.output(new Promise<T>((r) => setTimeout(() => r(v), 10)));
+    const gate = await inlineStack("pulumi-bdr-e2e-gate", "gate", async () => {
+      new BdrCluster("e2egate", {
+        nodes: [
+          { name: "n1", host: { kind: "local", address: later("127.0.0.1") }, port: 39100 },
+          { name: "n2", host: { kind: "local" }, port: later(70000) },
+        ],
+        replicationPassword: pulumi.secret(PASSWORD),
+        writeNode: later("n7"),
+        proxy: { enabled: false },
+      });
+    });
+    try {
+      for (const op of ["preview", "up"] as const) {
+        const err = await (
+          op === "preview"
+            ? gate.stack.preview({ onOutput: () => undefined })
+            : gate.stack.up({ onOutput: () => undefined })
+        ).then(
+          () => "",
+          (e: Error) => String(e.message),
+        );
+        assert.ok(
+          err.includes('BdrCluster "e2egate" has 2 invalid arguments:'),
+          `${op}: ${err.slice(0, 2000)}`,
+        );
+        assert.ok(err.includes("  - nodes[1].port: got 70000; expected an integer from 1 to 65535"), op);
+        assert.ok(err.includes('  - writeNode: got "n7"; expected one of the node names: "n1", "n2"'), op);
+      }
+      const state = await gate.stack.exportStack();
+      const types = (state.deployment.resources ?? []).map((r: { type: string }) => r.type).sort();
+      assert.deepStrictEqual(types, ["pulumi-bdr:index:BdrCluster", "pulumi:pulumi:Stack"]);
+      assert.ok(!fs.existsSync("/var/lib/pulumi-bdr/e2egate"), "no host was touched");
+    } finally {
+      await gate.stack.destroy({ onOutput: () => undefined }).catch(() => undefined);
+      await gate.stack.workspace.removeStack("gate").catch(() => undefined);
+      fs.rmSync(gate.stateDir, { recursive: true, force: true });
+    }
+  });
 });
