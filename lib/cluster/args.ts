@@ -284,4 +284,13 @@ export interface BdrClusterArgs {
    * @default false (they are created when roles, schemas or grants are given)
    */
   providers?: boolean;
+  /**
+   * CIDRs the machine running Pulumi connects from, admitted in every node's `pg_hba.conf` for the
+   * replication user on the replicated database only (never for replication), so the per-node
+   * `@pulumi/postgresql` providers can log in, e.g. `["10.0.0.1/32"]` for a runner outside the
+   * cluster's hosts (remote hosts).
+   * @default [] (local hosts: the runner connects from the node's own address; docker: from the
+   * gateway of the published port, which is admitted)
+   */
+  runnerCidrs?: string[];
 }

@@ -125,6 +125,7 @@ export function renderNodeFiles(
       database: plan.ctx.database,
       memberCidrs: memberCidrs(plan, dockerAddresses),
       appRoles: plan.appLogins,
+      adminCidrs: plan.runnerCidrs,
     }),
   };
 }

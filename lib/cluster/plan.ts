@@ -79,6 +79,8 @@ export interface ClusterPlan {
   userSettings: Record<string, string | number | boolean>;
   /** Application roles that log in (`roles` with login), sorted: pg_hba.conf admits them. */
   appLogins?: string[];
+  /** `runnerCidrs`: pg_hba.conf admits the replication user from them to the database. */
+  runnerCidrs?: string[];
   /** Steps in an order that respects `dependsOn`. */
   steps: PlanStep[];
 }
@@ -263,6 +265,7 @@ export function planCluster(name: string, args: BdrClusterArgs, env: RunnerEnv):
     proxyHost,
     userSettings: { ...(args.postgresSettings ?? {}) },
     appLogins: loginRoleNames(args),
+    runnerCidrs: [...(args.runnerCidrs ?? [])],
     steps: planSteps(name, ctx, hosts, proxyHost),
   };
 }

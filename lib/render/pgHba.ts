@@ -25,6 +25,11 @@ export interface PgHbaOptions {
    * with scram-sha-256, on one line per address. None when empty or unset.
    */
   appRoles?: readonly string[];
+  /**
+   * CIDRs from which the replication user may log in to `database` only (the machine running
+   * Pulumi, for the postgresql providers). None when empty or unset.
+   */
+  adminCidrs?: readonly string[];
 }
 
 /** Quotes a pg_hba.conf user or database name so keywords (`all`, `replication`, …) lose their meaning. */
@@ -88,6 +93,9 @@ export function renderPgHba(options: PgHbaOptions): string {
   for (const cidr of cidrs) {
     rows.push(["host", databases, user, cidr, "scram-sha-256"]);
     rows.push(["host", "replication", user, cidr, "scram-sha-256"]);
+  }
+  for (const cidr of [...new Set((options.adminCidrs ?? []).map(hbaCidr))]) {
+    rows.push(["host", hbaName(options.database), user, cidr, "scram-sha-256"]);
   }
   const apps = [...new Set(options.appRoles ?? [])].sort();
   if (apps.length > 0) {

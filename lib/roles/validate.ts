@@ -1,3 +1,4 @@
+import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
 import { GRANT_OBJECT_TYPES, GRANT_PRIVILEGES, type GrantObjectType } from "./args";
 import { show, SQL_NAME_RE, SQL_NAME_WHAT } from "../cluster/validate";
@@ -253,6 +254,20 @@ export function findRoleProblems(a: Record<string, unknown>, add: Add): void {
           );
         } else {
           keys.set(key, i);
+        }
+      });
+    }
+  }
+
+  if (a.runnerCidrs !== undefined) {
+    if (!Array.isArray(a.runnerCidrs)) {
+      add("runnerCidrs", `got ${show(a.runnerCidrs)}; expected a list of CIDRs such as "10.0.0.5/32"`);
+    } else {
+      (a.runnerCidrs as unknown[]).forEach((c, i) => {
+        const m = typeof c === "string" ? /^([^/]+)\/([0-9]{1,3})$/.exec(c) : null;
+        const family = m ? net.isIP(m[1]) : 0;
+        if (!m || family === 0 || Number(m[2]) > (family === 4 ? 32 : 128)) {
+          add(`runnerCidrs[${i}]`, `got ${show(c)}; expected a CIDR such as "10.0.0.5/32" or "fd00::5/128"`);
         }
       });
     }

@@ -179,6 +179,14 @@ describe("roles, schemas and grants: validation", () => {
         'providers: got "yes"; expected true or false',
       ],
     ],
+    [
+      "bad runner CIDRs",
+      (a) => (a.runnerCidrs = ["10.0.0.1", "10.0.0.0/33", "fd00::1/128", "10.213.0.1/32"]),
+      [
+        'runnerCidrs[0]: got "10.0.0.1"; expected a CIDR such as "10.0.0.5/32" or "fd00::5/128"',
+        'runnerCidrs[1]: got "10.0.0.0/33"; expected a CIDR such as "10.0.0.5/32" or "fd00::5/128"',
+      ],
+    ],
   ];
   for (const [label, mutate, expected] of cases) {
     it(`refuses ${label}`, () => {
@@ -220,6 +228,15 @@ describe("roles: renderers and salts", () => {
     assert.match(withRoles, /^host +"bdrdb" +"app_owner","app_rw" +10\.0\.0\.1\/32 +scram-sha-256$/m);
     // before the final rejects
     assert.ok(withRoles.indexOf('"app_owner","app_rw"') < withRoles.indexOf("reject"));
+    // the runner's address: the replication user, the database only, never replication
+    const runner = renderPgHba({ ...base, adminCidrs: ["10.213.0.1/32"] });
+    assert.deepStrictEqual(
+      runner
+        .split("\n")
+        .filter((l) => l.includes("10.213.0.1"))
+        .map((l) => l.split(/ +/)),
+      [["host", '"bdrdb"', '"bdr"', "10.213.0.1/32", "scram-sha-256"]],
+    );
   });
 
   it("role salts are stable, 16 bytes, and depend on every input", () => {
