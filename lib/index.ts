@@ -17,3 +17,6 @@ export { DOCKER_PLUGIN_VERSION } from "./hosts/docker";
 export { getEngine } from "./engines";
 export type { Engine } from "./engines/types";
 export type * from "./types";
+export type { AppGrantArgs, AppRoleArgs, AppSchemaArgs, GrantObjectType } from "./roles/args";
+export { GRANT_OBJECT_TYPES, GRANT_PRIVILEGES } from "./roles/args";
+export { roleResourceName } from "./roles/create";

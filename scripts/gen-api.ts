@@ -58,12 +58,20 @@ const TYPE_TOKENS: Record<string, string> = {
   HostArgs: "Host",
   ProxyArgs: "Proxy",
   DockerClusterArgs: "DockerCluster",
+  AppRoleArgs: "Role",
+  AppSchemaArgs: "Schema",
+  AppGrantArgs: "Grant",
 };
 const HOST_KINDS = ["LocalHostArgs", "RemoteHostArgs", "DockerHostArgs"];
 /** Arguments that must be secrets (the component refuses plain values). */
-const SECRET_INPUTS = new Set(["replicationPassword", "privateKey"]);
+const SECRET_INPUTS = new Set(["replicationPassword", "privateKey", "password"]);
 /** Outputs that are secrets. */
-const SECRET_OUTPUTS = new Set(["connectionString"]);
+const SECRET_OUTPUTS = new Set(["connectionString", "roleConnectionStrings", "roleNodeConnectionStrings"]);
+/**
+ * Outputs that are TypeScript objects, not values (`@pulumi/postgresql` providers): other languages
+ * make their own providers from `nodeDsns` and the role connection strings.
+ */
+const TS_ONLY_OUTPUTS = new Set(["nodeProviders", "writeProvider"]);
 
 function jsDoc(checker: ts.TypeChecker, symbol: ts.Symbol): { description: string; default?: string } {
   const description = ts
@@ -107,6 +115,11 @@ function schemaTypeOf(
   // Every number in the arguments is a count, a port, a duration or a version: all integers.
   else if (bare === "number") schemaType = { type: "integer" };
   else if (bare === "boolean") schemaType = { type: "boolean" };
+  else if (bare.startsWith("Record<string, Record<string, string>>"))
+    schemaType = {
+      type: "object",
+      additionalProperties: { type: "object", additionalProperties: { type: "string" } },
+    };
   else if (bare.startsWith("Record<string, string"))
     schemaType = { type: "object", additionalProperties: { $ref: "pulumi.json#/Any" } };
   else if (
@@ -143,17 +156,20 @@ function propertiesOf(checker: ts.TypeChecker, type: ts.Type, secrets: Set<strin
 /** Reads the declarations under `root` (the repository or the installed package sources). */
 export function readModel(root: string): ApiModel {
   const argsFile = path.join(root, "lib", "cluster", "args.ts");
+  const rolesArgsFile = path.join(root, "lib", "roles", "args.ts");
   const clusterFile = path.join(root, "lib", "cluster", "bdrCluster.ts");
-  const program = ts.createProgram([argsFile, clusterFile], {
+  const program = ts.createProgram([argsFile, rolesArgsFile, clusterFile], {
     strict: true,
     target: ts.ScriptTarget.ES2022,
     noEmit: true,
   });
   const checker = program.getTypeChecker();
   const interfaces = new Map<string, ts.InterfaceDeclaration | ts.TypeAliasDeclaration>();
-  ts.forEachChild(program.getSourceFile(argsFile)!, (n) => {
-    if (ts.isInterfaceDeclaration(n) || ts.isTypeAliasDeclaration(n)) interfaces.set(n.name.text, n);
-  });
+  for (const file of [argsFile, rolesArgsFile]) {
+    ts.forEachChild(program.getSourceFile(file)!, (n) => {
+      if (ts.isInterfaceDeclaration(n) || ts.isTypeAliasDeclaration(n)) interfaces.set(n.name.text, n);
+    });
+  }
   const typeOf = (name: string) => checker.getTypeAtLocation(interfaces.get(name)!.name);
   const docOf = (name: string) =>
     jsDoc(checker, checker.getSymbolAtLocation(interfaces.get(name)!.name)!).description;
@@ -241,12 +257,15 @@ export function readModel(root: string): ApiModel {
   for (const m of cls!.members) {
     if (!ts.isPropertyDeclaration(m)) continue;
     const symbol = checker.getSymbolAtLocation(m.name)!;
+    if (TS_ONLY_OUTPUTS.has(symbol.name)) continue;
     const t = checker.getTypeAtLocation(m);
     const { schemaType, tsType } = schemaTypeOf(checker, m, t);
     // Output<Record<string,string>>: a map of strings.
-    const st = tsType.includes("Record<string, string>")
-      ? { type: "object", additionalProperties: { type: "string" } }
-      : schemaType;
+    const st = tsType.includes("Record<string, Record<string, string>>")
+      ? { type: "object", additionalProperties: { type: "object", additionalProperties: { type: "string" } } }
+      : tsType.includes("Record<string, string>")
+        ? { type: "object", additionalProperties: { type: "string" } }
+        : schemaType;
     const optional = /\| undefined>$/.test(tsType);
     outputs.push({
       name: symbol.name,

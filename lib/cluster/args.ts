@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { AppGrantArgs, AppRoleArgs, AppSchemaArgs } from "../roles/args";
 import type { BdrVariant, ConflictResolution, EngineName, PoolMode, SwitchoverMethod } from "../types";
 
 /**
@@ -15,10 +16,11 @@ export interface LocalHostArgs {
    */
   baseDir?: string;
   /**
-   * Address the node listens on and that peers use.
+   * Address the node listens on and that peers use. May be another resource's output: it is then
+   * validated when known, before any step runs.
    * @default "127.0.0.1"
    */
-  address?: string;
+  address?: pulumi.Input<string>;
   /**
    * OS user that runs PostgreSQL (and PgBouncer/HAProxy for a proxy host).
    * @default "postgres" when running as root, otherwise the current user
@@ -29,8 +31,11 @@ export interface LocalHostArgs {
 /** A machine reached over SSH with `@pulumi/command`'s `remote.Command`. */
 export interface RemoteHostArgs {
   kind: "remote";
-  /** Address that Pulumi's SSH connection, the peers and the proxy use. */
-  address: string;
+  /**
+   * Address that Pulumi's SSH connection, the peers and the proxy use. May be another resource's
+   * output (e.g. `instance.privateIp`): it is then validated when known, before any step runs.
+   */
+  address: pulumi.Input<string>;
   /**
    * SSH port.
    * @default 22
@@ -76,8 +81,11 @@ export interface DockerHostArgs {
    * @default undefined (build the shipped Dockerfile)
    */
   image?: string;
-  /** Name of an existing user-defined Docker network; nodes reach each other by container name. */
-  network: string;
+  /**
+   * Name of an existing user-defined Docker network; nodes reach each other by container name.
+   * May be another resource's output (e.g. `network.name`).
+   */
+  network: pulumi.Input<string>;
   /**
    * Host port to publish on loopback (127.0.0.1): a node's PostgreSQL port, or for the proxy host
    * PgBouncer's port, so that the machine running Pulumi can reach it.
@@ -123,10 +131,10 @@ export interface NodeArgs {
   /** Where the node runs. */
   host: HostArgs;
   /**
-   * PostgreSQL TCP port.
+   * PostgreSQL TCP port. May be another resource's output (validated when known).
    * @default 5432 for remote and docker hosts; 15432 + the node's position for local hosts
    */
-  port?: number;
+  port?: pulumi.Input<number>;
 }
 
 /** HAProxy + PgBouncer in front of the cluster. */
@@ -142,10 +150,10 @@ export interface ProxyArgs {
    */
   host?: HostArgs;
   /**
-   * HAProxy frontend (`ft_postgresql`) port.
+   * HAProxy frontend (`ft_postgresql`) port. May be another resource's output.
    * @default 5433
    */
-  haproxyPort?: number;
+  haproxyPort?: pulumi.Input<number>;
   /**
    * Milliseconds between HAProxy health checks (`inter`).
    * @default 1000
@@ -162,10 +170,10 @@ export interface ProxyArgs {
    */
   checkRise?: number;
   /**
-   * PgBouncer listen port.
+   * PgBouncer listen port. May be another resource's output.
    * @default 6432
    */
-  pgbouncerPort?: number;
+  pgbouncerPort?: pulumi.Input<number>;
   /**
    * PgBouncer `pool_mode`. `transaction` lets a switchover move every client within one transaction.
    * @default "transaction"
@@ -244,9 +252,10 @@ export interface BdrClusterArgs {
   nodeGroupName?: string;
   /**
    * The node HAProxy sends connections to; the others are `backup`. Changing it performs a switchover.
+   * May be another resource's output (validated when known).
    * @default the first node
    */
-  writeNode?: string;
+  writeNode?: pulumi.Input<string>;
   /**
    * Seconds that a wait (sync, join, drain) may take before the step fails with the server's error.
    * @default 300
@@ -262,4 +271,36 @@ export interface BdrClusterArgs {
    * @default { host: "unix:///var/run/docker.sock", baseImage: "debian:bookworm-slim" }
    */
   docker?: DockerClusterArgs;
+  /**
+   * Application roles, created with the same SCRAM-SHA-256 verifier on every node through a
+   * `@pulumi/postgresql` provider per node, admitted by PgBouncer and `pg_hba.conf`. The machine
+   * running Pulumi must reach every node's port (see the README).
+   * @default []
+   */
+  roles?: AppRoleArgs[];
+  /**
+   * Schemas of the replicated database, created on every node (never dropped by BdrCluster).
+   * @default []
+   */
+  schemas?: AppSchemaArgs[];
+  /**
+   * Privileges of `roles` on schemas and their objects, on every node.
+   * @default []
+   */
+  grants?: AppGrantArgs[];
+  /**
+   * Create the `@pulumi/postgresql` providers (`nodeProviders`, `writeProvider`) even without
+   * roles, schemas or grants, for a larger stack's own resources.
+   * @default false (they are created when roles, schemas or grants are given)
+   */
+  providers?: boolean;
+  /**
+   * CIDRs the machine running Pulumi connects from, admitted in every node's `pg_hba.conf` for the
+   * replication user on the replicated database only (never for replication), so the per-node
+   * `@pulumi/postgresql` providers can log in, e.g. `["10.0.0.1/32"]` for a runner outside the
+   * cluster's hosts (remote hosts).
+   * @default [] (local hosts: the runner connects from the node's own address; docker: from the
+   * gateway of the published port, which is admitted)
+   */
+  runnerCidrs?: string[];
 }

@@ -1,12 +1,15 @@
 import * as os from "os";
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs } from "./args";
-import { requireNonEmptyPassword, validateArgs } from "./validate";
-import { resolve, RunnerEnv, stepName } from "./plan";
+import { BdrClusterArgsError, requireNonEmptyPassword, validateArgs } from "./validate";
+import { checkArgs, hasDeferred, withPlaceholders } from "./inputs";
+import { type PlanSource, resolve, RunnerEnv, stepName } from "./plan";
 import { newScramSalt } from "./scramSalt";
 import { connectionString, createCluster, deriveSecrets } from "./create";
 import { dockerTarget } from "../hosts/docker";
 import type { EngineName } from "../types";
+import type * as postgresql from "@pulumi/postgresql";
+import { roleHooks } from "../roles/create";
 
 /** The Pulumi type token of the component. */
 export const BDR_CLUSTER_TYPE = "pulumi-bdr:index:BdrCluster";
@@ -38,6 +41,9 @@ export interface BdrClusterOptions extends pulumi.ComponentResourceOptions {
  * `<name>-<node>-{server,config,setup,join,guard}`, `<name>-proxy` and `<name>-proxy-guard`; docker hosts add `<name>-image`, `<name>-<node>-data` (volume),
  * `<name>-<node>-container`, `<name>-proxy-data`, `<name>-proxy-container`, and `<name>-docker`
  * (a Docker provider for `docker.host`) when no Docker provider is passed in the options.
+ * With `roles`, `schemas`, `grants` or `providers: true`: `<name>-<node>-postgresql` (a
+ * `postgresql.Provider` per node), `<name>-write-postgresql`, `<name>-<node>-role-<role>`,
+ * `<name>-<node>-schema-<schema>` and `<name>-<node>-grant-<role>-<schema>-<objectType>`.
  */
 export class BdrCluster extends pulumi.ComponentResource {
   /** Connection string (without password) of each node, as peers reach it. */
@@ -52,6 +58,22 @@ export class BdrCluster extends pulumi.ComponentResource {
   readonly writeNode: pulumi.Output<string>;
   /** The replication engine. */
   readonly engine: pulumi.Output<EngineName>;
+  /**
+   * A `@pulumi/postgresql` provider per node (connected to the node's port as the replication
+   * user, from the machine running Pulumi), for a larger stack's own resources on every node.
+   * Empty unless `roles`, `schemas`, `grants` or `providers: true` is given.
+   */
+  readonly nodeProviders: Readonly<Record<string, postgresql.Provider>>;
+  /** A `@pulumi/postgresql` provider connected to the write node; undefined like `nodeProviders`. */
+  readonly writeProvider: postgresql.Provider | undefined;
+  /** Connection string through PgBouncer of each login role of `roles`, with its password: a secret. */
+  readonly roleConnectionStrings: pulumi.Output<Record<string, string>>;
+  /**
+   * Direct connection string of each login role to each node (`[role][node]`), as the machine
+   * running Pulumi reaches it, with the password: a secret. For per-node steps such as
+   * migrations under pglogical, which does not replicate DDL.
+   */
+  readonly roleNodeConnectionStrings: pulumi.Output<Record<string, Record<string, string>>>;
 
   constructor(name: string, args: BdrClusterArgs, opts?: BdrClusterOptions) {
     // Validate before anything is registered: bad input creates nothing, not even this component.
@@ -59,14 +81,33 @@ export class BdrCluster extends pulumi.ComponentResource {
     const { runner, ...componentOpts } = opts ?? {};
     // Never pass args to super(): they hold the password and keys, and would land in state.
     super(BDR_CLUSTER_TYPE, name, {}, componentOpts);
-    // Every default, once; nothing below reads args.
-    const plan = resolve(name, args, runner ?? runnerEnv());
-    // The password is checked again once known (an Output is empty-checked at deploy time): the
-    // salt waits for the check, and every step waits for the salt.
+    // Every default, once; nothing below reads args. Arguments known only at deploy time (other
+    // resources' outputs, lib/cluster/inputs.ts): the plan's shape comes from stand-ins, its values
+    // from the resolved args (`planOut`), validated again with the same BdrClusterArgsError lines.
+    const env = runner ?? runnerEnv();
+    const deferred = hasDeferred(args);
+    const plan = resolve(name, deferred ? withPlaceholders(args) : args, env);
+    const checked = deferred
+      ? checkArgs(name, args).apply((r) => ({
+          problems: r.problems,
+          plan: r.problems.length === 0 ? resolve(name, r.args, env) : undefined,
+        }))
+      : undefined;
+    const planOut: PlanSource | undefined = checked
+      ? () =>
+          checked.apply((r) => {
+            if (!r.plan) throw new BdrClusterArgsError(name, r.problems);
+            return r.plan;
+          })
+      : undefined;
+    // The password is checked again once known (an Output is empty-checked at deploy time), and so
+    // are the deferred arguments: the salt waits for both checks, and every step waits for the salt
+    // (invalid args known only at deploy time create nothing).
     const password = pulumi.secret(plan.replicationPassword);
+    const passwordOk = password.apply((p) => requireNonEmptyPassword(name, p));
     const salt = newScramSalt(
       stepName.scramSalt(name),
-      password.apply((p) => requireNonEmptyPassword(name, p)),
+      planOut ? planOut().apply(() => passwordOk) : passwordOk,
       { parent: this },
     );
     const secrets = { ...deriveSecrets(password, salt.salt), gate: salt };
@@ -77,17 +118,34 @@ export class BdrCluster extends pulumi.ComponentResource {
     const docker = anyDocker
       ? dockerTarget(name, this.getProvider("docker:index:Container"), plan.docker.host, this)
       : undefined;
-    const created = createCluster(this, plan, secrets, docker);
+    const roles = plan.app.providers
+      ? roleHooks(this, plan, secrets.password, { gate: salt, planOut })
+      : undefined;
+    const created = createCluster(this, plan, secrets, docker, roles, planOut);
+    this.nodeProviders = roles?.result.nodeProviders ?? {};
+    this.writeProvider = roles?.result.writeProvider;
+    this.roleConnectionStrings = roles?.result.connectionStrings ?? pulumi.output<Record<string, string>>({});
+    this.roleNodeConnectionStrings =
+      roles?.result.nodeConnectionStrings ?? pulumi.output<Record<string, Record<string, string>>>({});
 
-    this.nodeDsns = pulumi.output(created.nodeDsns);
-    this.pgbouncerEndpoint = pulumi.output(
-      created.proxy ? { host: created.proxy.host, port: created.proxy.pgbouncerPort } : undefined,
-    );
-    this.haproxyEndpoint = pulumi.output(
-      created.proxy ? { host: created.proxy.host, port: created.proxy.haproxyPort } : undefined,
-    );
-    this.connectionString = connectionString(plan, secrets.password) ?? pulumi.output(undefined);
-    this.writeNode = pulumi.output(plan.proxy?.writeNode ?? plan.ctx.nodes[0].name);
+    this.nodeDsns = created.nodeDsns;
+    const proxy = created.proxy;
+    this.pgbouncerEndpoint = proxy
+      ? proxy.apply((p) => ({ host: p.host, port: p.pgbouncerPort }))
+      : pulumi.output(undefined);
+    this.haproxyEndpoint = proxy
+      ? proxy.apply((p) => ({ host: p.host, port: p.haproxyPort }))
+      : pulumi.output(undefined);
+    this.connectionString = planOut
+      ? pulumi.secret(
+          planOut().apply(
+            (p) => connectionString(p, secrets.password) ?? pulumi.output<string | undefined>(undefined),
+          ),
+        )
+      : (connectionString(plan, secrets.password) ?? pulumi.output(undefined));
+    this.writeNode = planOut
+      ? planOut().apply((p) => p.proxy?.writeNode ?? p.ctx.nodes[0].name)
+      : pulumi.output(plan.proxy?.writeNode ?? plan.ctx.nodes[0].name);
     this.engine = pulumi.output(plan.ctx.engine);
     this.registerOutputs({
       nodeDsns: this.nodeDsns,
@@ -96,6 +154,8 @@ export class BdrCluster extends pulumi.ComponentResource {
       connectionString: this.connectionString,
       writeNode: this.writeNode,
       engine: this.engine,
+      roleConnectionStrings: this.roleConnectionStrings,
+      roleNodeConnectionStrings: this.roleNodeConnectionStrings,
     });
   }
 }

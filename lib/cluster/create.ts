@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { HostArgs } from "./args";
-import type { ClusterPlan, PlanStep, ResolvedHost } from "./plan";
+import type { ClusterPlan, PlanSource, PlanStep, ResolvedHost } from "./plan";
 import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
@@ -66,8 +66,8 @@ export interface ClusterSecrets {
 export interface CreatedCluster {
   /** Every child resource by its name. */
   resources: Map<string, pulumi.Resource>;
-  nodeDsns: Record<string, string>;
-  proxy?: { host: string; haproxyPort: number; pgbouncerPort: number };
+  nodeDsns: pulumi.Output<Record<string, string>>;
+  proxy?: pulumi.Output<{ host: string; haproxyPort: number; pgbouncerPort: number }>;
 }
 
 /**
@@ -129,6 +129,8 @@ export function renderNodeFiles(
       replicationUser: plan.ctx.replicationUser,
       database: plan.ctx.database,
       memberCidrs: memberCidrs(plan, dockerAddresses),
+      appRoles: plan.appLogins,
+      adminCidrs: plan.runnerCidrs,
     }),
   };
 }
@@ -149,7 +151,7 @@ function outputPluginFor(ctx: ClusterContext, engine: Engine, node: NodePlan): s
   });
 }
 
-/** What `hostCommand` reads of a host's args: its kind, address and (remote) SSH key, from the plan. */
+/** What a remote driver reads of a host's args: its kind, address and (remote) SSH key, from the plan. */
 function hostArgsOf(plan: ClusterPlan, unit: string, host: ResolvedHost): HostArgs {
   return host.kind === "remote"
     ? { kind: "remote", address: host.address, privateKey: plan.sshKeys[unit] }
@@ -160,6 +162,19 @@ function hostArgsOf(plan: ClusterPlan, unit: string, host: ResolvedHost): HostAr
 export interface PlainSecrets {
   password: string;
   verifier: string;
+  /** Extra secret stdin entries of the proxy step (application roles' auth-file lines: `APP_USERS`). */
+  proxyExtra?: Record<string, string>;
+}
+
+/**
+ * How other modules (lib/roles) add resources to the step graph: extra dependencies of a step
+ * (created by the hook just before it), a call after each step's resource is made, and extra
+ * secret stdin entries of the proxy step.
+ */
+export interface StepHooks {
+  dependsOn(step: PlanStep, created: ReadonlyMap<string, pulumi.Resource>): pulumi.Resource[];
+  created(step: PlanStep, resource: pulumi.Resource): void;
+  proxySecrets: pulumi.Output<Record<string, string>>;
 }
 
 /** The scripts of one host step, rendered from the plan; pure. */
@@ -244,7 +259,8 @@ export function renderStep(
         create: apply,
         update: apply,
         delete: proxyDestroyScript({ ...input, installPackages: undefined }),
-        stdin: (s) => renderSecretStdin({ PASSWORD: s.password, VERIFIER: s.verifier }),
+        stdin: (s) =>
+          renderSecretStdin({ ...(s.proxyExtra ?? {}), PASSWORD: s.password, VERIFIER: s.verifier }),
       };
     }
     case "guard": {
@@ -279,12 +295,24 @@ export function createCluster(
   plan: ClusterPlan,
   secrets: ClusterSecrets,
   docker?: DockerTarget,
+  hooks?: StepHooks,
+  planOut?: PlanSource,
 ): CreatedCluster {
   const { ctx } = plan;
+  // `plan` gives the graph's shape; values known only at deploy time come from `planOut` (args
+  // resolved and validated, lib/cluster/inputs.ts). Without it everything is plain, as before.
+  // (`planOut` is never passed through pulumi.output/all: the plan holds the password and keys as
+  // Outputs, which must stay where they are.)
+  const fromPlan = <T>(f: (p: ClusterPlan) => T): pulumi.Input<T> =>
+    planOut ? planOut().apply((p) => f(p)) : f(plan);
+  const withPlan = <T>(f: (p: ClusterPlan) => pulumi.Input<T>): pulumi.Output<T> =>
+    (planOut ? planOut().apply((p) => f(p)) : pulumi.output(f(plan))) as pulumi.Output<T>;
   const resources = new Map<string, pulumi.Resource>();
   const plain = pulumi
-    .all([secrets.password, secrets.verifier])
-    .apply(([password, verifier]) => ({ password, verifier }));
+    .all([secrets.password, secrets.verifier, hooks?.proxySecrets ?? {}])
+    .apply(([password, verifier, proxyExtra]) =>
+      Object.keys(proxyExtra).length === 0 ? { password, verifier } : { password, verifier, proxyExtra },
+    );
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
   const hostOf = (step: PlanStep) => (step.node ? plan.hosts[step.node] : plan.proxyHost!);
   const gate = secrets.gate ? [secrets.gate] : [];
@@ -318,13 +346,17 @@ export function createCluster(
       const node = step.node ? nodeByName.get(step.node) : undefined;
       const ports: PublishedPort[] = [];
       const dh = host.docker!;
-      if (node && dh.publishPort !== undefined) ports.push({ internal: node.port, external: dh.publishPort });
+      const nodePort = (p: ClusterPlan) => p.ctx.nodes.find((n) => n.name === node?.name)!.port;
+      if (node && dh.publishPort !== undefined)
+        ports.push({ internal: fromPlan(nodePort), external: dh.publishPort });
       if (!node && plan.proxy) {
         if (dh.publishHaproxyPort !== undefined)
-          ports.push({ internal: plan.proxy.haproxyPort, external: dh.publishHaproxyPort });
+          ports.push({ internal: fromPlan((p) => p.proxy!.haproxyPort), external: dh.publishHaproxyPort });
         if (dh.publishPort !== undefined)
-          ports.push({ internal: plan.proxy.pgbouncerPort, external: dh.publishPort });
+          ports.push({ internal: fromPlan((p) => p.proxy!.pgbouncerPort), external: dh.publishPort });
       }
+      const unit = step.node ?? "proxy";
+      const network = fromPlan((p) => (step.node ? p.hosts[step.node] : p.proxyHost!).docker!.network);
       const container = createContainer(
         step.name,
         host,
@@ -332,10 +364,11 @@ export function createCluster(
         volumes[step.node ?? "proxy"],
         ports,
         { parent, dependsOn: depsOf(step), provider: d.provider },
+        network,
       );
-      addresses[step.node ?? "proxy"] = containerAddress(container, dh.network);
+      addresses[unit] = containerAddress(container, network);
       if (node && dh.publishPort !== undefined)
-        addresses[`${node.name}${GATEWAY_SUFFIX}`] = containerGateway(container, dh.network);
+        addresses[`${node.name}${GATEWAY_SUFFIX}`] = containerGateway(container, network);
       resource = container;
     }
     resources.set(step.name, resource);
@@ -343,11 +376,19 @@ export function createCluster(
   const dockerAddresses: pulumi.Output<DockerAddresses> = pulumi.all(addresses);
 
   const engine = getEngine(ctx.engine);
-  const accessOf = (host: ResolvedHost, nodeName?: string): HostAccess => ({
-    hostArgs: host.kind !== "remote" ? undefined : hostArgsOf(plan, nodeName ?? "proxy", host),
+  const accessOf = (p: ClusterPlan, host: ResolvedHost, nodeName?: string): HostAccess => ({
+    hostArgs: host.kind !== "remote" ? undefined : hostArgsOf(p, nodeName ?? "proxy", host),
     dockerHost: host.kind === "docker" ? needDocker().host : undefined,
   });
-  const driverOf = (host: ResolvedHost, nodeName?: string) => driverFor(host, accessOf(host, nodeName));
+  // Remote steps connect to the resolved address (an Output `address` is known at deploy time).
+  const driverOf = (host: ResolvedHost, nodeName?: string) =>
+    driverFor(host, {
+      ...accessOf(plan, host, nodeName),
+      sshHost:
+        planOut && host.kind === "remote"
+          ? planOut().apply((p) => (nodeName ? p.hosts[nodeName] : p.proxyHost!).ssh!.host)
+          : undefined,
+    });
   // The shape of the scripts (which exist, stdin, ignoreChanges) does not depend on addresses.
   const shapeAddresses = Object.fromEntries(Object.keys(addresses).map((k) => [k, "192.0.2.1"]));
 
@@ -361,24 +402,26 @@ export function createCluster(
     const node = step.node ? nodeByName.get(step.node)! : undefined;
     const host = hostOf(step);
     const driver = driverOf(host, node?.name);
-    const opts = { parent, dependsOn: depsOf(step) };
+    const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
-      const r = renderStep(plan, step);
+      const r = withPlan((p) => renderStep(p, step));
       const target = driver.guardTarget();
       if (!target) throw new Error(`${step.name}: ${host.kind} hosts have no guard`);
       resource = newProcessGuard(
         step.name,
-        { ...target, probe: r.probe!, ensure: r.create },
+        { ...target, probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
         { ...opts, deleteBeforeReplace: true },
       );
     } else {
       // pg_hba.conf (server, config) admits the docker containers' current addresses: those steps
-      // re-render when a container is replaced and gets another address.
+      // re-render when a container is replaced and gets another address. The text comes from the
+      // resolved plan (planOut) when some argument is known only at deploy time.
       const rendered =
         host.kind === "docker" && (step.kind === "server" || step.kind === "config")
-          ? dockerAddresses.apply((a) => renderStep(plan, step, a))
-          : pulumi.output(renderStep(plan, step));
+          ? withPlan((p) => dockerAddresses.apply((a) => renderStep(p, step, a)))
+          : withPlan((p) => renderStep(p, step));
+      // The shape (which scripts exist, stdin, ignoreChanges) from the plan's stand-ins.
       const r0 = renderStep(plan, step, shapeAddresses);
       const secretsOf = r0.stdin;
       if (step.kind === "join" && engine.forgetNodeSql) {
@@ -398,6 +441,7 @@ export function createCluster(
       );
     }
     resources.set(step.name, resource);
+    hooks?.created(step, resource);
   }
 
   /**
@@ -405,26 +449,36 @@ export function createCluster(
    * `leaving` on every other node of the plan, each through its own driver (bash, SSH with the
    * key as a secret environment variable, docker exec). It depends on every node's server step,
    * so a destroy runs it while the peers still run. Create and update do nothing; an update keeps
-   * the peer list current.
+   * the peer list current. Peers' ports and addresses come from the resolved plan.
    */
   function createForgetStep(joinName: string, leaving: NodePlan): pulumi.Resource {
-    const peers = ctx.nodes.filter((p) => p.name !== leaving.name);
-    const forgetPeers: ForgetPeer[] = peers.map((p) => ({
-      name: p.name,
-      transport: driverOf(plan.hosts[p.name], p.name).peerTransport(p.name),
-      args: forgetArgs({ ...p, database: ctx.database }),
-    }));
+    const forgetPeersOf = (p: ClusterPlan): ForgetPeer[] =>
+      p.ctx.nodes
+        .filter((n) => n.name !== leaving.name)
+        .map((n) => ({
+          name: n.name,
+          transport: driverFor(p.hosts[n.name], accessOf(p, p.hosts[n.name], n.name)).peerTransport(n.name),
+          args: forgetArgs({ ...n, database: p.ctx.database }),
+        }));
+    // The environment's variables (SSH keys) do not depend on deferred values: from the shape.
     const environment: Record<string, pulumi.Output<string>> = {};
-    for (const fp of forgetPeers) Object.assign(environment, fp.transport.environment);
-    const bundle = renderBundle({
-      create: "exit 0",
-      forget: [
-        forgetPreamble(),
-        `log ${shellQuote(`forgetting node ${leaving.name} on this peer`)}`,
-        localSql(engine.forgetNodeSql!(ctx, leaving)),
-        "",
-      ].join("\n"),
-    });
+    for (const fp of forgetPeersOf(plan)) Object.assign(environment, fp.transport.environment);
+    const bundle = withPlan((p) =>
+      renderBundle({
+        create: "exit 0",
+        forget: [
+          forgetPreamble(),
+          `log ${shellQuote(`forgetting node ${leaving.name} on this peer`)}`,
+          localSql(
+            engine.forgetNodeSql!(
+              p.ctx,
+              p.ctx.nodes.find((n) => n.name === leaving.name)!,
+            ),
+          ),
+          "",
+        ].join("\n"),
+      }),
+    );
     const servers = plan.steps
       .filter((s) => s.kind === "server")
       .map((s) => resources.get(s.name))
@@ -434,7 +488,7 @@ export function createCluster(
       {
         create: "true",
         update: "true",
-        delete: forgetOnPeersScript(leaving.name, forgetPeers),
+        delete: withPlan((p) => forgetOnPeersScript(leaving.name, forgetPeersOf(p))),
         stdin: bundle,
         environment: Object.keys(environment).length > 0 ? pulumi.secret(environment) : undefined,
         interpreter: ["/bin/bash", "-c"],
@@ -444,17 +498,15 @@ export function createCluster(
     );
   }
 
-  const nodeDsns: Record<string, string> = {};
-  for (const n of ctx.nodes) nodeDsns[n.name] = n.dsn;
   return {
     resources,
-    nodeDsns,
+    nodeDsns: withPlan((p) => Object.fromEntries(p.ctx.nodes.map((n) => [n.name, n.dsn]))),
     proxy: plan.proxy
-      ? {
-          host: plan.proxy.address,
-          haproxyPort: plan.proxy.haproxyPort,
-          pgbouncerPort: plan.proxy.pgbouncerPort,
-        }
+      ? withPlan((p) => ({
+          host: p.proxy!.address,
+          haproxyPort: p.proxy!.haproxyPort,
+          pgbouncerPort: p.proxy!.pgbouncerPort,
+        }))
       : undefined,
   };
 }

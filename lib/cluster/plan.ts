@@ -1,7 +1,9 @@
+import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs } from "./args";
 import type { ClusterContext, NodePlan, ProxyPlan } from "../types";
 import { connString } from "../render/quote";
-import type * as pulumi from "@pulumi/pulumi";
+import { loginRoleNames, managesRoles } from "../roles/names";
+import type { AppGrantArgs, AppRoleArgs, AppSchemaArgs } from "../roles/args";
 import {
   DEFAULT_HAPROXY_PORT,
   DEFAULT_PGBOUNCER_PORT,
@@ -9,6 +11,20 @@ import {
   defaultNodePort,
 } from "./validate";
 import { DEFAULT_BASE_IMAGE, DEFAULT_DOCKER_HOST } from "../hosts/docker";
+
+/**
+ * A deferrable argument's value, which the plan needs plain: {@link resolve} runs on plain args, on
+ * args with stand-ins (`withPlaceholders`) or on args resolved by `resolveArgs`
+ * (lib/cluster/inputs.ts); an Output here is a programming error.
+ */
+export function known<T>(value: pulumi.Input<T> | undefined): T | undefined {
+  if (pulumi.Output.isInstance(value) || value instanceof Promise) {
+    throw new Error(
+      "resolve: a deferred argument was not resolved (use resolveArgs or withPlaceholders first)",
+    );
+  }
+  return value as T | undefined;
+}
 
 /**
  * Facts about the machine running Pulumi that defaults depend on. Injected into {@link resolve}
@@ -69,6 +85,10 @@ export interface ClusterPlan {
   proxy?: ProxyPlan;
   proxyHost?: ResolvedHost;
   userSettings: Record<string, string | number | boolean>;
+  /** Application roles that log in (`roles` with login), sorted: pg_hba.conf admits them. */
+  appLogins?: string[];
+  /** `runnerCidrs`: pg_hba.conf admits the replication user from them to the database. */
+  runnerCidrs?: string[];
   /** Steps in an order that respects `dependsOn`. */
   steps: PlanStep[];
   /** Docker daemon and shipped-image build settings, defaults applied. */
@@ -77,6 +97,26 @@ export interface ClusterPlan {
   replicationPassword: pulumi.Input<string>;
   /** SSH private keys of remote hosts by unit (node name, or `proxy`), as passed (secret Outputs). */
   sshKeys: Record<string, pulumi.Input<string>>;
+  /**
+   * Application roles, schemas and grants (lib/roles), as passed (role passwords stay secret
+   * Outputs), and whether the postgresql providers are made (`managesRoles`).
+   */
+  app: { roles: AppRoleArgs[]; schemas: AppSchemaArgs[]; grants: AppGrantArgs[]; providers: boolean };
+}
+
+/**
+ * The plan's values at deploy time, when some argument is an Output (lib/cluster/inputs.ts): each
+ * call gives a fresh Output, so a failed check reaches every consumer as its own
+ * BdrClusterArgsError (Pulumi prefixes the message of an error it serializes, in place).
+ */
+export type PlanSource = () => pulumi.Output<ClusterPlan>;
+
+/**
+ * `planOut`, or the plain plan as an Output. Never `pulumi.output(plan)`: that would unwrap the
+ * password and keys the plan holds as Outputs and make every derived value a secret.
+ */
+export function planValues(plan: ClusterPlan, planOut?: PlanSource): pulumi.Output<ClusterPlan> {
+  return planOut ? planOut() : pulumi.output(true).apply(() => plan);
 }
 
 /**
@@ -127,7 +167,7 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
     case "local":
       return {
         kind: "local",
-        address: host.address ?? "127.0.0.1",
+        address: known(host.address) ?? "127.0.0.1",
         clusterDir,
         osUser: host.osUser ?? (env.isRoot ? "postgres" : env.currentUser),
         sudo: false,
@@ -137,10 +177,10 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
       const user = host.user ?? "root";
       return {
         kind: "remote",
-        address: host.address,
+        address: known(host.address)!,
         clusterDir,
         osUser: host.osUser ?? "postgres",
-        ssh: { host: host.address, port: host.sshPort ?? 22, user },
+        ssh: { host: known(host.address)!, port: host.sshPort ?? 22, user },
         sudo: user !== "root",
         installPackages: host.installPackages ?? false,
       };
@@ -156,7 +196,7 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
         installPackages: false,
         docker: {
           containerName,
-          network: host.network,
+          network: known(host.network)!,
           image: host.image,
           publishPort: host.publishPort,
           publishHaproxyPort: host.publishHaproxyPort,
@@ -194,7 +234,7 @@ export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): Clu
   const nodes: NodePlan[] = args.nodes.map((n, index) => {
     const host = resolveHost(name, n.name, n.host, env);
     hosts[n.name] = host;
-    const port = n.port ?? defaultNodePort(n.host.kind, index);
+    const port = known(n.port) ?? defaultNodePort(n.host.kind, index);
     if (n.host.kind === "remote") sshKeys[n.name] = n.host.privateKey;
     const nodeDir = `${host.clusterDir}/${n.name}`;
     return {
@@ -244,17 +284,17 @@ export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): Clu
       baseDir: `${proxyHost.clusterDir}/proxy`,
       osUser: proxyHost.osUser,
       haproxyListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
-      haproxyPort: px.haproxyPort ?? DEFAULT_HAPROXY_PORT,
+      haproxyPort: known(px.haproxyPort) ?? DEFAULT_HAPROXY_PORT,
       checkInterMs: px.checkIntervalMs ?? 1000,
       checkFall: px.checkFall ?? 2,
       checkRise: px.checkRise ?? 2,
       pgbouncerListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
-      pgbouncerPort: px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT,
+      pgbouncerPort: known(px.pgbouncerPort) ?? DEFAULT_PGBOUNCER_PORT,
       poolMode: px.poolMode ?? "transaction",
       defaultPoolSize: px.defaultPoolSize ?? 20,
       maxClientConn: px.maxClientConn ?? 200,
       switchoverMethod: px.switchoverMethod ?? "reconnect",
-      writeNode: args.writeNode ?? nodes[0].name,
+      writeNode: known(args.writeNode) ?? nodes[0].name,
     };
   }
 
@@ -264,6 +304,8 @@ export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): Clu
     proxy,
     proxyHost,
     userSettings: { ...(args.postgresSettings ?? {}) },
+    appLogins: loginRoleNames(args),
+    runnerCidrs: [...(args.runnerCidrs ?? [])],
     steps: planSteps(name, ctx, hosts, proxyHost),
     docker: {
       host: args.docker?.host ?? DEFAULT_DOCKER_HOST,
@@ -271,6 +313,12 @@ export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): Clu
     },
     replicationPassword: args.replicationPassword,
     sshKeys,
+    app: {
+      roles: [...(args.roles ?? [])],
+      schemas: [...(args.schemas ?? [])],
+      grants: [...(args.grants ?? [])],
+      providers: managesRoles(args),
+    },
   };
 }
 

@@ -2,6 +2,8 @@ import { isIP } from "net";
 import { posix as posixPath } from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { BdrClusterArgs, HostArgs, NodeArgs, ProxyArgs } from "./args";
+import { findRoleProblems } from "../roles/validate";
+import { deferredProblems, hasDeferred, withPlaceholders } from "./inputs";
 
 /** One problem with one argument. */
 export interface ArgProblem {
@@ -110,7 +112,8 @@ export function defaultNodePort(kind: HostArgs["kind"], index: number): number {
   return kind === "local" ? DEFAULT_LOCAL_BASE_PORT + index : DEFAULT_REMOTE_PORT;
 }
 
-function show(value: unknown): string {
+/** A value as error messages show it. */
+export function show(value: unknown): string {
   if (value === undefined) return "undefined";
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
@@ -177,12 +180,16 @@ function deferredKind(value: unknown): string | undefined {
 
 /** What a plain-value argument that arrived as an Output or Promise is told. */
 export function deferredReason(kind: string): string {
-  return `got ${kind}; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`;
+  return `got ${kind}; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword, privateKey, roles' passwords and the deferrable fields (a local or remote host's address, a docker host's network, a node's port, proxy.haproxyPort, proxy.pgbouncerPort, writeNode) may be Outputs`;
 }
 
 /** Paths where a secret Output is expected rather than a plain value. */
 function secretPath(path: string): boolean {
-  return path === "replicationPassword" || /^(nodes\[\d+\]|proxy)\.host\.privateKey$/.test(path);
+  return (
+    path === "replicationPassword" ||
+    /^(nodes\[\d+\]|proxy)\.host\.privateKey$/.test(path) ||
+    /^roles\[\d+\]\.password$/.test(path)
+  );
 }
 
 /**
@@ -274,6 +281,11 @@ export const KNOWN_KEYS = {
     "waitTimeoutSeconds",
     "proxy",
     "docker",
+    "roles",
+    "schemas",
+    "grants",
+    "providers",
+    "runnerCidrs",
   ],
   node: ["name", "host", "port"],
   local: ["kind", "baseDir", "address", "osUser"],
@@ -312,7 +324,7 @@ export function pathProblem(value: string): string | undefined {
 export const SHIPPED_IMAGE = { engines: ["pglogical"], postgresVersions: [15] } as const;
 
 const NODE_NAME_WHAT = "a lowercase letter followed by at most 23 lowercase letters, digits or underscores";
-const SQL_NAME_WHAT =
+export const SQL_NAME_WHAT =
   "a lowercase letter or underscore followed by at most 62 lowercase letters, digits or underscores";
 const OS_USER_WHAT = "an OS user name (lowercase letters, digits, _ or -, at most 32)";
 const PATH_WHAT = "an absolute path of letters, digits, _ . / -";
@@ -421,6 +433,16 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
   if (argsKind) {
     p.add("args", deferredReason(argsKind));
     return p.list;
+  }
+  // Deferrable fields (lib/cluster/inputs.ts) may be Outputs: their values are checked at deploy
+  // time with these same checks; here they hold valid stand-ins, so findDeferred below rejects
+  // exactly the Outputs and Promises elsewhere.
+  if (hasDeferred(args)) {
+    for (const d of deferredProblems(args)) {
+      p.add(d.path, d.reason);
+      p.deferred.add(d.path);
+    }
+    args = withPlaceholders(args);
   }
   const a = args as unknown as Record<string, unknown>;
   findDeferred(p, a, "");
@@ -608,7 +630,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       packagesCheck(`${path}.host`, n.host as unknown as Record<string, unknown>, "node");
       kinds.add(host.kind);
       const defaultPort = defaultNodePort(host.kind, i);
-      const port = n.port ?? defaultPort;
+      const port = (n.port ?? defaultPort) as number;
       if (n.port === undefined || p.port(`${path}.port`, n.port)) {
         if (host.kind !== "docker") {
           claimPort(
@@ -623,7 +645,7 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
         if (typeof host.publishPort === "number")
           claimPort("local machine", host.publishPort, `${path}.host.publishPort`);
       }
-      if (host.kind === "local" && isLoopback(host.address ?? "127.0.0.1"))
+      if (host.kind === "local" && isLoopback((host.address ?? "127.0.0.1") as string))
         loopbackPaths.push(`${path}.host.address`);
     });
   }
@@ -658,12 +680,12 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
             if (typeof proxyHost.publishHaproxyPort === "number")
               claimPort("local machine", proxyHost.publishHaproxyPort, "proxy.host.publishHaproxyPort");
           }
-          if (proxyHost.kind === "local" && isLoopback(proxyHost.address ?? "127.0.0.1")) {
+          if (proxyHost.kind === "local" && isLoopback((proxyHost.address ?? "127.0.0.1") as string)) {
             loopbackPaths.push("proxy.host.address");
           }
           const scope = hostPortScope(proxyHost);
-          const hp = px.haproxyPort ?? DEFAULT_HAPROXY_PORT;
-          const bp = px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT;
+          const hp = (px.haproxyPort ?? DEFAULT_HAPROXY_PORT) as number;
+          const bp = (px.pgbouncerPort ?? DEFAULT_PGBOUNCER_PORT) as number;
           if (px.haproxyPort === undefined || p.port("proxy.haproxyPort", px.haproxyPort)) {
             if (scope !== "docker")
               claimPort(
@@ -746,6 +768,8 @@ export function findProblems(componentName: string, args: BdrClusterArgs | undef
       "is a loopback address, which remote hosts cannot reach; give local hosts an address the remote hosts can reach",
     );
   }
+  // application roles, schemas and grants (lib/roles)
+  findRoleProblems(a, (path, reason) => p.add(path, reason));
   return p.list;
 }
 

@@ -86,6 +86,18 @@ export const SUBSCRIPTION_LOCK_KEY = 7262840001;
  * trigger, `ENABLE ALWAYS` so it also fires in pglogical's apply workers (they run with
  * `session_replication_role = replica`) when a `replicate_ddl_command` reaches the node.
  */
+/**
+ * SQL condition on a schema-name column: a user schema (`public` and the schemas of the cluster's
+ * `schemas` argument or the application's own), not PostgreSQL's (`pg_*`, `information_schema`),
+ * pglogical's nor the library's helper schemas. Tables with a primary key in them replicate.
+ */
+export function userSchemaFilter(column: string): string {
+  return (
+    `${column} NOT IN ('information_schema', 'pglogical', '${HELPER_SCHEMA}', '${JOIN_SCHEMA}')` +
+    ` AND ${column} NOT LIKE 'pg\\_%'`
+  );
+}
+
 function autoReplicateSql(): string {
   const fn = `${HELPER_SCHEMA}.${AUTO_REPLICATE_FUNCTION}`;
   const body = [
@@ -97,7 +109,7 @@ function autoReplicateSql(): string {
     "  END IF;",
     "  FOR rel IN",
     "    SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c",
-    "     WHERE c.object_type = 'table' AND c.schema_name = 'public' AND NOT c.in_extension",
+    `     WHERE c.object_type = 'table' AND ${userSchemaFilter("c.schema_name")} AND NOT c.in_extension`,
     "  LOOP",
     "    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r",
     "                WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')",
@@ -166,7 +178,7 @@ function ensureTablesSql(): string {
       "    SELECT c.oid, c.oid::regclass AS rel,",
       "           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk",
       "      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-      "     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence = 'p'",
+      `     WHERE ${userSchemaFilter("n.nspname")} AND c.relkind = 'r' AND c.relpersistence = 'p'`,
       "       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d",
       "                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')",
       "       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt",

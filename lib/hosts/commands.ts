@@ -38,6 +38,11 @@ export interface HostAccess {
   hostArgs?: HostArgs;
   /** Docker hosts: the daemon address (`-H`), never an ambient `DOCKER_HOST`. */
   dockerHost?: pulumi.Input<string>;
+  /**
+   * Remote hosts: the address SSH connects to when it is known only at deploy time (an Output
+   * `address`, lib/cluster/inputs.ts); the resolved host's address otherwise.
+   */
+  sshHost?: pulumi.Input<string>;
 }
 
 /** A step's command resource, whatever the host kind. */
@@ -130,8 +135,13 @@ export function sshKeyVariable(unit: string): string {
  * front for a non-root user. As a peer, the runner reaches it with OpenSSH's `ssh` and the key
  * from a secret environment variable, written to a private temporary file for the call only.
  */
-export function remoteDriver(host: ResolvedHost, hostArgs: HostArgs): HostDriver {
+export function remoteDriver(
+  host: ResolvedHost,
+  hostArgs: HostArgs,
+  sshHost?: pulumi.Input<string>,
+): HostDriver {
   const ssh = host.ssh!;
+  const address = sshHost ?? ssh.host;
   const r = hostArgs as RemoteHostArgs;
   const onHost = (op: BundleOp, args: readonly string[] = []) =>
     (host.sudo ? "sudo -n " : "") + bundleCommand(op, args);
@@ -142,7 +152,7 @@ export function remoteDriver(host: ResolvedHost, hostArgs: HostArgs): HostDriver
         name,
         {
           connection: {
-            host: ssh.host,
+            host: address,
             port: ssh.port,
             user: ssh.user,
             privateKey: pulumi.secret(r.privateKey),
@@ -160,16 +170,18 @@ export function remoteDriver(host: ResolvedHost, hostArgs: HostArgs): HostDriver
       const keyVar = sshKeyVariable(unit);
       return {
         run: (op, args) =>
-          pulumi.output(
-            [
-              "ssh_run",
-              shellQuote(ssh.host),
-              String(ssh.port),
-              shellQuote(ssh.user),
-              keyVar,
-              shellQuote(onHost(op, args)),
-            ].join(" "),
-          ),
+          pulumi
+            .output(address)
+            .apply((h) =>
+              [
+                "ssh_run",
+                shellQuote(h),
+                String(ssh.port),
+                shellQuote(ssh.user),
+                keyVar,
+                shellQuote(onHost(op, args)),
+              ].join(" "),
+            ),
         environment: { [keyVar]: pulumi.secret(pulumi.output(r.privateKey)) },
       };
     },
@@ -267,7 +279,7 @@ export function driverFor(host: ResolvedHost, access: HostAccess): HostDriver {
       return localDriver();
     case "remote":
       if (!access.hostArgs) throw new Error("remote hosts need their host arguments (the SSH key)");
-      return remoteDriver(host, access.hostArgs);
+      return remoteDriver(host, access.hostArgs, access.sshHost);
     case "docker":
       if (access.dockerHost === undefined) throw new Error("docker hosts need the Docker daemon address");
       return dockerDriver(host, access.dockerHost);

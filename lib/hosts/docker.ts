@@ -99,7 +99,7 @@ export function createVolume(
 
 /** A port published on loopback: container port → host port. */
 export interface PublishedPort {
-  internal: number;
+  internal: pulumi.Input<number>;
   external: number;
 }
 
@@ -115,6 +115,7 @@ export function createContainer(
   volume: docker.Volume,
   ports: PublishedPort[],
   opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[]; provider: docker.Provider },
+  network?: pulumi.Input<string>,
 ): docker.Container {
   const d = host.docker!;
   return new docker.Container(
@@ -123,7 +124,7 @@ export function createContainer(
       name: d.containerName,
       image,
       hostname: d.containerName,
-      networksAdvanced: [{ name: d.network, aliases: [d.containerName] }],
+      networksAdvanced: [{ name: network ?? d.network, aliases: [d.containerName] }],
       restart: "unless-stopped",
       init: false,
       volumes: [{ volumeName: volume.name, containerPath: host.clusterDir }],
@@ -146,8 +147,11 @@ export function createContainer(
  * The container's IPv4 address on `network`, from the provider's `networkData` (empty while the
  * container is stopped). pg_hba.conf admits exactly these addresses.
  */
-export function containerAddress(container: docker.Container, network: string): pulumi.Output<string> {
-  return container.networkDatas.apply((nets) => {
+export function containerAddress(
+  container: docker.Container,
+  network: pulumi.Input<string>,
+): pulumi.Output<string> {
+  return pulumi.all([container.networkDatas, network]).apply(([nets, network]) => {
     const n = (nets ?? []).find((x) => x.networkName === network);
     return n?.ipAddress ?? "";
   });
@@ -158,8 +162,11 @@ export function containerAddress(container: docker.Container, network: string): 
  * connections to a port published on the Docker host arrive from (the userland proxy connects from
  * the network's gateway). pg_hba.conf admits it for nodes that publish their port.
  */
-export function containerGateway(container: docker.Container, network: string): pulumi.Output<string> {
-  return container.networkDatas.apply((nets) => {
+export function containerGateway(
+  container: docker.Container,
+  network: pulumi.Input<string>,
+): pulumi.Output<string> {
+  return pulumi.all([container.networkDatas, network]).apply(([nets, network]) => {
     const n = (nets ?? []).find((x) => x.networkName === network);
     return n?.gateway ?? "";
   });

@@ -35,14 +35,16 @@ export interface ProcessGuardArgs {
   /** Docker: the daemon address, from the cluster's Docker provider (never an ambient `DOCKER_HOST`). */
   dockerHost?: pulumi.Input<string>;
   /** Bash script: exit 0 when every watched process runs. Must change nothing. */
-  probe: string;
+  probe: pulumi.Input<string>;
   /** Bash script: starts whatever is down; idempotent; exit 0 when all run. */
-  ensure: string;
+  ensure: pulumi.Input<string>;
 }
 
 /** Properties of a guard as the provider sees them (inputs and state). */
-interface GuardProps extends Omit<ProcessGuardArgs, "dockerHost"> {
+interface GuardProps extends Omit<ProcessGuardArgs, "dockerHost" | "probe" | "ensure"> {
   dockerHost?: string;
+  probe: string;
+  ensure: string;
   healthy: boolean;
 }
 

@@ -123,6 +123,8 @@ export class BdrProvider implements provider.Provider {
         connectionString: cluster.connectionString,
         writeNode: cluster.writeNode,
         engine: cluster.engine,
+        roleConnectionStrings: cluster.roleConnectionStrings,
+        roleNodeConnectionStrings: cluster.roleNodeConnectionStrings,
       },
     };
   }

@@ -269,10 +269,11 @@ function commonVars(input: ProxyScriptInput): string[] {
 /**
  * The idempotent create/update script of the proxy host, preamble included. In order:
  *
- * 1. reads `SECRET_PASSWORD` and `SECRET_VERIFIER` from stdin (`read_secrets`) and checks them;
+ * 1. reads `SECRET_PASSWORD`, `SECRET_VERIFIER` and, with application roles, `SECRET_APP_USERS`
+ *    (their auth-file lines) from stdin (`read_secrets`) and checks them;
  *    installs `installPackages` that are missing;
  * 2. creates `baseDir` and PgBouncer's socket directory (0700, owned by `proxy.osUser`); writes the
- *    auth file (0600, `"user" "<verifier>"`), the `.pgpass` (0600, `*:*:*:<user>:<password>`),
+ *    auth file (0600, `"user" "<verifier>"`, then the application roles' lines), the `.pgpass` (0600, `*:*:*:<user>:<password>`),
  *    pgbouncer.ini and `haproxy.cfg.new`, each replaced only when its content changes; validates
  *    the new haproxy.cfg with `haproxy -c -f`;
  * 3. HAProxy not running: installs the config and starts it as `proxy.osUser`
@@ -348,6 +349,15 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
     "case \"$SECRET_PASSWORD\" in *$'\\n'*|*$'\\r'*) log \"proxy apply: the password must not contain line breaks\"; exit 1 ;; esac",
     'if ! [[ "${SECRET_VERIFIER:-}" =~ ^SCRAM-SHA-256\\$[0-9]+:[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$ ]]; then',
     '  log "proxy apply: the VERIFIER secret on stdin is not a SCRAM-SHA-256 verifier"; exit 1',
+    "fi",
+    '# APP_USERS (optional): application roles\' auth-file lines, each "role" "<SCRAM verifier>"',
+    'if [ -n "${SECRET_APP_USERS:-}" ]; then',
+    '  app_re=\'^"[a-z_][a-z0-9_]*" "SCRAM-SHA-256\\$[0-9]+:[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"$\'',
+    "  while IFS= read -r app_line; do",
+    '    if ! [[ "$app_line" =~ $app_re ]]; then',
+    '      log "proxy apply: an APP_USERS line on stdin is not \\"role\\" \\"<SCRAM-SHA-256 verifier>\\""; exit 1',
+    "    fi",
+    '  done <<<"$SECRET_APP_USERS"',
     "fi",
     "",
     "# node_dsn NAME: connection string of a cluster node (for the drain)",
@@ -510,7 +520,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
       shellQuote(userlistHeader) +
       "; printf '%s \"%s\"\\n' " +
       shellQuote(userlistField(ctx.replicationUser)) +
-      ' "$SECRET_VERIFIER"; } | put_file "$PGB_USERLIST" 0600; then PGB_CHANGED=1; fi',
+      ' "$SECRET_VERIFIER"; if [ -n "${SECRET_APP_USERS:-}" ]; then printf \'%s\\n\' "$SECRET_APP_USERS"; fi; } | put_file "$PGB_USERLIST" 0600; then PGB_CHANGED=1; fi',
     "pw_escaped=$(printf '%s' \"$SECRET_PASSWORD\" | sed -e 's/[\\\\:]/\\\\&/g')",
     "{ printf '%s\\n' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'; printf '*:*:*:%s:%s\\n' " +
       shellQuote(ctx.replicationUser.replace(/\\/g, "\\\\").replace(/:/g, "\\:")) +

@@ -20,6 +20,16 @@ export interface PgHbaOptions {
    * Duplicates are dropped; order is kept.
    */
   memberCidrs: readonly string[];
+  /**
+   * Application roles admitted to `database` from the member addresses (the proxy's among them)
+   * with scram-sha-256, on one line per address. None when empty or unset.
+   */
+  appRoles?: readonly string[];
+  /**
+   * CIDRs from which the replication user may log in to `database` only (the machine running
+   * Pulumi, for the postgresql providers). None when empty or unset.
+   */
+  adminCidrs?: readonly string[];
 }
 
 /** Quotes a pg_hba.conf user or database name so keywords (`all`, `replication`, …) lose their meaning. */
@@ -83,6 +93,14 @@ export function renderPgHba(options: PgHbaOptions): string {
   for (const cidr of cidrs) {
     rows.push(["host", databases, user, cidr, "scram-sha-256"]);
     rows.push(["host", "replication", user, cidr, "scram-sha-256"]);
+  }
+  for (const cidr of [...new Set((options.adminCidrs ?? []).map(hbaCidr))]) {
+    rows.push(["host", hbaName(options.database), user, cidr, "scram-sha-256"]);
+  }
+  const apps = [...new Set(options.appRoles ?? [])].sort();
+  if (apps.length > 0) {
+    const appUsers = apps.map(hbaName).join(",");
+    for (const cidr of cidrs) rows.push(["host", hbaName(options.database), appUsers, cidr, "scram-sha-256"]);
   }
   rows.push(["local", "all", "all", "", "reject"]);
   rows.push(["host", "all", "all", "0.0.0.0/0", "reject"]);

@@ -40,6 +40,11 @@ describe("generated API reference and provider schema", () => {
       "waitTimeoutSeconds",
       "proxy",
       "docker",
+      "roles",
+      "schemas",
+      "grants",
+      "providers",
+      "runnerCidrs",
     ]);
     assert.deepStrictEqual(Object.keys(cluster.properties), [
       "nodeDsns",
@@ -48,10 +53,14 @@ describe("generated API reference and provider schema", () => {
       "connectionString",
       "writeNode",
       "engine",
+      "roleConnectionStrings",
+      "roleNodeConnectionStrings",
     ]);
     assert.strictEqual(cluster.inputProperties.replicationPassword.secret, true);
     assert.strictEqual(cluster.properties.connectionString.secret, true);
     assert.strictEqual(schema.types["pulumi-bdr:index:Host"].properties.privateKey.secret, true);
+    assert.strictEqual(schema.types["pulumi-bdr:index:Role"].properties.password.secret, true);
+    assert.strictEqual(cluster.properties.roleConnectionStrings.secret, true);
     assert.match(cluster.inputProperties.database.description, /Default: "bdrdb"\.$/);
     assert.match(
       schema.types["pulumi-bdr:index:Proxy"].properties.pgbouncerPort.description,

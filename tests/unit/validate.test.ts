@@ -410,8 +410,8 @@ describe("validateArgs", () => {
         a.proxy = { haproxyport: 5000, host: { kind: "local", baseDIR: "/x" } };
       },
       [
-        `node: is not an argument of BdrCluster; did you mean "nodes"? expected one of "nodes", "engine", "bdrVariant", "database", "replicationUser", "replicationPassword", "postgresVersion", "postgresSettings", "conflictResolution", "nodeGroupName", "writeNode", "waitTimeoutSeconds", "proxy", "docker"`,
-        `postgresVerison: is not an argument of BdrCluster; did you mean "postgresVersion"? expected one of "nodes", "engine", "bdrVariant", "database", "replicationUser", "replicationPassword", "postgresVersion", "postgresSettings", "conflictResolution", "nodeGroupName", "writeNode", "waitTimeoutSeconds", "proxy", "docker"`,
+        `node: is not an argument of BdrCluster; did you mean "nodes"? expected one of "nodes", "engine", "bdrVariant", "database", "replicationUser", "replicationPassword", "postgresVersion", "postgresSettings", "conflictResolution", "nodeGroupName", "writeNode", "waitTimeoutSeconds", "proxy", "docker", "roles", "schemas", "grants", "providers", "runnerCidrs"`,
+        `postgresVerison: is not an argument of BdrCluster; did you mean "postgresVersion"? expected one of "nodes", "engine", "bdrVariant", "database", "replicationUser", "replicationPassword", "postgresVersion", "postgresSettings", "conflictResolution", "nodeGroupName", "writeNode", "waitTimeoutSeconds", "proxy", "docker", "roles", "schemas", "grants", "providers", "runnerCidrs"`,
         `nodes[0].hots: is not an argument of a node; did you mean "host"? expected one of "name", "host", "port"`,
         `nodes[1].host.adress: is not an argument of a local host; did you mean "address"? expected one of "kind", "baseDir", "address", "osUser"`,
         `proxy.haproxyport: is not an argument of proxy; did you mean "haproxyPort"? expected one of "enabled", "host", "haproxyPort", "checkIntervalMs", "checkFall", "checkRise", "pgbouncerPort", "poolMode", "defaultPoolSize", "maxClientConn", "switchoverMethod"`,
@@ -422,17 +422,23 @@ describe("validateArgs", () => {
       "Outputs and Promises where a plain value is required",
       (a) => {
         a.postgresVersion = pulumi.output(15);
-        a.nodes[0].host = { kind: "local", address: Promise.resolve("127.0.0.1") };
+        // deferrable (lib/cluster/inputs.ts): accepted here, checked when known
+        a.nodes[0].host = {
+          kind: "local",
+          address: Promise.resolve("127.0.0.1"),
+          baseDir: pulumi.output("/srv/bdr"),
+        };
         a.nodes[1].port = pulumi.output(5432);
-        a.postgresSettings = { work_mem: pulumi.output("4MB") };
         a.writeNode = pulumi.output("n1");
+        // not deferrable
+        a.postgresSettings = { work_mem: pulumi.output("4MB") };
+        a.nodeGroupName = Promise.resolve("g");
       },
       [
-        `nodes[0].host.address: got a Promise; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
-        `nodes[1].port: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
-        `postgresVersion: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
-        `postgresSettings["work_mem"]: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
-        `writeNode: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        `nodes[0].host.baseDir: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword, privateKey, roles' passwords and the deferrable fields (a local or remote host's address, a docker host's network, a node's port, proxy.haproxyPort, proxy.pgbouncerPort, writeNode) may be Outputs`,
+        `postgresVersion: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword, privateKey, roles' passwords and the deferrable fields (a local or remote host's address, a docker host's network, a node's port, proxy.haproxyPort, proxy.pgbouncerPort, writeNode) may be Outputs`,
+        `postgresSettings["work_mem"]: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword, privateKey, roles' passwords and the deferrable fields (a local or remote host's address, a docker host's network, a node's port, proxy.haproxyPort, proxy.pgbouncerPort, writeNode) may be Outputs`,
+        `nodeGroupName: got a Promise; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword, privateKey, roles' passwords and the deferrable fields (a local or remote host's address, a docker host's network, a node's port, proxy.haproxyPort, proxy.pgbouncerPort, writeNode) may be Outputs`,
       ],
     ],
     [
@@ -442,7 +448,7 @@ describe("validateArgs", () => {
         a.replicationPassword = Promise.resolve("pw");
       },
       [
-        `nodes: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword and privateKey may be Outputs`,
+        `nodes: got a Pulumi Output; expected a plain value: the cluster is planned (names, ports, files) before any resource exists, so only replicationPassword, privateKey, roles' passwords and the deferrable fields (a local or remote host's address, a docker host's network, a node's port, proxy.haproxyPort, proxy.pgbouncerPort, writeNode) may be Outputs`,
         "replicationPassword: got a Promise; expected a Pulumi secret (wrap it in pulumi.secret(...) or use config.requireSecret)",
       ],
     ],

@@ -150,6 +150,15 @@ case "$SECRET_PASSWORD" in *$'\n'*|*$'\r'*) log "proxy apply: the password must 
 if ! [[ "${SECRET_VERIFIER:-}" =~ ^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$ ]]; then
   log "proxy apply: the VERIFIER secret on stdin is not a SCRAM-SHA-256 verifier"; exit 1
 fi
+# APP_USERS (optional): application roles' auth-file lines, each "role" "<SCRAM verifier>"
+if [ -n "${SECRET_APP_USERS:-}" ]; then
+  app_re='^"[a-z_][a-z0-9_]*" "SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"$'
+  while IFS= read -r app_line; do
+    if ! [[ "$app_line" =~ $app_re ]]; then
+      log "proxy apply: an APP_USERS line on stdin is not \"role\" \"<SCRAM-SHA-256 verifier>\""; exit 1
+    fi
+  done <<<"$SECRET_APP_USERS"
+fi
 
 # node_dsn NAME: connection string of a cluster node (for the drain)
 node_dsn() {
@@ -311,7 +320,7 @@ chmod 0700 "$BASE" "$PGB_SOCKDIR"
 if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$BASE" "$PGB_SOCKDIR"; fi
 if ! as_pg test -w "$BASE"; then log "$PG_OS_USER cannot write $BASE (check the parent directories)"; exit 1; fi
 PGB_CHANGED=0
-if { printf '%s\n' ';; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'; printf '%s "%s"\n' '"bdr_repl"' "$SECRET_VERIFIER"; } | put_file "$PGB_USERLIST" 0600; then PGB_CHANGED=1; fi
+if { printf '%s\n' ';; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'; printf '%s "%s"\n' '"bdr_repl"' "$SECRET_VERIFIER"; if [ -n "${SECRET_APP_USERS:-}" ]; then printf '%s\n' "$SECRET_APP_USERS"; fi; } | put_file "$PGB_USERLIST" 0600; then PGB_CHANGED=1; fi
 pw_escaped=$(printf '%s' "$SECRET_PASSWORD" | sed -e 's/[\\:]/\\&/g')
 { printf '%s\n' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'; printf '*:*:*:%s:%s\n' bdr_repl "$pw_escaped"; } | put_file "$PGPASSFILE" 0600 || true
 unset pw_escaped

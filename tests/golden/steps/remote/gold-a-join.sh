@@ -110,7 +110,7 @@ BEGIN
   END IF;
   FOR rel IN
     SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
-     WHERE c.object_type = 'table' AND c.schema_name = 'public' AND NOT c.in_extension
+     WHERE c.object_type = 'table' AND c.schema_name NOT IN ('information_schema', 'pglogical', 'pulumi_bdr', 'pulumi_bdr_join') AND c.schema_name NOT LIKE 'pg\_%' AND NOT c.in_extension
   LOOP
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r
                 WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')
@@ -148,7 +148,7 @@ BEGIN
     SELECT c.oid, c.oid::regclass AS rel,
            EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relpersistence = 'p'
+     WHERE n.nspname NOT IN ('information_schema', 'pglogical', 'pulumi_bdr', 'pulumi_bdr_join') AND n.nspname NOT LIKE 'pg\_%' AND c.relkind = 'r' AND c.relpersistence = 'p'
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
        AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
