@@ -12,7 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as provider from "@pulumi/pulumi/provider";
 import type { BdrClusterArgs } from "../cluster/args";
 import { BdrCluster, BDR_CLUSTER_TYPE } from "../cluster/bdrCluster";
-import { guardProvider, PLUGIN_GUARD_TYPE, serveGuardsFromPlugin } from "../hosts/guard";
+import { guardProvider, PLUGIN_GUARD_TYPE } from "../hosts/guard";
 import { PLUGIN_SALT_TYPE, scramSaltProvider } from "../cluster/scramSalt";
 
 /** The key and value that mark a secret in Pulumi's wire format (`sdk/nodejs/runtime/rpc.ts`). */
@@ -57,15 +57,14 @@ function providerOf(urn: string): pulumi.dynamic.ResourceProvider {
 /**
  * Serves `pulumi-bdr:index:BdrCluster` (a component) with the given schema, and the cluster's
  * process guards (`pulumi-bdr:index:ProcessGuard`, custom resources) with the same code as the
- * dynamic provider a TypeScript program uses.
+ * dynamic provider a TypeScript program uses. {@link serve} (main.ts) makes the component create
+ * its guards as such resources.
  */
 export class BdrProvider implements provider.Provider {
   constructor(
     readonly version: string,
     private readonly schemaText: string,
-  ) {
-    serveGuardsFromPlugin();
-  }
+  ) {}
 
   async check(urn: string, _olds: any, news: any): Promise<provider.CheckResult> {
     providerOf(urn);
