@@ -452,8 +452,8 @@ describe("roles (mocks): the resource graph", () => {
     assert.deepStrictEqual(deps(schema), [
       "bd-n1-role-app",
       "bd-n2-role-app",
-      "bd-n3-role-app",
       "bd-n3-join",
+      "bd-n3-role-app",
     ]);
     assert.ok(deps(byName("bd-proxy")).includes("bd-grant-app-app-schema"));
   });
