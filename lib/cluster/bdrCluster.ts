@@ -121,7 +121,7 @@ export class BdrCluster extends pulumi.ComponentResource {
       ? dockerTarget(name, this.getProvider("docker:index:Container"), plan.docker.host, this)
       : undefined;
     const roles = plan.app.providers
-      ? roleHooks(this, plan, secrets.password, { gate: salt, planOut })
+      ? roleHooks(this, plan, secrets.password, { gate: salt, planOut, clusterSalt: salt.salt })
       : undefined;
     const created = createCluster(this, plan, secrets, docker, roles, planOut);
     this.nodeProviders = roles?.result.nodeProviders ?? {};

@@ -139,12 +139,17 @@ export interface RoleHookOptions {
   gate?: pulumi.Resource;
   /** The plan resolved at deploy time when some argument is an Output (lib/cluster/inputs.ts). */
   planOut?: PlanSource;
+  /**
+   * The cluster's random SCRAM salt (base64, a secret kept in state): it keys the roles' salts
+   * ({@link roleSalt}). Required when a role logs in.
+   */
+  clusterSalt?: pulumi.Input<string>;
 }
 
 /**
  * Makes the hooks that create the providers, roles, schemas and grants of a resolved plan
  * (`plan.app`: nothing reads the raw args). `replicationPassword` is the cluster's (secret)
- * password: the providers log in with it and it keys the roles' salts ({@link roleSalt}).
+ * password: the providers log in with it. The roles' salts are keyed by `options.clusterSalt`.
  */
 export function roleHooks(
   parent: pulumi.Resource,
@@ -169,12 +174,13 @@ export function roleHooks(
   const verifiers = new Map<string, pulumi.Output<string>>();
   for (const r of roles) {
     if (r.login === false || r.password === undefined) continue;
+    if (options.clusterSalt === undefined) throw new Error("roleHooks: login roles need the cluster's salt");
     verifiers.set(
       r.name,
       pulumi.secret(
         pulumi
-          .all([replicationPassword, pulumi.output(r.password)])
-          .apply(([rp, p]) => scramVerifier(p, roleSalt(rp, cluster, r.name, p))),
+          .all([pulumi.output(options.clusterSalt), pulumi.output(r.password)])
+          .apply(([key, p]) => scramVerifier(p, roleSalt(key, cluster, r.name, p))),
       ),
     );
   }

@@ -6,7 +6,16 @@ import type { BdrClusterArgs } from "../../lib/cluster/args";
 import { renderPgHba } from "../../lib/render/pgHba";
 import { scramVerifier } from "../../lib/render/scram";
 import { roleSalt } from "../../lib/roles/salt";
-import { installMocks, plainOccurrences, registered, Registered, reset, settle, unwrap } from "./mocks";
+import {
+  installMocks,
+  MOCK_SALTS,
+  plainOccurrences,
+  registered,
+  Registered,
+  reset,
+  settle,
+  unwrap,
+} from "./mocks";
 
 installMocks();
 
@@ -240,14 +249,15 @@ describe("roles: renderers and salts", () => {
   });
 
   it("role salts are stable, 16 bytes, and depend on every input", () => {
-    const s = roleSalt("r", "c", "app", "p");
+    const key = "AAECAwQFBgcICQoLDA0ODw==";
+    const s = roleSalt(key, "c", "app", "p");
     assert.strictEqual(s.length, 16);
-    assert.ok(s.equals(roleSalt("r", "c", "app", "p")));
+    assert.ok(s.equals(roleSalt(key, "c", "app", "p")));
     for (const other of [
-      roleSalt("r2", "c", "app", "p"),
-      roleSalt("r", "c2", "app", "p"),
-      roleSalt("r", "c", "app2", "p"),
-      roleSalt("r", "c", "app", "p2"),
+      roleSalt("DwECAwQFBgcICQoLDA0ODw==", "c", "app", "p"),
+      roleSalt(key, "c2", "app", "p"),
+      roleSalt(key, "c", "app2", "p"),
+      roleSalt(key, "c", "app", "p2"),
     ]) {
       assert.ok(!s.equals(other));
     }
@@ -367,7 +377,7 @@ describe("roles (mocks): the resource graph", () => {
     assert.deepStrictEqual(deps(byName("rc-write-postgresql")), ["rc-scram-salt"]);
 
     // Roles: on the node's provider, the same SCRAM verifier on every node, never the password.
-    const expected = scramVerifier(RW_PW, roleSalt(PASSWORD, "rc", "app_rw", RW_PW));
+    const expected = scramVerifier(RW_PW, roleSalt(MOCK_SALTS["rc-scram-salt"], "rc", "app_rw", RW_PW));
     for (const n of ["n1", "n2"]) {
       const role = byName(`rc-${n}-role-app_rw`);
       assert.ok(role.provider.startsWith(byName(`rc-${n}-postgresql`).urn), role.provider);
@@ -410,7 +420,7 @@ describe("roles (mocks): the resource graph", () => {
       .slice("APP_USERS=".length);
     const lines = Buffer.from(appUsers, "base64").toString().split("\n");
     assert.deepStrictEqual(lines, [
-      `"app_ro" "${scramVerifier(RO_PW, roleSalt(PASSWORD, "rc", "app_ro", RO_PW))}"`,
+      `"app_ro" "${scramVerifier(RO_PW, roleSalt(MOCK_SALTS["rc-scram-salt"], "rc", "app_ro", RO_PW))}"`,
       `"app_rw" "${expected}"`,
     ]);
     // Nothing plain: no password or verifier outside a secret, anywhere.
