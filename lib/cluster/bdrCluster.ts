@@ -43,7 +43,9 @@ export interface BdrClusterOptions extends pulumi.ComponentResourceOptions {
  * (a Docker provider for `docker.host`) when no Docker provider is passed in the options.
  * With `roles`, `schemas`, `grants` or `providers: true`: `<name>-<node>-postgresql` (a
  * `postgresql.Provider` per node), `<name>-write-postgresql`, `<name>-<node>-role-<role>`,
- * `<name>-<node>-schema-<schema>` and `<name>-<node>-grant-<role>-<schema>-<objectType>`.
+ * `<name>-<node>-schema-<schema>` and `<name>-<node>-grant-<role>-<schema>-<objectType>` (BDR,
+ * whose DDL replicates: `<name>-schema-<schema>` and `<name>-grant-<role>-<schema>-<objectType>`
+ * once, through the write node's provider).
  */
 export class BdrCluster extends pulumi.ComponentResource {
   /** Connection string (without password) of each node, as peers reach it. */

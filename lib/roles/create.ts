@@ -25,7 +25,14 @@ export const roleResourceName = {
   schema: (cluster: string, node: string, schema: string) => `${cluster}-${node}-schema-${schema}`,
   grant: (cluster: string, node: string, role: string, schema: string, objectType: string) =>
     `${cluster}-${node}-grant-${role}-${schema}-${objectType}`,
+  /** BDR (DDL replicates): schemas and grants are made once, through the write node's provider. */
+  clusterSchema: (cluster: string, schema: string) => `${cluster}-schema-${schema}`,
+  clusterGrant: (cluster: string, role: string, schema: string, objectType: string) =>
+    `${cluster}-grant-${role}-${schema}-${objectType}`,
 };
+
+/** Key of {@link roleHooks}' cluster-wide resources (BDR schemas and grants) among the per-node ones. */
+const CLUSTER_WIDE = "*";
 
 /**
  * Where the machine running Pulumi reaches a node's PostgreSQL: a local or remote host's address and
@@ -313,15 +320,25 @@ export function roleHooks(
     return [...made.values()];
   };
 
-  /** Schemas (kept on delete) and grants of a node, after its join. */
+  /**
+   * Schemas (kept on delete) and grants after a join: on that node (pglogical: DDL does not
+   * replicate), or once through the write node's provider after the last join (BDR: DDL
+   * replicates, so a node leaving must not revoke or drop anything on the others).
+   */
   const makeObjects = (node: string, join: pulumi.Resource) => {
-    const provider = result.nodeProviders[node];
-    const roleOf = (n: string) => result.resources.get(roleResourceName.role(cluster, node, n));
+    const wide = node === CLUSTER_WIDE;
+    const provider = wide ? result.writeProvider! : result.nodeProviders[node];
+    const roleOf = (n: string): pulumi.Resource[] =>
+      (wide ? ctx.nodes.map((x) => x.name) : [node])
+        .map((x) => result.resources.get(roleResourceName.role(cluster, x, n)))
+        .filter((x): x is pulumi.Resource => x !== undefined);
     const schemaRes = new Map<string, postgresql.Schema>();
     for (const s of schemas) {
       const owner = s.owner ?? ctx.replicationUser;
-      const name = roleResourceName.schema(cluster, node, s.name);
-      const deps = [join, ...gate, roleOf(owner)].filter((x): x is pulumi.Resource => x !== undefined);
+      const name = wide
+        ? roleResourceName.clusterSchema(cluster, s.name)
+        : roleResourceName.schema(cluster, node, s.name);
+      const deps = [join, ...gate, ...roleOf(owner)];
       const schema = new postgresql.Schema(
         name,
         { name: s.name, database: ctx.database, owner, ifNotExists: true, dropCascade: false },
@@ -331,8 +348,10 @@ export function roleHooks(
       add(node, name, schema);
     }
     for (const g of grants) {
-      const name = roleResourceName.grant(cluster, node, g.role, g.schema, g.objectType);
-      const deps = [join, ...gate, roleOf(g.role), schemaRes.get(g.schema)].filter(
+      const name = wide
+        ? roleResourceName.clusterGrant(cluster, g.role, g.schema, g.objectType)
+        : roleResourceName.grant(cluster, node, g.role, g.schema, g.objectType);
+      const deps = [join, ...gate, ...roleOf(g.role), schemaRes.get(g.schema)].filter(
         (x): x is pulumi.Resource => x !== undefined,
       );
       const grant = new postgresql.Grant(
@@ -361,12 +380,15 @@ export function roleHooks(
         return makeRoles(step.node, setup);
       }
       if (step.kind === "proxy") {
-        return ctx.nodes.flatMap((n) => perNode.get(n.name) ?? []);
+        return [...ctx.nodes.map((n) => n.name), CLUSTER_WIDE].flatMap((n) => perNode.get(n) ?? []);
       }
       return [];
     },
     created(step, resource) {
-      if (step.kind === "join" && step.node) makeObjects(step.node, resource);
+      if (step.kind !== "join" || !step.node) return;
+      if (ctx.engine !== "bdr") makeObjects(step.node, resource);
+      // The last join waits for every earlier one (the join chain).
+      else if (step.node === ctx.nodes[ctx.nodes.length - 1].name) makeObjects(CLUSTER_WIDE, resource);
     },
   };
 }

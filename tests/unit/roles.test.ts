@@ -433,6 +433,39 @@ describe("roles (mocks): the resource graph", () => {
     }
   });
 
+  it("BDR (DDL replicates): roles on every node, schemas and grants once through the write node's provider", async () => {
+    new lib.BdrCluster("bd", {
+      engine: "bdr",
+      nodes: ["n1", "n2", "n3"].map((name) => ({ name, host: { kind: "local" as const } })),
+      replicationPassword: pulumi.secret(PASSWORD),
+      roles: [{ name: "app", password: pulumi.secret(RW_PW) }],
+      schemas: [{ name: "app", owner: "app" }],
+      grants: [{ role: "app", schema: "app", objectType: "schema", privileges: ["USAGE"] }],
+    });
+    await registeredAll(["bd-schema-app", "bd-grant-app-app-schema", "bd-proxy"]);
+    const pg = registered
+      .filter((r) => r.type.startsWith("postgresql:"))
+      .map((r) => r.name)
+      .sort();
+    assert.deepStrictEqual(pg, [
+      "bd-grant-app-app-schema",
+      "bd-n1-role-app",
+      "bd-n2-role-app",
+      "bd-n3-role-app",
+      "bd-schema-app",
+    ]);
+    const schema = byName("bd-schema-app");
+    assert.ok(schema.provider.startsWith(byName("bd-write-postgresql").urn), schema.provider);
+    assert.deepStrictEqual(deps(schema), [
+      "bd-n1-role-app",
+      "bd-n2-role-app",
+      "bd-n3-join",
+      "bd-n3-role-app",
+      "bd-scram-salt",
+    ]);
+    assert.ok(deps(byName("bd-proxy")).includes("bd-grant-app-app-schema"));
+  });
+
   it("no roles: no providers and no new resources (existing stacks see no change)", async () => {
     const c = new lib.BdrCluster("nr", {
       nodes: ["n1", "n2"].map((name) => ({ name, host: { kind: "local" as const } })),
