@@ -288,7 +288,9 @@ export function renderStep(
  * edges. Node steps (server, config, setup) run in parallel across nodes; `config` steps chain so
  * a change rolls one node at a time; `join` steps chain from the first node; the proxy waits for
  * every join; guards (local and docker hosts) follow each node's setup and the proxy. Secrets reach
- * scripts only on stdin, as secret Outputs; guards get none.
+ * scripts only on stdin, as secret Outputs; guards get none. `hooks` (lib/roles) add resources
+ * around the steps and the proxy's extra secrets; `planOut` (arguments known only at deploy time)
+ * gives the values of every script, address and port while `plan` gives the graph's shape.
  */
 export function createCluster(
   parent: pulumi.Resource,

@@ -326,7 +326,6 @@ export function roleHooks(
     return [...made.values()];
   };
 
-  /** Schemas (kept on delete) and grants of a node, after its join. */
   /**
    * Schemas (kept on delete) and grants after a join: on that node (pglogical: DDL does not
    * replicate), or once through the write node's provider after the last join (BDR: DDL

@@ -149,9 +149,11 @@ describe("composition: pulumi.Input arguments", () => {
       replicationPassword: pulumi.secret(PASSWORD),
       proxy: { enabled: false },
     });
-    await registeredAll(["rem-r0-server", "rem-r1-join"]);
+    await registeredAll(["rem-r0-server", "rem-r1-join", "rem-r0-join-forget"]);
     assert.strictEqual(byName("rem-r1-server").inputs.connection.host, "10.9.0.2");
     assert.match(bundleOf("rem-r0-server"), /listen_addresses = .*10\.9\.0\.1/);
+    // the runner reaches the surviving peer at its resolved address when a node leaves
+    assert.match(String(unwrap(byName("rem-r0-join-forget").inputs.delete)), /ssh_run '?10\.9\.0\.2'? /);
 
     new lib.BdrCluster("dk", {
       nodes: ["a", "b"].map((name) => ({
