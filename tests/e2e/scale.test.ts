@@ -76,6 +76,14 @@ describe(`e2e: ${NODE_COUNT} local nodes through the real Pulumi CLI`, function 
     }
     const last = members[members.length - 1];
     await query(direct("n1"), getEngine("pglogical").ddlSql("CREATE TABLE public.t (id int PRIMARY KEY)"));
+    // The DDL reaches the last node through replication: insert there once the table exists.
+    await waitFor(
+      `the table on ${last}`,
+      async () =>
+        Number((await query(direct(last), "SELECT count(*) AS c FROM pg_class WHERE relname = 't'"))[0].c) ===
+        1,
+      60000,
+    );
     await query(direct(last), "INSERT INTO public.t VALUES (1)");
     for (const n of members) {
       await waitFor(
