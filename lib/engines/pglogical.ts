@@ -452,8 +452,11 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
   const me = lit(node.name);
   const peerSqlText = [
     statementTimeout(t + 10),
+    // Every enabled subscription from the restarted node, not only the 'down' ones: an apply worker
+    // can still show 'replicating' while it waits on a connection to the old server that died
+    // without a FIN (a killed container), and pglogical would restart it only minutes later.
     "CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()",
-    ` WHERE provider_node = ${me} AND status = 'down';`,
+    ` WHERE provider_node = ${me} AND status <> 'disabled';`,
     "SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;",
     "SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;",
     doBlock(

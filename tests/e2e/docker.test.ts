@@ -311,10 +311,19 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     await rowsEverywhere("public.items", names(), 5);
     await query(direct(victim), "INSERT INTO public.items VALUES (11, 'from the restored n3')");
     await rowsEverywhere("public.items", names(), 6);
-    const p = await stack.preview({ onOutput: () => undefined, refresh: true });
+    const changed: string[] = [];
+    const p = await stack.preview({
+      onOutput: () => undefined,
+      refresh: true,
+      onEvent: (e: EngineEvent) => {
+        const m = e.resourcePreEvent?.metadata;
+        if (m && m.op !== "same" && m.op !== "refresh")
+          changed.push(`${m.op} ${m.urn.split("::").pop()} [${(m.diffs ?? []).join(",")}]`);
+      },
+    });
     const c = { ...p.changeSummary } as Record<string, number>;
     delete c.same;
-    assert.deepStrictEqual(c, {}, "healthy again: preview --refresh shows no change");
+    assert.deepStrictEqual(c, {}, `healthy again: preview --refresh shows no change: ${changed.join("; ")}`);
   });
 
   it("7. destroy leaves no container, volume or network of the cluster", async () => {

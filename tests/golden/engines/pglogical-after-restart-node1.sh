@@ -8,7 +8,7 @@ while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn
 for i in "${!peer_names[@]}"; do
   if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
 CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
- WHERE provider_node = '\''node1'\'' AND status = '\''down'\'';
+ WHERE provider_node = '\''node1'\'' AND status <> '\''disabled'\'';
 SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;
 SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;
 DO $pb$

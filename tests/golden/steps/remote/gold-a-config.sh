@@ -180,7 +180,7 @@ if [ -n "$pending" ]; then
   for i in "${!peer_names[@]}"; do
     if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
   CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
-   WHERE provider_node = '\''a'\'' AND status = '\''down'\'';
+   WHERE provider_node = '\''a'\'' AND status <> '\''disabled'\'';
   SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;
   SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;
   DO $pb$
@@ -387,7 +387,7 @@ if [ -n "$pending" ]; then
   for i in "${!peer_names[@]}"; do
     if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
   CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
-   WHERE provider_node = '\''a'\'' AND status = '\''down'\'';
+   WHERE provider_node = '\''a'\'' AND status <> '\''disabled'\'';
   SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;
   SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;
   DO $pb$
