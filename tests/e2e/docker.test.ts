@@ -108,20 +108,27 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     const started = new Map<string, number>();
     const took: string[] = [];
     const ops: string[] = [];
-    const r = await stack.up({
-      onOutput: () => undefined,
-      refresh,
-      onEvent: (e: EngineEvent) => {
-        const pre = e.resourcePreEvent?.metadata;
-        if (pre && pre.op !== "same" && pre.op !== "refresh") {
-          started.set(pre.urn, e.timestamp);
-          ops.push(`${pre.op} ${pre.urn.split("::").pop()}`);
-        }
-        const done = e.resOutputsEvent?.metadata.urn;
-        if (done && started.has(done) && /::bde-(image|n\d+-container|proxy-container)$/.test(done))
-          took.push(`${done.split("::").pop()} ${e.timestamp - started.get(done)!} s`);
-      },
-    });
+    // The engine's output is kept and shown when the update fails: a failed program's own error
+    // is only there (the Automation API may report a promise leak instead).
+    let out = "";
+    const r = await stack
+      .up({
+        onOutput: (s) => (out += s),
+        refresh,
+        onEvent: (e: EngineEvent) => {
+          const pre = e.resourcePreEvent?.metadata;
+          if (pre && pre.op !== "same" && pre.op !== "refresh") {
+            started.set(pre.urn, e.timestamp);
+            ops.push(`${pre.op} ${pre.urn.split("::").pop()}`);
+          }
+          const done = e.resOutputsEvent?.metadata.urn;
+          if (done && started.has(done) && /::bde-(image|n\d+-container|proxy-container)$/.test(done))
+            took.push(`${done.split("::").pop()} ${e.timestamp - started.get(done)!} s`);
+        },
+      })
+      .catch((e: unknown) => {
+        throw new Error(`${label} failed: ${String(e)}\n--- engine output (tail) ---\n${out.slice(-6000)}`);
+      });
     log(`${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
     if (took.length > 0) log(`  ${took.join(", ")}`);
     log(`  ${ops.join(", ")}`);
