@@ -485,6 +485,9 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
     " FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id",
     " WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node) ORDER BY n.node_name, i.if_id;",
   ].join("");
+  // Logical slots of this node that no walsender serves (pglogical's: one per subscriber).
+  const inactiveSlots =
+    "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_type = 'logical' AND database = current_database() AND plugin = 'pglogical_output' AND NOT active;";
   // Peers come only from the running server's catalog (a full mesh: every peer is a provider
   // here), never from the plan: adding a node must not change existing nodes' config steps.
   return [
@@ -495,10 +498,33 @@ function afterRestart(ctx: ClusterContext, node: NodePlan): string {
     'add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }',
     `catalog_peers=$(printf '%s\\n' ${shellQuote(catalogPeers)} | sql_local) || catalog_peers=""`,
     'while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"',
-    'for i in "${!peer_names[@]}"; do',
-    `  if ! printf '%s\\n' ${shellQuote(peerSqlText)} | sql_peer "\${peer_dsns[$i]}" >/dev/null; then`,
-    '    log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"',
+    "wake_peers() {",
+    "  unreachable=0",
+    '  for i in "${!peer_names[@]}"; do',
+    `    if ! printf '%s\\n' ${shellQuote(peerSqlText)} | sql_peer "\${peer_dsns[$i]}" >/dev/null; then`,
+    '      log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"',
+    "      unreachable=$((unreachable + 1))",
+    "    fi",
+    "  done",
+    "}",
+    "wake_peers",
+    // A peer's worker that says 'replicating' may still not stream (it tried while this server was
+    // still starting, or holds a dead connection): the proof is here, a walsender on every slot.
+    // Slots that stay inactive get their subscribers woken again, until the deadline. A peer that
+    // could not be reached keeps its slot idle: those are not waited for.
+    `inactive_sql=${shellQuote(inactiveSlots)}`,
+    `deadline=$((SECONDS + ${t}))`,
+    "tries=0",
+    "while :; do",
+    '  inactive=$(printf \'%s\\n\' "$inactive_sql" | sql_local) || inactive=""',
+    '  if [ -z "$inactive" ] || [ "$inactive" -le "$unreachable" ]; then break; fi',
+    '  if [ "$SECONDS" -ge "$deadline" ]; then',
+    `    log "pglogical: WARNING: $inactive slot(s) here still have no walsender after ${t}s"`,
+    "    break",
     "  fi",
+    "  tries=$((tries + 1))",
+    '  if [ $((tries % 10)) = 0 ]; then log "pglogical: $inactive slot(s) still idle; waking the peers again"; wake_peers; fi',
+    "  sleep 0.5",
     "done",
     "",
   ].join("\n");

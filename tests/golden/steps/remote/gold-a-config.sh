@@ -177,8 +177,10 @@ if [ -n "$pending" ]; then
   add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }
   catalog_peers=$(printf '%s\n' 'SELECT DISTINCT ON (n.node_name) n.node_name || '\''|'\'' || i.if_dsn FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node) ORDER BY n.node_name, i.if_id;' | sql_local) || catalog_peers=""
   while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
-  for i in "${!peer_names[@]}"; do
-    if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
+  wake_peers() {
+    unreachable=0
+    for i in "${!peer_names[@]}"; do
+      if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
   CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
    WHERE provider_node = '\''a'\'' AND status <> '\''disabled'\'';
   SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;
@@ -201,8 +203,25 @@ if [ -n "$pending" ]; then
     END LOOP;
   END
   $pb$;' | sql_peer "${peer_dsns[$i]}" >/dev/null; then
-      log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"
+        log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"
+        unreachable=$((unreachable + 1))
+      fi
+    done
+  }
+  wake_peers
+  inactive_sql='SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_type = '\''logical'\'' AND database = current_database() AND plugin = '\''pglogical_output'\'' AND NOT active;'
+  deadline=$((SECONDS + 300))
+  tries=0
+  while :; do
+    inactive=$(printf '%s\n' "$inactive_sql" | sql_local) || inactive=""
+    if [ -z "$inactive" ] || [ "$inactive" -le "$unreachable" ]; then break; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "pglogical: WARNING: $inactive slot(s) here still have no walsender after 300s"
+      break
     fi
+    tries=$((tries + 1))
+    if [ $((tries % 10)) = 0 ]; then log "pglogical: $inactive slot(s) still idle; waking the peers again"; wake_peers; fi
+    sleep 0.5
   done
   
 fi
@@ -384,8 +403,10 @@ if [ -n "$pending" ]; then
   add_peer() { local i; for i in "${!peer_names[@]}"; do [ "${peer_names[$i]}" = "$1" ] && return 0; done; peer_names+=("$1"); peer_dsns+=("$2"); }
   catalog_peers=$(printf '%s\n' 'SELECT DISTINCT ON (n.node_name) n.node_name || '\''|'\'' || i.if_dsn FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node) ORDER BY n.node_name, i.if_id;' | sql_local) || catalog_peers=""
   while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
-  for i in "${!peer_names[@]}"; do
-    if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
+  wake_peers() {
+    unreachable=0
+    for i in "${!peer_names[@]}"; do
+      if ! printf '%s\n' 'SET statement_timeout = '\''310000ms'\'';
   CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
    WHERE provider_node = '\''a'\'' AND status <> '\''disabled'\'';
   SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;
@@ -408,8 +429,25 @@ if [ -n "$pending" ]; then
     END LOOP;
   END
   $pb$;' | sql_peer "${peer_dsns[$i]}" >/dev/null; then
-      log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"
+        log "pglogical: WARNING: could not wake the subscriptions on ${peer_names[$i]}"
+        unreachable=$((unreachable + 1))
+      fi
+    done
+  }
+  wake_peers
+  inactive_sql='SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_type = '\''logical'\'' AND database = current_database() AND plugin = '\''pglogical_output'\'' AND NOT active;'
+  deadline=$((SECONDS + 300))
+  tries=0
+  while :; do
+    inactive=$(printf '%s\n' "$inactive_sql" | sql_local) || inactive=""
+    if [ -z "$inactive" ] || [ "$inactive" -le "$unreachable" ]; then break; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "pglogical: WARNING: $inactive slot(s) here still have no walsender after 300s"
+      break
     fi
+    tries=$((tries + 1))
+    if [ $((tries % 10)) = 0 ]; then log "pglogical: $inactive slot(s) still idle; waking the peers again"; wake_peers; fi
+    sleep 0.5
   done
   
 fi
