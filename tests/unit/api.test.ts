@@ -89,8 +89,11 @@ describe("generated API reference and provider schema", () => {
     }
     const grant = schema.types["pulumi-bdr:index:Grant"].properties;
     assert.deepStrictEqual(grant.privileges.items, { type: "string" });
-    assert.deepStrictEqual(schema.resources["pulumi-bdr:index:BdrCluster"].inputProperties.runnerCidrs.items, {
-      type: "string",
-    });
+    assert.deepStrictEqual(
+      schema.resources["pulumi-bdr:index:BdrCluster"].inputProperties.runnerCidrs.items,
+      {
+        type: "string",
+      },
+    );
   });
 });
