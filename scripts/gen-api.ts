@@ -109,7 +109,11 @@ function schemaTypeOf(
   if (allowed) schemaType = { type: "string" };
   else if (bare.endsWith("[]")) {
     const item = bare.slice(0, -2);
-    schemaType = { type: "array", items: { $ref: `#/types/${PACKAGE}:index:${TYPE_TOKENS[item]}` } };
+    let items: Record<string, unknown>;
+    if (TYPE_TOKENS[item]) items = { $ref: `#/types/${PACKAGE}:index:${TYPE_TOKENS[item]}` };
+    else if (item === "string") items = { type: "string" };
+    else throw new Error(`gen-api: no schema type for the items of ${decl.name.getText()}: ${text}`);
+    schemaType = { type: "array", items };
   } else if (TYPE_TOKENS[bare]) schemaType = { $ref: `#/types/${PACKAGE}:index:${TYPE_TOKENS[bare]}` };
   else if (bare === "string") schemaType = { type: "string" };
   // Every number in the arguments is a count, a port, a duration or a version: all integers.

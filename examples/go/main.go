@@ -13,12 +13,17 @@ func main() {
 		if writeNode == "" {
 			writeNode = "n1"
 		}
+		// Nodes listen on firstPort, firstPort+1, firstPort+2; PgBouncer on firstPort+100, HAProxy on firstPort+101.
+		firstPort := cfg.GetInt("firstPort")
+		if firstPort == 0 {
+			firstPort = 32432
+		}
 		nodes := pulumibdr.NodeArray{}
 		for i, name := range []string{"n1", "n2", "n3"} {
 			nodes = append(nodes, pulumibdr.NodeArgs{
 				Name: pulumi.String(name),
 				Host: pulumibdr.HostArgs{Kind: pulumi.String("local")},
-				Port: pulumi.Int(32432 + i),
+				Port: pulumi.Int(firstPort + i),
 			})
 		}
 		cluster, err := pulumibdr.NewBdrCluster(ctx, "gobdr", &pulumibdr.BdrClusterArgs{
@@ -27,14 +32,15 @@ func main() {
 			WriteNode:           pulumi.String(writeNode),
 			WaitTimeoutSeconds:  pulumi.Int(120),
 			Proxy: pulumibdr.ProxyArgs{
-				HaproxyPort:   pulumi.Int(32533),
-				PgbouncerPort: pulumi.Int(32532),
+				PgbouncerPort: pulumi.Int(firstPort + 100),
+				HaproxyPort:   pulumi.Int(firstPort + 101),
 			},
 		})
 		if err != nil {
 			return err
 		}
 		ctx.Export("nodeDsns", cluster.NodeDsns)
+		ctx.Export("pgbouncer", cluster.PgbouncerEndpoint)
 		ctx.Export("writeNode", cluster.WriteNode)
 		ctx.Export("connectionString", cluster.ConnectionString)
 		return nil

@@ -7,6 +7,7 @@
  * Not exercised against a real server here (BDR/PGD are EDB-licensed and not installable on this
  * machine): the calls follow the BDR 3.7 and PGD 5 reference documentation; see docs/engines.md.
  */
+import dedent from "ts-dedent";
 import { BdrVariant, ClusterContext, NodePlan } from "../types";
 import { quoteLiteral, shellQuote } from "../render/quote";
 import {
@@ -89,19 +90,19 @@ function bootstrap(ctx: ClusterContext, node: NodePlan): string {
       "  # PGD 5: a top-level group, then the data subgroup the nodes live in.",
       indentScript(
         local(
-          [
-            `SELECT bdr.create_node_group(node_group_name := ${lit(ctx.nodeGroupName)})`,
-            ` WHERE NOT EXISTS (SELECT 1 FROM bdr.node_group WHERE node_group_name = ${lit(ctx.nodeGroupName)});`,
-          ].join("\n"),
+          dedent`
+            SELECT bdr.create_node_group(node_group_name := ${lit(ctx.nodeGroupName)})
+             WHERE NOT EXISTS (SELECT 1 FROM bdr.node_group WHERE node_group_name = ${lit(ctx.nodeGroupName)});
+          `,
         ),
         2,
       ),
       indentScript(
         local(
-          [
-            `SELECT bdr.create_node_group(node_group_name := ${lit(sub)}, parent_group_name := ${lit(ctx.nodeGroupName)})`,
-            ` WHERE NOT EXISTS (SELECT 1 FROM bdr.node_group WHERE node_group_name = ${lit(sub)});`,
-          ].join("\n"),
+          dedent`
+            SELECT bdr.create_node_group(node_group_name := ${lit(sub)}, parent_group_name := ${lit(ctx.nodeGroupName)})
+             WHERE NOT EXISTS (SELECT 1 FROM bdr.node_group WHERE node_group_name = ${lit(sub)});
+          `,
         ),
         2,
       ),
@@ -134,13 +135,13 @@ function join(ctx: ClusterContext, node: NodePlan): string {
     indentScript(
       [
         `if ! ${local(
-          [
-            statementTimeout(t),
-            "SELECT bdr.join_node_group(",
-            `  join_target_dsn := ${lit(target.dsn)},`,
-            `  node_group_name := ${lit(group)},`,
-            "  wait_for_completion := true);",
-          ].join("\n"),
+          dedent`
+            ${statementTimeout(t)}
+            SELECT bdr.join_node_group(
+              join_target_dsn := ${lit(target.dsn)},
+              node_group_name := ${lit(group)},
+              wait_for_completion := true);
+          `,
         )}`,
         "then",
         `  ${logLine(`bdr: join of node ${node.name} failed or did not finish within ${t}s`)}`,
@@ -164,28 +165,28 @@ function part(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const leaving = lit(node.name);
   const waitParted = doBlock(
-    [
-      "DECLARE",
-      `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${t});`,
-      "  st text;",
-      "BEGIN",
-      "  LOOP",
-      `    SELECT peer_state_name::text INTO st FROM bdr.node_summary WHERE node_name = ${leaving};`,
-      "    EXIT WHEN st IS NULL OR st = 'PARTED';",
-      "    IF clock_timestamp() > deadline THEN",
-      `      RAISE EXCEPTION 'node % still in state % after ${t}s', ${leaving}, st;`,
-      "    END IF;",
-      "    PERFORM pg_catalog.pg_sleep(0.5);",
-      "  END LOOP;",
-      "END",
-    ].join("\n"),
+    dedent`
+      DECLARE
+        deadline timestamptz := clock_timestamp() + make_interval(secs => ${t});
+        st text;
+      BEGIN
+        LOOP
+          SELECT peer_state_name::text INTO st FROM bdr.node_summary WHERE node_name = ${leaving};
+          EXIT WHEN st IS NULL OR st = 'PARTED';
+          IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'node % still in state % after ${t}s', ${leaving}, st;
+          END IF;
+          PERFORM pg_catalog.pg_sleep(0.5);
+        END LOOP;
+      END
+    `,
   );
-  const partOn = [
-    statementTimeout(t + 10),
-    "SELECT bdr.part_node(node_name := " + leaving + ", wait_for_completion := true, force := false)",
-    `  FROM bdr.node_summary WHERE node_name = ${leaving} AND peer_state_name::text NOT LIKE 'PART%';`,
-    waitParted,
-  ].join("\n");
+  const partOn = dedent`
+    ${statementTimeout(t + 10)}
+    SELECT bdr.part_node(node_name := ${leaving}, wait_for_completion := true, force := false)
+      FROM bdr.node_summary WHERE node_name = ${leaving} AND peer_state_name::text NOT LIKE 'PART%';
+    ${waitParted}
+  `;
   return [
     `# bdr (${variantLabel(v)}): a node leaves the group (bdr.part_node from an active peer)`,
     logLine(`bdr: parting node ${node.name}`),
@@ -204,11 +205,11 @@ function part(ctx: ClusterContext, node: NodePlan): string {
     "esac",
     "# Active peers from the catalog (the plan may be stale).",
     `peers=$(${local(
-      [
-        "SELECT interface_connstr FROM bdr.node_summary",
-        ` WHERE node_name <> ${leaving} AND peer_state_name::text = 'ACTIVE'`,
-        " ORDER BY node_name;",
-      ].join("\n"),
+      dedent`
+        SELECT interface_connstr FROM bdr.node_summary
+         WHERE node_name <> ${leaving} AND peer_state_name::text = 'ACTIVE'
+         ORDER BY node_name;
+      `,
     )}`,
     ")",
     "parted=0",
@@ -229,11 +230,11 @@ function part(ctx: ClusterContext, node: NodePlan): string {
     "  # No peer reachable: start the part from this node (allowed on the leaving node) and wait.",
     indentScript(
       local(
-        [
-          statementTimeout(t + 10),
-          "SELECT bdr.part_node(node_name := " + leaving + ", wait_for_completion := false, force := false);",
-          waitParted,
-        ].join("\n"),
+        dedent`
+          ${statementTimeout(t + 10)}
+          SELECT bdr.part_node(node_name := ${leaving}, wait_for_completion := false, force := false);
+          ${waitParted}
+        `,
       ),
       2,
     ),
@@ -314,11 +315,11 @@ export const bdrEngine: Engine = {
   },
 
   drainSql(timeoutSeconds: number): string {
-    return [
-      statementTimeout(timeoutSeconds),
-      "SELECT bdr.wait_slot_confirm_lsn(NULL, NULL);",
-      "RESET statement_timeout;",
-    ].join("\n");
+    return dedent`
+      ${statementTimeout(timeoutSeconds)}
+      SELECT bdr.wait_slot_confirm_lsn(NULL, NULL);
+      RESET statement_timeout;
+    `;
   },
 
   ddlSql(statement: string): string {
@@ -338,9 +339,9 @@ export const bdrEngine: Engine = {
       );
     }
     const rel = regclassLiteral(sequence);
-    return [
-      `SELECT bdr.alter_sequence_set_kind(${rel}, ${lit(kind)})`,
-      ` WHERE NOT EXISTS (SELECT 1 FROM bdr.sequences WHERE seqid = ${rel} AND seqkind = ${lit(kind)});`,
-    ].join("\n");
+    return dedent`
+      SELECT bdr.alter_sequence_set_kind(${rel}, ${lit(kind)})
+       WHERE NOT EXISTS (SELECT 1 FROM bdr.sequences WHERE seqid = ${rel} AND seqkind = ${lit(kind)});
+    `;
   },
 };

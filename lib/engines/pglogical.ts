@@ -6,6 +6,7 @@
  *
  * See docs/engines.md for the join choreography and why it is ordered the way it is.
  */
+import dedent from "ts-dedent";
 import { ClusterContext, NodePlan } from "../types";
 import { quoteLiteral, shellQuote } from "../render/quote";
 import { shippedScript } from "../render/shell";
@@ -61,20 +62,20 @@ const indent = indentScript;
 /** SQL that fails unless this database is registered as pglogical node `name`. */
 function assertLocalNode(name: string): string {
   return doBlock(
-    [
-      "DECLARE",
-      "  existing text;",
-      "BEGIN",
-      "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN",
-      `    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', ${lit(name)};`,
-      "  END IF;",
-      "  SELECT n.node_name INTO existing",
-      "    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;",
-      `  IF existing IS DISTINCT FROM ${lit(name)} THEN`,
-      `    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), ${lit(name)};`,
-      "  END IF;",
-      "END",
-    ].join("\n"),
+    dedent`
+      DECLARE
+        existing text;
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
+          RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', ${lit(name)};
+        END IF;
+        SELECT n.node_name INTO existing
+          FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+        IF existing IS DISTINCT FROM ${lit(name)} THEN
+          RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), ${lit(name)};
+        END IF;
+      END
+    `,
   );
 }
 
@@ -100,48 +101,49 @@ export function userSchemaFilter(column: string): string {
 
 function autoReplicateSql(): string {
   const fn = `${HELPER_SCHEMA}.${AUTO_REPLICATE_FUNCTION}`;
-  const body = [
-    "DECLARE",
-    "  rel oid;",
-    "BEGIN",
-    "  IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN",
-    "    RETURN;",
-    "  END IF;",
-    "  FOR rel IN",
-    "    SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c",
-    `     WHERE c.object_type = 'table' AND ${userSchemaFilter("c.schema_name")} AND NOT c.in_extension`,
-    "  LOOP",
-    "    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r",
-    "                WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')",
-    "       AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary)",
-    "       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt",
-    "                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id",
-    "                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
-    "                        WHERE rt.set_reloid::oid = rel)",
-    "    THEN",
-    "      PERFORM pglogical.replication_set_add_table('default', rel::regclass, false);",
-    "    END IF;",
-    "  END LOOP;",
-    "END",
-  ].join("\n");
-  return [
-    `CREATE SCHEMA IF NOT EXISTS ${HELPER_SCHEMA};`,
-    `CREATE OR REPLACE FUNCTION ${fn}() RETURNS event_trigger`,
-    "LANGUAGE plpgsql SET search_path = pg_catalog AS",
-    `${dollarBody(body)};`,
-    doBlock(
-      [
-        "BEGIN",
-        `  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '${AUTO_REPLICATE_TRIGGER}') THEN`,
-        `    CREATE EVENT TRIGGER ${AUTO_REPLICATE_TRIGGER} ON ddl_command_end`,
-        "      WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')",
-        `      EXECUTE FUNCTION ${fn}();`,
-        "  END IF;",
-        "END",
-      ].join("\n"),
-    ),
-    `ALTER EVENT TRIGGER ${AUTO_REPLICATE_TRIGGER} ENABLE ALWAYS;`,
-  ].join("\n");
+  const body = dedent`
+    DECLARE
+      rel oid;
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN
+        RETURN;
+      END IF;
+      FOR rel IN
+        SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+         WHERE c.object_type = 'table' AND ${userSchemaFilter("c.schema_name")} AND NOT c.in_extension
+      LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class r
+                    WHERE r.oid = rel AND r.relkind = 'r' AND r.relpersistence = 'p')
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary)
+           AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                             JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                             JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                            WHERE rt.set_reloid::oid = rel)
+        THEN
+          PERFORM pglogical.replication_set_add_table('default', rel::regclass, false);
+        END IF;
+      END LOOP;
+    END
+  `;
+  const createTrigger = doBlock(
+    dedent`
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '${AUTO_REPLICATE_TRIGGER}') THEN
+          CREATE EVENT TRIGGER ${AUTO_REPLICATE_TRIGGER} ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+            EXECUTE FUNCTION ${fn}();
+        END IF;
+      END
+    `,
+  );
+  return dedent`
+    CREATE SCHEMA IF NOT EXISTS ${HELPER_SCHEMA};
+    CREATE OR REPLACE FUNCTION ${fn}() RETURNS event_trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog AS
+    ${dollarBody(body)};
+    ${createTrigger}
+    ALTER EVENT TRIGGER ${AUTO_REPLICATE_TRIGGER} ENABLE ALWAYS;
+  `;
 }
 
 /** A dollar-quoted function body (same tag rule as `doBlock`). */
@@ -165,36 +167,36 @@ export const COPY_STAMP_TRIGGER = "pulumi_bdr_join_stamp";
  */
 function ensureTablesSql(): string {
   return doBlock(
-    [
-      "DECLARE",
-      "  r record;",
-      "BEGIN",
-      "  IF NOT EXISTS (SELECT 1 FROM pglogical.replication_set rs",
-      "                   JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
-      "                  WHERE rs.set_name = 'default') THEN",
-      "    PERFORM pglogical.create_replication_set('default');",
-      "  END IF;",
-      "  FOR r IN",
-      "    SELECT c.oid, c.oid::regclass AS rel,",
-      "           EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk",
-      "      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-      `     WHERE ${userSchemaFilter("n.nspname")} AND c.relkind = 'r' AND c.relpersistence = 'p'`,
-      "       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d",
-      "                        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')",
-      "       AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt",
-      "                         JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id",
-      "                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid",
-      "                        WHERE rt.set_reloid::oid = c.oid)",
-      "     ORDER BY c.oid::regclass::text",
-      "  LOOP",
-      "    IF r.has_pk THEN",
-      "      PERFORM pglogical.replication_set_add_table('default', r.rel, false);",
-      "    ELSE",
-      "      RAISE WARNING 'table % has no primary key: not replicated', r.rel;",
-      "    END IF;",
-      "  END LOOP;",
-      "END",
-    ].join("\n"),
+    dedent`
+      DECLARE
+        r record;
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pglogical.replication_set rs
+                         JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                        WHERE rs.set_name = 'default') THEN
+          PERFORM pglogical.create_replication_set('default');
+        END IF;
+        FOR r IN
+          SELECT c.oid, c.oid::regclass AS rel,
+                 EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           WHERE ${userSchemaFilter("n.nspname")} AND c.relkind = 'r' AND c.relpersistence = 'p'
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                              WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+             AND NOT EXISTS (SELECT 1 FROM pglogical.replication_set_table rt
+                               JOIN pglogical.replication_set rs ON rs.set_id = rt.set_id
+                               JOIN pglogical.local_node ln ON ln.node_id = rs.set_nodeid
+                              WHERE rt.set_reloid::oid = c.oid)
+           ORDER BY c.oid::regclass::text
+        LOOP
+          IF r.has_pk THEN
+            PERFORM pglogical.replication_set_add_table('default', r.rel, false);
+          ELSE
+            RAISE WARNING 'table % has no primary key: not replicated', r.rel;
+          END IF;
+        END LOOP;
+      END
+    `,
   );
 }
 
@@ -205,35 +207,35 @@ function ensureTablesSql(): string {
  */
 function dropSlotsSql(condition: string, what: string, timeoutSeconds: number): string {
   return doBlock(
-    [
-      "DECLARE",
-      `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${timeoutSeconds});`,
-      "  s record;",
-      "  left_over text;",
-      "BEGIN",
-      "  LOOP",
-      "    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots",
-      `              WHERE ${condition} LOOP`,
-      "      IF s.active_pid IS NOT NULL THEN",
-      "        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);",
-      "      ELSE",
-      "        BEGIN",
-      "          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);",
-      "        EXCEPTION WHEN object_in_use OR undefined_object THEN",
-      "          NULL;",
-      "        END;",
-      "      END IF;",
-      "    END LOOP;",
-      "    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots",
-      `     WHERE ${condition};`,
-      "    EXIT WHEN left_over IS NULL;",
-      "    IF clock_timestamp() > deadline THEN",
-      `      RAISE EXCEPTION 'replication slots for % still present: %', ${lit(what)}, left_over;`,
-      "    END IF;",
-      "    PERFORM pg_catalog.pg_sleep(0.1);",
-      "  END LOOP;",
-      "END",
-    ].join("\n"),
+    dedent`
+      DECLARE
+        deadline timestamptz := clock_timestamp() + make_interval(secs => ${timeoutSeconds});
+        s record;
+        left_over text;
+      BEGIN
+        LOOP
+          FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots
+                    WHERE ${condition} LOOP
+            IF s.active_pid IS NOT NULL THEN
+              PERFORM pg_catalog.pg_terminate_backend(s.active_pid);
+            ELSE
+              BEGIN
+                PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
+              EXCEPTION WHEN object_in_use OR undefined_object THEN
+                NULL;
+              END;
+            END IF;
+          END LOOP;
+          SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots
+           WHERE ${condition};
+          EXIT WHEN left_over IS NULL;
+          IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'replication slots for % still present: %', ${lit(what)}, left_over;
+          END IF;
+          PERFORM pg_catalog.pg_sleep(0.1);
+        END LOOP;
+      END
+    `,
   );
 }
 
@@ -242,13 +244,13 @@ function bootstrapScript(ctx: ClusterContext, node: NodePlan): string {
     "# pglogical: bootstrap of the group on its first node",
     logLine(`pglogical: bootstrapping group ${ctx.nodeGroupName} on node ${node.name}`),
     local(
-      [
-        assertLocalNode(node.name),
-        "-- New public tables with a primary key join the default set (on every node, also when",
-        "-- their DDL arrives through replicate_ddl_command).",
-        autoReplicateSql(),
-        ensureTablesSql(),
-      ].join("\n"),
+      dedent`
+        ${assertLocalNode(node.name)}
+        -- New public tables with a primary key join the default set (on every node, also when
+        -- their DDL arrives through replicate_ddl_command).
+        ${autoReplicateSql()}
+        ${ensureTablesSql()}
+      `,
     ),
     logLine(`pglogical: node ${node.name} is the group's first node`),
     "",
@@ -303,29 +305,29 @@ function forgetNodeSql(ctx: ClusterContext, node: NodePlan): string {
   return [
     statementTimeout(t + 10),
     doBlock(
-      [
-        "DECLARE",
-        "  s record;",
-        "BEGIN",
-        "  IF to_regclass('pglogical.local_node') IS NULL THEN",
-        "    RETURN;",
-        "  END IF;",
-        "  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub",
-        "             JOIN pglogical.node n ON n.node_id = sub.sub_origin",
-        `            WHERE n.node_name = ${leaving} LOOP`,
-        "    PERFORM pglogical.drop_subscription(s.sub_name, true);",
-        "  END LOOP;",
-        `  PERFORM pglogical.drop_node(${leaving}, true);`,
-        "END",
-      ].join("\n"),
+      dedent`
+        DECLARE
+          s record;
+        BEGIN
+          IF to_regclass('pglogical.local_node') IS NULL THEN
+            RETURN;
+          END IF;
+          FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
+                     JOIN pglogical.node n ON n.node_id = sub.sub_origin
+                    WHERE n.node_name = ${leaving} LOOP
+            PERFORM pglogical.drop_subscription(s.sub_name, true);
+          END LOOP;
+          PERFORM pglogical.drop_node(${leaving}, true);
+        END
+      `,
     ),
     dropSlotsSql(
-      [
-        "to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (",
-        "                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,",
-        `                         'sub_' || n.node_name || '_' || ${leaving})`,
-        "                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)",
-      ].join("\n"),
+      dedent`
+        to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                        SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                                 'sub_' || n.node_name || '_' || ${leaving})
+                          FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id)
+      `,
       `node ${node.name}`,
       t,
     ),
@@ -357,12 +359,12 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     indent(
       [
         `if ! ${local(
-          [
-            statementTimeout(t),
-            "SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
-            " WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots",
-            "                WHERE slot_type = 'logical' AND database = current_database());",
-          ].join("\n"),
+          dedent`
+            ${statementTimeout(t)}
+            SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
+             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
+                            WHERE slot_type = 'logical' AND database = current_database());
+          `,
         )}`,
         "then",
         `  ${logLine(`pglogical: WARNING: peers did not confirm all changes of ${node.name} within ${t}s; parting anyway`)}`,
@@ -373,24 +375,24 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:",
     "  #    dropping a node's last subscription also drops its node record.",
     `  catalog_peers=$(${local(
-      [
-        "SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn",
-        "  FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id",
-        " WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node)",
-        " ORDER BY n.node_name, i.if_id;",
-      ].join("\n"),
+      dedent`
+        SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
+          FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id
+         WHERE n.node_id <> (SELECT node_id FROM pglogical.local_node)
+         ORDER BY n.node_name, i.if_id;
+      `,
     )}`,
     "  )",
     '  while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"',
     "  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).",
     indent(
       local(
-        [
-          statementTimeout(t),
-          "-- Stop every apply worker at once, so each drop does not wait for its own worker to exit.",
-          "SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;",
-          "SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;",
-        ].join("\n"),
+        dedent`
+          ${statementTimeout(t)}
+          -- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
+          SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
+          SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
+        `,
       ),
       2,
     ),
@@ -450,36 +452,37 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
 function afterRestart(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const me = lit(node.name);
-  const peerSqlText = [
-    statementTimeout(t + 10),
-    // Every enabled subscription from the restarted node, not only the 'down' ones: an apply worker
-    // can still show 'replicating' while it waits on a connection to the old server that died
-    // without a FIN (a killed container), and pglogical would restart it only minutes later.
-    "CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()",
-    ` WHERE provider_node = ${me} AND status <> 'disabled';`,
-    "SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;",
-    "SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;",
-    doBlock(
-      [
-        "DECLARE",
-        `  deadline timestamptz := clock_timestamp() + make_interval(secs => ${t});`,
-        "  pending text;",
-        "BEGIN",
-        "  LOOP",
-        "    SELECT string_agg(subscription_name || ' (' || status || ')', ', ') INTO pending",
-        "      FROM pglogical.show_subscription_status()",
-        `     WHERE provider_node = ${me} AND status NOT IN ('replicating', 'disabled');`,
-        "    EXIT WHEN pending IS NULL;",
-        "    IF clock_timestamp() > deadline THEN",
-        "      RAISE WARNING 'subscriptions not replicating yet: %', pending;",
-        "      EXIT;",
-        "    END IF;",
-        "    PERFORM pg_catalog.pg_sleep(0.2);",
-        "  END LOOP;",
-        "END",
-      ].join("\n"),
-    ),
-  ].join("\n");
+  const waitReplicating = doBlock(
+    dedent`
+      DECLARE
+        deadline timestamptz := clock_timestamp() + make_interval(secs => ${t});
+        pending text;
+      BEGIN
+        LOOP
+          SELECT string_agg(subscription_name || ' (' || status || ')', ', ') INTO pending
+            FROM pglogical.show_subscription_status()
+           WHERE provider_node = ${me} AND status NOT IN ('replicating', 'disabled');
+          EXIT WHEN pending IS NULL;
+          IF clock_timestamp() > deadline THEN
+            RAISE WARNING 'subscriptions not replicating yet: %', pending;
+            EXIT;
+          END IF;
+          PERFORM pg_catalog.pg_sleep(0.2);
+        END LOOP;
+      END
+    `,
+  );
+  // Every enabled subscription from the restarted node, not only the 'down' ones: an apply worker
+  // can still show 'replicating' while it waits on a connection to the old server that died
+  // without a FIN (a killed container), and pglogical would restart it only minutes later.
+  const peerSqlText = dedent`
+    ${statementTimeout(t + 10)}
+    CREATE TEMP TABLE woken AS SELECT subscription_name::name AS sub FROM pglogical.show_subscription_status()
+     WHERE provider_node = ${me} AND status <> 'disabled';
+    SELECT pglogical.alter_subscription_disable(sub, true) FROM woken;
+    SELECT pglogical.alter_subscription_enable(sub, true) FROM woken;
+    ${waitReplicating}
+  `;
   const catalogPeers = [
     "SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn",
     " FROM pglogical.node n JOIN pglogical.node_interface i ON i.if_nodeid = n.node_id",
@@ -558,24 +561,24 @@ export const pglogicalEngine: Engine = {
         [
           "CREATE EXTENSION IF NOT EXISTS pglogical;",
           doBlock(
-            [
-              "DECLARE",
-              "  existing text;",
-              "  existing_dsn text;",
-              "BEGIN",
-              "  SELECT n.node_name, i.if_dsn INTO existing, existing_dsn",
-              "    FROM pglogical.local_node l",
-              "    JOIN pglogical.node n ON n.node_id = l.node_id",
-              "    JOIN pglogical.node_interface i ON i.if_id = l.node_local_interface;",
-              "  IF existing IS NULL THEN",
-              `    PERFORM pglogical.create_node(node_name := ${lit(node.name)}, dsn := ${lit(node.dsn)});`,
-              `  ELSIF existing <> ${lit(node.name)} THEN`,
-              `    RAISE EXCEPTION 'this database is already pglogical node %, expected %', existing, ${lit(node.name)};`,
-              `  ELSIF existing_dsn <> ${lit(node.dsn)} THEN`,
-              "    RAISE WARNING 'pglogical node % keeps its registered dsn %', existing, existing_dsn;",
-              "  END IF;",
-              "END",
-            ].join("\n"),
+            dedent`
+              DECLARE
+                existing text;
+                existing_dsn text;
+              BEGIN
+                SELECT n.node_name, i.if_dsn INTO existing, existing_dsn
+                  FROM pglogical.local_node l
+                  JOIN pglogical.node n ON n.node_id = l.node_id
+                  JOIN pglogical.node_interface i ON i.if_id = l.node_local_interface;
+                IF existing IS NULL THEN
+                  PERFORM pglogical.create_node(node_name := ${lit(node.name)}, dsn := ${lit(node.dsn)});
+                ELSIF existing <> ${lit(node.name)} THEN
+                  RAISE EXCEPTION 'this database is already pglogical node %, expected %', existing, ${lit(node.name)};
+                ELSIF existing_dsn <> ${lit(node.dsn)} THEN
+                  RAISE WARNING 'pglogical node % keeps its registered dsn %', existing, existing_dsn;
+                END IF;
+              END
+            `,
           ),
         ].join("\n"),
       ),
@@ -600,14 +603,14 @@ export const pglogicalEngine: Engine = {
   },
 
   drainSql(timeoutSeconds: number): string {
-    return [
-      statementTimeout(timeoutSeconds),
-      "-- Without a slot pglogical.wait_slot_confirm_lsn would wait forever: skip it then.",
-      "SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)",
-      " WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots",
-      "                WHERE slot_type = 'logical' AND database = current_database());",
-      "RESET statement_timeout;",
-    ].join("\n");
+    return dedent`
+      ${statementTimeout(timeoutSeconds)}
+      -- Without a slot pglogical.wait_slot_confirm_lsn would wait forever: skip it then.
+      SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
+       WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
+                      WHERE slot_type = 'logical' AND database = current_database());
+      RESET statement_timeout;
+    `;
   },
 
   ddlSql(statement: string): string {
@@ -644,26 +647,26 @@ export const pglogicalEngine: Engine = {
     }
     const offset = node.index + 1;
     return doBlock(
-      [
-        "DECLARE",
-        "  s record;",
-        "  floor_value bigint;",
-        "  restart bigint;",
-        "BEGIN",
-        "  SELECT increment_by, start_value, last_value INTO s FROM pg_catalog.pg_sequences",
-        `   WHERE schemaname = ${lit(sequence.schema)} AND sequencename = ${lit(sequence.name)};`,
-        "  IF NOT FOUND THEN",
-        `    RAISE EXCEPTION 'sequence % does not exist', ${lit(qualifiedIdent(sequence))};`,
-        "  END IF;",
-        `  IF s.increment_by = ${SEQUENCE_STEP} AND s.start_value % ${SEQUENCE_STEP} = ${offset % SEQUENCE_STEP} THEN`,
-        "    RETURN; -- already this node's offset/step",
-        "  END IF;",
-        `  floor_value := greatest(${base}, coalesce(s.last_value, 0));`,
-        `  restart := (floor_value / ${SEQUENCE_STEP} + 1) * ${SEQUENCE_STEP} + ${offset};`,
-        "  EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s START WITH %s RESTART WITH %s',",
-        `                 ${lit(qualifiedIdent(sequence))}, ${SEQUENCE_STEP}, restart, restart);`,
-        "END",
-      ].join("\n"),
+      dedent`
+        DECLARE
+          s record;
+          floor_value bigint;
+          restart bigint;
+        BEGIN
+          SELECT increment_by, start_value, last_value INTO s FROM pg_catalog.pg_sequences
+           WHERE schemaname = ${lit(sequence.schema)} AND sequencename = ${lit(sequence.name)};
+          IF NOT FOUND THEN
+            RAISE EXCEPTION 'sequence % does not exist', ${lit(qualifiedIdent(sequence))};
+          END IF;
+          IF s.increment_by = ${SEQUENCE_STEP} AND s.start_value % ${SEQUENCE_STEP} = ${offset % SEQUENCE_STEP} THEN
+            RETURN; -- already this node's offset/step
+          END IF;
+          floor_value := greatest(${base}, coalesce(s.last_value, 0));
+          restart := (floor_value / ${SEQUENCE_STEP} + 1) * ${SEQUENCE_STEP} + ${offset};
+          EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s START WITH %s RESTART WITH %s',
+                         ${lit(qualifiedIdent(sequence))}, ${SEQUENCE_STEP}, restart, restart);
+        END
+      `,
     );
   },
 };

@@ -4,6 +4,7 @@
  * maintenance. Pure and deterministic.
  */
 import { isIP } from "net";
+import dedent from "ts-dedent";
 import { NodePlan, ProxyPlan } from "../types";
 
 /** Name of the HAProxy frontend PgBouncer connects to. */
@@ -101,41 +102,44 @@ export function renderHaproxyCfg(
   const rise = positiveInt("checkRise", proxy.checkRise);
   const ordered = [write, ...[...nodes].sort((a, b) => a.index - b.index).filter((n) => n !== write)];
   const tableType = isIP(proxy.haproxyListenAddress) === 6 ? "ipv6" : "ip";
-  const lines = [
-    "# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.",
-    `# Write node: ${write.name}. Switch with the proxy's writeNode, not by editing this file.`,
-    "global",
-    `    pidfile ${haproxyWord(opts.pidFile)}`,
-    `    stats socket ${haproxyWord(opts.socketPath)} mode 600 level admin expose-fd listeners`,
-    "    stats timeout 30s",
-    `    maxconn ${positiveInt("maxClientConn", proxy.maxClientConn) + 100}`,
-    "",
-    "defaults",
-    "    mode tcp",
-    // No retry towards a server that refused: PgBouncer (or the client) retries at once, and the
-    // refusal has marked the server down (`on-error mark-down`), so the retry goes to a live node.
-    // `retries 2` made every failover wait two 1 s turn-arounds (BENCHMARKS.md, failover).
-    "    retries 0",
-    "    timeout connect 5s",
-    "    timeout client 1h",
-    "    timeout server 1h",
-    `    timeout check ${inter}ms`,
-    "    option clitcpka",
-    "    option srvtcpka",
-    "",
-    `frontend ${HAPROXY_FRONTEND}`,
-    `    bind ${haproxyAddress(proxy.haproxyListenAddress, proxy.haproxyPort)}`,
-    `    default_backend ${HAPROXY_BACKEND}`,
-    "",
-    `backend ${HAPROXY_BACKEND}`,
-    `    stick-table type ${tableType} size 1`,
-    "    stick on dst",
-    `    option pgsql-check user ${haproxyWord(opts.replicationUser)}`,
-    `    default-server inter ${inter}ms fall ${fall} rise ${rise} on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down`,
-    ...ordered.map(
+  const servers = ordered
+    .map(
       (n) =>
         `    server ${n.name} ${haproxyAddress(n.address, n.port)} ${n === write ? "check" : "backup check"}`,
-    ),
-  ];
-  return lines.join("\n") + "\n";
+    )
+    .join("\n");
+  // `retries 0`: no retry towards a server that refused: PgBouncer (or the client) retries at once,
+  // and the refusal has marked the server down (`on-error mark-down`), so the retry goes to a live
+  // node. `retries 2` made every failover wait two 1 s turn-arounds (BENCHMARKS.md, failover).
+  const text = dedent`
+    # Managed by pulumi-bdr: do not edit, changes are overwritten on the next \`pulumi up\`.
+    # Write node: ${write.name}. Switch with the proxy's writeNode, not by editing this file.
+    global
+        pidfile ${haproxyWord(opts.pidFile)}
+        stats socket ${haproxyWord(opts.socketPath)} mode 600 level admin expose-fd listeners
+        stats timeout 30s
+        maxconn ${positiveInt("maxClientConn", proxy.maxClientConn) + 100}
+
+    defaults
+        mode tcp
+        retries 0
+        timeout connect 5s
+        timeout client 1h
+        timeout server 1h
+        timeout check ${inter}ms
+        option clitcpka
+        option srvtcpka
+
+    frontend ${HAPROXY_FRONTEND}
+        bind ${haproxyAddress(proxy.haproxyListenAddress, proxy.haproxyPort)}
+        default_backend ${HAPROXY_BACKEND}
+
+    backend ${HAPROXY_BACKEND}
+        stick-table type ${tableType} size 1
+        stick on dst
+        option pgsql-check user ${haproxyWord(opts.replicationUser)}
+        default-server inter ${inter}ms fall ${fall} rise ${rise} on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down
+    ${servers}
+  `;
+  return text + "\n";
 }

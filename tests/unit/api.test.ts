@@ -77,4 +77,23 @@ describe("generated API reference and provider schema", () => {
       }
     }
   });
+
+  it("every type reference in the schema names a declared type (a dangling one breaks the Go SDK)", () => {
+    const schema = JSON.parse(generated["provider/schema.json"]);
+    const refs = [...generated["provider/schema.json"].matchAll(/"\$ref": "([^"]+)"/g)].map((m) => m[1]);
+    assert.ok(refs.length > 0);
+    for (const ref of refs) {
+      if (ref.startsWith("pulumi.json#/")) continue;
+      const token = ref.replace(/^#\/types\//, "");
+      assert.ok(schema.types[token], `${ref} is not a type of the schema`);
+    }
+    const grant = schema.types["pulumi-bdr:index:Grant"].properties;
+    assert.deepStrictEqual(grant.privileges.items, { type: "string" });
+    assert.deepStrictEqual(
+      schema.resources["pulumi-bdr:index:BdrCluster"].inputProperties.runnerCidrs.items,
+      {
+        type: "string",
+      },
+    );
+  });
 });
