@@ -96,6 +96,18 @@ export function unreachableMessage(
   );
 }
 
+/**
+ * An Output that resolves once `setup` has run in this update (its registration returns after
+ * its create or update): the step's ID. Unlike its outputs (`stdout`), the ID stays known in a
+ * preview that only updates the step (a new replication password updates every setup step), so
+ * the provider's host stays known and the preview shows the provider's own update, not every
+ * role, schema and grant on it as "update" (the engine's answer for resources whose provider
+ * configuration is unknown).
+ */
+export function setupDone(setup: pulumi.Resource): pulumi.Output<string> {
+  return pulumi.CustomResource.isInstance(setup) ? setup.id : setup.urn;
+}
+
 /** The resources of {@link roleHooks}, by node, and what the component exposes. */
 export interface RoleResources {
   /** One provider per node, connected to it as the replication user. */
@@ -272,9 +284,8 @@ export function roleHooks(
   /** The node's provider and roles; the provider's host waits for the setup step and the runner reaching the port. */
   const makeRoles = (node: string, setup: pulumi.Resource): pulumi.Resource[] => {
     const ep0 = endpoint(node);
-    const setupDone = pulumi.output((setup as unknown as { stdout?: pulumi.Output<string> }).stdout ?? "");
     const host = pulumi.unsecret(
-      pulumi.all([setupDone, ep0]).apply(async ([, ep]) => {
+      pulumi.all([setupDone(setup), ep0]).apply(async ([, ep]) => {
         if (!pulumi.runtime.isDryRun()) {
           try {
             await reachCheck.probe(ep.host, ep.port);

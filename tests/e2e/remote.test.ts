@@ -4,15 +4,18 @@
  * SSH with a key, and HAProxy + PgBouncer on a fourth (bdrh4). Real PostgreSQL 15 + pglogical.
  *
  * The namespaces share the filesystem with this machine, so every host gets its own baseDir
- * (`/var/lib/pulumi-bdr-<namespace>`). The nodes' pg_hba.conf admits only the cluster's members and
- * the proxy host: SQL on a node runs on that host (over SSH, as the postgres OS user through the
- * node's Unix socket); from this machine (10.213.0.1) only PgBouncer is reachable.
+ * (`/var/lib/pulumi-bdr-<namespace>`). The nodes' pg_hba.conf admits the cluster's members and the
+ * proxy host, and this machine (10.213.0.1, the runner) only because `runnerCidrs` names it, only
+ * as the replication user and only to the replicated database (the per-node `@pulumi/postgresql`
+ * providers connect from here). SQL on a node runs on that host (over SSH, as the postgres OS
+ * user through the node's Unix socket). Two application roles, a schema and a grant are made on
+ * every node through those providers and log in through PgBouncer on the proxy host.
  */
 import * as assert from "assert";
 import * as fs from "fs";
 import { execFileSync } from "child_process";
 import * as pulumi from "@pulumi/pulumi";
-import type { Stack, UpResult } from "@pulumi/pulumi/automation";
+import type { EngineEvent, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import { inlineStack, listening, pulumiAvailable, query, waitFor } from "./harness";
@@ -28,6 +31,22 @@ const PG_PORT = 5432;
 const HAPROXY_PORT = 5433;
 const PGBOUNCER_PORT = 6432;
 const PSQL = "/usr/lib/postgresql/15/bin/psql";
+const OWNER_PW = "e2e-rem-owner-Pa55-not-in-state";
+const RW_PW = "e2e-rem-rw-Pa55-not-in-state";
+/** Resources of one node with roles (pglogical): 5 steps, its provider, 2 roles, the schema, the grant. */
+const nodeResources = (n: string) =>
+  [
+    "server",
+    "config",
+    "setup",
+    "join",
+    "join-forget",
+    "postgresql",
+    "role-app_owner",
+    "role-app_rw",
+    "schema-app",
+    "grant-app_rw-app-schema",
+  ].map((r) => `${CLUSTER}-${n}-${r}`);
 
 const baseDirOf = (host: NetnsHost) => `/var/lib/pulumi-bdr-${host.name}`;
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
@@ -49,6 +68,28 @@ async function bounded<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What an `up` did, in the engine's order: "pre"/"done" events of each resource step (name, op). */
+interface StepEvent {
+  at: "pre" | "done";
+  op: string;
+  name: string;
+}
+
+function stepEvent(e: EngineEvent): StepEvent | undefined {
+  const pre = e.resourcePreEvent?.metadata;
+  const done = e.resOutputsEvent?.metadata;
+  const m = pre ?? done;
+  if (!m || m.op === "same") return undefined;
+  return { at: pre ? "pre" : "done", op: m.op, name: m.urn.split("::").pop()! };
+}
+
+/** Index of the first event matching; fails when there is none. */
+function indexOf(events: StepEvent[], at: StepEvent["at"], name: string, op?: string): number {
+  const i = events.findIndex((e) => e.at === at && e.name === name && (op === undefined || e.op === op));
+  assert.ok(i >= 0, `no ${at} event of ${name}${op ? ` (${op})` : ""}`);
+  return i;
 }
 
 /** Pids in a namespace (`ip netns pids`) that are not sshd, with their command lines; zombies left out. */
@@ -122,6 +163,14 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       replicationPassword: pulumi.secret(PASSWORD),
       waitTimeoutSeconds: 120,
       proxy: { host: remote(proxyHost), haproxyPort: HAPROXY_PORT, pgbouncerPort: PGBOUNCER_PORT },
+      // The providers connect from this machine (the root namespace's address on the bridge).
+      runnerCidrs: [`${fx!.bridgeAddress}/32`],
+      roles: [
+        { name: "app_owner", password: pulumi.secret(OWNER_PW) },
+        { name: "app_rw", password: pulumi.secret(RW_PW), connectionLimit: 10 },
+      ],
+      schemas: [{ name: "app", owner: "app_owner" }],
+      grants: [{ role: "app_rw", schema: "app", objectType: "schema", privileges: ["USAGE"] }],
     });
     return Promise.resolve({
       nodeDsns: cluster.nodeDsns,
@@ -130,13 +179,52 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     });
   }
 
-  const viaBouncer = () => ({
+  const viaBouncer = (user = "bdr", password = PASSWORD) => ({
     host: proxyHost.address,
     port: PGBOUNCER_PORT,
     database: "bdrdb",
-    user: "bdr",
-    password: PASSWORD,
+    user,
+    password,
   });
+
+  /** The role's stored SCRAM verifier (pg_authid.rolpassword), identical on every member; returned. */
+  async function sameVerifierEverywhere(role: string): Promise<string> {
+    const found: Record<string, string> = {};
+    for (const n of NODES) {
+      found[n] = await sqlOn(n, `SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = '${role}'`);
+    }
+    const values = Object.values(found);
+    assert.ok(
+      values.every((v) => v.startsWith("SCRAM-SHA-256$4096:")),
+      `${role}: not a SCRAM verifier on ${Object.keys(found).filter((n) => !found[n].startsWith("SCRAM-SHA-256$"))}`,
+    );
+    assert.strictEqual(new Set(values).size, 1, `${role} has different verifiers on ${NODES.join(", ")}`);
+    return values[0];
+  }
+
+  /** The application roles' state on each member: login, connection limit, schema owner, USAGE grant. */
+  async function assertAppObjects(): Promise<void> {
+    for (const n of NODES) {
+      assert.strictEqual(
+        await sqlOn(
+          n,
+          "SELECT string_agg(rolname || ':' || rolcanlogin || ':' || rolconnlimit, ',' ORDER BY rolname)" +
+            " || '|' || (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'app')" +
+            " || '|' || has_schema_privilege('app_rw', 'app', 'USAGE')" +
+            " FROM pg_roles WHERE rolname LIKE 'app\\_%'",
+        ),
+        "app_owner:true:-1,app_rw:true:10|app_owner|true",
+        n,
+      );
+    }
+  }
+
+  const previewIsEmpty = async (label: string) => {
+    const t = Date.now();
+    const p = await bounded("preview", stack!.preview({ onOutput: () => undefined }), 3 * 60 * 1000);
+    log(`preview after ${label}: ${Date.now() - t} ms`);
+    assert.deepStrictEqual(changes(p.changeSummary as Record<string, number>), {}, `preview after ${label}`);
+  };
 
   before(async function () {
     const why = netnsUnavailableReason();
@@ -182,9 +270,10 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     log(`up: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
     assert.strictEqual(r.summary.result, "succeeded");
     // stack + component + scram salt + 3 x (server, config, setup, join, join-forget) + proxy
+    // + write provider + 3 x (provider, 2 roles, schema, grant); remote hosts have no guards
     assert.strictEqual(
       changes(r.summary.resourceChanges).create,
-      19,
+      35,
       JSON.stringify(r.summary.resourceChanges),
     );
     assert.deepStrictEqual(r.outputs.pgbouncer.value, { host: proxyHost.address, port: PGBOUNCER_PORT });
@@ -211,32 +300,101 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
         `proxy port ${port}: ${proxySs.stdout}`,
       );
     }
+    // The application roles: on every node, with one SCRAM verifier (PgBouncer passes it through
+    // to whichever node serves), the schema and the grant; PgBouncer's auth file on the proxy host
+    // holds the verifiers, never a password; nor does the state.
+    const owner = await sameVerifierEverywhere("app_owner");
+    const rw = await sameVerifierEverywhere("app_rw");
+    await assertAppObjects();
+    const userlist = fs.readFileSync(`${baseDirOf(proxyHost)}/${CLUSTER}/proxy/userlist.txt`, "utf8");
+    assert.ok(
+      userlist.includes(`"app_owner" "${owner}"`) && userlist.includes(`"app_rw" "${rw}"`),
+      "auth file",
+    );
+    const stateText = fs
+      .readdirSync(stateDir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => fs.readFileSync(`${e.parentPath}/${e.name}`, "utf8"))
+      .join("\n");
+    for (const secret of [OWNER_PW, RW_PW, PASSWORD, "SCRAM-SHA-256$"]) {
+      assert.ok(!stateText.includes(secret), `${secret.slice(0, 6)}... in the state files`);
+    }
   });
 
-  it("2. pg_hba refuses a direct TCP login from this machine (10.213.0.1): not a cluster member", async () => {
+  it("2. pg_hba admits only the members, the proxy and the named runner: a non-member is refused, the runner only where runnerCidrs reaches", async () => {
     assert.ok(await listening(nodeHosts[0].address, PG_PORT), "r1 is reachable at the TCP level");
+    const runner = fx!.bridgeAddress; // 10.213.0.1
+    const outsider = hostOf("r4"); // bdrh4 (10.213.0.14): not a member while the cluster has 3 nodes
     for (const [i, n] of NODES.entries()) {
-      await assert.rejects(
-        query(
-          { host: hostOf(n).address, port: PG_PORT, database: "bdrdb", user: "bdr", password: PASSWORD },
-          "SELECT 1",
-        ),
-        (e: Error) => {
-          assert.match(e.message, /pg_hba\.conf/, `${n}: ${e.message}`);
-          assert.match(e.message, /10\.213\.0\.1\b/, `${n}: ${e.message}`);
-          if (i === 0) log(`r1 refused: ${e.message}`);
-          return true;
-        },
+      // From a namespace that is neither a member nor named in runnerCidrs: refused by pg_hba
+      // (before any password is asked for), for the replication user and an application role.
+      for (const user of ["bdr", "app_owner"]) {
+        const r = await sshExec(
+          outsider,
+          `${PSQL} -X -w -At 'host=${hostOf(n).address} port=${PG_PORT} dbname=bdrdb user=${user} connect_timeout=5' -c 'SELECT 1'`,
+          { privateKeyPath: fx!.privateKeyPath, allowFailure: true, timeoutMs: 30000 },
+        );
+        assert.notStrictEqual(r.code, 0, `${n}: ${user} from ${outsider.address} got in`);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `pg_hba\\.conf rejects connection for host "${outsider.address.replace(/\./g, "\\.")}", user "${user}", database "bdrdb"`,
+          ),
+          `${n}: ${r.stderr}`,
+        );
+        if (i === 0 && user === "bdr") log(`r1 refused ${outsider.name}: ${r.stderr.trim()}`);
+      }
+      // The runner: admitted as the replication user to the replicated database, because
+      // runnerCidrs names it (the providers log in from here) ...
+      const rows = await query(
+        { host: hostOf(n).address, port: PG_PORT, database: "bdrdb", user: "bdr", password: PASSWORD },
+        "SELECT host(inet_client_addr()) AS client",
       );
+      assert.deepStrictEqual(rows, [{ client: runner }], n);
+      // ... and nothing else: no other database, no application role.
+      for (const [user, password, database] of [
+        ["bdr", PASSWORD, "postgres"],
+        ["app_owner", OWNER_PW, "bdrdb"],
+      ]) {
+        await assert.rejects(
+          query({ host: hostOf(n).address, port: PG_PORT, database, user, password }, "SELECT 1"),
+          (e: Error) => {
+            assert.match(
+              e.message,
+              /pg_hba\.conf rejects connection/,
+              `${n} ${user}/${database}: ${e.message}`,
+            );
+            assert.ok(
+              e.message.includes(`host "${runner}", user "${user}", database "${database}"`),
+              e.message,
+            );
+            return true;
+          },
+        );
+      }
+      // The runner's one line is runnerCidrs' line.
+      const hba = fs.readFileSync(`${baseDirOf(hostOf(n))}/${CLUSTER}/${n}/data/pg_hba.conf`, "utf8");
+      const runnerLines = hba
+        .split("\n")
+        .filter((l) => l.includes(`${runner}/`))
+        .map((l) => l.split(/\s+/).join(" "));
+      assert.deepStrictEqual(runnerLines, [`host "bdrdb" "bdr" ${runner}/32 scram-sha-256`], n);
     }
   });
 
   it("3. rows written on each node reach every node", async () => {
     await sqlOn("r1", ddl("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text)"));
+    // The application's table, in its schema, owned by its owner role (test 4 writes to it).
+    await sqlOn("r1", ddl("CREATE TABLE app.notes (id bigint PRIMARY KEY, note text)"));
+    await sqlOn("r1", ddl("ALTER TABLE app.notes OWNER TO app_owner"));
     for (const n of NODES) {
       await waitFor(
-        `table on ${n}`,
-        async () => (await sqlOn(n, "SELECT to_regclass('public.items') IS NOT NULL")) === "t",
+        `tables on ${n}`,
+        async () =>
+          (await sqlOn(
+            n,
+            "SELECT to_regclass('public.items') IS NOT NULL AND to_regclass('app.notes') IS NOT NULL",
+          )) === "t",
         60000,
         250,
       );
@@ -274,6 +432,31 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     // Writes through PgBouncer replicate like any other.
     await query(viaBouncer(), "INSERT INTO public.items VALUES (100, 'bouncer')");
     await rowsEverywhere("public.items", NODES.length + 1);
+  });
+
+  it("4b. application roles log in through PgBouncer on the proxy host; app_owner's write replicates", async () => {
+    const rows = await query(
+      viaBouncer("app_owner", OWNER_PW),
+      "INSERT INTO app.notes VALUES (1, 'app_owner via PgBouncer')" +
+        " RETURNING current_user AS u, host(inet_server_addr()) AS addr",
+    );
+    assert.deepStrictEqual(rows, [{ u: "app_owner", addr: nodeHosts[0].address }]);
+    await rowsEverywhere("app.notes", 1);
+    for (const n of NODES) {
+      assert.strictEqual(
+        await sqlOn(n, "SELECT note FROM app.notes WHERE id = 1"),
+        "app_owner via PgBouncer",
+        n,
+      );
+    }
+    assert.deepStrictEqual(
+      await query(
+        viaBouncer("app_rw", RW_PW),
+        "SELECT current_user AS u, has_schema_privilege('app', 'USAGE') AS usage",
+      ),
+      [{ u: "app_rw", usage: true }],
+    );
+    await assert.rejects(query(viaBouncer("app_rw", OWNER_PW), "SELECT 1"), /authentication failed|password/);
   });
 
   it("5. preview after up shows no changes", async () => {
@@ -326,37 +509,103 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     }
   }
 
-  async function upTo(members: string[], what: string): Promise<UpResult> {
+  /** `up` with `members`; returns the result and the steps in the engine's order. */
+  async function upTo(members: string[], what: string): Promise<{ r: UpResult; events: StepEvent[] }> {
     NODES = members;
     const t = Date.now();
-    const r = await bounded(what, stack!.up({ onOutput: () => undefined }), 10 * 60 * 1000);
+    const events: StepEvent[] = [];
+    const onEvent = (e: EngineEvent) => {
+      const s = stepEvent(e);
+      if (s) events.push(s);
+    };
+    const r = await bounded(what, stack!.up({ onOutput: () => undefined, onEvent }), 10 * 60 * 1000);
     log(`${what}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
     assert.strictEqual(r.summary.result, "succeeded");
-    return r;
+    return { r, events };
   }
 
-  it("6. resize 3 -> 4: r4 joins over SSH with the rows written so far", async () => {
-    await upTo(["r1", "r2", "r3", "r4"], "resize 3 -> 4");
+  /** Names of the resources in the stack's state (after an update). */
+  async function stateNames(): Promise<string[]> {
+    const state = await stack!.exportStack();
+    return (state.deployment.resources ?? []).map((r: { urn: string }) => r.urn.split("::").pop()!);
+  }
+
+  it("6. resize 3 -> 4: r4 gets the roles (same verifiers) before its join and before the proxy sends it traffic", async () => {
+    const owner = await sameVerifierEverywhere("app_owner");
+    const rw = await sameVerifierEverywhere("app_rw");
+    const { r, events } = await upTo(["r1", "r2", "r3", "r4"], "resize 3 -> 4");
+    // r4: 5 steps + provider + 2 roles + schema + grant; updated: the proxy (its backends), the
+    // other joins and forget steps (their peer lists) and the other nodes' config (pg_hba admits r4)
+    const created = events.filter((e) => e.at === "done" && e.op === "create").map((e) => e.name);
+    assert.deepStrictEqual(
+      created.sort(),
+      nodeResources("r4").sort(),
+      JSON.stringify(r.summary.resourceChanges),
+    );
+    // Order: r4's roles exist before its join copies the structure (owners, grants) from r1, and
+    // every r4 object exists before the proxy's configuration names r4.
+    const proxyUpdate = indexOf(events, "pre", `${CLUSTER}-proxy`, "update");
+    const join = indexOf(events, "pre", `${CLUSTER}-r4-join`, "create");
+    for (const role of ["app_owner", "app_rw"]) {
+      assert.ok(indexOf(events, "done", `${CLUSTER}-r4-role-${role}`) < join, `${role} before r4's join`);
+    }
+    for (const name of nodeResources("r4").filter((x) => !x.endsWith("-join-forget"))) {
+      assert.ok(indexOf(events, "done", name) < proxyUpdate, `${name} before the proxy update`);
+    }
+    assert.strictEqual(await sameVerifierEverywhere("app_owner"), owner);
+    assert.strictEqual(await sameVerifierEverywhere("app_rw"), rw);
+    await assertAppObjects();
     await rowsEverywhere("public.items", 4);
+    await rowsEverywhere("app.notes", 1);
+    assert.strictEqual(
+      await sqlOn("r4", "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'app.notes'::regclass"),
+      "app_owner",
+    );
     await sqlOn("r4", "INSERT INTO public.items VALUES (4, 'r4')");
     await rowsEverywhere("public.items", 5);
+    await previewIsEmpty("resize 3 -> 4");
   });
 
-  it("7. resize 4 -> 3: r4 leaves; no survivor keeps a slot, subscription, origin or node row of it", async () => {
-    await upTo(["r1", "r2", "r3"], "resize 4 -> 3");
+  it("7. resize 4 -> 3: r4 leaves with its provider and roles; no survivor keeps a slot, subscription, origin or node row of it", async () => {
+    const { events } = await upTo(["r1", "r2", "r3"], "resize 4 -> 3");
+    const deleted = events.filter((e) => e.at === "done" && e.op === "delete").map((e) => e.name);
+    assert.deepStrictEqual(deleted.sort(), nodeResources("r4").sort());
+    // The roles were dropped on r4 while its server still ran (after its part, before its server stopped).
+    for (const role of ["app_owner", "app_rw"]) {
+      const dropped = indexOf(events, "done", `${CLUSTER}-r4-role-${role}`, "delete");
+      assert.ok(dropped > indexOf(events, "done", `${CLUSTER}-r4-join`, "delete"), `${role} after the part`);
+      assert.ok(
+        dropped < indexOf(events, "pre", `${CLUSTER}-r4-server`, "delete"),
+        `${role} before the server stops`,
+      );
+    }
+    assert.deepStrictEqual(
+      (await stateNames()).filter((n) => n.startsWith(`${CLUSTER}-r4-`)),
+      [],
+    );
     await assertForgotten("r4");
     assert.strictEqual(fs.existsSync(`${baseDirOf(hostOf("r4"))}/${CLUSTER}/r4`), false, "r4's directory");
+    // The survivors keep the roles, the schema and the grant.
+    await sameVerifierEverywhere("app_owner");
+    await sameVerifierEverywhere("app_rw");
+    await assertAppObjects();
     await sqlOn("r1", "INSERT INTO public.items VALUES (200, 'after r4 left')");
     await rowsEverywhere("public.items", 6);
+    await query(viaBouncer("app_owner", OWNER_PW), "INSERT INTO app.notes VALUES (2, 'after r4 left')");
+    await rowsEverywhere("app.notes", 2);
+    await previewIsEmpty("resize 4 -> 3");
   });
 
   it("8. removing r2 from the middle of the list leaves r1 and r3 clean and replicating", async () => {
-    await upTo(["r1", "r3"], "remove r2 (middle)");
+    const { events } = await upTo(["r1", "r3"], "remove r2 (middle)");
+    const deleted = events.filter((e) => e.at === "done" && e.op === "delete").map((e) => e.name);
+    assert.deepStrictEqual(deleted.sort(), nodeResources("r2").sort());
     await assertForgotten("r2");
     await sqlOn("r3", "INSERT INTO public.items VALUES (300, 'after r2 left')");
     await rowsEverywhere("public.items", 7);
-    const p = await bounded("preview", stack!.preview({ onOutput: () => undefined }), 3 * 60 * 1000);
-    assert.deepStrictEqual(changes(p.changeSummary as Record<string, number>), {});
+    await sameVerifierEverywhere("app_rw");
+    await assertAppObjects();
+    await previewIsEmpty("remove r2");
   });
 
   it("9. destroy leaves only sshd in the namespaces and no data directory", async () => {

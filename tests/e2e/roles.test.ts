@@ -8,7 +8,7 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
-import type { Stack } from "@pulumi/pulumi/automation";
+import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import type { AppGrantArgs, AppRoleArgs } from "../../lib/roles/args";
@@ -19,6 +19,7 @@ const BASE_PORT = 26432;
 const HAPROXY_PORT = 26533;
 const PGBOUNCER_PORT = 26532;
 const PASSWORD = "e2e-roles-Repl-Pa55";
+const PASSWORD_2 = "e2e-roles-Repl-Pa55-rotated";
 const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
 const OWNER_PW = "owner-Pa55-not-in-state";
 const RW_PW_1 = "rw-Pa55-first-not-in-state";
@@ -26,6 +27,7 @@ const RW_PW_2 = "rw-Pa55-second-not-in-state";
 
 /** What the inline program builds; tests change it between `up`s. */
 const desired = {
+  replicationPassword: PASSWORD,
   nodes: 3,
   rwPassword: RW_PW_1,
   withRw: true,
@@ -54,7 +56,7 @@ function program() {
   }
   const cluster = new BdrCluster(CLUSTER, {
     nodes: names().map((name) => ({ name, host: { kind: "local" }, port: portOf(name) })),
-    replicationPassword: pulumi.secret(PASSWORD),
+    replicationPassword: pulumi.secret(desired.replicationPassword),
     waitTimeoutSeconds: 120,
     proxy: { haproxyPort: HAPROXY_PORT, pgbouncerPort: PGBOUNCER_PORT },
     roles,
@@ -69,7 +71,7 @@ const direct = (node: string) => ({
   port: portOf(node),
   database: "bdrdb",
   user: "bdr",
-  password: PASSWORD,
+  password: desired.replicationPassword,
 });
 const asRole = (user: string, password: string) => ({
   host: "127.0.0.1",
@@ -279,7 +281,127 @@ describe("e2e: application roles through @pulumi/postgresql on local hosts (real
     await previewIsEmpty("role removal");
   });
 
-  it("6. composition: an invalid value known only at deploy time fails preview and up with the validation lines; no host step runs", async () => {
+  /** Each resource's step (name -> op, without "same") and type, from the engine's events. */
+  const stepsOf = () => {
+    const ops = new Map<string, { op: string; type: string }>();
+    const onEvent = (e: EngineEvent) => {
+      const m = e.resourcePreEvent?.metadata;
+      if (m && m.op !== "same") ops.set(m.urn.split("::").pop()!, { op: m.op, type: m.type });
+    };
+    return { ops, onEvent };
+  };
+  /** The provider steps and whether any role, schema or grant changed, from {@link stepsOf}. */
+  const providerSteps = (ops: Map<string, { op: string; type: string }>) => {
+    const providers: Record<string, string> = {};
+    const objects: string[] = [];
+    for (const [name, { op, type }] of ops) {
+      if (type === "pulumi:providers:postgresql") providers[name] = op;
+      else if (type.startsWith("postgresql:")) objects.push(`${name} ${op}`);
+    }
+    return { providers, objects };
+  };
+
+  it("6. a new replication password updates the postgresql providers in place; no role, schema or grant changes", async () => {
+    desired.replicationPassword = PASSWORD_2;
+    const everyProviderUpdated = Object.fromEntries(
+      [...names().map((n) => `${CLUSTER}-${n}-postgresql`), `${CLUSTER}-write-postgresql`].map((n) => [
+        n,
+        "update",
+      ]),
+    );
+    // The preview already says so (the providers' hosts stay known while the setup steps update).
+    const seen = stepsOf();
+    await stack.preview({ onOutput: () => undefined, onEvent: seen.onEvent });
+    const previewed = providerSteps(seen.ops);
+    log(`preview of the password change: ${JSON.stringify([...seen.ops].map(([n, x]) => `${n} ${x.op}`))}`);
+    assert.deepStrictEqual(previewed, { providers: everyProviderUpdated, objects: [] });
+    const done = stepsOf();
+    const t = Date.now();
+    const r = await stack.up({ onOutput: () => undefined, onEvent: done.onEvent });
+    log(`replication password change: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    assert.deepStrictEqual(providerSteps(done.ops), { providers: everyProviderUpdated, objects: [] });
+    // The new password works on every node (the old one no more), and through PgBouncer.
+    for (const n of names()) {
+      assert.strictEqual((await query(direct(n), "SELECT current_user AS u"))[0].u, "bdr", n);
+      await assert.rejects(query({ ...direct(n), password: PASSWORD }, "SELECT 1"), /authentication failed/);
+    }
+    assert.strictEqual(
+      (await query({ ...asRole("bdr", PASSWORD_2) }, "SELECT current_user AS u"))[0].u,
+      "bdr",
+    );
+    // Replication still runs, and the application role still logs in.
+    await query(direct("n2"), "INSERT INTO app.items VALUES (3, 'after the password change')");
+    for (const n of names()) {
+      await waitFor(
+        `row 3 on ${n}`,
+        async () => (await query(direct(n), "SELECT count(*) AS c FROM app.items"))[0].c === "3",
+      );
+    }
+    assert.strictEqual((await query(asRole("app_owner", OWNER_PW), "SELECT 1 AS one"))[0].one, 1);
+    await previewIsEmpty("replication password change");
+  });
+
+  it("7. resize 4 -> 3: n4 leaves with its provider and roles (dropped while its server still runs); the others keep theirs", async () => {
+    const before = await verifiers("app_owner");
+    desired.nodes = 3;
+    const events: { at: string; op: string; name: string }[] = [];
+    const onEvent = (e: EngineEvent) => {
+      const pre = e.resourcePreEvent?.metadata;
+      const m = pre ?? e.resOutputsEvent?.metadata;
+      if (m && m.op !== "same")
+        events.push({ at: pre ? "pre" : "done", op: m.op, name: m.urn.split("::").pop()! });
+    };
+    const t = Date.now();
+    const r = await stack.up({ onOutput: () => undefined, onEvent });
+    log(`resize 4->3: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    const deleted = events.filter((e) => e.at === "done" && e.op === "delete").map((e) => e.name);
+    assert.deepStrictEqual(
+      deleted.sort(),
+      [
+        "server",
+        "config",
+        "setup",
+        "join",
+        "join-forget",
+        "guard",
+        "postgresql",
+        "role-app_owner",
+        "schema-app",
+      ]
+        .map((x) => `${CLUSTER}-n4-${x}`)
+        .sort(),
+    );
+    const at = (at: string, name: string) => events.findIndex((e) => e.at === at && e.name === name);
+    assert.ok(
+      at("done", `${CLUSTER}-n4-role-app_owner`) > at("done", `${CLUSTER}-n4-join`),
+      "role after the part",
+    );
+    assert.ok(
+      at("done", `${CLUSTER}-n4-role-app_owner`) < at("pre", `${CLUSTER}-n4-server`),
+      "role before the server stops",
+    );
+    assert.ok(!fs.existsSync(`${CLUSTER_DIR}/n4`), "n4's directory");
+    const state = await stack.exportStack();
+    const left = (state.deployment.resources ?? [])
+      .map((x: { urn: string }) => x.urn.split("::").pop()!)
+      .filter((n: string) => n.startsWith(`${CLUSTER}-n4-`));
+    assert.deepStrictEqual(left, []);
+    const now = await verifiers("app_owner");
+    assert.deepStrictEqual(now, { n1: before.n1, n2: before.n2, n3: before.n3 });
+    await sameVerifierEverywhere("app_owner");
+    await query(asRole("app_owner", OWNER_PW), "INSERT INTO app.items VALUES (4, 'after n4 left')");
+    for (const n of names()) {
+      await waitFor(
+        `row 4 on ${n}`,
+        async () => (await query(direct(n), "SELECT count(*) AS c FROM app.items"))[0].c === "4",
+      );
+    }
+    await previewIsEmpty("resize 4->3");
+  });
+
+  it("8. composition: an invalid value known only at deploy time fails preview and up with the validation lines; no host step runs", async () => {
     const later = <T>(v: T) => pulumi.output(new Promise<T>((r) => setTimeout(() => r(v), 10)));
     const gate = await inlineStack("pulumi-bdr-e2e-gate", "gate", async () => {
       new BdrCluster("e2egate", {
