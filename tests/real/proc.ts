@@ -74,6 +74,34 @@ export async function freePorts(n: number): Promise<number[]> {
   return [...ports];
 }
 
+/**
+ * A psql command line (`-X -At`, stopping at the first error, `-q` unless `verbose`): through the
+ * Unix socket directory `host` when it starts with `/`, else over TCP, as `user` when given.
+ */
+export function psqlArgs(o: {
+  host: string;
+  port: number;
+  db: string;
+  user?: string;
+  quiet?: boolean;
+}): string[] {
+  return [
+    `${PG_BIN}/psql`,
+    "-X",
+    ...(o.quiet ? ["-q"] : []),
+    "-At",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-h",
+    o.host,
+    "-p",
+    String(o.port),
+    ...(o.user === undefined ? [] : ["-U", o.user]),
+    "-d",
+    o.db,
+  ];
+}
+
 /** psql over TCP to 127.0.0.1 with a password in the environment (test only), `-At`, one command. */
 export function psqlTcp(
   port: number,
@@ -83,19 +111,16 @@ export function psqlTcp(
   db: string,
   env: NodeJS.ProcessEnv = {},
 ): SpawnSyncReturns<string> {
-  return run(
-    `${PG_BIN}/psql`,
-    ["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", db, "-c", sql],
-    {
-      env: {
-        ...process.env,
-        PGPASSWORD: password,
-        PGCONNECT_TIMEOUT: "5",
-        PGSSLMODE: "disable",
-        ...env,
-      },
+  const [psql, ...args] = psqlArgs({ host: "127.0.0.1", port, user, db });
+  return run(psql, [...args, "-c", sql], {
+    env: {
+      ...process.env,
+      PGPASSWORD: password,
+      PGCONNECT_TIMEOUT: "5",
+      PGSSLMODE: "disable",
+      ...env,
     },
-  );
+  });
 }
 
 /** Polls `fn` (synchronously) until it returns true or `seconds` pass, then throws naming `what`. */
@@ -238,7 +263,9 @@ export function startProcess(
   child.stdin!.end(input);
   const done = new Promise<ScriptResult>((resolve, reject) => {
     child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: Date.now() - t0 }));
+    child.on("close", (code, signal) =>
+      resolve({ code, signal, stdout, stderr, durationMs: Date.now() - t0 }),
+    );
   });
   return {
     done,

@@ -32,7 +32,14 @@ import { renderPreamble } from "../../lib/render/shell";
 import { shellQuote } from "../../lib/render/quote";
 import { scramVerifier } from "../../lib/render/scram";
 import type { ClusterContext, EngineName, NodePlan } from "../../lib/types";
-import { freePorts, requireRoot, startProcess, type RunningScript, type ScriptResult } from "./proc";
+import {
+  freePorts,
+  psqlArgs,
+  requireRoot,
+  startProcess,
+  type RunningScript,
+  type ScriptResult,
+} from "./proc";
 
 /** The runner as the real tests run: root, so nodes run as `postgres`. */
 const ROOT_RUNNER: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -52,7 +59,11 @@ export function startBundle(
 }
 
 /** {@link startBundle}, awaited; resolves whatever the exit code. */
-export function runBundle(scripts: BundleScripts, op: BundleOp = "create", secretLines = ""): Promise<ScriptResult> {
+export function runBundle(
+  scripts: BundleScripts,
+  op: BundleOp = "create",
+  secretLines = "",
+): Promise<ScriptResult> {
   return startBundle(scripts, op, secretLines).done;
 }
 
@@ -282,18 +293,7 @@ export class StepCluster {
         "-u",
         "postgres",
         "--",
-        `${node.binDir}/psql`,
-        "-X",
-        "-q",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        node.runDir,
-        "-p",
-        String(node.port),
-        "-d",
-        db,
+        ...psqlArgs({ host: node.runDir, port: node.port, db, quiet: true }),
         "-f",
         "-",
       ],
@@ -306,7 +306,11 @@ export class StepCluster {
   /** The tail of a node's server log (diagnostics). */
   serverLog(node: NodePlan, lines = 60): string {
     try {
-      return fs.readFileSync(path.join(node.runDir, "server.log"), "utf8").split("\n").slice(-lines).join("\n");
+      return fs
+        .readFileSync(path.join(node.runDir, "server.log"), "utf8")
+        .split("\n")
+        .slice(-lines)
+        .join("\n");
     } catch {
       return "";
     }
@@ -328,7 +332,18 @@ export class StepCluster {
       const node = this.node(n);
       spawnSync(
         "runuser",
-        ["-u", "postgres", "--", `${node.binDir}/pg_ctl`, "-D", node.dataDir, "-m", "immediate", "-w", "stop"],
+        [
+          "-u",
+          "postgres",
+          "--",
+          `${node.binDir}/pg_ctl`,
+          "-D",
+          node.dataDir,
+          "-m",
+          "immediate",
+          "-w",
+          "stop",
+        ],
         { stdio: "ignore" },
       );
       this.booted.delete(n);
@@ -343,4 +358,3 @@ export class StepCluster {
     return port;
   }
 }
-
