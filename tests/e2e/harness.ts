@@ -2,6 +2,7 @@
  * End-to-end harness: a real Pulumi engine (built from Go modules, see scripts/install-pulumi.sh)
  * driven through the Automation API with a local file backend, and small clients for checks.
  */
+import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -56,6 +57,66 @@ export async function inlineStack(
     },
   );
   return { stack, stateDir };
+}
+
+/**
+ * Mocha hooks around an inline stack, for a suite's top level: `before` fails (never skips) without
+ * a Pulumi CLI, runs `clean` (leftovers of an interrupted run would make the suite meaningless),
+ * makes the stack and hands it to `use`; `after` destroys and removes the stack and its backend
+ * directory, then runs `clean` again when `cleanAfter` is set.
+ */
+export function inlineStackHooks(
+  project: string,
+  stackName: string,
+  program: PulumiFn,
+  use: (stack: Stack, stateDir: string) => void,
+  opts: { clean?: () => Promise<void>; cleanAfter?: boolean } = {},
+): void {
+  let stack: Stack | undefined;
+  let stateDir = "";
+  before(async function () {
+    if (!pulumiAvailable()) {
+      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
+    }
+    await opts.clean?.();
+    ({ stack, stateDir } = await inlineStack(project, stackName, program));
+    use(stack, stateDir);
+  });
+  after(async () => {
+    if (stack) {
+      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+    if (opts.cleanAfter) await opts.clean?.().catch((e) => console.error(String(e)));
+  });
+}
+
+/** Kills every process running from a local cluster's directory, then removes the directory. */
+export async function removeClusterDir(dir: string): Promise<void> {
+  await sh(`pkill -f '[${dir[0]}]${dir.slice(1)}/' || true; sleep 0.5; rm -rf ${dir}`);
+}
+
+/** `stack.up`, logged with its time and changes; asserts it succeeded. */
+export async function upOk(stack: Stack, label: string): Promise<UpResult> {
+  const t = Date.now();
+  const r = await stack.up({ onOutput: () => undefined });
+  console.log(`      ${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+  assert.strictEqual(r.summary.result, "succeeded");
+  return r;
+}
+
+/** A preview's changes without the unchanged ones (`same`). */
+export async function previewChanges(stack: Stack): Promise<Record<string, number>> {
+  const p = await stack.preview({ onOutput: () => undefined });
+  const c = { ...p.changeSummary } as Record<string, number>;
+  delete c.same;
+  return c;
+}
+
+/** Connection settings for a server, HAProxy or PgBouncer on 127.0.0.1 (the cluster's defaults). */
+export function loopbackConn(port: number, password: string, user = "bdr", database = "bdrdb") {
+  return { host: "127.0.0.1", port, database, user, password };
 }
 
 /** An update's resource changes without the unchanged ones (`same`). */
