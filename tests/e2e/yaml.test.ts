@@ -9,22 +9,24 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import dedent from "ts-dedent";
-import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { exportWithoutSecrets } from "./faultkit";
-import { listening, PULUMI_CACHE, pulumiAvailable, pulumiEnv, query, waitFor } from "./harness";
+import {
+  listening,
+  loopbackConn,
+  PULUMI_CACHE,
+  pulumiAvailable,
+  query,
+  waitFor,
+  workDirStack,
+} from "./harness";
 
 const ROOT = path.resolve(__dirname, "..", "..", "..");
 const PORTS = { n1: 31432, n2: 31433, n3: 31434, haproxy: 31533, pgbouncer: 31532 };
 const PASSWORD = "yaml-Pa55-word-not-in-state";
 const CLUSTER = "yml";
 
-const conn = (port: number) => ({
-  host: "127.0.0.1",
-  port,
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-});
+const conn = (port: number) => loopbackConn(port, PASSWORD);
 const noChanges = (summary: Record<string, number>) =>
   Object.fromEntries(Object.entries(summary).filter(([k, v]) => k !== "same" && v > 0));
 
@@ -84,11 +86,7 @@ describe("YAML program: BdrCluster through the component provider", function () 
           connectionString: \${cluster.connectionString}
       ` + "\n",
     );
-    const stateDir = path.join(work, "state");
-    fs.mkdirSync(stateDir);
-    const envVars = pulumiEnv(stateDir);
-    process.env.PATH = envVars.PATH;
-    stack = await LocalWorkspace.createOrSelectStack({ stackName: "dev", workDir: project }, { envVars });
+    stack = await workDirStack(project, work);
     await stack.setConfig("password", { value: PASSWORD, secret: true });
   });
 
