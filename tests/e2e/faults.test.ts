@@ -18,10 +18,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import type { EngineEvent, Stack, UpResult } from "@pulumi/pulumi/automation";
+import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, BdrClusterArgs } from "../../lib";
 import { getEngine } from "../../lib/engines";
-import { changes, inlineStack, pulumiAvailable, query, waitFor } from "./harness";
+import { changes, inlineStack, loopbackConn, pulumiAvailable, query, upOk, waitFor } from "./harness";
 import { NetnsFixture, NetnsHost, netnsDown, netnsUnavailableReason, netnsUp } from "./netns";
 import {
   alive,
@@ -54,22 +54,6 @@ import {
 
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 const log = (line: string) => console.log(`      ${line}`);
-
-/** Runs `up`, keeping the engine's output for the failure message. */
-async function upOk(stack: Stack, label: string): Promise<UpResult> {
-  const t = Date.now();
-  let out = "";
-  try {
-    const r = await stack.up({ onOutput: (s) => (out += s) });
-    log(`${label}: ${secs(Date.now() - t)}, changes ${JSON.stringify(changes(r))}`);
-    assert.strictEqual(r.summary.result, "succeeded");
-    return r;
-  } catch (e) {
-    throw new Error(
-      `${label} failed after ${secs(Date.now() - t)}: ${String(e).slice(0, 6000)}\n${out.slice(-6000)}`,
-    );
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Local cluster: kill -9 of the write node; interrupted join.
@@ -106,20 +90,8 @@ function program() {
   return Promise.resolve({ nodeDsns: cluster.nodeDsns, writeNode: cluster.writeNode });
 }
 
-const direct = (node: string) => ({
-  host: "127.0.0.1",
-  port: portOf(node),
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-});
-const viaBouncer = {
-  host: "127.0.0.1",
-  port: PGBOUNCER_PORT,
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-};
+const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
+const viaBouncer = loopbackConn(PGBOUNCER_PORT, PASSWORD);
 
 async function ids(node: string, where = "true"): Promise<number[]> {
   const rows = await query(direct(node), `SELECT id FROM public.keys WHERE ${where} ORDER BY id`);

@@ -9,7 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
-import { inlineStack, listening, pulumiAvailable, query, sh, waitFor } from "./harness";
+import { inlineStackHooks, listening, loopbackConn, query, sh, waitFor } from "./harness";
 
 const CLUSTER = "grd";
 const BASE_PORT = 27432;
@@ -32,13 +32,7 @@ function program() {
   return Promise.resolve({ nodeDsns: cluster.nodeDsns });
 }
 
-const direct = (node: string) => ({
-  host: "127.0.0.1",
-  port: portOf(node),
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-});
+const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
 const viaBouncer = { ...direct("n1"), port: PGBOUNCER_PORT };
 
 function withoutSame(summary: Record<string, number> | undefined): Record<string, number> {
@@ -96,7 +90,6 @@ async function cleanLeftovers(): Promise<void> {
 describe("e2e: ProcessGuard restores killed proxies and a stopped server (real pulumi up --refresh)", function () {
   this.timeout(15 * 60 * 1000);
   let stack: Stack;
-  let stateDir = "";
   const log = (line: string) => console.log(`      ${line}`);
   const timed = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
     const t = Date.now();
@@ -105,21 +98,9 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
     return r;
   };
 
-  before(async function () {
-    if (!pulumiAvailable()) {
-      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
-    }
-    await cleanLeftovers();
-    ({ stack, stateDir } = await inlineStack("pulumi-bdr-guard", "guard", program));
-  });
-
-  after(async () => {
-    if (stack) {
-      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
-      await stack.workspace.removeStack(stack.name).catch(() => undefined);
-    }
-    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
-    await cleanLeftovers().catch((e) => console.error(String(e)));
+  inlineStackHooks("pulumi-bdr-guard", "guard", program, (s) => (stack = s), {
+    clean: cleanLeftovers,
+    cleanAfter: true,
   });
 
   it("1. up creates a guard per node and one for the proxy; the cluster replicates", async () => {

@@ -2,6 +2,7 @@
  * End-to-end harness: a real Pulumi engine (built from Go modules, see scripts/install-pulumi.sh)
  * driven through the Automation API with a local file backend, and small clients for checks.
  */
+import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -56,6 +57,122 @@ export async function inlineStack(
     },
   );
   return { stack, stateDir };
+}
+
+/**
+ * Mocha hooks around an inline stack, for a suite's top level: `before` fails (never skips) without
+ * a Pulumi CLI, runs `clean` (leftovers of an interrupted run would make the suite meaningless),
+ * makes the stack and hands it to `use`; `after` destroys and removes the stack and its backend
+ * directory, then runs `clean` again when `cleanAfter` is set.
+ */
+export function inlineStackHooks(
+  project: string,
+  stackName: string,
+  program: PulumiFn,
+  use: (stack: Stack, stateDir: string) => void,
+  opts: { clean?: () => Promise<void>; cleanAfter?: boolean } = {},
+): void {
+  let stack: Stack | undefined;
+  let stateDir = "";
+  before(async function () {
+    if (!pulumiAvailable()) {
+      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
+    }
+    await opts.clean?.();
+    ({ stack, stateDir } = await inlineStack(project, stackName, program));
+    use(stack, stateDir);
+  });
+  after(async () => {
+    if (stack) {
+      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+      await stack.workspace.removeStack(stack.name).catch(() => undefined);
+    }
+    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+    if (opts.cleanAfter) await opts.clean?.().catch((e) => console.error(String(e)));
+  });
+}
+
+/** Kills every process running from a local cluster's directory, then removes the directory. */
+export async function removeClusterDir(dir: string): Promise<void> {
+  await sh(`pkill -f '[${dir[0]}]${dir.slice(1)}/' || true; sleep 0.5; rm -rf ${dir}`);
+}
+
+/**
+ * `stack.up`, logged with its time and changes; asserts it succeeded. A failed `up` throws with the
+ * engine's output (its last 6,000 characters).
+ */
+export async function upOk(stack: Stack, label: string): Promise<UpResult> {
+  const t = Date.now();
+  let out = "";
+  let r: UpResult;
+  try {
+    r = await stack.up({ onOutput: (s) => (out += s) });
+  } catch (e) {
+    throw new Error(
+      `${label} failed after ${Date.now() - t} ms: ${String(e).slice(0, 6000)}\n${out.slice(-6000)}`,
+    );
+  }
+  console.log(`      ${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
+  assert.strictEqual(r.summary.result, "succeeded");
+  return r;
+}
+
+/**
+ * After a pglogical node `gone` left: on every survivor (reached through `conn`) no subscription
+ * names it, no node row is left for it, and exactly one subscription and one slot per other
+ * survivor remain.
+ */
+export async function assertPartedEverywhere(
+  conn: (node: string) => ConnSettings,
+  survivors: string[],
+  gone: string,
+): Promise<void> {
+  for (const n of survivors) {
+    const subs = await query(conn(n), "SELECT sub_name FROM pglogical.subscription ORDER BY 1");
+    assert.ok(
+      !subs.some((s) => String(s.sub_name).includes(gone)),
+      `${n} subscriptions: ${JSON.stringify(subs)}`,
+    );
+    assert.strictEqual(subs.length, survivors.length - 1, `${n} subscriptions: ${JSON.stringify(subs)}`);
+    const slots = await query(conn(n), "SELECT slot_name FROM pg_replication_slots");
+    assert.strictEqual(slots.length, survivors.length - 1, `${n} slots: ${JSON.stringify(slots)}`);
+    const nodesRows = await query(conn(n), "SELECT node_name FROM pglogical.node ORDER BY 1");
+    assert.ok(!nodesRows.some((x) => x.node_name === gone), `${n} nodes: ${JSON.stringify(nodesRows)}`);
+  }
+}
+
+/**
+ * A stack of the project in `projectDir` (stack `dev`) on a fresh local backend in `<work>/state`,
+ * with the cache's Pulumi first on PATH.
+ */
+export async function workDirStack(projectDir: string, work: string): Promise<Stack> {
+  const stateDir = path.join(work, "state");
+  fs.mkdirSync(stateDir);
+  const envVars = pulumiEnv(stateDir);
+  process.env.PATH = envVars.PATH;
+  return LocalWorkspace.createOrSelectStack({ stackName: "dev", workDir: projectDir }, { envVars });
+}
+
+/** A preview's changes without the unchanged ones (`same`). */
+export async function previewChanges(stack: Stack): Promise<Record<string, number>> {
+  const p = await stack.preview({ onOutput: () => undefined });
+  const c = { ...p.changeSummary } as Record<string, number>;
+  delete c.same;
+  return c;
+}
+
+/** Where {@link query} connects. */
+export interface ConnSettings {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password: string;
+}
+
+/** Connection settings for a server, HAProxy or PgBouncer on 127.0.0.1 (the cluster's defaults). */
+export function loopbackConn(port: number, password: string, user = "bdr", database = "bdrdb"): ConnSettings {
+  return { host: "127.0.0.1", port, database, user, password };
 }
 
 /** An update's resource changes without the unchanged ones (`same`). */

@@ -10,14 +10,18 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import {
+  assertPartedEverywhere,
   changes,
-  inlineStack,
+  inlineStackHooks,
   listening,
+  loopbackConn,
   pgbench,
-  pulumiAvailable,
+  previewChanges,
   query,
   reconnectingLoad,
+  removeClusterDir,
   sh,
+  upOk,
   waitFor,
 } from "./harness";
 
@@ -54,20 +58,8 @@ function program() {
   return Promise.resolve({ nodeDsns: cluster.nodeDsns, connectionString: cluster.connectionString });
 }
 
-const direct = (node: string) => ({
-  host: "127.0.0.1",
-  port: portOf(node),
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-});
-const viaBouncer = {
-  host: "127.0.0.1",
-  port: PGBOUNCER_PORT,
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-};
+const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
+const viaBouncer = loopbackConn(PGBOUNCER_PORT, PASSWORD);
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 
 async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
@@ -83,33 +75,11 @@ async function rowsEverywhere(table: string, nodes: string[], expected: number):
 describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function () {
   this.timeout(15 * 60 * 1000);
   let stack: Stack;
-  let stateDir = "";
   const log = (line: string) => console.log(`      ${line}`);
-  const up = async (label: string) => {
-    const t = Date.now();
-    const r = await stack.up({ onOutput: () => undefined });
-    log(`${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
-    assert.strictEqual(r.summary.result, "succeeded");
-    return r;
-  };
+  const up = (label: string) => upOk(stack, label);
 
-  before(async function () {
-    if (!pulumiAvailable()) {
-      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
-    }
-    // A leftover from an interrupted run would make the test meaningless.
-    await sh(
-      `pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`,
-    );
-    ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e", "lifecycle", program));
-  });
-
-  after(async () => {
-    if (stack) {
-      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
-      await stack.workspace.removeStack(stack.name).catch(() => undefined);
-    }
-    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+  inlineStackHooks("pulumi-bdr-e2e", "lifecycle", program, (s) => (stack = s), {
+    clean: () => removeClusterDir(CLUSTER_DIR),
   });
 
   it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
@@ -154,10 +124,8 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
 
   it("2. preview after up shows no change, and a second up changes nothing", async () => {
     const t = Date.now();
-    const p = await stack.preview({ onOutput: () => undefined });
+    const c = await previewChanges(stack);
     log(`no-op preview: ${Date.now() - t} ms`);
-    const c = { ...p.changeSummary } as Record<string, number>;
-    delete c.same;
     assert.deepStrictEqual(c, {});
     const r = await up("second up");
     assert.deepStrictEqual(changes(r), {});
@@ -165,9 +133,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
 
   it("3. resize 3 -> 4 touches only the new node and the proxy; 4 -> 3 parts n4 cleanly", async () => {
     desired.nodes = 4;
-    const p = await stack.preview({ onOutput: () => undefined });
-    const pc = { ...p.changeSummary } as Record<string, number>;
-    delete pc.same;
+    const pc = await previewChanges(stack);
     // n4's 5 steps and its guard; the proxy; the other joins and forget steps (their peer lists)
     assert.deepStrictEqual(pc, { create: 6, update: 7 });
     const r = await up("resize 3->4");
@@ -180,18 +146,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     desired.nodes = 3;
     const r2 = await up("resize 4->3");
     assert.deepStrictEqual(changes(r2), { delete: 6, update: 7 });
-    for (const n of names()) {
-      const subs = await query(direct(n), "SELECT sub_name FROM pglogical.subscription ORDER BY 1");
-      assert.ok(
-        !subs.some((s) => String(s.sub_name).includes("n4")),
-        `${n} subscriptions: ${JSON.stringify(subs)}`,
-      );
-      assert.strictEqual(subs.length, 2, `${n} has ${subs.length} subscriptions`);
-      const slots = await query(direct(n), "SELECT slot_name FROM pg_replication_slots");
-      assert.strictEqual(slots.length, 2, `${n} slots: ${JSON.stringify(slots)}`);
-      const nodesRows = await query(direct(n), "SELECT node_name FROM pglogical.node ORDER BY 1");
-      assert.ok(!nodesRows.some((x) => x.node_name === "n4"), JSON.stringify(nodesRows));
-    }
+    await assertPartedEverywhere(direct, names(), "n4");
     assert.strictEqual(await listening("127.0.0.1", portOf("n4")), false, "n4 still listens");
     assert.strictEqual(fs.existsSync(`${CLUSTER_DIR}/n4`), false, "n4's directory remains");
     await query(direct("n2"), "INSERT INTO public.items VALUES (5, 'n2', 'after part')");

@@ -9,9 +9,18 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import dedent from "ts-dedent";
-import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { exportWithoutSecrets } from "./faultkit";
-import { changes, listening, pulumiAvailable, pulumiEnv, query, sh, waitFor } from "./harness";
+import {
+  changes,
+  listening,
+  loopbackConn,
+  pulumiAvailable,
+  query,
+  sh,
+  waitFor,
+  workDirStack,
+} from "./harness";
 
 const CLUSTER = "pack";
 const PORTS = { n1: 27432, n2: 27433, haproxy: 27533, pgbouncer: 27532 };
@@ -178,11 +187,7 @@ describe("npm package: pack from a fresh clone, install elsewhere, tsc, up and d
         main: bin/index.js
       ` + "\n",
     );
-    const stateDir = path.join(work, "state");
-    fs.mkdirSync(stateDir);
-    const envVars = pulumiEnv(stateDir);
-    process.env.PATH = envVars.PATH;
-    stack = await LocalWorkspace.createOrSelectStack({ stackName: "dev", workDir: project }, { envVars });
+    stack = await workDirStack(project, work);
     await stack.setConfig("replicationPassword", { value: PASSWORD, secret: true });
     const t0 = Date.now();
     const up = await stack.up({ onOutput: () => undefined });
@@ -198,13 +203,7 @@ describe("npm package: pack from a fresh clone, install elsewhere, tsc, up and d
       "the password is in the state in plain text",
     );
 
-    const conn = (port: number) => ({
-      host: "127.0.0.1",
-      port,
-      database: "bdrdb",
-      user: "bdr",
-      password: PASSWORD,
-    });
+    const conn = (port: number) => loopbackConn(port, PASSWORD);
     await query(
       conn(PORTS.pgbouncer),
       "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.packed (id int PRIMARY KEY, v text)')",

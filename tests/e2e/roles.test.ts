@@ -12,7 +12,17 @@ import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import type { AppGrantArgs, AppRoleArgs } from "../../lib/roles/args";
-import { changes, inlineStack, pulumiAvailable, query, sh, waitFor } from "./harness";
+import {
+  changes,
+  inlineStack,
+  inlineStackHooks,
+  loopbackConn,
+  previewChanges,
+  query,
+  removeClusterDir,
+  upOk,
+  waitFor,
+} from "./harness";
 
 const CLUSTER = "e2eroles";
 const BASE_PORT = 26432;
@@ -66,20 +76,8 @@ function program() {
   return Promise.resolve({ roleConnectionStrings: cluster.roleConnectionStrings });
 }
 
-const direct = (node: string) => ({
-  host: "127.0.0.1",
-  port: portOf(node),
-  database: "bdrdb",
-  user: "bdr",
-  password: desired.replicationPassword,
-});
-const asRole = (user: string, password: string) => ({
-  host: "127.0.0.1",
-  port: PGBOUNCER_PORT,
-  database: "bdrdb",
-  user,
-  password,
-});
+const direct = (node: string) => loopbackConn(portOf(node), desired.replicationPassword);
+const asRole = (user: string, password: string) => loopbackConn(PGBOUNCER_PORT, password, user);
 const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 
 /** rolpassword of a role on each node (undefined where the role is missing). */
@@ -108,18 +106,10 @@ describe("e2e: application roles through @pulumi/postgresql on local hosts (real
   let stack: Stack;
   let stateDir = "";
   const log = (line: string) => console.log(`      ${line}`);
-  const up = async (label: string) => {
-    const t = Date.now();
-    const r = await stack.up({ onOutput: () => undefined });
-    log(`${label}: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
-    assert.strictEqual(r.summary.result, "succeeded");
-    return r;
-  };
+  const up = (label: string) => upOk(stack, label);
   const previewIsEmpty = async (label: string) => {
     const t = Date.now();
-    const p = await stack.preview({ onOutput: () => undefined });
-    const c = { ...p.changeSummary } as Record<string, number>;
-    delete c.same;
+    const c = await previewChanges(stack);
     log(`preview after ${label}: ${Date.now() - t} ms, ${JSON.stringify(c)}`);
     assert.deepStrictEqual(c, {}, `preview after ${label}`);
   };
@@ -130,22 +120,8 @@ describe("e2e: application roles through @pulumi/postgresql on local hosts (real
     );
   };
 
-  before(async function () {
-    if (!pulumiAvailable()) {
-      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
-    }
-    await sh(
-      `pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`,
-    );
-    ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e-roles", "roles", program));
-  });
-
-  after(async () => {
-    if (stack) {
-      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
-      await stack.workspace.removeStack(stack.name).catch(() => undefined);
-    }
-    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+  inlineStackHooks("pulumi-bdr-e2e-roles", "roles", program, (s, dir) => ([stack, stateDir] = [s, dir]), {
+    clean: () => removeClusterDir(CLUSTER_DIR),
   });
 
   it("1. up: roles on every node with identical SCRAM verifiers, the schema, PgBouncer lets the roles in", async () => {

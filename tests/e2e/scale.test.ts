@@ -10,7 +10,15 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
-import { changes, inlineStack, listening, pulumiAvailable, query, sh, waitFor } from "./harness";
+import {
+  changes,
+  inlineStackHooks,
+  listening,
+  loopbackConn,
+  query,
+  removeClusterDir,
+  waitFor,
+} from "./harness";
 
 const CLUSTER = "scale";
 const NODE_COUNT = Number(process.env.PULUMI_BDR_SCALE_NODES ?? 8);
@@ -20,13 +28,7 @@ const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
 
 let members = Array.from({ length: NODE_COUNT }, (_, i) => `n${i + 1}`);
 const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
-const direct = (node: string) => ({
-  host: "127.0.0.1",
-  port: portOf(node),
-  database: "bdrdb",
-  user: "bdr",
-  password: PASSWORD,
-});
+const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
 
 function program() {
   const cluster = new BdrCluster(CLUSTER, {
@@ -41,25 +43,10 @@ function program() {
 describe(`e2e: ${NODE_COUNT} local nodes through the real Pulumi CLI`, function () {
   this.timeout(40 * 60 * 1000);
   let stack: Stack;
-  let stateDir = "";
   const log = (line: string) => console.log(`      ${line}`);
 
-  before(async function () {
-    if (!pulumiAvailable()) {
-      throw new Error("no pulumi CLI: run scripts/install-pulumi.sh (CI does) before the e2e suite");
-    }
-    await sh(
-      `pkill -f '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true; sleep 0.5; rm -rf ${CLUSTER_DIR}`,
-    );
-    ({ stack, stateDir } = await inlineStack("pulumi-bdr-e2e-scale", "scale", program));
-  });
-
-  after(async () => {
-    if (stack) {
-      await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
-      await stack.workspace.removeStack(stack.name).catch(() => undefined);
-    }
-    if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+  inlineStackHooks("pulumi-bdr-e2e-scale", "scale", program, (s) => (stack = s), {
+    clean: () => removeClusterDir(CLUSTER_DIR),
   });
 
   it(`up: ${NODE_COUNT} nodes join one at a time, every pair replicates`, async () => {

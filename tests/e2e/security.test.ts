@@ -22,7 +22,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, BdrClusterArgs } from "../../lib";
 import { pgpassFor } from "../../lib/cluster/create";
 import { scramVerifier } from "../../lib/render/scram";
-import { inlineStack, pulumiAvailable, query, sh } from "./harness";
+import { inlineStack, loopbackConn, pulumiAvailable, query, sh } from "./harness";
 import {
   exportWithoutSecrets,
   filesContaining,
@@ -301,13 +301,7 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
   let verifier = "";
   const found = (text: string) =>
     needles.map((n, i) => (text.includes(n) ? needlesNamed[i] : "")).filter((x) => x);
-  const direct = (node: string) => ({
-    host: "127.0.0.1",
-    port: portOf(node),
-    database: "bdrdb",
-    user: "bdr",
-    password: PASSWORD,
-  });
+  const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
   const sock = (node: string) => ({ runDir: `${CLUSTER_DIR}/${node}/run`, port: portOf(node) });
   let startMarker = "";
 

@@ -5,9 +5,7 @@
  */
 import { randomBytes } from "crypto";
 import * as assert from "assert";
-import { spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { NodePlan, ClusterContext, ProxyPlan } from "../../lib/types";
@@ -25,44 +23,30 @@ import { renderPgHba } from "../../lib/render/pgHba";
 import { scramVerifier } from "../../lib/render/scram";
 import { renderHaproxyCfg } from "../../lib/render/haproxy";
 import { renderPgbouncerIni, renderUserlist } from "../../lib/render/pgbouncer";
+import {
+  asPostgres,
+  check,
+  freePort,
+  killMentioning,
+  killPids,
+  PG_BIN,
+  pgGid,
+  pgUid,
+  psqlArgs,
+  psqlTcp as psqlTcpIn,
+  requireRoot,
+  run,
+  waitForPid,
+  waitUntil,
+  writeAsPostgres,
+} from "./proc";
 
-const PG_BIN = "/usr/lib/postgresql/15/bin";
 const REPL = "bdr_repl";
 const DB = "appdb";
 
-function run(
-  cmd: string,
-  args: string[],
-  opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, {
-    encoding: "utf8",
-    input: opts.input,
-    env: opts.env ?? process.env,
-    cwd: opts.cwd,
-    timeout: 60000,
-  });
-}
-
-function check(r: SpawnSyncReturns<string>, what: string): string {
-  assert.strictEqual(r.status, 0, `${what} failed (${r.status}): ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-function asPostgres(args: string[], input?: string): SpawnSyncReturns<string> {
-  return run("runuser", ["-u", "postgres", "--", ...args], { input });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** psql over TCP to `db` (default: the test database) with a password (test only). */
+const psqlTcp = (port: number, user: string, password: string, sql: string, db = DB) =>
+  psqlTcpIn(port, user, password, sql, db);
 
 /** A directory owned by postgres under /tmp, removed by the caller. */
 function pgTempDir(prefix: string): string {
@@ -70,88 +54,6 @@ function pgTempDir(prefix: string): string {
   fs.chmodSync(dir, 0o755);
   fs.chownSync(dir, pgUid(), pgGid());
   return dir;
-}
-
-function pgUid(): number {
-  return Number(check(run("id", ["-u", "postgres"]), "id -u postgres").trim());
-}
-function pgGid(): number {
-  return Number(check(run("id", ["-g", "postgres"]), "id -g postgres").trim());
-}
-
-function writeAsPostgres(file: string, text: string, mode = 0o600): void {
-  fs.writeFileSync(file, text, { mode });
-  fs.chmodSync(file, mode);
-  fs.chownSync(file, pgUid(), pgGid());
-}
-
-/** psql over TCP with a password in the environment (test only). */
-function psqlTcp(
-  port: number,
-  user: string,
-  password: string,
-  sql: string,
-  db = DB,
-): SpawnSyncReturns<string> {
-  return run(
-    `${PG_BIN}/psql`,
-    [
-      "-X",
-      "-At",
-      "-v",
-      "ON_ERROR_STOP=1",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "-U",
-      user,
-      "-d",
-      db,
-      "-c",
-      sql,
-    ],
-    {
-      env: { ...process.env, PGPASSWORD: password, PGCONNECT_TIMEOUT: "5", PGSSLMODE: "disable" },
-    },
-  );
-}
-
-/** Waits for a pid file holding a pid and returns the pid. */
-function waitForPid(file: string): number {
-  let pid = 0;
-  waitUntil(`a pid in ${file}`, 10, () => {
-    pid = fs.existsSync(file) ? Number(fs.readFileSync(file, "utf8").trim()) : 0;
-    return Number.isInteger(pid) && pid > 0;
-  });
-  return pid;
-}
-
-/** Live (non-zombie) processes whose command line mentions `needle`. */
-function pidsMentioning(needle: string): number[] {
-  const found: number[] = [];
-  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      const state = /^State:\s*(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-      if (cmdline.includes(needle) && state !== "Z" && Number(pid) !== process.pid) {
-        found.push(Number(pid));
-      }
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
-
-function waitUntil(what: string, seconds: number, fn: () => boolean): void {
-  const end = Date.now() + seconds * 1000;
-  while (!fn()) {
-    if (Date.now() > end) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    spawnSync("sleep", ["0.1"]);
-  }
 }
 
 function nodePlan(root: string, port: number): NodePlan {
@@ -186,8 +88,6 @@ function ctxFor(node: NodePlan): ClusterContext {
   };
 }
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-
 describe("real daemons: rendered configuration", function () {
   this.timeout(120000);
   let root = "";
@@ -199,29 +99,11 @@ describe("real daemons: rendered configuration", function () {
   const verifier = scramVerifier(password, randomBytes(16));
 
   const sqlLocal = (sql: string, db = "postgres"): string =>
-    check(
-      asPostgres([
-        `${PG_BIN}/psql`,
-        "-X",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        node.runDir,
-        "-p",
-        String(node.port),
-        "-d",
-        db,
-        "-c",
-        sql,
-      ]),
-      sql,
-    );
+    check(asPostgres([...psqlArgs({ host: node.runDir, port: node.port, db }), "-c", sql]), sql);
 
   before(async function () {
     // A missing prerequisite fails the suite; it never skips it.
-    if (!isRoot)
-      throw new Error("prerequisite missing: the real daemon tests run as root (PostgreSQL as postgres)");
+    requireRoot("the real daemon tests");
     root = pgTempDir("bdr-daemons-");
     node = nodePlan(root, await freePort());
     fs.mkdirSync(node.runDir, { mode: 0o700 });
@@ -236,26 +118,12 @@ describe("real daemons: rendered configuration", function () {
     if (!root) {
       return;
     }
-    for (const pid of [pgbPid, ...badPgbPids]) {
-      if (pid > 0) {
-        try {
-          process.kill(pid, "SIGTERM");
-        } catch {
-          // already gone
-        }
-      }
-    }
+    killPids([pgbPid, ...badPgbPids]);
     if (started) {
       asPostgres([`${PG_BIN}/pg_ctl`, "-D", node.dataDir, "-m", "immediate", "-w", "stop"]);
     }
     // anything else started under root (a daemon whose pid file we never read)
-    for (const pid of pidsMentioning(root)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    killMentioning(root);
     fs.rmSync(root, { recursive: true, force: true });
   });
 

@@ -1,17 +1,20 @@
 /**
- * pglogical engine against real PostgreSQL 15 servers on loopback: runs exactly the scripts and
- * SQL the engine renders (preamble + body, bash as root).
+ * pglogical engine against real PostgreSQL 15 servers on loopback, booted, joined and parted by the
+ * library's own step scripts (./stepCluster.ts: the local host's server, config, setup and join
+ * bundles, run as the command plugin runs them); the engine's other scripts run behind the same
+ * preamble, and its SQL as is.
  *
  *   npx tsc -p . && npx mocha dist/tests/real/pglogical.test.js
  */
 import * as assert from "assert";
 import { getEngine, pglogicalSubscriptionName } from "../../lib/engines";
 import { NodePlan } from "../../lib/types";
-import { PgHarness, waitFor } from "./pgHarness";
+import { waitFor } from "./proc";
+import { StepCluster } from "./stepCluster";
 
 const engine = getEngine("pglogical");
-/** A database name that needs quoting as identifier, literal, connection-string value and shell word. */
-const DATABASE = `app db's "x"`;
+/** The replicated database (validation allows SQL names only). */
+const DATABASE = "app_db";
 const TABLE = "public.items";
 
 interface Counts {
@@ -22,11 +25,11 @@ interface Counts {
 
 describe("pglogical engine on real servers", function () {
   this.timeout(15 * 60 * 1000);
-  let h: PgHarness;
+  let h: StepCluster;
   const timings: Record<string, number> = {};
   let nextKey = 1;
 
-  const ctxOf = (...names: string[]) => h.ctx(names.map((n) => h.node(n)));
+  const ctxOf = (...names: string[]) => h.ctx(names);
 
   async function counts(node: NodePlan): Promise<Counts> {
     const out = await h.sql(
@@ -84,15 +87,15 @@ describe("pglogical engine on real servers", function () {
 
   before(async () => {
     const t0 = Date.now();
-    h = await PgHarness.create({
+    h = await StepCluster.create({
       engine: "pglogical",
       nodeNames: ["node0", "node1", "node2"],
       database: DATABASE,
-      maxNodes: 6,
       waitTimeoutSeconds: 90,
+      postgresSettings: { fsync: false, log_min_messages: "warning", log_line_prefix: "%m [%p] " },
       keep: process.env.PGH_KEEP === "1",
     });
-    timings["start 3 servers (initdb + start + role + db, parallel)"] = Date.now() - t0;
+    timings["boot 3 nodes (server, config, setup steps incl. the engine's node script)"] = Date.now() - t0;
   });
 
   after(async function () {
@@ -111,11 +114,12 @@ describe("pglogical engine on real servers", function () {
   it("sets up, bootstraps and joins 3 nodes into a full mesh", async () => {
     const ctx = ctxOf("node0", "node1", "node2");
     let t0 = Date.now();
-    await Promise.all(ctx.nodes.map((n) => h.runScriptOk(n, engine.nodeScript(ctx, n), "node")));
-    timings["node scripts x3 (parallel)"] = Date.now() - t0;
+    // The setup steps ran the node scripts at boot: running them again is what an update does.
+    await Promise.all(ctx.nodes.map((n) => h.step("setup", n.name, "update")));
+    timings["setup steps x3 again (parallel)"] = Date.now() - t0;
     t0 = Date.now();
     for (const n of ctx.nodes) {
-      const r = await h.runScriptOk(n, engine.joinScript(ctx, n), "join");
+      const r = await h.step("join", n.name);
       timings[`join ${n.name}`] = r.durationMs;
     }
     timings["3-node mesh (bootstrap + 2 joins)"] = Date.now() - t0;
@@ -231,9 +235,8 @@ describe("pglogical engine on real servers", function () {
   it("joins a 4th node that receives the existing data and replicates both ways", async () => {
     const n3 = await h.addNode("node3");
     const ctx = ctxOf("node0", "node1", "node2", "node3");
-    await h.runScriptOk(n3, engine.nodeScript(ctx, n3), "node");
-    const r = await h.runScriptOk(n3, engine.joinScript(ctx, n3), "join");
-    timings["join of the 4th node (joinScript)"] = r.durationMs;
+    const r = await h.step("join", "node3");
+    timings["join of the 4th node (its join step)"] = r.durationMs;
     const all = ctx.nodes;
     assert.strictEqual(await rowCount(n3), await rowCount(h.node("node0")));
     await assertSameRows(all);
@@ -272,8 +275,8 @@ describe("pglogical engine on real servers", function () {
     const before = await Promise.all(ctx.nodes.map(counts));
     const t0 = Date.now();
     for (const n of ctx.nodes) {
-      await h.runScriptOk(n, engine.nodeScript(ctx, n), "node-again");
-      await h.runScriptOk(n, engine.joinScript(ctx, n), "join-again");
+      await h.step("setup", n.name, "update");
+      await h.step("join", n.name);
     }
     timings["re-run of node + join scripts on 4 nodes"] = Date.now() - t0;
     assert.deepStrictEqual(await Promise.all(ctx.nodes.map(counts)), before);
@@ -304,7 +307,7 @@ describe("pglogical engine on real servers", function () {
     assert.deepStrictEqual(await counts(n3), { subscriptions: 0, slots: 0, nodes: 0 });
     // Parting again is a no-op.
     await h.runScriptOk(n3, engine.partScript(stale, n3), "part-again");
-    await h.stopNode(n3);
+    await h.removeNode("node3");
     await insertEverywhereAndConverge(rest);
     await assertSameRows(rest);
   });
@@ -312,8 +315,7 @@ describe("pglogical engine on real servers", function () {
   it("converges when a join is killed midway and run again", async () => {
     const n4 = await h.addNode("node4");
     const ctx = ctxOf("node0", "node1", "node2", "node4");
-    await h.runScriptOk(n4, engine.nodeScript(ctx, n4), "node");
-    const first = h.startScript(n4, engine.joinScript(ctx, n4), "join-killed");
+    const first = h.startStep("join", "node4");
     // Kill it once it has created its first subscription (from node1, before the copy).
     await waitFor(
       "the first subscription on node4",
@@ -332,7 +334,7 @@ describe("pglogical engine on real servers", function () {
     console.log(
       `      killed after ${killed.durationMs} ms; last log line: ${lastStep}; subscriptions then: ${subsAtKill}`,
     );
-    const r = await h.runScriptOk(n4, engine.joinScript(ctx, n4), "join-rerun");
+    const r = await h.step("join", "node4");
     timings["join of a node after a killed attempt (re-run)"] = r.durationMs;
     for (const n of ctx.nodes) {
       assert.deepStrictEqual(await counts(n), { subscriptions: 3, slots: 3, nodes: 4 }, n.name);
@@ -343,12 +345,12 @@ describe("pglogical engine on real servers", function () {
     }
     await assertSameRows(ctx.nodes);
     await insertEverywhereAndConverge(ctx.nodes);
-    const p = await h.runScriptOk(n4, engine.partScript(ctx, n4), "part");
-    timings["part of a node (partScript, current context)"] = p.durationMs;
+    const p = await h.step("join", "node4", "delete");
+    timings["part of a node (the join step's delete, current members)"] = p.durationMs;
     for (const n of ctx.nodes.filter((x) => x.name !== "node4")) {
       assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
     }
-    await h.stopNode(n4);
+    await h.removeNode("node4");
   });
 
   it("offset/step sequences hand out distinct keys on every node (sequenceSql, idempotent)", async () => {
@@ -383,10 +385,9 @@ describe("pglogical engine on real servers", function () {
   });
 
   it("a join under concurrent inserts (all other nodes) and updates (a non-target node) loses nothing", async () => {
-    const n5 = await h.addNode("node5");
+    await h.addNode("node5");
     const ctx = ctxOf("node0", "node1", "node2", "node5");
     const writers = ctx.nodes.filter((n) => n.name !== "node5");
-    await h.runScriptOk(n5, engine.nodeScript(ctx, n5), "node");
     // Rows that node1 (not the join target) keeps updating while node5 copies from node0.
     await h.sql(
       writers[0],
@@ -415,7 +416,6 @@ describe("pglogical engine on real servers", function () {
         'as_pg "$PG_BIN/pgbench" -n -h "$PG_RUN" -p "$PG_PORT" -c 1 -R 150 -T 12 -f "$f" "$PG_DB"',
         'rm -f "$f"',
       ].join("\n"),
-      "pgbench-updates",
     );
     // pgbench on each existing node: rate-limited single-row inserts with offset/step keys.
     const bench = writers.map((n) =>
@@ -428,11 +428,10 @@ describe("pglogical engine on real servers", function () {
           'as_pg "$PG_BIN/pgbench" -n -h "$PG_RUN" -p "$PG_PORT" -c 1 -R 150 -T 12 -f "$f" "$PG_DB"',
           'rm -f "$f"',
         ].join("\n"),
-        "pgbench",
       ),
     );
     await new Promise((r) => setTimeout(r, 1500));
-    const r = await h.runScriptOk(n5, engine.joinScript(ctx, n5), "join-under-load");
+    const r = await h.step("join", "node5");
     timings["join of a node under ~450 inserts/s on the 3 others + 150 updates/s on node1"] = r.durationMs;
     const results = await Promise.all(bench.map((b) => b.done));
     results.forEach((b, i) => assert.strictEqual(b.code, 0, `pgbench on ${writers[i].name}: ${b.stderr}`));

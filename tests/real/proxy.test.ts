@@ -4,186 +4,37 @@
  * load through PgBouncer with both methods, then proxyDestroyScript.
  * Needs root (daemons run as `postgres`), PostgreSQL 15, pgbench, haproxy, pgbouncer and socat.
  */
-import { randomBytes } from "crypto";
 import * as assert from "assert";
 import { spawn, spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { ClusterContext, NodePlan, ProxyPlan, SwitchoverMethod } from "../../lib/types";
-import { quoteIdent, quoteLiteral } from "../../lib/render/quote";
+import { ClusterContext, ProxyPlan, SwitchoverMethod } from "../../lib/types";
 import { renderSecretStdin } from "../../lib/render/shell";
-import { nodeSettings, renderPostgresqlConf } from "../../lib/render/postgresqlConf";
-import { renderPgHba } from "../../lib/render/pgHba";
-import { scramVerifier } from "../../lib/render/scram";
+import { quoteIdent, shellQuote } from "../../lib/render/quote";
 import { proxyApplyScript, proxyDestroyScript, proxyPaths, ProxyScriptInput } from "../../lib/proxy/scripts";
+import {
+  check,
+  freePort,
+  killMentioning,
+  PG_BIN,
+  pgUid,
+  processesMentioning,
+  procUid,
+  psqlArgs,
+  psqlTcp,
+  requireRoot,
+  run,
+} from "./proc";
+import { runBundleSync, startBundle, StepCluster } from "./stepCluster";
 
-const PG_BIN = "/usr/lib/postgresql/15/bin";
 const REPL = "bdr_repl";
 const DB = "appdb";
 const PASSWORD = "pr0xy:test\\pw 'quoted' $HOME";
-const VERIFIER = scramVerifier(PASSWORD, randomBytes(16));
 const MEASUREMENTS_FILE = path.join(os.tmpdir(), "pulumi-bdr-proxy-measurements.json");
 
-function run(
-  cmd: string,
-  args: string[],
-  opts: { input?: string; env?: NodeJS.ProcessEnv } = {},
-): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, {
-    encoding: "utf8",
-    input: opts.input,
-    env: opts.env ?? process.env,
-    timeout: 120000,
-  });
-}
-
-function check(r: SpawnSyncReturns<string>, what: string): string {
-  assert.strictEqual(r.status, 0, `${what} failed (${r.status}): ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-function asPostgres(args: string[]): SpawnSyncReturns<string> {
-  return run("runuser", ["-u", "postgres", "--", ...args]);
-}
-
-const pgUid = (): number => Number(check(run("id", ["-u", "postgres"]), "id").trim());
-const pgGid = (): number => Number(check(run("id", ["-g", "postgres"]), "id").trim());
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function writeAsPostgres(file: string, text: string, mode = 0o600): void {
-  fs.writeFileSync(file, text, { mode });
-  fs.chmodSync(file, mode);
-  fs.chownSync(file, pgUid(), pgGid());
-}
-
-/** One throw-away PostgreSQL 15 server configured with our renderers. */
-class TestServer {
-  constructor(readonly node: NodePlan) {}
-
-  init(ctx: ClusterContext): void {
-    fs.mkdirSync(this.node.runDir, { recursive: true, mode: 0o700 });
-    fs.chownSync(path.dirname(this.node.runDir), pgUid(), pgGid());
-    fs.chownSync(this.node.runDir, pgUid(), pgGid());
-    check(
-      asPostgres([`${PG_BIN}/initdb`, "-D", this.node.dataDir, "-A", "peer", "-U", "postgres", "-E", "UTF8"]),
-      "initdb",
-    );
-    const settings = nodeSettings(
-      ctx,
-      this.node,
-      {},
-      { fsync: false, synchronous_commit: false, full_page_writes: false },
-    );
-    writeAsPostgres(path.join(this.node.dataDir, "pulumi-bdr.conf"), renderPostgresqlConf(settings), 0o644);
-    fs.appendFileSync(path.join(this.node.dataDir, "postgresql.conf"), "\ninclude 'pulumi-bdr.conf'\n");
-    writeAsPostgres(
-      path.join(this.node.dataDir, "pg_hba.conf"),
-      renderPgHba({ osUser: "postgres", replicationUser: REPL, database: DB, memberCidrs: ["127.0.0.1/32"] }),
-    );
-    check(
-      asPostgres([
-        `${PG_BIN}/pg_ctl`,
-        "-D",
-        this.node.dataDir,
-        "-l",
-        path.join(path.dirname(this.node.dataDir), "server.log"),
-        "-w",
-        "-t",
-        "30",
-        "start",
-      ]),
-      "pg_ctl start",
-    );
-    // the same verifier on every node: PgBouncer's SCRAM pass-through needs it
-    this.sql(
-      `CREATE ROLE ${quoteIdent(REPL)} SUPERUSER LOGIN PASSWORD ${quoteLiteral(VERIFIER)}`,
-      "postgres",
-    );
-    this.sql(`CREATE DATABASE ${quoteIdent(DB)} OWNER ${quoteIdent(REPL)}`, "postgres");
-    this.sql(
-      "CREATE TABLE public.t (id bigserial PRIMARY KEY, port int NOT NULL, v int, at timestamptz DEFAULT clock_timestamp())",
-    );
-    this.sql(`ALTER TABLE public.t OWNER TO ${quoteIdent(REPL)}`);
-  }
-
-  sql(sql: string, db = DB): string {
-    return check(
-      asPostgres([
-        `${PG_BIN}/psql`,
-        "-X",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        this.node.runDir,
-        "-p",
-        String(this.node.port),
-        "-d",
-        db,
-        "-c",
-        sql,
-      ]),
-      sql,
-    ).trim();
-  }
-
-  stop(mode: "immediate" | "fast" = "immediate"): void {
-    asPostgres([`${PG_BIN}/pg_ctl`, "-D", this.node.dataDir, "-m", mode, "-w", "stop"]);
-  }
-
-  start(): void {
-    check(
-      asPostgres([
-        `${PG_BIN}/pg_ctl`,
-        "-D",
-        this.node.dataDir,
-        "-l",
-        path.join(path.dirname(this.node.dataDir), "server.log"),
-        "-w",
-        "-t",
-        "30",
-        "start",
-      ]),
-      "pg_ctl start",
-    );
-  }
-}
-
 function psqlThrough(port: number, sql: string): SpawnSyncReturns<string> {
-  return run(
-    `${PG_BIN}/psql`,
-    [
-      "-X",
-      "-At",
-      "-v",
-      "ON_ERROR_STOP=1",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "-U",
-      REPL,
-      "-d",
-      DB,
-      "-c",
-      sql,
-    ],
-    {
-      env: { ...process.env, PGPASSWORD: PASSWORD, PGCONNECT_TIMEOUT: "5" },
-    },
-  );
+  return psqlTcp(port, REPL, PASSWORD, sql, DB);
 }
 
 interface PgbenchResult {
@@ -277,33 +128,10 @@ function assertCleanRun(r: PgbenchResult): void {
   assert.ok(r.processed > 100, `too few transactions: ${r.processed}`);
 }
 
-/** Live (non-zombie) processes whose command line mentions `needle`. */
-function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      const state = /^State:\s*(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-      if (cmdline.includes(needle) && state !== "Z" && Number(pid) !== process.pid) {
-        found.push(`${pid} ${cmdline}`);
-      }
-    } catch {
-      // process went away
-    }
-  }
-  return found;
-}
-
-function procUid(pid: number): number {
-  return Number(/^Uid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
-}
-
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-
 describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function () {
   this.timeout(180000);
   let root = "";
-  const servers: TestServer[] = [];
+  let h: StepCluster | undefined;
   let ctx: ClusterContext;
   let proxy: ProxyPlan;
   const measurements: Record<string, unknown> = {};
@@ -320,38 +148,43 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     waitSeconds: 20,
   });
 
+  // The proxy step's stdin secrets; the verifier is the one the nodes' setup steps stored.
+  const secrets = (): string => renderSecretStdin({ PASSWORD, VERIFIER: h!.verifier });
+  // The proxy step's bundle (apply as create, destroy as delete), run as the command plugin does.
+  const applyRaw = (i: ProxyScriptInput) =>
+    runBundleSync({ create: proxyApplyScript(i), delete: proxyDestroyScript(i) }, "create", secrets());
+  const destroyProxy = (i: ProxyScriptInput) =>
+    runBundleSync({ create: proxyApplyScript(i), delete: proxyDestroyScript(i) }, "delete");
+
   const apply = (
     writeNode: string,
     method: SwitchoverMethod,
     extra: Partial<ProxyPlan> = {},
   ): { stderr: string; ms: number } => {
     const t0 = Date.now();
-    const r = run("bash", ["-c", proxyApplyScript(input(writeNode, method, extra))], {
-      input: renderSecretStdin({ PASSWORD, VERIFIER }),
-    });
+    const r = applyRaw(input(writeNode, method, extra));
     const ms = Date.now() - t0;
     assert.strictEqual(r.status, 0, `apply failed (${r.status}):\n${r.stderr}${r.stdout}`);
     return { stderr: r.stderr, ms };
   };
 
-  const applyAsync = (
+  const applyAsync = async (
     writeNode: string,
     method: SwitchoverMethod,
-  ): Promise<{ status: number | null; stderr: string; ms: number }> =>
-    new Promise((resolve, reject) => {
-      const t0 = Date.now();
-      const child = spawn("bash", ["-c", proxyApplyScript(input(writeNode, method))]);
-      let stderr = "";
-      // Each chunk of the script's log with the time it arrived (ms since the start), for the report.
-      child.stderr.on("data", (d) => (stderr += `[+${Date.now() - t0} ms] ${String(d)}`));
-      child.stdout.on("data", () => undefined);
-      child.on("error", reject);
-      child.on("close", (status) => resolve({ status, stderr, ms: Date.now() - t0 }));
-      child.stdin.end(renderSecretStdin({ PASSWORD, VERIFIER }));
-    });
-
-  const applyRaw = (i: ProxyScriptInput): SpawnSyncReturns<string> =>
-    run("bash", ["-c", proxyApplyScript(i)], { input: renderSecretStdin({ PASSWORD, VERIFIER }) });
+  ): Promise<{ status: number | null; stderr: string; ms: number }> => {
+    const i = input(writeNode, method);
+    // Each chunk of the script's log with the time it arrived (ms since the start), for the report.
+    const r = await startBundle(
+      { create: proxyApplyScript(i), delete: proxyDestroyScript(i) },
+      "create",
+      secrets(),
+      (chunk, ms) => `[+${ms} ms] ${chunk}`,
+    ).done;
+    return { status: r.code, stderr: r.stderr, ms: r.durationMs };
+  };
+  const nodePort = (name: string): number => h!.node(name).port;
+  const rowsOn = async (name: string): Promise<number> =>
+    Number(await h!.sql(h!.node(name), "SELECT count(*) FROM public.t"));
 
   const serverStates = (): Record<string, string> => {
     const out: Record<string, string> = {};
@@ -389,8 +222,7 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
   const pidIn = (file: string): number => Number(fs.readFileSync(file, "utf8").trim().split("\n")[0]);
 
   const switchoverUnderLoad = async (to: string, method: SwitchoverMethod): Promise<void> => {
-    const target = servers.find((s) => s.node.name === to)!;
-    const before = Number(target.sql("SELECT count(*) FROM public.t"));
+    const before = await rowsOn(to);
     // Long enough to outlast a slow apply on a loaded machine (its first log line came after 9 s once).
     const bench = pgbench(proxy.pgbouncerPort, root, 25);
     await new Promise((r) => setTimeout(r, 2500));
@@ -400,8 +232,8 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     assert.strictEqual(sw.status, 0, `apply failed:\n${sw.stderr}`);
     assert.match(sw.stderr, new RegExp(`switchover to ${to} done`));
     assertCleanRun(result);
-    assert.strictEqual(landsOn(), target.node.port, "a new connection lands on the new write node");
-    const after = Number(target.sql("SELECT count(*) FROM public.t"));
+    assert.strictEqual(landsOn(), nodePort(to), "a new connection lands on the new write node");
+    const after = await rowsOn(to);
     assert.ok(
       after - before > 50,
       `the new write node got only ${after - before} rows (apply ${sw.ms} ms; pgbench ${JSON.stringify(result).slice(0, 400)}):\n${sw.stderr.slice(-3000)}`,
@@ -420,41 +252,20 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
 
   before(async function () {
     // A missing prerequisite fails the suite; it never skips it.
-    if (!isRoot)
-      throw new Error("prerequisite missing: the real proxy tests run as root (PostgreSQL as postgres)");
+    requireRoot("the real proxy tests");
     root = fs.mkdtempSync(path.join(os.tmpdir(), "bdr-proxy-"));
     fs.chmodSync(root, 0o755);
-    const nodes: NodePlan[] = [];
-    for (const [i, name] of ["n1", "n2"].entries()) {
-      const port = await freePort();
-      const dir = path.join(root, name);
-      nodes.push({
-        name,
-        index: i,
-        hostKind: "local",
-        address: "127.0.0.1",
-        port,
-        listenAddresses: "127.0.0.1",
-        dataDir: path.join(dir, "data"),
-        runDir: path.join(dir, "run"),
-        binDir: PG_BIN,
-        osUser: "postgres",
-        pgpassFile: path.join(dir, ".pgpass"),
-        dsn: `host=127.0.0.1 port=${port} dbname=${DB} user=${REPL}`,
-      });
-    }
-    ctx = {
-      clusterName: "proxytest",
-      engine: "pglogical",
-      bdrVariant: "bdr3",
-      nodeGroupName: "g",
+    // Two nodes booted by the library's server, config and setup steps (not joined).
+    h = await StepCluster.create({
+      name: "proxytest",
+      nodeNames: ["n1", "n2"],
       database: DB,
       replicationUser: REPL,
-      postgresVersion: 15,
-      conflictResolution: "last_update_wins",
-      nodes,
+      password: PASSWORD,
       waitTimeoutSeconds: 30,
-    };
+      postgresSettings: { fsync: false, synchronous_commit: false, full_page_writes: false },
+    });
+    ctx = h.ctx();
     proxy = {
       hostKind: "local",
       address: "127.0.0.1",
@@ -473,30 +284,24 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       switchoverMethod: "reconnect",
       writeNode: "n1",
     };
-    for (const n of nodes) {
-      const s = new TestServer(n);
-      servers.push(s);
-      s.init(ctx);
+    for (const n of ctx.nodes) {
+      await h.sql(
+        n,
+        `CREATE TABLE public.t (id bigserial PRIMARY KEY, port int NOT NULL, v int, at timestamptz DEFAULT clock_timestamp());
+         ALTER TABLE public.t OWNER TO ${quoteIdent(REPL)};`,
+      );
     }
   });
 
-  after(function () {
+  after(async function () {
     if (!root) {
       return;
     }
-    if (fs.existsSync(proxy.baseDir)) {
-      run("bash", ["-c", proxyDestroyScript(input("n1", "reconnect"))]);
+    if (proxy && fs.existsSync(proxy.baseDir)) {
+      destroyProxy(input("n1", "reconnect"));
     }
-    for (const s of servers) {
-      s.stop();
-    }
-    for (const p of processesMentioning(root)) {
-      try {
-        process.kill(Number(p.split(" ")[0]), "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    await h?.destroy();
+    killMentioning(root);
     if (Object.keys(measurements).length > 0) {
       fs.writeFileSync(MEASUREMENTS_FILE, JSON.stringify(measurements, null, 2) + "\n");
     }
@@ -521,7 +326,7 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       spawnSync("sleep", ["0.2"]);
     }
     assert.strictEqual(upServers().length, 2);
-    assert.strictEqual(landsOn(), servers[0].node.port);
+    assert.strictEqual(landsOn(), nodePort("n1"));
     // permissions and users
     assert.strictEqual(fs.statSync(proxy.baseDir).mode & 0o777, 0o700);
     assert.strictEqual(fs.statSync(paths.pgbouncerSocketDir).mode & 0o777, 0o700);
@@ -570,26 +375,14 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       ["n1", "reconnect"],
     ];
     for (const [to, method] of steps) {
-      const target = servers.find((x) => x.node.name === to)!;
       const long = new Promise<{ status: number | null; stderr: string }>((resolve) => {
-        const child = spawn(
-          `${PG_BIN}/psql`,
-          [
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            String(proxy.pgbouncerPort),
-            "-U",
-            REPL,
-            "-d",
-            DB,
-          ],
-          { env: { ...process.env, PGPASSWORD: PASSWORD } },
-        );
+        const [psql, ...psqlRest] = psqlArgs({
+          host: "127.0.0.1",
+          port: proxy.pgbouncerPort,
+          user: REPL,
+          db: DB,
+        });
+        const child = spawn(psql, psqlRest, { env: { ...process.env, PGPASSWORD: PASSWORD } });
         let stderr = "";
         child.stderr.on("data", (d) => (stderr += d));
         child.stdout.on("data", () => undefined);
@@ -603,7 +396,7 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       const tx = await long;
       assert.strictEqual(sw.status, 0, sw.stderr);
       assert.strictEqual(tx.status, 0, `the long transaction failed: ${tx.stderr}`);
-      assert.strictEqual(landsOn(), target.node.port);
+      assert.strictEqual(landsOn(), nodePort(to));
     }
   });
 
@@ -613,13 +406,7 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     const bench = pgbench(proxy.pgbouncerPort, root, 5);
     await new Promise((r) => setTimeout(r, 1500));
     const t0 = Date.now();
-    const r = run(
-      "bash",
-      ["-c", proxyApplyScript(input("n1", "pause", { checkInterMs: 500, defaultPoolSize: 6 }))],
-      {
-        input: renderSecretStdin({ PASSWORD, VERIFIER }),
-      },
-    );
+    const r = applyRaw(input("n1", "pause", { checkInterMs: 500, defaultPoolSize: 6 }));
     const ms = Date.now() - t0;
     assert.strictEqual(r.status, 0, r.stderr);
     assert.match(r.stderr, /reloading HAProxy/);
@@ -629,7 +416,7 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     assertCleanRun(result);
     assert.notStrictEqual(pidIn(paths.haproxyPid), haPid);
     assert.match(fs.readFileSync(paths.haproxyCfg, "utf8"), /inter 500ms/);
-    assert.strictEqual(landsOn(), servers[0].node.port);
+    assert.strictEqual(landsOn(), nodePort("n1"));
     measurements.reload = { applyMs: ms, processed: result.processed, maxGapMs: result.maxGapMs };
     console.log(`      reload: ${JSON.stringify(measurements.reload)}`);
     // the old HAProxy process leaves once PgBouncer has moved its server connections
@@ -640,17 +427,23 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     assert.strictEqual(processesMentioning(`${proxy.baseDir}/haproxy.cfg`).length, 1);
   });
 
-  it("refuses to switch over to a node HAProxy reports DOWN, changing nothing", () => {
+  it("refuses to switch over to a node HAProxy reports DOWN, changing nothing", async () => {
     const extra = { checkInterMs: 500, defaultPoolSize: 6 };
-    servers[1].stop("fast");
+    const n2 = h!.node("n2");
+    await h!.runScriptOk(
+      n2,
+      `as_pg "$PG_BIN/pg_ctl" -D ${shellQuote(n2.dataDir)} -m fast -w stop >/dev/null`,
+      "stop",
+    );
     try {
       waitForState("n2", /^DOWN/);
       const r = applyRaw(input("n2", "reconnect", extra));
       assert.notStrictEqual(r.status, 0);
       assert.match(r.stderr, /new write node n2 is DOWN[^\n]* in HAProxy: refusing to switch over to it/);
-      assert.strictEqual(landsOn(), servers[0].node.port);
+      assert.strictEqual(landsOn(), nodePort("n1"));
     } finally {
-      servers[1].start();
+      // The node's process guard (its ensure script) starts it again, as after a reboot.
+      await h!.step("guard", "n2");
     }
     waitForState("n2", /^UP/);
   });
@@ -668,11 +461,11 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       failed.stderr,
       /drain of n1 failed or timed out: traffic is on n2, n1 stays in maintenance; re-run to retry/,
     );
-    assert.strictEqual(landsOn(), servers[1].node.port);
+    assert.strictEqual(landsOn(), nodePort("n2"));
     assert.match(serverStates().n1, /^MAINT/);
     const { stderr } = apply("n2", "reconnect", extra);
     assert.match(stderr, /finishing the interrupted switchover from n1/);
-    assert.strictEqual(landsOn(), servers[1].node.port);
+    assert.strictEqual(landsOn(), nodePort("n2"));
     waitForState("n1", /^UP/);
     assert.ok(!fs.existsSync(path.join(proxy.baseDir, "switchover.pending")));
     assert.match(apply("n2", "reconnect", extra).stderr, /HAProxy configuration unchanged/);
@@ -680,11 +473,11 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
 
   it("destroy stops every process and removes the base directory", () => {
     assert.ok(processesMentioning(proxy.baseDir).length >= 2);
-    const r = run("bash", ["-c", proxyDestroyScript(input("n1", "reconnect"))]);
+    const r = destroyProxy(input("n1", "reconnect"));
     assert.strictEqual(r.status, 0, r.stderr);
     assert.deepStrictEqual(processesMentioning(proxy.baseDir), []);
     assert.ok(!fs.existsSync(proxy.baseDir));
-    const again = run("bash", ["-c", proxyDestroyScript(input("n1", "reconnect"))]);
+    const again = destroyProxy(input("n1", "reconnect"));
     assert.strictEqual(again.status, 0, again.stderr);
   });
 });

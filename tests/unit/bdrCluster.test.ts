@@ -1,7 +1,9 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
 import {
+  byName,
   installMocks,
+  registeredAll,
   isSecret,
   SECRET_SIG,
   outputs,
@@ -26,25 +28,6 @@ let lib: typeof import("../../lib");
 
 function children(component: string): Registered[] {
   return registered.filter((r) => r.name !== component && r.name.startsWith(`${component}-`));
-}
-
-function byName(name: string): Registered {
-  const r = registered.find((x) => x.name === name);
-  assert.ok(r, `no resource named ${name}; have ${registered.map((x) => x.name).join(", ")}`);
-  return r;
-}
-
-/** Waits until every named resource is registered (guards register after their provider is serialized). */
-async function registeredAll(names: string[], timeoutMs = 20000): Promise<void> {
-  const start = Date.now();
-  await settle();
-  while (!names.every((n) => registered.some((r) => r.name === n))) {
-    if (Date.now() - start > timeoutMs) {
-      const missing = names.filter((n) => !registered.some((r) => r.name === n));
-      assert.fail(`not registered after ${timeoutMs} ms: ${missing.join(", ")}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { findProblems } from "../../lib/cluster/validate";
 import { hasDeferred, resolveArgs, withPlaceholders } from "../../lib/cluster/inputs";
 import type { BdrClusterArgs } from "../../lib/cluster/args";
-import { installMocks, registered, Registered, reset, settle, unwrap } from "./mocks";
+import { byName, installMocks, registered, registeredAll, reset, settle, unwrap } from "./mocks";
 
 installMocks();
 
@@ -27,25 +27,8 @@ describe("composition: pulumi.Input arguments", () => {
   });
   beforeEach(() => reset());
 
-  const byName = (name: string): Registered => {
-    const r = registered.find((x) => x.name === name);
-    assert.ok(r, `no resource named ${name}; have ${registered.map((x) => x.name).join(", ")}`);
-    return r;
-  };
   /** A step's bundle (its scripts) as delivered on stdin (scripts never travel as the command). */
   const bundleOf = (name: string): string => String(unwrap(byName(name).inputs.stdin));
-  async function registeredAll(names: string[]): Promise<void> {
-    const start = Date.now();
-    while (!names.every((n) => registered.some((r) => r.name === n))) {
-      if (Date.now() - start > 20000) {
-        assert.fail(
-          `not registered: ${names.filter((n) => !registered.some((r) => r.name === n)).join(", ")}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await settle();
-  }
 
   it("Outputs are deferred: stand-ins at preview, the same lines at deploy time", async () => {
     const args: BdrClusterArgs = {

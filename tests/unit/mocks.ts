@@ -3,6 +3,7 @@
  * raw serialized inputs (with secret markers intact). Call {@link installMocks} before importing the
  * component under test.
  */
+import * as assert from "assert";
 import { randomBytes } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -157,4 +158,28 @@ export async function settle(): Promise<void> {
 export function reset(): void {
   registered.length = 0;
   outputs.length = 0;
+}
+
+/** The registered resource named `name` (fails naming the ones registered). */
+export function byName(name: string): Registered {
+  const r = registered.find((x) => x.name === name);
+  assert.ok(r, `no resource named ${name}; have ${registered.map((x) => x.name).join(", ")}`);
+  return r;
+}
+
+/**
+ * Waits until every one of `names` is registered (guards register after their provider is
+ * serialized), `timeoutMs` at most, then until the runtime settles.
+ */
+export async function registeredAll(names: string[], timeoutMs = 20000): Promise<void> {
+  const start = Date.now();
+  await settle();
+  while (!names.every((n) => registered.some((r) => r.name === n))) {
+    if (Date.now() - start > timeoutMs) {
+      const missing = names.filter((n) => !registered.some((r) => r.name === n));
+      assert.fail(`not registered after ${timeoutMs} ms: ${missing.join(", ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await settle();
 }

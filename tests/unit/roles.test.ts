@@ -7,6 +7,8 @@ import { renderPgHba } from "../../lib/render/pgHba";
 import { scramVerifier } from "../../lib/render/scram";
 import { roleSalt } from "../../lib/roles/salt";
 import {
+  byName,
+  registeredAll,
   installMocks,
   MOCK_SALTS,
   plainOccurrences,
@@ -292,24 +294,7 @@ describe("roles (mocks): the resource graph", () => {
   });
   beforeEach(() => reset());
 
-  const byName = (name: string): Registered => {
-    const r = registered.find((x) => x.name === name);
-    assert.ok(r, `no resource named ${name}; have ${registered.map((x) => x.name).join(", ")}`);
-    return r;
-  };
   const deps = (r: Registered) => r.dependencies.map((u) => u.split("::").pop()!).sort();
-  async function registeredAll(names: string[]): Promise<void> {
-    const start = Date.now();
-    while (!names.every((n) => registered.some((r) => r.name === n))) {
-      if (Date.now() - start > 20000) {
-        assert.fail(
-          `not registered: ${names.filter((n) => !registered.some((r) => r.name === n)).join(", ")}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await settle();
-  }
 
   it("a provider per node and one for the write node; roles before each join, schemas and grants after; the proxy after all", async () => {
     const c = new lib.BdrCluster("rc", {
