@@ -148,10 +148,8 @@ describe("BdrCluster (mocks)", () => {
       assert.strictEqual(typeof g.raw.__provider, "string", "the provider is plain serialized code");
       assertNoSecret(g);
     }
-    assert.match(
-      byName("loc-n2-guard").inputs.probe,
-      /pg_ctl" -D \/var\/lib\/pulumi-bdr\/loc\/n2\/data status/,
-    );
+    assert.match(byName("loc-n2-guard").inputs.probe, /\nN_DATA=\/var\/lib\/pulumi-bdr\/loc\/n2\/data\n/);
+    assert.match(byName("loc-n2-guard").inputs.probe, /\nserver_probe\n$/);
     assert.match(byName("loc-n2-guard").inputs.ensure, /PG_PORT=15433/);
     assert.match(byName("loc-proxy-guard").inputs.ensure, /pgbouncer\.ini/);
     // The server step ignores later file changes (the config step rolls them out).
@@ -167,7 +165,10 @@ describe("BdrCluster (mocks)", () => {
     assert.strictEqual(server.delete, "bash -s -- delete");
     assert.match(op("loc-n2-server", "create"), /initdb/);
     assert.match(op("loc-n2-server", "create"), /PG_PORT=15433/);
-    assert.match(op("loc-n2-server", "delete"), /rm -rf \/var\/lib\/pulumi-bdr\/loc\/n2|rm -rf .*loc\/n2/);
+    assert.match(
+      op("loc-n2-server", "delete"),
+      /\nN_DIR=\/var\/lib\/pulumi-bdr\/loc\/n2\n[\s\S]*\nserver_delete$/,
+    );
     assert.strictEqual(op("loc-n2-config", "update"), op("loc-n2-config", "create"));
     assert.match(op("loc-n1-setup", "create"), /pglogical\.create_node/);
     assert.match(op("loc-n2-join", "create"), /pglogical\.create_subscription/);
@@ -512,7 +513,11 @@ describe("BdrCluster (mocks)", () => {
       assert.match(op(`${name}-n2-join`, "delete"), /bdr\.part_node/);
       assert.match(op(`${name}-n1-server`, "create"), new RegExp(`/usr/lib/postgresql/${version}/bin`));
       const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
-      assert.ok(op(`${name}-n1-server`, "create").includes(`shared_preload_libraries = ${preload}`));
+      assert.ok(
+        op(`${name}-n1-server`, "create").includes(
+          `shared_preload_libraries = ${preload.replace(/'/g, "'\\''")}`,
+        ),
+      );
     }
   });
 

@@ -119,7 +119,7 @@ describe("composition: pulumi.Input arguments", () => {
       "inp-proxy-guard",
     ]);
     const conf = bundleOf("inp-n1-server");
-    assert.match(conf, /listen_addresses = '127\.0\.0\.11'/);
+    assert.match(conf, /listen_addresses = '\\''127\.0\.0\.11'\\''/);
     assert.match(conf, /port = 31100/);
     assert.match(bundleOf("inp-n2-config"), /127\.0\.0\.11\/32/, "peers admit n1's address");
     const proxy = bundleOf("inp-proxy");
