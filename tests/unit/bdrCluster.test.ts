@@ -511,6 +511,12 @@ describe("BdrCluster (mocks)", () => {
       assert.match(op(`${name}-n1-join`, "create"), /bdr\.create_node_group/);
       assert.match(op(`${name}-n2-join`, "create"), /bdr\.join_node_group/);
       assert.match(op(`${name}-n2-join`, "delete"), /bdr\.part_node/);
+      // Peers forget a departed node too (part if still a member, then drop its metadata).
+      await registeredAll([`${name}-n2-join-forget`]);
+      assert.match(
+        op(`${name}-n2-join-forget`, "forget"),
+        /bdr\.drop_node\(node_name := 'n2', cascade := true/,
+      );
       assert.match(op(`${name}-n1-server`, "create"), new RegExp(`/usr/lib/postgresql/${version}/bin`));
       const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
       assert.ok(
