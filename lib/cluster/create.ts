@@ -8,6 +8,7 @@ import * as command from "@pulumi/command";
 import {
   driverFor,
   forgetOnPeersScript,
+  forgetPeersStdin,
   hostCidrs,
   type ForgetPeer,
   type HostAccess,
@@ -478,8 +479,8 @@ export function createCluster(
       {
         create: "true",
         update: "true",
-        delete: withPlan((p) => forgetOnPeersScript(leaving.name, forgetPeersOf(p))),
-        stdin: bundle,
+        delete: forgetOnPeersScript(leaving.name),
+        stdin: withPlan((p) => forgetPeersStdin(forgetPeersOf(p), bundle)),
         environment: Object.keys(environment).length > 0 ? pulumi.secret(environment) : undefined,
         interpreter: ["/bin/bash", "-c"],
         addPreviousOutputInEnv: false,
