@@ -1,11 +1,13 @@
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import { expectGolden, withLibraryMarkers } from "./golden";
+import { shippedScript } from "../../lib/render/shell";
 import { ClusterContext, NodePlan, ProxyPlan } from "../../lib/types";
 import {
   confValue,
   nodeSettings,
   OUTPUT_PLUGIN_CONF_FILE,
+  POSTGRESQL_CONF_HEADER,
   outputPluginSnippet,
   PROTECTED_SETTINGS,
   renderPostgresqlConf,
@@ -227,6 +229,11 @@ describe("render: postgresql.conf", () => {
       libraries: ["pglogical_output"],
     });
     expectGolden("render/output-plugins.sh", withLibraryMarkers(snippet));
+    // The shipped function writes the same header as the rendered files.
+    assert.ok(
+      shippedScript("node-config.sh").includes(POSTGRESQL_CONF_HEADER.replace(/`/g, "\\`")),
+      "lib/sh/node-config.sh carries POSTGRESQL_CONF_HEADER",
+    );
     bashSyntaxOk(snippet);
     assert.throws(
       () => outputPluginSnippet({ binDir: "/b", dataDir: "/d", confFile: "/c", libraries: ["x; rm -rf /"] }),
