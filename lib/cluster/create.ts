@@ -8,6 +8,7 @@ import * as command from "@pulumi/command";
 import {
   driverFor,
   forgetOnPeersScript,
+  forgetPeersStdin,
   hostCidrs,
   type ForgetPeer,
   type HostAccess,
@@ -35,12 +36,7 @@ import {
   serverProbeScript,
   setupScript,
 } from "../hosts/nodeScripts";
-import {
-  nodeSettings,
-  OUTPUT_PLUGIN_CONF_FILE,
-  outputPluginSnippet,
-  renderPostgresqlConf,
-} from "../render/postgresqlConf";
+import { nodeSettings, OUTPUT_PLUGIN_CONF_FILE, renderPostgresqlConf } from "../render/postgresqlConf";
 import { renderPgHba } from "../render/pgHba";
 import { renderPgpass } from "../render/pgpass";
 import { scramVerifier } from "../render/scram";
@@ -140,15 +136,8 @@ export function pgpassFor(ctx: ClusterContext, password: string): string {
   return renderPgpass([{ host: "*", port: "*", database: "*", user: ctx.replicationUser, password }]);
 }
 
-function outputPluginFor(ctx: ClusterContext, engine: Engine, node: NodePlan): string | undefined {
-  const libraries = engine.outputPlugins(ctx);
-  if (libraries.length === 0) return undefined;
-  return outputPluginSnippet({
-    binDir: node.binDir,
-    dataDir: node.dataDir,
-    confFile: `${node.dataDir}/${OUTPUT_PLUGIN_CONF_FILE}`,
-    libraries: [...libraries],
-  });
+function outputPluginFor(ctx: ClusterContext, engine: Engine): readonly string[] {
+  return engine.outputPlugins(ctx);
 }
 
 /** What a remote driver reads of a host's args: its kind, address and (remote) SSH key, from the plan. */
@@ -215,7 +204,7 @@ export function renderStep(
       return {
         create: serverCreateScript(node!, ctx.database, files, {
           installPackages: install,
-          outputPluginSnippet: outputPluginFor(ctx, engine, node!),
+          outputPlugins: outputPluginFor(ctx, engine),
         }),
         delete: serverDeleteScript(node!, ctx.database),
         stdin: pgpass,
@@ -226,7 +215,7 @@ export function renderStep(
     case "config": {
       const files = renderNodeFiles(plan, engine, node!, dockerAddresses);
       const script = serverConfigScript(node!, ctx.database, files, {
-        outputPluginSnippet: outputPluginFor(ctx, engine, node!),
+        outputPlugins: outputPluginFor(ctx, engine),
         afterRestart: engine.afterRestartScript?.(ctx, node!),
       });
       return { create: script, update: script, stdin: pgpass };
@@ -490,8 +479,8 @@ export function createCluster(
       {
         create: "true",
         update: "true",
-        delete: withPlan((p) => forgetOnPeersScript(leaving.name, forgetPeersOf(p))),
-        stdin: bundle,
+        delete: forgetOnPeersScript(leaving.name),
+        stdin: withPlan((p) => forgetPeersStdin(forgetPeersOf(p), bundle)),
         environment: Object.keys(environment).length > 0 ? pulumi.secret(environment) : undefined,
         interpreter: ["/bin/bash", "-c"],
         addPreviousOutputInEnv: false,

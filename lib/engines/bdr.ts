@@ -160,11 +160,11 @@ function join(ctx: ClusterContext, node: NodePlan): string {
   ].join("\n");
 }
 
-function part(ctx: ClusterContext, node: NodePlan): string {
-  const v = assertVariant(ctx.bdrVariant);
+/** SQL: wait (bounded) until `node` is PARTED or gone from `bdr.node_summary`. */
+function waitPartedSql(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const leaving = lit(node.name);
-  const waitParted = doBlock(
+  return doBlock(
     dedent`
       DECLARE
         deadline timestamptz := clock_timestamp() + make_interval(secs => ${t});
@@ -181,6 +181,13 @@ function part(ctx: ClusterContext, node: NodePlan): string {
       END
     `,
   );
+}
+
+function part(ctx: ClusterContext, node: NodePlan): string {
+  const v = assertVariant(ctx.bdrVariant);
+  const t = ctx.waitTimeoutSeconds;
+  const leaving = lit(node.name);
+  const waitParted = waitPartedSql(ctx, node);
   const partOn = dedent`
     ${statementTimeout(t + 10)}
     SELECT bdr.part_node(node_name := ${leaving}, wait_for_completion := true, force := false)
@@ -241,6 +248,32 @@ function part(ctx: ClusterContext, node: NodePlan): string {
     "fi",
     logLine(`bdr: node ${node.name} parted`),
     "",
+  ].join("\n");
+}
+
+/**
+ * On a surviving peer (locally, through psql): forget `node`. When it is still a member (the part
+ * from the leaving node did not reach the group), part it from here (`bdr.part_node`, allowed on
+ * any active node; Raft makes it group-wide, so later peers find it parting or parted), wait until
+ * it is `PARTED`, then drop its metadata from this node (`bdr.drop_node(..., cascade := true)`:
+ * node row, and what depends on it). Idempotent: a node this peer does not know, or a database
+ * without BDR, is left alone. psql's `\if` keeps the bdr catalog out of reach when the extension
+ * is missing. BDR 3.7 and PGD 5 share these calls.
+ */
+function forget(ctx: ClusterContext, node: NodePlan): string {
+  const t = ctx.waitTimeoutSeconds;
+  const leaving = lit(node.name);
+  return [
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'bdr') AS pulumi_bdr_has_bdr \\gset",
+    "\\if :pulumi_bdr_has_bdr",
+    statementTimeout(t + 10),
+    `SELECT bdr.part_node(node_name := ${leaving}, wait_for_completion := true, force := false)`,
+    `  FROM bdr.node_summary WHERE node_name = ${leaving} AND peer_state_name::text NOT LIKE 'PART%';`,
+    waitPartedSql(ctx, node),
+    `SELECT bdr.drop_node(node_name := ${leaving}, cascade := true, force := false)`,
+    `  FROM bdr.node_summary WHERE node_name = ${leaving};`,
+    "RESET statement_timeout;",
+    "\\endif",
   ].join("\n");
 }
 
@@ -312,6 +345,10 @@ export const bdrEngine: Engine = {
 
   partScript(ctx: ClusterContext, node: NodePlan): string {
     return part(ctx, node);
+  },
+
+  forgetNodeSql(ctx: ClusterContext, leaving: NodePlan): string {
+    return forget(ctx, leaving);
   },
 
   drainSql(timeoutSeconds: number): string {

@@ -114,7 +114,8 @@ export interface Engine {
   partScript(ctx: ClusterContext, node: NodePlan): string;
 
   /**
-   * Optional SQL run on a remaining peer (locally, as the OS user) to forget `leaving`: its
+   * SQL run on a remaining peer (locally, as the OS user) to forget `leaving` (both engines
+   * implement it; optional for a future engine that parts cleanly from anywhere): its
    * subscriptions from that node, the node record and any slot kept for it. The same cleanup
    * `partScript` does from the leaving node over the network; docker clusters also run it through
    * `docker exec` on each peer, because the peers' pg_hba.conf no longer admits the leaving

@@ -11,6 +11,7 @@ import * as command from "@pulumi/command";
 import type { HostArgs, RemoteHostArgs } from "../cluster/args";
 import type { ResolvedHost } from "../cluster/plan";
 import { shellQuote } from "../render/quote";
+import { shellAssign, shippedScript } from "../render/shell";
 import { bundleCommand, renderBundle, type BundleOp } from "./bundle";
 
 /** The scripts of one step. Each is a complete bash script (values and library included). */
@@ -48,10 +49,13 @@ export interface HostAccess {
 /** A step's command resource, whatever the host kind. */
 export type StepResource = command.local.Command | command.remote.Command;
 
-/** How the runner reaches a peer for its `forget`: a bash line prefix, plus secret environment. */
+/**
+ * How the runner reaches a peer for its `forget`: the transport fields of the peer's data line
+ * for lib/sh/forget-peers.sh, plus secret environment.
+ */
 export interface PeerTransport {
-  /** Runner-side bash that runs its stdin as `bash -s -- <op> <args>` on the peer. */
-  run(op: BundleOp, args: readonly string[]): pulumi.Output<string>;
+  /** `["local"]`, `["remote", HOST, PORT, USER, KEYVAR, SUDO]` or `["docker", DAEMON, CONTAINER]`. */
+  fields: pulumi.Output<string[]>;
   /** Environment the runner-side command needs (the SSH key, a secret), by variable name. */
   environment: Record<string, pulumi.Output<string>>;
 }
@@ -117,10 +121,7 @@ export function localDriver(): HostDriver {
   return {
     command: commandFor,
     createStep: (name, scripts, opts) => localStep(name, commandFor, scripts, opts),
-    peerTransport: () => ({
-      run: (op, args) => pulumi.output(bundleCommand(op, args)),
-      environment: {},
-    }),
+    peerTransport: () => ({ fields: pulumi.output(["local"]), environment: {} }),
     guardTarget: () => ({ host: "local" }),
   };
 }
@@ -169,43 +170,15 @@ export function remoteDriver(
     peerTransport: (unit) => {
       const keyVar = sshKeyVariable(unit);
       return {
-        run: (op, args) =>
-          pulumi
-            .output(address)
-            .apply((h) =>
-              [
-                "ssh_run",
-                shellQuote(h),
-                String(ssh.port),
-                shellQuote(ssh.user),
-                keyVar,
-                shellQuote(onHost(op, args)),
-              ].join(" "),
-            ),
+        fields: pulumi
+          .output(address)
+          .apply((h) => ["remote", h, String(ssh.port), ssh.user, keyVar, host.sudo ? "1" : "0"]),
         environment: { [keyVar]: pulumi.secret(pulumi.output(r.privateKey)) },
       };
     },
     guardTarget: () => undefined,
   };
 }
-
-/**
- * Bash function `ssh_run HOST PORT USER KEYVAR REMOTE-COMMAND` for runner-side scripts: OpenSSH
- * with the key from the environment variable named KEYVAR (a private temporary file, removed
- * afterwards), stdin passed through. Host keys are not checked, as the command provider's own SSH
- * connection does not check them either.
- */
-export const SSH_RUN_FN = [
-  "ssh_run() {",
-  "  local host=$1 port=$2 user=$3 keyvar=$4 cmd=$5 kf rc=0",
-  "  kf=$(mktemp) || return 1",
-  '  printf "%s\\n" "${!keyvar}" > "$kf"',
-  '  ssh -i "$kf" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \\',
-  '    -o ConnectTimeout=10 -o LogLevel=ERROR "$user@$host" "$cmd" || rc=$?',
-  '  rm -f "$kf"',
-  '  return "$rc"',
-  "}",
-].join("\n");
 
 /** `docker -H <daemon> exec -i <container> <command>`. */
 function dockerExec(dockerHost: string, container: string, cmd: string): string {
@@ -241,7 +214,10 @@ export function dockerDriver(host: ResolvedHost, dockerHost: pulumi.Input<string
   return {
     command: (op) => commandFor(op),
     createStep: (name, scripts, opts) => localStep(name, (op) => commandFor(op), scripts, opts),
-    peerTransport: () => ({ run: (op, args) => commandFor(op, args), environment: {} }),
+    peerTransport: () => ({
+      fields: pulumi.output(dockerHost).apply((h) => ["docker", h, container]),
+      environment: {},
+    }),
     guardTarget: () => ({ host: "docker", container, dockerHost }),
   };
 }
@@ -297,27 +273,43 @@ export interface ForgetPeer {
   args: string[];
 }
 
+/** The line that ends the peers' data lines on a forget step's stdin (the bundle follows). */
+export const END_OF_PEERS = "--end-of-peers--";
+
 /**
- * The runner-side delete of a node's forget step: reads the bundle from stdin once, then runs its
+ * The runner-side delete of a node's forget step: lib/sh/forget-peers.sh, the same text whatever
+ * the cluster size (the peers come on stdin, {@link forgetPeersStdin}). It runs the bundle's
  * `forget` on every peer through that peer's transport (one after another; a failure warns and
  * the others still run).
  */
-export function forgetOnPeersScript(leaving: string, peers: ForgetPeer[]): pulumi.Output<string> {
-  return pulumi.all(peers.map((p) => p.transport.run("forget", p.args))).apply((lines) =>
-    [
-      "set -uo pipefail",
-      "# The SSH keys stay shell variables of this script: no child process inherits them.",
-      'while read -r key_var; do export -n "${key_var?}"; done < <(compgen -e | grep "^PULUMI_BDR_SSH_KEY_" || true)',
-      SSH_RUN_FN,
-      "bundle=$(cat)",
-      ...lines.map((line, i) => {
-        const warn = shellQuote(
-          `pulumi-bdr: WARNING: peer ${peers[i].name} could not forget node ${leaving}`,
-        );
-        return `printf '%s\\n' "$bundle" | { ${line}; } || echo ${warn} >&2`;
-      }),
-      "exit 0",
-      "",
-    ].join("\n"),
-  );
+export function forgetOnPeersScript(leaving: string): string {
+  return [
+    shellAssign("FP_LEAVING", leaving),
+    shippedScript("forget-peers.sh").replace(/\n$/, ""),
+    "forget_on_peers",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The stdin of a forget step: one tab-separated data line per peer (its name, transport fields
+ * and forget arguments), {@link END_OF_PEERS}, then the bundle. Fields must hold no tab or line
+ * break.
+ */
+export function forgetPeersStdin(peers: ForgetPeer[], bundle: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.all([pulumi.all(peers.map((p) => p.transport.fields)), bundle]).apply(([fields, b]) => {
+    const lines = peers.map((p, i) => {
+      const [kind, ...transport] = fields[i];
+      const row = [kind, p.name, ...transport, ...p.args];
+      for (const f of row) {
+        if (f === "" || /[\t\r\n\0]/.test(f)) {
+          throw new Error(
+            `forget data line for peer ${p.name}: field ${JSON.stringify(f)} is empty or holds a tab or line break`,
+          );
+        }
+      }
+      return row.join("\t");
+    });
+    return [...lines, END_OF_PEERS, b].join("\n");
+  });
 }

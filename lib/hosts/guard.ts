@@ -18,8 +18,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { ClusterContext, ProxyPlan } from "../types";
-import { renderPreamble } from "../render/shell";
-import { commonVars, proxyShellContext, type ProxyScriptInput } from "../proxy/scripts";
+import { stepScript } from "../render/shell";
+import { commonVars, proxyContext } from "../proxy/scripts";
 
 /** The Pulumi type token of guards. */
 export const PROCESS_GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";
@@ -182,63 +182,31 @@ export interface ProxyGuardInput {
   binDir: string;
 }
 
-function proxyGuardHead(input: ProxyGuardInput, title: string): string[] {
-  const scriptInput: ProxyScriptInput = { ctx: input.ctx, proxy: input.proxy, binDir: input.binDir };
-  return [
-    renderPreamble(proxyShellContext(input.proxy, { binDir: input.binDir, database: input.ctx.database })),
-    `# ---- pulumi-bdr: ${title} ----`,
-    ...commonVars(scriptInput),
-  ];
-}
-
 /**
  * Proxy guard probe: exits 0 when HAProxy and PgBouncer run per their pid files (a live process
- * of the right name), 1 otherwise. Changes nothing.
+ * of the right name), 1 otherwise (lib/sh/proxy.sh `proxy_probe`). Changes nothing.
  */
 export function proxyProbeScript(input: ProxyGuardInput): string {
-  return [
-    ...proxyGuardHead(input, "proxy guard probe (HAProxy + PgBouncer)"),
-    "rc=0",
-    'ha_running || { log "HAProxy is not running (pid file $HA_PID)"; rc=1; }',
-    'pgb_running || { log "PgBouncer is not running (pid file $PGB_PID)"; rc=1; }',
-    'exit "$rc"',
-    "",
-  ].join("\n");
+  return stepScript(
+    proxyContext(input),
+    commonVars(input),
+    ["proxy.sh"],
+    ["# ---- pulumi-bdr: proxy guard probe (HAProxy + PgBouncer) ----", "proxy_probe"],
+  );
 }
 
 /**
  * Proxy guard ensure: starts HAProxy and/or PgBouncer, whichever is down, from the configuration
  * files the proxy step left under `proxy.baseDir` (no secret needed: PgBouncer's auth file is on
- * disk). Does nothing when both run.
+ * disk; lib/sh/proxy.sh `proxy_ensure`). Does nothing when both run.
  */
 export function proxyEnsureScript(input: ProxyGuardInput): string {
-  return [
-    ...proxyGuardHead(input, "proxy guard ensure (HAProxy + PgBouncer)"),
-    "if ha_running && pgb_running; then exit 0; fi",
-    'for f in "$HA_CFG" "$PGB_INI" "$PGB_USERLIST"; do',
-    '  if [ ! -s "$f" ]; then log "proxy guard: $f is missing: the proxy step must run again (pulumi up --replace on its resource)"; exit 1; fi',
-    "done",
-    "if ! ha_running; then",
-    '  log "HAProxy was not running: starting it from $HA_CFG"',
-    '  daemon "$HAPROXY_BIN" -D -f "$HA_CFG"',
-    '  wait_for "$WAIT_SECONDS" "HAProxy to start" ha_running',
-    "  # the destroy step stops every pid listed here",
-    '  pid_of "$HA_PID" | as_pg tee -a "$HA_PIDS" >/dev/null',
-    '  wait_for "$WAIT_SECONDS" "HAProxy\'s admin socket" ha_cmd "show info" >/dev/null',
-    "fi",
-    "if ! pgb_running; then",
-    '  log "PgBouncer was not running: starting it from $PGB_INI"',
-    '  rm -f "$PGB_PID"',
-    '  daemon "$PGBOUNCER_BIN" -d -q "$PGB_INI"',
-    '  pgb_ready() { [ -S "$PGB_SOCKDIR/.s.PGSQL.$PGB_PORT" ] && pgb_running; }',
-    '  if ! wait_for "$WAIT_SECONDS" "PgBouncer to start" pgb_ready; then',
-    '    tail -n 20 "$PGB_LOG" >&2 || true; exit 1',
-    "  fi",
-    "  # the proxy step compares its next ini with the one PgBouncer runs",
-    '  as_pg cp -f "$PGB_INI" "$PGB_INI.running"',
-    "fi",
-    "",
-  ].join("\n");
+  return stepScript(
+    proxyContext(input),
+    commonVars(input),
+    ["proxy.sh"],
+    ["# ---- pulumi-bdr: proxy guard ensure (HAProxy + PgBouncer) ----", "proxy_ensure"],
+  );
 }
 
 /**

@@ -3,6 +3,7 @@
  * to the cluster, then the engine's settings, then the user's overrides. Pure and deterministic.
  */
 import { shellQuote } from "./quote";
+import { shippedScript } from "./shell";
 import { ClusterContext, NodePlan } from "../types";
 
 /** First line of every file pulumi-bdr renders into a PostgreSQL data directory. */
@@ -265,11 +266,12 @@ export interface OutputPluginSnippetOptions {
 }
 
 /**
- * Bash snippet for a node setup script (after `renderPreamble`, so `as_pg` and `log` exist) that
- * handles the `output_plugin_libraries` allow-list of PostgreSQL 15.19+ (16.15+, 17.11+, 18.6+).
+ * Bash snippet (after `renderPreamble`, so `as_pg`, `log` and `safe_write` exist) that handles the
+ * `output_plugin_libraries` allow-list of PostgreSQL 15.19+ (16.15+, 17.11+, 18.6+): lib/sh/node-config.sh
+ * and a call of its `write_output_plugins` with these values (the node steps call it themselves).
  *
  * The version of the installed server is not known when the configuration is rendered, so the
- * setting lives in its own file: the snippet asks the server binary
+ * setting lives in its own file: the function asks the server binary
  * (`postgres -D <data> -C output_plugin_libraries`, as the server's OS user). When the parameter
  * exists, it writes `output_plugin_libraries = '<current list>, <missing libraries>'` (additive:
  * replacing the default `pgoutput, test_decoding` would disable the built-in plugins); when it does
@@ -283,28 +285,16 @@ export function outputPluginSnippet(options: OutputPluginSnippetOptions): string
       throw new Error(`output plugin library name must match ^[A-Za-z0-9_]+$, got ${JSON.stringify(lib)}`);
     }
   }
-  const wanted = options.libraries.join(" ");
   return [
     "# output_plugin_libraries (PostgreSQL 15.19+): add the engine's output plugins when the server knows the setting",
-    "opl_file=" + shellQuote(options.confFile),
-    `if opl_current=$(as_pg ${shellQuote(options.binDir + "/postgres")} -D ${shellQuote(options.dataDir)} -C output_plugin_libraries 2>/dev/null); then`,
-    '  opl_list=""',
-    "  IFS=',' read -r -a opl_items <<<\"$opl_current\"",
-    '  for opl_item in "${opl_items[@]}"; do',
-    '    opl_item="${opl_item#"${opl_item%%[![:space:]]*}"}"; opl_item="${opl_item%"${opl_item##*[![:space:]]}"}"',
-    '    if [ -n "$opl_item" ]; then opl_list="${opl_list:+$opl_list, }$opl_item"; fi',
-    "  done",
-    `  for opl_lib in ${wanted}; do`,
-    '    case ", $opl_list, " in *", $opl_lib, "*) ;; *) opl_list="${opl_list:+$opl_list, }$opl_lib" ;; esac',
-    "  done",
-    '  opl_quoted="${opl_list//\\\\/\\\\\\\\}"; opl_quoted="${opl_quoted//\\\'/\\\'\\\'}"',
-    `  opl_text=$(printf '%s\\n%s' ${shellQuote(POSTGRESQL_CONF_HEADER)} "output_plugin_libraries = '$opl_quoted'")`,
-    "  log \"output_plugin_libraries = '$opl_list'\"",
-    "else",
-    `  opl_text=${shellQuote(POSTGRESQL_CONF_HEADER)}`,
-    '  log "server has no output_plugin_libraries setting: nothing to allow"',
-    "fi",
-    'printf \'%s\\n\' "$opl_text" | safe_write "$opl_file" 0644 || true',
+    shippedScript("node-config.sh").replace(/\n$/, ""),
+    [
+      "write_output_plugins",
+      shellQuote(options.confFile),
+      shellQuote(options.binDir + "/postgres"),
+      shellQuote(options.dataDir),
+      ...options.libraries,
+    ].join(" "),
     "",
   ].join("\n");
 }

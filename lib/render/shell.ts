@@ -73,6 +73,48 @@ export function renderPreamble(ctx: ShellNodeContext): string {
 }
 
 /**
+ * `NAME=<value>`: a value handed to the shipped scripts, shell-quoted (the one way TypeScript
+ * passes values; it never writes code or here-documents). `NAME` must be a shell variable name.
+ */
+export function shellAssign(name: string, value: string | number): string {
+  if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+    throw new Error(`shell variable name expected, got ${JSON.stringify(name)}`);
+  return `${name}=${typeof value === "number" ? String(value) : shellQuote(value)}`;
+}
+
+/** `NAME=(<v1> <v2> ...)`: an array of values, each shell-quoted. */
+export function shellArray(name: string, values: readonly string[]): string {
+  if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+    throw new Error(`shell variable name expected, got ${JSON.stringify(name)}`);
+  return `${name}=(${values.map(shellQuote).join(" ")})`;
+}
+
+/** A rendered file as a value: its exact text, ending with one line break (added if missing). */
+export function shellText(name: string, text: string): string {
+  return shellAssign(name, text.endsWith("\n") ? text : text + "\n");
+}
+
+/**
+ * A complete step script: the preamble (values + common.sh), the step's own values, the shipped
+ * function files `libs` (lib/sh/<name>), then `body` (the entry point call, and any engine body).
+ */
+export function stepScript(
+  ctx: ShellNodeContext,
+  values: readonly string[],
+  libs: readonly string[],
+  body: readonly string[],
+): string {
+  return [
+    renderPreamble(ctx),
+    "# pulumi-bdr step: the step's values",
+    ...values,
+    ...libs.map((l) => shippedScript(l).replace(/\n$/, "")),
+    ...body,
+    "",
+  ].join("\n");
+}
+
+/**
  * Encodes secrets for a step's stdin as `KEY=<base64>` lines, read back by the preamble's
  * `read_secrets`. Keys must be shell variable name characters.
  */

@@ -15,7 +15,13 @@
 # - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
 #   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
 #   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
-#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`;
+# - install_packages PKG...: installs with apt-get the Debian packages that are missing (nothing
+#   when every one is installed); the one routine every step that installs packages uses.
+#
+# Here-document policy (every file in lib/sh): TypeScript never writes a here-document; values
+# and rendered files reach the scripts as single-quoted shell assignments (or data lines), and
+# the scripts use only quoted here-documents (`<<'SQL'`), never expanded ones.
 set -euo pipefail
 # The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
 shopt -s lastpipe
@@ -67,4 +73,16 @@ safe_write() {
   if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
     as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
   fi
+}
+install_packages() {
+  local p missing=()
+  for p in "$@"; do
+    [[ "$p" =~ ^[a-z0-9][a-z0-9.+-]*$ ]] || { log "install_packages: not a Debian package name: '$p'"; exit 1; }
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  log "installing: ${missing[*]}"
+  # stdin from /dev/null: apt must never read the step's stdin (the secret lines).
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
 }

@@ -131,10 +131,8 @@ describe("BdrCluster (mocks)", () => {
       assert.strictEqual(typeof g.raw.__provider, "string", "the provider is plain serialized code");
       assertNoSecret(g);
     }
-    assert.match(
-      byName("loc-n2-guard").inputs.probe,
-      /pg_ctl" -D \/var\/lib\/pulumi-bdr\/loc\/n2\/data status/,
-    );
+    assert.match(byName("loc-n2-guard").inputs.probe, /\nN_DATA=\/var\/lib\/pulumi-bdr\/loc\/n2\/data\n/);
+    assert.match(byName("loc-n2-guard").inputs.probe, /\nserver_probe\n$/);
     assert.match(byName("loc-n2-guard").inputs.ensure, /PG_PORT=15433/);
     assert.match(byName("loc-proxy-guard").inputs.ensure, /pgbouncer\.ini/);
     // The server step ignores later file changes (the config step rolls them out).
@@ -150,17 +148,22 @@ describe("BdrCluster (mocks)", () => {
     assert.strictEqual(server.delete, "bash -s -- delete");
     assert.match(op("loc-n2-server", "create"), /initdb/);
     assert.match(op("loc-n2-server", "create"), /PG_PORT=15433/);
-    assert.match(op("loc-n2-server", "delete"), /rm -rf \/var\/lib\/pulumi-bdr\/loc\/n2|rm -rf .*loc\/n2/);
+    assert.match(
+      op("loc-n2-server", "delete"),
+      /\nN_DIR=\/var\/lib\/pulumi-bdr\/loc\/n2\n[\s\S]*\nserver_delete$/,
+    );
     assert.strictEqual(op("loc-n2-config", "update"), op("loc-n2-config", "create"));
     assert.match(op("loc-n1-setup", "create"), /pglogical\.create_node/);
     assert.match(op("loc-n2-join", "create"), /pglogical\.create_subscription/);
     assert.match(op("loc-n2-join", "delete"), /pglogical\.drop_node/);
     assert.match(op("loc-proxy", "create"), /haproxy/);
-    // The forget step: its delete runs the bundle's forget on each peer through bash.
+    // The forget step: its delete (lib/sh/forget-peers.sh) runs the bundle's forget on each peer
+    // through bash; the peers come on stdin as data lines.
     const forget = byName("loc-n3-join-forget").inputs;
+    assert.match(forget.delete, /^FP_LEAVING=n3\n[\s\S]*\nforget_on_peers\n$/);
     assert.match(
-      forget.delete,
-      /\| \{ bash -s -- forget \/usr\/lib\/postgresql\/15\/bin .* 15432 bdrdb postgres /,
+      forget.stdin,
+      /^local\tn1\t\/usr\/lib\/postgresql\/15\/bin\t\S+\t15432\tbdrdb\tpostgres\t\S+\nlocal\tn2\t.*\n--end-of-peers--\n# pulumi-bdr step bundle/,
     );
     assert.match(op("loc-n3-join-forget", "forget"), /PERFORM pglogical\.drop_node\('n3', true\)/);
     // Outputs.
@@ -265,10 +268,7 @@ describe("BdrCluster (mocks)", () => {
     const forget = byName("rem-r2-join-forget");
     assert.strictEqual(forget.type, "command:local:Command");
     assert.ok(isSecret(forget.raw.environment), "the SSH keys are a secret");
-    assert.match(
-      forget.inputs.delete,
-      /ssh_run 10\.77\.0\.11 22 deploy PULUMI_BDR_SSH_KEY_R1 'sudo -n bash -s -- forget /,
-    );
+    assert.match(forget.inputs.stdin, /^remote\tr1\t10\.77\.0\.11\t22\tdeploy\tPULUMI_BDR_SSH_KEY_R1\t1\t/m);
     for (const r of registered) assert.deepStrictEqual(plainOccurrences(r.raw, "keymaterial"), [], r.name);
     // pg_hba admits exactly the members and the proxy.
     const hba = op("rem-r1-server", "create");
@@ -371,10 +371,10 @@ describe("BdrCluster (mocks)", () => {
     );
     // A leaving node's peers forget it through docker exec after its part (their pg_hba.conf no
     // longer admits it by then).
-    const forget = byName("dk-b-join-forget").inputs.delete as string;
+    const forget = byName("dk-b-join-forget").inputs.stdin as string;
     assert.match(
       forget,
-      /\| \{ if \[ "\$\(docker -H unix:\/\/\/run\/test\/docker\.sock inspect .* dk-a .*exec -i dk-a bash -s -- forget /,
+      /^docker\ta\tunix:\/\/\/run\/test\/docker\.sock\tdk-a\t\/usr\/lib\/postgresql\/15\/bin\t/m,
     );
     assert.match(op("dk-b-join-forget", "forget"), /PERFORM pglogical\.drop_node\('b', true\)/);
     // pg_hba admits each container's address on the network, never the whole network.
@@ -493,9 +493,19 @@ describe("BdrCluster (mocks)", () => {
       assert.match(op(`${name}-n1-join`, "create"), /bdr\.create_node_group/);
       assert.match(op(`${name}-n2-join`, "create"), /bdr\.join_node_group/);
       assert.match(op(`${name}-n2-join`, "delete"), /bdr\.part_node/);
+      // Peers forget a departed node too (part if still a member, then drop its metadata).
+      await registeredAll([`${name}-n2-join-forget`]);
+      assert.match(
+        op(`${name}-n2-join-forget`, "forget"),
+        /bdr\.drop_node\(node_name := 'n2', cascade := true/,
+      );
       assert.match(op(`${name}-n1-server`, "create"), new RegExp(`/usr/lib/postgresql/${version}/bin`));
       const preload = variant === "bdr3" ? "'pglogical,bdr'" : "'bdr'";
-      assert.ok(op(`${name}-n1-server`, "create").includes(`shared_preload_libraries = ${preload}`));
+      assert.ok(
+        op(`${name}-n1-server`, "create").includes(
+          `shared_preload_libraries = ${preload.replace(/'/g, "'\\''")}`,
+        ),
+      );
     }
   });
 

@@ -112,6 +112,7 @@ function artifacts(
     "join-node1.sh": e.joinScript(ctx, n1),
     "join-node2.sh": e.joinScript(ctx, n2),
     "part-node2.sh": e.partScript(ctx, n2),
+    ...(e.forgetNodeSql ? { "forget-node2.sql": e.forgetNodeSql(ctx, n2) + "\n" } : {}),
     ...(e.afterRestartScript ? { "after-restart-node1.sh": e.afterRestartScript(ctx, n1) } : {}),
     "drain.sql": e.drainSql(30) + "\n",
     "ddl.sql": e.ddlSql(ddl) + "\n",
@@ -129,6 +130,12 @@ function artifacts(
 }
 
 describe("engines", () => {
+  it("every engine forgets a departed node on a peer (forgetNodeSql)", () => {
+    for (const f of FLAVOURS) {
+      assert.strictEqual(typeof getEngine(f.engine).forgetNodeSql, "function", f.label);
+    }
+  });
+
   describe("golden files (3-node context)", () => {
     for (const f of FLAVOURS) {
       describe(f.label, () => {

@@ -6,6 +6,7 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
+import { shippedScript, SHIPPED_SH_DIR } from "../../lib/render/shell";
 
 /** The repository root: the nearest ancestor of this file holding a `package.json`. */
 export function repoRoot(): string {
@@ -54,4 +55,22 @@ export function expectGolden(relPath: string, actual: string): void {
     expected,
     `${path.relative(repoRoot(), file)} differs (UPDATE_GOLDEN=1 rewrites it)`,
   );
+}
+
+/** The shipped shell files (lib/sh/*.sh), by name. */
+export const SHELL_LIBRARY: readonly string[] = fs
+  .readdirSync(SHIPPED_SH_DIR)
+  .filter((f) => f.endsWith(".sh"))
+  .sort();
+
+/**
+ * A rendered script with every copy of a shipped library file replaced by one marker line
+ * `# <lib/sh/NAME>`: what a golden file of a step holds (the library has a golden of its own).
+ */
+export function withLibraryMarkers(script: string): string {
+  let text = script;
+  for (const name of SHELL_LIBRARY) {
+    text = text.split(shippedScript(name).replace(/\n$/, "")).join(`# <lib/sh/${name}>`);
+  }
+  return text;
 }

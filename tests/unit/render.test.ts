@@ -1,11 +1,13 @@
 import * as assert from "assert";
 import { spawnSync } from "child_process";
-import { expectGolden } from "./golden";
+import { expectGolden, withLibraryMarkers } from "./golden";
+import { shippedScript } from "../../lib/render/shell";
 import { ClusterContext, NodePlan, ProxyPlan } from "../../lib/types";
 import {
   confValue,
   nodeSettings,
   OUTPUT_PLUGIN_CONF_FILE,
+  POSTGRESQL_CONF_HEADER,
   outputPluginSnippet,
   PROTECTED_SETTINGS,
   renderPostgresqlConf,
@@ -226,7 +228,12 @@ describe("render: postgresql.conf", () => {
       confFile: `/var/lib/pulumi-bdr/alpha/data/${OUTPUT_PLUGIN_CONF_FILE}`,
       libraries: ["pglogical_output"],
     });
-    expectGolden("render/output-plugins.sh", snippet);
+    expectGolden("render/output-plugins.sh", withLibraryMarkers(snippet));
+    // The shipped function writes the same header as the rendered files.
+    assert.ok(
+      shippedScript("node-config.sh").includes(POSTGRESQL_CONF_HEADER.replace(/`/g, "\\`")),
+      "lib/sh/node-config.sh carries POSTGRESQL_CONF_HEADER",
+    );
     bashSyntaxOk(snippet);
     assert.throws(
       () => outputPluginSnippet({ binDir: "/b", dataDir: "/d", confFile: "/c", libraries: ["x; rm -rf /"] }),
@@ -426,20 +433,20 @@ describe("render: pgbouncer.ini and auth file", () => {
 describe("proxy scripts", () => {
   it("renders the apply script for both switchover methods (golden, bash -n)", () => {
     const reconnect = proxyApplyScript(scriptInput);
-    expectGolden("proxy/apply-reconnect.sh", reconnect);
+    expectGolden("proxy/apply-reconnect.sh", withLibraryMarkers(reconnect));
     bashSyntaxOk(reconnect);
     const pause = proxyApplyScript({
       ...scriptInput,
       proxy: { ...proxy, switchoverMethod: "pause" },
       installPackages: ["haproxy", "pgbouncer", "socat", "postgresql-client"],
     });
-    expectGolden("proxy/apply-pause.sh", pause);
+    expectGolden("proxy/apply-pause.sh", withLibraryMarkers(pause));
     bashSyntaxOk(pause);
   });
 
   it("renders the destroy script (golden, bash -n)", () => {
     const destroy = proxyDestroyScript(scriptInput);
-    expectGolden("proxy/destroy.sh", destroy);
+    expectGolden("proxy/destroy.sh", withLibraryMarkers(destroy));
     bashSyntaxOk(destroy);
   });
 
@@ -452,9 +459,13 @@ describe("proxy scripts", () => {
 
   it("validates its inputs", () => {
     assert.throws(() => proxyApplyScript({ ...scriptInput, drainSql: " " }), /needs drainSql/);
-    assert.throws(
-      () => proxyApplyScript({ ...scriptInput, drainSql: "SELECT 1;\nPULUMI_BDR_EOF\nrm -rf /" }),
-      /contains the line PULUMI_BDR_EOF/,
+    // Values are shell-quoted assignments, never here-documents: no text can end one early.
+    const odd = proxyApplyScript({ ...scriptInput, drainSql: "SELECT 1;\nPULUMI_BDR_EOF\nrm -rf /'" });
+    bashSyntaxOk(odd);
+    assert.ok(
+      odd.includes(
+        "P_DRAIN_SQL='SET statement_timeout = '\\''120s'\\'';\nSELECT 1;\nPULUMI_BDR_EOF\nrm -rf /'\\'';\n'",
+      ),
     );
     assert.throws(
       () => proxyApplyScript({ ...scriptInput, installPackages: ["haproxy; reboot"] }),

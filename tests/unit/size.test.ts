@@ -78,9 +78,18 @@ describe(`step size at the largest cluster (${MAX_NODES} nodes)`, () => {
             assert.ok(cmd.length < 400, `${r.name}.${op} is a short command: ${cmd}`);
         }
         const stdin = r.inputs.stdin;
-        if (typeof stdin === "string") assert.ok(stdin.startsWith("# pulumi-bdr step bundle"), r.name);
+        if (typeof stdin === "string") {
+          // A forget step's stdin starts with its peers' data lines; every other one with the bundle.
+          const bundleAt = r.name.endsWith("-join-forget") ? stdin.indexOf("\n--end-of-peers--\n") + 18 : 0;
+          assert.ok(stdin.startsWith("# pulumi-bdr step bundle", bundleAt), r.name);
+        }
       }
-      // The largest string is a forget step's delete: one line per peer (docker: ~0.8 KiB each).
+      // A forget step's delete is the same text for every node (peers come on stdin as data lines).
+      const forgets = commands.filter((r) => r.name.endsWith("-join-forget"));
+      assert.strictEqual(forgets.length, MAX_NODES);
+      const code = (r: (typeof forgets)[number]) =>
+        String(unwrap(r.inputs).delete).replace(/^FP_LEAVING=.*\n/, "");
+      for (const f of forgets) assert.strictEqual(code(f), code(forgets[0]), f.name);
       assert.ok(largest < 40 * 1024, `largest string ${largest} bytes at ${largestAt}`);
     });
   }

@@ -1,7 +1,9 @@
 /**
  * Golden files for every rendered step of every host kind: the bundle each step's resource gets on
  * stdin (`tests/golden/steps/<kind>/<step>.sh`), and the forget bundle a leaving node's peers run.
- * Each must also pass `bash -n`. UPDATE_GOLDEN=1 rewrites them.
+ * Each full bundle must pass `bash -n`; its golden holds the step-specific part, every copy of a
+ * shipped library file (lib/sh/*.sh) replaced by one marker line `# <lib/sh/NAME>`, and
+ * `tests/golden/steps/library.sh` holds the library itself. UPDATE_GOLDEN=1 rewrites them.
  */
 import * as assert from "assert";
 import { spawnSync } from "child_process";
@@ -12,7 +14,8 @@ import { forgetPreamble, renderBundle } from "../../lib/hosts/bundle";
 import { getEngine } from "../../lib/engines";
 import { localSql } from "../../lib/engines/types";
 import type { BdrClusterArgs, HostArgs } from "../../lib/cluster/args";
-import { expectGolden } from "./golden";
+import { shippedScript } from "../../lib/render/shell";
+import { expectGolden, SHELL_LIBRARY as LIBRARY, withLibraryMarkers as stepPart } from "./golden";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
 const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkeyAAAA\n-----END OPENSSH PRIVATE KEY-----";
@@ -41,6 +44,13 @@ function bashSyntaxOk(name: string, script: string): void {
 }
 
 describe("golden: every rendered step of every host kind", () => {
+  it("the shipped shell library (lib/sh), once", () => {
+    expectGolden(
+      "steps/library.sh",
+      LIBRARY.map((name) => `# ==== lib/sh/${name} ====\n${shippedScript(name)}`).join(""),
+    );
+  });
+
   for (const kind of Object.keys(hosts)) {
     it(`${kind} hosts`, () => {
       const args: BdrClusterArgs = {
@@ -59,7 +69,7 @@ describe("golden: every rendered step of every host kind", () => {
             ? renderBundle({ create: r.create, update: r.probe })
             : renderBundle({ create: r.create, update: r.update, delete: r.delete });
         bashSyntaxOk(step.name, text);
-        expectGolden(`steps/${kind}/${step.name}.sh`, text);
+        expectGolden(`steps/${kind}/${step.name}.sh`, stepPart(text));
         count++;
         if (step.kind === "join" && engine.forgetNodeSql) {
           const node = plan.ctx.nodes.find((n) => n.name === step.node)!;
@@ -68,7 +78,7 @@ describe("golden: every rendered step of every host kind", () => {
             forget: [forgetPreamble(), localSql(engine.forgetNodeSql(plan.ctx, node)), ""].join("\n"),
           });
           bashSyntaxOk(`${step.name}-forget`, forget);
-          expectGolden(`steps/${kind}/${step.name}-forget.sh`, forget);
+          expectGolden(`steps/${kind}/${step.name}-forget.sh`, stepPart(forget));
         }
       }
       assert.ok(count >= 9, `${count} steps`);

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { planCluster, RunnerEnv } from "../../lib/cluster/plan";
 import { renderStep } from "../../lib/cluster/create";
 import { guardProvider } from "../../lib/hosts/guard";
+import { shippedScript } from "../../lib/render/shell";
 import type { BdrClusterArgs } from "../../lib/cluster/args";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -91,41 +92,54 @@ describe("renderStep", () => {
       for (const text of [r.create, r.probe!]) {
         assert.ok(text.startsWith("#!/bin/bash\n"), step.name);
         assert.ok(text.includes("\nset -euo pipefail\n"), step.name);
-        assert.ok(!text.includes("read_secrets\n"), `${step.name} reads no secret`);
+        // The entry point (the last line) is a library function that reads no stdin.
+        const entry = text.trimEnd().split("\n").pop()!;
+        assert.match(entry, /^(server|proxy)_(probe|ensure)$/, step.name);
+        const fn = new RegExp(`^${entry}\\(\\) \\{\\n[\\s\\S]*?^\\}`, "m").exec(text);
+        assert.ok(fn && !fn[0].includes("read_secrets"), `${step.name} reads no secret`);
         assert.ok(!text.includes("max_connections"), `${step.name} does not depend on settings`);
       }
     }
     const node = renderStep(p, guards[1]);
-    assert.match(
-      node.probe!,
-      /pg_running\(\) \{ as_pg "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data status/,
-    );
-    assert.doesNotMatch(node.probe!, /pg_start$/m);
-    // Running: exit 0, unless a container restart left the marker (then wake the peers first).
-    assert.match(
-      node.create,
-      /^if pg_running; then\n {2}if \[ -e "\$PG_RUN\/restarted-by-entrypoint" \]; then\n(.*\n)+? {4}as_pg rm -f "\$PG_RUN\/restarted-by-entrypoint"\n {2}fi\n {2}exit 0\nfi$/m,
-    );
-    assert.match(
-      node.probe!,
-      /^if pg_running && \[ ! -e "\$PG_RUN\/restarted-by-entrypoint" \]; then exit 0; fi$/m,
-    );
-    assert.match(node.create, /daemon "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/);
-    assert.match(node.create, /^pg_start\npg_wait_ready\n/m);
+    // Values, then the library's entry point (lib/sh/node-server.sh).
+    assert.match(node.probe!, /\nN_DATA=\/var\/lib\/pulumi-bdr\/db\/n2\/data\n/);
+    assert.match(node.probe!, /\nserver_probe\n$/);
     assert.match(node.create, /PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
     // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
-    assert.match(node.create, /waking the peers.{1,6}subscriptions from n2/);
+    assert.match(
+      node.create,
+      /\nnode_after_restart\(\) \{\n[\s\S]*waking the peers.{1,6}subscriptions from n2[\s\S]*\n\}\nserver_ensure\n$/,
+    );
+    const lib = shippedScript("node-server.sh");
+    const fnOf = (text: string, name: string) =>
+      new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}`, "m").exec(text)?.[0] ?? "";
+    assert.match(lib, /^pg_running\(\) \{ as_pg "\$PG_BIN\/pg_ctl" -D "\$N_DATA" status/m);
+    // Running: exit 0, unless a container restart left the marker (then wake the peers first).
+    assert.match(
+      fnOf(lib, "server_ensure"),
+      /^ {2}if pg_running; then\n {4}if \[ -e "\$PG_RUN\/\$N_RESTART_MARKER" \]; then\n(.*\n)+? {6}as_pg rm -f "\$PG_RUN\/\$N_RESTART_MARKER"\n {4}fi\n {4}exit 0\n {2}fi$/m,
+    );
+    assert.match(fnOf(lib, "server_ensure"), /^ {2}pg_start\n {2}pg_wait_ready\n {2}run_after_restart\n/m);
+    assert.match(lib, /^N_RESTART_MARKER=restarted-by-entrypoint$/m);
+    assert.match(
+      fnOf(lib, "server_probe"),
+      /^ {2}if pg_running && \[ ! -e "\$PG_RUN\/\$N_RESTART_MARKER" \]; then exit 0; fi$/m,
+    );
+    assert.match(fnOf(lib, "pg_start"), /daemon "\$PG_BIN\/pg_ctl" -D "\$N_DATA" -l/);
     const proxy = renderStep(p, guards[3]);
     assert.match(proxy.probe!, /HA_PID=\/var\/lib\/pulumi-bdr\/db\/proxy\/haproxy\.pid/);
     assert.match(proxy.probe!, /PGB_PID=\/var\/lib\/pulumi-bdr\/db\/proxy\/pgbouncer\.pid/);
-    assert.match(proxy.probe!, /^ha_running \|\|/m);
-    assert.match(proxy.probe!, /^pgb_running \|\|/m);
-    assert.match(proxy.create, /^if ha_running && pgb_running; then exit 0; fi$/m);
-    assert.match(proxy.create, /daemon "\$HAPROXY_BIN" -D -f "\$HA_CFG"/);
-    assert.match(proxy.create, /daemon "\$PGBOUNCER_BIN" -d -q "\$PGB_INI"/);
+    assert.match(proxy.probe!, /\nproxy_probe\n$/);
+    assert.match(proxy.create, /\nproxy_ensure\n$/);
+    const plib = shippedScript("proxy.sh");
+    assert.match(fnOf(plib, "proxy_probe"), /^ {2}ha_running \|\|/m);
+    assert.match(fnOf(plib, "proxy_probe"), /^ {2}pgb_running \|\|/m);
+    assert.match(fnOf(plib, "proxy_ensure"), /^ {2}if ha_running && pgb_running; then exit 0; fi$/m);
+    assert.match(fnOf(plib, "ha_start"), /daemon "\$HAPROXY_BIN" -D -f "\$HA_CFG"/);
+    assert.match(fnOf(plib, "pgb_start"), /daemon "\$PGBOUNCER_BIN" -d -q "\$PGB_INI"/);
     assert.doesNotMatch(
-      proxy.create,
-      /put_file|\.new"|\$SECRET_|^read_secrets$/m,
+      fnOf(plib, "proxy_ensure") + fnOf(plib, "ha_start") + fnOf(plib, "pgb_start"),
+      /\.new"|\$SECRET_|read_secrets/m,
       "the ensure writes no configuration",
     );
   });

@@ -9,116 +9,30 @@ PG_PORT=5432
 PG_DB=bdrdb
 PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
-# shellcheck shell=bash
-# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
-# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
-#
-# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
-#   sudo -n -u otherwise);
-# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
-#   unaligned and tuples-only (-At), stopping at the first error;
-# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
-# - log MSG: a line on stderr;
-# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
-#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
-# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
-#   never appear on a command line or in the script text;
-# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
-#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
-#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
-#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
-set -euo pipefail
-# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
-shopt -s lastpipe
-umask 077
-# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
-# (The step's own values above are plain shell variables; only exported ones are listed.)
-while read -r pg_var; do
-  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
-done < <(compgen -e | grep "^PG" || true)
-cd /
-log() { printf "%s\n" "$*" >&2; }
-# The step's values, checked before anything uses them.
-case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
-case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
-case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
-[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
-[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
-[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
-export PGPASSFILE
-export PGCONNECT_TIMEOUT=10
-as_pg() {
-  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
-  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
-  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
-}
-sql_local() {
-  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
-  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
-}
-read_secrets() {
-  local line k v
-  while IFS= read -r line; do
-    k=${line%%=*}; v=${line#*=}
-    [ -n "$k" ] && [ "$k" != "$line" ] || continue
-    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
-    printf -v "SECRET_$k" "%s" "$v"
-  done
-}
-sql_peer() {
-  local dsn=$1; shift
-  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
-}
-daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
-safe_write() {
-  local target=$1 mode=$2 tmp
-  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
-  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
-  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
-  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
-    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
-  fi
-}
+# <lib/sh/common.sh>
 
-read_secrets
-missing=""; for p in postgresql-15 postgresql-client-15 postgresql-15-pglogical; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  log "installing:$missing"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  # shellcheck disable=SC2086
-  apt-get install -y -qq $missing >/dev/null
-fi
-[ -x "$PG_BIN/postgres" ] || { log "PostgreSQL binaries not found in $PG_BIN: install the postgresql-15 package"; exit 1; }
-id -u "$PG_OS_USER" >/dev/null 2>&1 || { log "OS user $PG_OS_USER does not exist (it comes with the postgresql package)"; exit 1; }
-(umask 022; mkdir -p /var/lib/pulumi-bdr/gold/b)
-[ "$(id -u)" != 0 ] || chown "$PG_OS_USER" /var/lib/pulumi-bdr/gold/b
-chmod 700 /var/lib/pulumi-bdr/gold/b
-as_pg mkdir -p /var/lib/pulumi-bdr/gold/b/data "$PG_RUN"
-if [ ! -s /var/lib/pulumi-bdr/gold/b/data/PG_VERSION ]; then
-  as_pg "$PG_BIN/initdb" -D /var/lib/pulumi-bdr/gold/b/data -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null
-fi
-CHANGED=0
-put_file() { if safe_write "$1" "$2"; then CHANGED=1; fi; }
-printf "%s" "$SECRET_PGPASS" | put_file "$PGPASSFILE" 600
-CHANGED=0
-put_file /var/lib/pulumi-bdr/gold/b/data/pulumi-bdr.conf 600 <<'PULUMI_BDR_EOF'
-# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.
-listen_addresses = '10.77.0.12'
+# pulumi-bdr step: the step's values
+N_NAME=b
+N_DIR=/var/lib/pulumi-bdr/gold/b
+N_DATA=/var/lib/pulumi-bdr/gold/b/data
+N_MAJOR=15
+N_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-pglogical)
+N_SETTINGS_FILE=/var/lib/pulumi-bdr/gold/b/data/pulumi-bdr.conf
+N_SETTINGS_TEXT='# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.
+listen_addresses = '\''10.77.0.12'\''
 max_replication_slots = 16
 max_wal_senders = 16
 max_worker_processes = 24
-password_encryption = 'scram-sha-256'
-pglogical.conflict_resolution = 'last_update_wins'
+password_encryption = '\''scram-sha-256'\''
+pglogical.conflict_resolution = '\''last_update_wins'\''
 port = 5432
-shared_preload_libraries = 'pglogical'
-track_commit_timestamp = 'on'
-unix_socket_directories = '/var/lib/pulumi-bdr/gold/b/run'
-wal_level = 'logical'
-include_if_exists = 'pulumi-bdr-output-plugins.conf'
-PULUMI_BDR_EOF
-put_file /var/lib/pulumi-bdr/gold/b/data/pg_hba.conf 600 <<'PULUMI_BDR_EOF'
-# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.
+shared_preload_libraries = '\''pglogical'\''
+track_commit_timestamp = '\''on'\''
+unix_socket_directories = '\''/var/lib/pulumi-bdr/gold/b/run'\''
+wal_level = '\''logical'\''
+include_if_exists = '\''pulumi-bdr-output-plugins.conf'\''
+'
+N_HBA_TEXT='# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.
 # TYPE  DATABASE       USER        ADDRESS        METHOD
 local   all            "postgres"                 peer
 host    "bdrdb","bdr"  "bdr"       10.77.0.11/32  scram-sha-256
@@ -130,49 +44,12 @@ host    replication    "bdr"       10.77.0.13/32  scram-sha-256
 local   all            all                        reject
 host    all            all         0.0.0.0/0      reject
 host    all            all         ::/0           reject
-PULUMI_BDR_EOF
-include_line='include_if_exists = '\''pulumi-bdr.conf'\'''
-if ! as_pg grep -qxF "$include_line" /var/lib/pulumi-bdr/gold/b/data/postgresql.conf; then
-  printf '\n%s\n' "$include_line" | as_pg tee -a /var/lib/pulumi-bdr/gold/b/data/postgresql.conf >/dev/null
-  CHANGED=1
-fi
-opl_sum() { { cat /var/lib/pulumi-bdr/gold/b/data/pulumi-bdr-output-plugins.conf 2>/dev/null || true; } | cksum; }
-opl_before=$(opl_sum)
-# output_plugin_libraries (PostgreSQL 15.19+): add the engine's output plugins when the server knows the setting
-opl_file=/var/lib/pulumi-bdr/gold/b/data/pulumi-bdr-output-plugins.conf
-if opl_current=$(as_pg /usr/lib/postgresql/15/bin/postgres -D /var/lib/pulumi-bdr/gold/b/data -C output_plugin_libraries 2>/dev/null); then
-  opl_list=""
-  IFS=',' read -r -a opl_items <<<"$opl_current"
-  for opl_item in "${opl_items[@]}"; do
-    opl_item="${opl_item#"${opl_item%%[![:space:]]*}"}"; opl_item="${opl_item%"${opl_item##*[![:space:]]}"}"
-    if [ -n "$opl_item" ]; then opl_list="${opl_list:+$opl_list, }$opl_item"; fi
-  done
-  for opl_lib in pglogical_output; do
-    case ", $opl_list, " in *", $opl_lib, "*) ;; *) opl_list="${opl_list:+$opl_list, }$opl_lib" ;; esac
-  done
-  opl_quoted="${opl_list//\\/\\\\}"; opl_quoted="${opl_quoted//\'/\'\'}"
-  opl_text=$(printf '%s\n%s' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.' "output_plugin_libraries = '$opl_quoted'")
-  log "output_plugin_libraries = '$opl_list'"
-else
-  opl_text='# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'
-  log "server has no output_plugin_libraries setting: nothing to allow"
-fi
-printf '%s\n' "$opl_text" | safe_write "$opl_file" 0644 || true
-[ "$opl_before" = "$(opl_sum)" ] || CHANGED=1
-pg_running() { as_pg "$PG_BIN/pg_ctl" -D /var/lib/pulumi-bdr/gold/b/data status >/dev/null 2>&1; }
-pg_start() {
-  daemon "$PG_BIN/pg_ctl" -D /var/lib/pulumi-bdr/gold/b/data -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }
-}
-pg_restart() {
-  daemon "$PG_BIN/pg_ctl" -D /var/lib/pulumi-bdr/gold/b/data -l "$PG_RUN/server.log" -m fast -w -t 120 restart >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }
-}
-pg_wait_ready() {
-  local i
-  for i in $(seq 1 600); do "$PG_BIN/pg_isready" -q -h "$PG_RUN" -p "$PG_PORT" && return 0; sleep 0.1; done
-  log "server on port $PG_PORT did not accept connections within 60 s"; return 1
-}
-pg_running || pg_start
-pg_wait_ready
+'
+N_OPL_FILE=/var/lib/pulumi-bdr/gold/b/data/pulumi-bdr-output-plugins.conf
+N_OUTPUT_PLUGINS=(pglogical_output)
+# <lib/sh/node-server.sh>
+# <lib/sh/node-config.sh>
+server_create
 ;;
 delete)
 #!/bin/bash
@@ -183,82 +60,15 @@ PG_PORT=5432
 PG_DB=bdrdb
 PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
-# shellcheck shell=bash
-# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
-# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
-#
-# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
-#   sudo -n -u otherwise);
-# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
-#   unaligned and tuples-only (-At), stopping at the first error;
-# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
-# - log MSG: a line on stderr;
-# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
-#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
-# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
-#   never appear on a command line or in the script text;
-# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
-#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
-#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
-#   that content; a failed write ends the script with status 1 even inside `if` or `||`.
-set -euo pipefail
-# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
-shopt -s lastpipe
-umask 077
-# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
-# (The step's own values above are plain shell variables; only exported ones are listed.)
-while read -r pg_var; do
-  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
-done < <(compgen -e | grep "^PG" || true)
-cd /
-log() { printf "%s\n" "$*" >&2; }
-# The step's values, checked before anything uses them.
-case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
-case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
-case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
-[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
-[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
-[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
-export PGPASSFILE
-export PGCONNECT_TIMEOUT=10
-as_pg() {
-  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
-  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
-  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
-}
-sql_local() {
-  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
-  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
-}
-read_secrets() {
-  local line k v
-  while IFS= read -r line; do
-    k=${line%%=*}; v=${line#*=}
-    [ -n "$k" ] && [ "$k" != "$line" ] || continue
-    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
-    printf -v "SECRET_$k" "%s" "$v"
-  done
-}
-sql_peer() {
-  local dsn=$1; shift
-  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
-}
-daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
-safe_write() {
-  local target=$1 mode=$2 tmp
-  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
-  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
-  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
-  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
-    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
-  fi
-}
+# <lib/sh/common.sh>
 
-if [ -d /var/lib/pulumi-bdr/gold/b/data ] && as_pg "$PG_BIN/pg_ctl" -D /var/lib/pulumi-bdr/gold/b/data status >/dev/null 2>&1; then
-  as_pg "$PG_BIN/pg_ctl" -D /var/lib/pulumi-bdr/gold/b/data -m fast -w -t 120 stop >/dev/null
-fi
-rm -rf /var/lib/pulumi-bdr/gold/b
-rmdir /var/lib/pulumi-bdr/gold 2>/dev/null || true
+# pulumi-bdr step: the step's values
+N_NAME=b
+N_DIR=/var/lib/pulumi-bdr/gold/b
+N_DATA=/var/lib/pulumi-bdr/gold/b/data
+N_MAJOR=15
+# <lib/sh/node-server.sh>
+server_delete
 ;;
 *) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
 esac; exit "$?"

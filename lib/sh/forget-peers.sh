@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# pulumi-bdr forget on peers: runs on the runner (the machine that runs `pulumi up`) as the delete
+# of a node's `<join>-forget` step: every surviving peer runs the `forget` operation of a bundle,
+# each through its own transport, one after another; a peer that fails is reported and the
+# others still run. The same text whatever the cluster size: the peers come as data lines.
+#
+# Value: FP_LEAVING, the leaving node's name (messages).
+# stdin: one data line per peer, fields separated by tabs, then the line `--end-of-peers--`, then
+# the bundle (lib/hosts/bundle.ts) whose `forget` operation runs on each peer:
+#   local  NAME ARGS...                         bash -s -- forget ARGS... on the runner
+#   remote NAME HOST PORT USER KEYVAR SUDO ARGS...  over OpenSSH, the key from the environment
+#                                               variable KEYVAR; SUDO=1: sudo -n in front
+#   docker NAME DAEMON CONTAINER ARGS...        docker -H DAEMON exec -i CONTAINER, skipped when
+#                                               the container is not running
+# ARGS are the peer's forget arguments (lib/hosts/bundle.ts forgetArgs).
+# Entry point: forget_on_peers (always exits 0).
+set -uo pipefail
+
+# ssh_run HOST PORT USER KEYVAR REMOTE-COMMAND: OpenSSH with the key from the environment variable
+# named KEYVAR (a private temporary file, removed afterwards), stdin passed through. Host keys are
+# not checked, as the command provider's own SSH connection does not check them either.
+ssh_run() {
+  local host=$1 port=$2 user=$3 keyvar=$4 cmd=$5 kf rc=0
+  kf=$(mktemp) || return 1
+  printf "%s\n" "${!keyvar}" > "$kf"
+  ssh -i "$kf" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ConnectTimeout=10 -o LogLevel=ERROR "$user@$host" "$cmd" || rc=$?
+  rm -f "$kf"
+  return "$rc"
+}
+
+# forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
+forget_on_peer() {
+  local bundle=$1 kind=$2 cmd h c
+  shift 3
+  case "$kind" in
+    local)
+      printf '%s\n' "$bundle" | bash -s -- forget "$@"
+      ;;
+    remote)
+      local host=$1 port=$2 user=$3 keyvar=$4 sudo=$5
+      shift 5
+      cmd="bash -s -- forget$(printf ' %q' "$@")"
+      [ "$sudo" != 1 ] || cmd="sudo -n $cmd"
+      printf '%s\n' "$bundle" | ssh_run "$host" "$port" "$user" "$keyvar" "$cmd"
+      ;;
+    docker)
+      h=$1 c=$2
+      shift 2
+      if [ "$(docker -H "$h" inspect --type container -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ]; then
+        printf '%s\n' "$bundle" | docker -H "$h" exec -i "$c" bash -s -- forget "$@"
+      elif docker -H "$h" inspect --type container "$c" >/dev/null 2>&1; then
+        echo "pulumi-bdr: container $c is not running: nothing to do in it" >&2
+      fi
+      ;;
+    *)
+      echo "pulumi-bdr: unknown peer transport '$kind'" >&2
+      return 1
+      ;;
+  esac
+}
+
+forget_on_peers() {
+  local key_var line bundle fields
+  local peers=()
+  # The SSH keys stay shell variables of this script: no child process inherits them.
+  while read -r key_var; do export -n "${key_var?}"; done < <(compgen -e | grep "^PULUMI_BDR_SSH_KEY_" || true)
+  while IFS= read -r line && [ "$line" != "--end-of-peers--" ]; do
+    [ -z "$line" ] || peers+=("$line")
+  done
+  bundle=$(cat)
+  for line in "${peers[@]}"; do
+    IFS=$'\t' read -r -a fields <<<"$line"
+    if ! forget_on_peer "$bundle" "${fields[@]}"; then
+      echo "pulumi-bdr: WARNING: peer ${fields[1]:-?} could not forget node $FP_LEAVING" >&2
+    fi
+  done
+  exit 0
+}

@@ -1,0 +1,51 @@
+SET statement_timeout = '310000ms';
+DO $pb$
+DECLARE
+  s record;
+BEGIN
+  IF to_regclass('pglogical.local_node') IS NULL THEN
+    RETURN;
+  END IF;
+  FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
+             JOIN pglogical.node n ON n.node_id = sub.sub_origin
+            WHERE n.node_name = 'node2' LOOP
+    PERFORM pglogical.drop_subscription(s.sub_name, true);
+  END LOOP;
+  PERFORM pglogical.drop_node('node2', true);
+END
+$pb$;
+DO $pb$
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => 300);
+  s record;
+  left_over text;
+BEGIN
+  LOOP
+    FOR s IN SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots
+              WHERE to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                         'sub_' || n.node_name || '_' || 'node2')
+                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id) LOOP
+      IF s.active_pid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_terminate_backend(s.active_pid);
+      ELSE
+        BEGIN
+          PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
+        EXCEPTION WHEN object_in_use OR undefined_object THEN
+          NULL;
+        END;
+      END IF;
+    END LOOP;
+    SELECT string_agg(slot_name::text, ', ') INTO left_over FROM pg_catalog.pg_replication_slots
+     WHERE to_regclass('pglogical.local_node') IS NOT NULL AND slot_name = (
+                SELECT pglogical.pglogical_gen_slot_name(current_database(), n.node_name,
+                         'sub_' || n.node_name || '_' || 'node2')
+                  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id);
+    EXIT WHEN left_over IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'replication slots for % still present: %', 'node node2', left_over;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.1);
+  END LOOP;
+END
+$pb$;

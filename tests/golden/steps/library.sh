@@ -1,0 +1,1045 @@
+# ==== lib/sh/common.sh ====
+# shellcheck shell=bash
+# pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
+# (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
+#
+# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
+#   sudo -n -u otherwise);
+# - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
+#   unaligned and tuples-only (-At), stopping at the first error;
+# - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
+# - log MSG: a line on stderr;
+# - daemon CMD...: start a daemon as the server's OS user with a clean, explicit environment
+#   (PATH, LANG, HOME, PGPASSFILE): nothing of whoever ran `pulumi up` reaches it;
+# - read_secrets: reads KEY=<base64> lines from stdin into shell variables SECRET_KEY; secrets
+#   never appear on a command line or in the script text;
+# - safe_write PATH MODE: writes stdin to PATH as the server's OS user, through a file that user
+#   creates with mktemp beside PATH, then renamed over it (never a predictable name, never root
+#   writing in a directory another user owns); status 0 when PATH changed, 1 when it already held
+#   that content; a failed write ends the script with status 1 even inside `if` or `||`;
+# - install_packages PKG...: installs with apt-get the Debian packages that are missing (nothing
+#   when every one is installed); the one routine every step that installs packages uses.
+#
+# Here-document policy (every file in lib/sh): TypeScript never writes a here-document; values
+# and rendered files reach the scripts as single-quoted shell assignments (or data lines), and
+# the scripts use only quoted here-documents (`<<'SQL'`), never expanded ones.
+set -euo pipefail
+# The last command of a pipeline runs in this shell: `printf … | safe_write …` can end the script.
+shopt -s lastpipe
+umask 077
+# Nothing of the caller's libpq environment (PGPASSWORD, PGHOST, …) steers the scripts' psql.
+# (The step's own values above are plain shell variables; only exported ones are listed.)
+while read -r pg_var; do
+  case "$pg_var" in PG_BIN | PG_RUN | PG_PORT | PG_DB | PG_OS_USER | PGPASSFILE) ;; *) unset "$pg_var" ;; esac
+done < <(compgen -e | grep "^PG" || true)
+cd /
+log() { printf "%s\n" "$*" >&2; }
+# The step's values, checked before anything uses them.
+case "${PG_BIN:-}" in /*) ;; *) log "PG_BIN must be an absolute path, got '${PG_BIN:-}'"; exit 1 ;; esac
+case "${PG_RUN:-}" in /*) ;; *) log "PG_RUN must be an absolute path, got '${PG_RUN:-}'"; exit 1 ;; esac
+case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, got '${PGPASSFILE:-}'"; exit 1 ;; esac
+[[ "${PG_PORT:-}" =~ ^[1-9][0-9]{0,4}$ ]] || { log "PG_PORT must be a port number, got '${PG_PORT:-}'"; exit 1; }
+[ -n "${PG_DB:-}" ] || { log "PG_DB must not be empty"; exit 1; }
+[[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
+export PGPASSFILE
+export PGCONNECT_TIMEOUT=10
+as_pg() {
+  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
+  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
+  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+}
+sql_local() {
+  local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$db" "$@"
+}
+read_secrets() {
+  local line k v
+  while IFS= read -r line; do
+    k=${line%%=*}; v=${line#*=}
+    [ -n "$k" ] && [ "$k" != "$line" ] || continue
+    v=$(printf "%s" "$v" | base64 -d) || { log "read_secrets: $k is not valid base64"; return 1; }
+    printf -v "SECRET_$k" "%s" "$v"
+  done
+}
+sql_peer() {
+  local dsn=$1; shift
+  as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
+}
+daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+safe_write() {
+  local target=$1 mode=$2 tmp
+  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
+  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
+  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
+  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
+    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
+  fi
+}
+install_packages() {
+  local p missing=()
+  for p in "$@"; do
+    [[ "$p" =~ ^[a-z0-9][a-z0-9.+-]*$ ]] || { log "install_packages: not a Debian package name: '$p'"; exit 1; }
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  log "installing: ${missing[*]}"
+  # stdin from /dev/null: apt must never read the step's stdin (the secret lines).
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+}
+# ==== lib/sh/forget-peers.sh ====
+# shellcheck shell=bash
+# pulumi-bdr forget on peers: runs on the runner (the machine that runs `pulumi up`) as the delete
+# of a node's `<join>-forget` step: every surviving peer runs the `forget` operation of a bundle,
+# each through its own transport, one after another; a peer that fails is reported and the
+# others still run. The same text whatever the cluster size: the peers come as data lines.
+#
+# Value: FP_LEAVING, the leaving node's name (messages).
+# stdin: one data line per peer, fields separated by tabs, then the line `--end-of-peers--`, then
+# the bundle (lib/hosts/bundle.ts) whose `forget` operation runs on each peer:
+#   local  NAME ARGS...                         bash -s -- forget ARGS... on the runner
+#   remote NAME HOST PORT USER KEYVAR SUDO ARGS...  over OpenSSH, the key from the environment
+#                                               variable KEYVAR; SUDO=1: sudo -n in front
+#   docker NAME DAEMON CONTAINER ARGS...        docker -H DAEMON exec -i CONTAINER, skipped when
+#                                               the container is not running
+# ARGS are the peer's forget arguments (lib/hosts/bundle.ts forgetArgs).
+# Entry point: forget_on_peers (always exits 0).
+set -uo pipefail
+
+# ssh_run HOST PORT USER KEYVAR REMOTE-COMMAND: OpenSSH with the key from the environment variable
+# named KEYVAR (a private temporary file, removed afterwards), stdin passed through. Host keys are
+# not checked, as the command provider's own SSH connection does not check them either.
+ssh_run() {
+  local host=$1 port=$2 user=$3 keyvar=$4 cmd=$5 kf rc=0
+  kf=$(mktemp) || return 1
+  printf "%s\n" "${!keyvar}" > "$kf"
+  ssh -i "$kf" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ConnectTimeout=10 -o LogLevel=ERROR "$user@$host" "$cmd" || rc=$?
+  rm -f "$kf"
+  return "$rc"
+}
+
+# forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
+forget_on_peer() {
+  local bundle=$1 kind=$2 cmd h c
+  shift 3
+  case "$kind" in
+    local)
+      printf '%s\n' "$bundle" | bash -s -- forget "$@"
+      ;;
+    remote)
+      local host=$1 port=$2 user=$3 keyvar=$4 sudo=$5
+      shift 5
+      cmd="bash -s -- forget$(printf ' %q' "$@")"
+      [ "$sudo" != 1 ] || cmd="sudo -n $cmd"
+      printf '%s\n' "$bundle" | ssh_run "$host" "$port" "$user" "$keyvar" "$cmd"
+      ;;
+    docker)
+      h=$1 c=$2
+      shift 2
+      if [ "$(docker -H "$h" inspect --type container -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ]; then
+        printf '%s\n' "$bundle" | docker -H "$h" exec -i "$c" bash -s -- forget "$@"
+      elif docker -H "$h" inspect --type container "$c" >/dev/null 2>&1; then
+        echo "pulumi-bdr: container $c is not running: nothing to do in it" >&2
+      fi
+      ;;
+    *)
+      echo "pulumi-bdr: unknown peer transport '$kind'" >&2
+      return 1
+      ;;
+  esac
+}
+
+forget_on_peers() {
+  local key_var line bundle fields
+  local peers=()
+  # The SSH keys stay shell variables of this script: no child process inherits them.
+  while read -r key_var; do export -n "${key_var?}"; done < <(compgen -e | grep "^PULUMI_BDR_SSH_KEY_" || true)
+  while IFS= read -r line && [ "$line" != "--end-of-peers--" ]; do
+    [ -z "$line" ] || peers+=("$line")
+  done
+  bundle=$(cat)
+  for line in "${peers[@]}"; do
+    IFS=$'\t' read -r -a fields <<<"$line"
+    if ! forget_on_peer "$bundle" "${fields[@]}"; then
+      echo "pulumi-bdr: WARNING: peer ${fields[1]:-?} could not forget node $FP_LEAVING" >&2
+    fi
+  done
+  exit 0
+}
+# ==== lib/sh/node-config.sh ====
+# shellcheck shell=bash
+# pulumi-bdr node config: writes a node's files and applies them (reload, or a restart when a
+# setting needs one). Sourced after common.sh and node-server.sh; functions only.
+#
+# Values:
+#   N_DATA            the data directory
+#   N_SETTINGS_FILE   path of our settings file (included from postgresql.conf)
+#   N_SETTINGS_TEXT   its rendered content
+#   N_HBA_TEXT        the whole pg_hba.conf
+#   N_OPL_FILE        path of the output_plugin_libraries fragment
+#   N_OUTPUT_PLUGINS  array: the engine's output plugins (empty: no fragment is managed)
+# Secret (stdin, read_secrets): SECRET_PGPASS, the .pgpass content.
+# Hook: node_after_restart (see node-server.sh) runs after a restart.
+#
+# Entry points:
+#   node_write_files  .pgpass, the settings file, pg_hba.conf, the include line and the
+#                     output_plugin_libraries fragment; CHANGED=1 when a file the server reads
+#                     changed (the .pgpass is read at each connection and does not count).
+#   server_config     reads the secrets, writes the files, starts a stopped server, reloads on a
+#                     change and restarts when pg_settings has a pending restart. Idempotent.
+#   write_output_plugins FILE POSTGRES DATA LIB...: see below.
+
+CHANGED=0
+# put_file PATH MODE: safe_write (atomic, as the server's OS user; a failed write ends the
+# script) that sets CHANGED=1 when PATH changed.
+put_file() { if safe_write "$1" "$2"; then CHANGED=1; fi; }
+
+# write_output_plugins FILE POSTGRES DATA LIB...: PostgreSQL 15.19+ (16.15+, 17.11+, 18.6+) only
+# let output plugins named in output_plugin_libraries be used. Asks the server binary
+# (`postgres -D DATA -C output_plugin_libraries`, as the server's OS user); when it knows the
+# setting, FILE gets `output_plugin_libraries = '<current list>, <missing LIBs>'` (additive: the
+# default `pgoutput, test_decoding` stays); otherwise a file with the header only, so the
+# `include_if_exists` stays harmless. Rewritten only when its content changes. Reloadable.
+write_output_plugins() {
+  local file=$1 postgres=$2 data=$3 current list="" item lib quoted text
+  local header="# Managed by pulumi-bdr: do not edit, changes are overwritten on the next \`pulumi up\`."
+  shift 3
+  for lib in "$@"; do
+    [[ "$lib" =~ ^[A-Za-z0-9_]+$ ]] || { log "write_output_plugins: bad library name '$lib'"; exit 1; }
+  done
+  if current=$(as_pg "$postgres" -D "$data" -C output_plugin_libraries 2>/dev/null); then
+    local items=()
+    IFS=',' read -r -a items <<<"$current"
+    for item in "${items[@]}"; do
+      item="${item#"${item%%[![:space:]]*}"}"; item="${item%"${item##*[![:space:]]}"}"
+      if [ -n "$item" ]; then list="${list:+$list, }$item"; fi
+    done
+    for lib in "$@"; do
+      case ", $list, " in *", $lib, "*) ;; *) list="${list:+$list, }$lib" ;; esac
+    done
+    quoted="${list//\\/\\\\}"; quoted="${quoted//\'/\'\'}"
+    text=$(printf '%s\n%s' "$header" "output_plugin_libraries = '$quoted'")
+    log "output_plugin_libraries = '$list'"
+  else
+    text=$header
+    log "server has no output_plugin_libraries setting: nothing to allow"
+  fi
+  printf '%s\n' "$text" | safe_write "$file" 0644 || true
+}
+
+node_write_files() {
+  local include_line opl_before
+  # The password file does not need a reload: it is read at each connection.
+  printf "%s" "$SECRET_PGPASS" | put_file "$PGPASSFILE" 600
+  CHANGED=0
+  printf "%s" "$N_SETTINGS_TEXT" | put_file "$N_SETTINGS_FILE" 600
+  printf "%s" "$N_HBA_TEXT" | put_file "$N_DATA/pg_hba.conf" 600
+  include_line="include_if_exists = '$(basename "$N_SETTINGS_FILE")'"
+  if ! as_pg grep -qxF "$include_line" "$N_DATA/postgresql.conf"; then
+    printf '\n%s\n' "$include_line" | as_pg tee -a "$N_DATA/postgresql.conf" >/dev/null
+    CHANGED=1
+  fi
+  if [ "${#N_OUTPUT_PLUGINS[@]}" -gt 0 ]; then
+    opl_before=$(opl_sum)
+    write_output_plugins "$N_OPL_FILE" "$PG_BIN/postgres" "$N_DATA" "${N_OUTPUT_PLUGINS[@]}"
+    [ "$opl_before" = "$(opl_sum)" ] || CHANGED=1
+  fi
+}
+opl_sum() { { cat "$N_OPL_FILE" 2>/dev/null || true; } | cksum; }
+
+server_config() {
+  local t0 pending
+  read_secrets
+  node_write_files
+  if ! pg_running; then pg_start; pg_wait_ready; exit 0; fi
+  if [ "$CHANGED" = 1 ]; then
+    t0=$(echo 'SELECT pg_conf_load_time()' | sql_local postgres)
+    echo 'SELECT pg_reload_conf()' | sql_local postgres >/dev/null
+    # Wait until the postmaster has re-read the files (new sessions see the new load time).
+    for _ in $(seq 1 100); do
+      [ "$(printf 'SELECT pg_conf_load_time() > %s::timestamptz' "'$t0'" | sql_local postgres)" = t ] && break
+      sleep 0.05
+    done
+  fi
+  # Also catches a restart that an interrupted earlier run left pending.
+  pending=$(echo "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart" | sql_local postgres)
+  if [ -n "$pending" ]; then
+    log "restarting for: $pending"
+    pg_restart
+    pg_wait_ready
+    run_after_restart
+  fi
+}
+# ==== lib/sh/node-server.sh ====
+# shellcheck shell=bash
+# pulumi-bdr node server: create, delete, guard probe and guard ensure of a node's PostgreSQL.
+# Sourced after common.sh (and node-config.sh for server_create); functions only.
+#
+# Values (set before, by the step's values section):
+#   N_NAME     the node's name (messages)
+#   N_DIR      the node's own directory (private, removed by server_delete)
+#   N_DATA     its data directory (inside N_DIR)
+#   N_MAJOR    PostgreSQL major version (messages)
+#   N_PACKAGES array of Debian packages to install when missing (empty: install nothing)
+#   and for server_create the values of node-config.sh.
+# Hook: node_after_restart, when defined (the engine's after-restart body), runs after the guard
+# started a stopped server or found one its container restarted.
+#
+# Entry points:
+#   server_create  packages, directories, initdb when the data directory is empty, the files
+#                  (node_write_files), then start. Reads SECRET_PGPASS from stdin. Idempotent.
+#   server_delete  stops the server and removes N_DIR (and its parent when empty). Idempotent.
+#   server_probe   exit 0 when the postmaster runs and no container restart awaits a wake-up.
+#   server_ensure  starts a stopped server (and wakes the peers); nothing when it runs.
+
+# The file the docker image's entrypoint leaves in the run directory when it started PostgreSQL.
+N_RESTART_MARKER=restarted-by-entrypoint
+
+pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; }
+pg_start() {
+  daemon "$PG_BIN/pg_ctl" -D "$N_DATA" -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }
+}
+pg_restart() {
+  daemon "$PG_BIN/pg_ctl" -D "$N_DATA" -l "$PG_RUN/server.log" -m fast -w -t 120 restart >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }
+}
+pg_wait_ready() {
+  for _ in $(seq 1 600); do "$PG_BIN/pg_isready" -q -h "$PG_RUN" -p "$PG_PORT" && return 0; sleep 0.1; done
+  log "server on port $PG_PORT did not accept connections within 60 s"; return 1
+}
+# run_after_restart: the engine's hook, when the step defines one.
+run_after_restart() {
+  if declare -F node_after_restart >/dev/null; then node_after_restart; fi
+}
+
+server_create() {
+  read_secrets
+  if [ "${#N_PACKAGES[@]}" -gt 0 ]; then install_packages "${N_PACKAGES[@]}"; fi
+  [ -x "$PG_BIN/postgres" ] || { log "PostgreSQL binaries not found in $PG_BIN: install the postgresql-$N_MAJOR package"; exit 1; }
+  id -u "$PG_OS_USER" >/dev/null 2>&1 || { log "OS user $PG_OS_USER does not exist (it comes with the postgresql package)"; exit 1; }
+  # Parents must stay traversable by the server's user; the node's own directory is private.
+  (umask 022; mkdir -p "$N_DIR")
+  [ "$(id -u)" != 0 ] || chown "$PG_OS_USER" "$N_DIR"
+  chmod 700 "$N_DIR"
+  as_pg mkdir -p "$N_DATA" "$PG_RUN"
+  if [ ! -s "$N_DATA/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$N_DATA" -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null
+  fi
+  node_write_files
+  pg_running || pg_start
+  pg_wait_ready
+}
+
+server_delete() {
+  if [ -d "$N_DATA" ] && as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; then
+    as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m fast -w -t 120 stop >/dev/null
+  fi
+  rm -rf "$N_DIR"
+  rmdir "$(dirname "$N_DIR")" 2>/dev/null || true
+}
+
+server_probe() {
+  if pg_running && [ ! -e "$PG_RUN/$N_RESTART_MARKER" ]; then exit 0; fi
+  if pg_running; then log "PostgreSQL of node $N_NAME was restarted by its container: peers need a wake-up"; exit 1; fi
+  log "PostgreSQL of node $N_NAME (port $PG_PORT) is not running"
+  exit 1
+}
+
+server_ensure() {
+  if pg_running; then
+    if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then
+      log "node $N_NAME: PostgreSQL was restarted by its container: waking the peers"
+      run_after_restart
+      as_pg rm -f "$PG_RUN/$N_RESTART_MARKER"
+    fi
+    exit 0
+  fi
+  if ! as_pg test -s "$N_DATA/PG_VERSION"; then
+    log "node $N_NAME: no data directory at $N_DATA: the server step must run again (pulumi up --replace on its server resource)"
+    exit 1
+  fi
+  log "node $N_NAME: PostgreSQL (port $PG_PORT) was not running: starting it"
+  pg_start
+  pg_wait_ready
+  run_after_restart
+}
+# ==== lib/sh/node-setup.sh ====
+# shellcheck shell=bash
+# pulumi-bdr node setup: the replication role with the cluster-wide SCRAM verifier (the same on
+# every node, so PgBouncer's auth works after a switchover) and the database. Sourced after
+# common.sh; functions only. The engine's node script (extension, local node) follows the call.
+#
+# Values:
+#   N_REPL_USER  the replication role (LOGIN SUPERUSER REPLICATION)
+#   (PG_DB, from the preamble: the database, owned by N_REPL_USER)
+# Secret (stdin, read_secrets): SECRET_VERIFIER, a SCRAM-SHA-256 verifier; it reaches psql on its
+# stdin, never on a command line.
+#
+# Entry point: node_setup. Idempotent.
+
+node_setup() {
+  read_secrets
+  case "${SECRET_VERIFIER:-}" in SCRAM-SHA-256\$*) ;; *) log "the role verifier is not a SCRAM-SHA-256 verifier"; exit 1 ;; esac
+  {
+    printf '\\set verifier %s\n' "'$SECRET_VERIFIER'"
+    cat <<'SQL'
+SELECT format('CREATE ROLE %I WITH LOGIN SUPERUSER REPLICATION', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN SUPERUSER REPLICATION PASSWORD %L', :'user', :'verifier') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+  } | sql_local postgres -v user="$N_REPL_USER" -v db="$PG_DB" >/dev/null
+}
+# ==== lib/sh/pglogical-join.sh ====
+# shellcheck shell=bash
+# pglogical: a node joins the group through the join target.
+#
+# The same text for every node and every cluster size: the values come from the data lines the
+# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT and the arrays
+# J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
+# join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
+# substitute, read them back with current_setting('pulumi_bdr.x').
+# Needs the preamble library (sql_local, sql_peer, log).
+: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
+case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
+if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
+  log "pglogical join: the earlier nodes' names and DSNs do not match"
+  exit 1
+fi
+for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
+  [[ "$n" =~ ^[a-z][a-z0-9_]{0,23}$ ]] || { log "pglogical join: invalid node name '$n'"; exit 1; }
+done
+J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
+J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
+
+# on DSN [PSQL-ARGS...]: the SQL on stdin runs on this node (DSN empty) or on the peer at DSN.
+on() {
+  local dsn=$1
+  shift
+  if [ -z "$dsn" ]; then sql_local "$PG_DB" "$@"; else sql_peer "$dsn" "$@"; fi
+}
+
+# create_sub DSN SUB PROVIDER_DSN SYNC: idempotent create_subscription where DSN points.
+create_sub() {
+  on "$1" -v sub="$2" -v provider="$3" -v sync="$4" <<'SQL'
+SET pulumi_bdr.sub = :'sub';
+SET pulumi_bdr.provider = :'provider';
+SET pulumi_bdr.sync = :'sync';
+DO $pb$
+BEGIN
+  -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
+  -- this subscription): the check below then sees its committed result.
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = current_setting('pulumi_bdr.sub')) THEN
+    PERFORM pglogical.create_subscription(
+      subscription_name := current_setting('pulumi_bdr.sub'),
+      provider_dsn := current_setting('pulumi_bdr.provider'),
+      replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
+      synchronize_structure := current_setting('pulumi_bdr.sync')::boolean,
+      synchronize_data := current_setting('pulumi_bdr.sync')::boolean,
+      forward_origins := '{}'::text[]);
+  END IF;
+END
+$pb$;
+SQL
+}
+
+# wait_sync DSN WHERE SUB: bounded wait for a subscription's initial sync; on failure the
+# server's error and the subscription status, then exit 1.
+wait_sync() {
+  if ! on "$1" -v sub="$3" -v tms="$J_TIMEOUT_MS" <<'SQL'
+SET statement_timeout = :'tms';
+SELECT pglogical.wait_for_subscription_sync_complete(:'sub');
+SQL
+  then
+    log "pglogical: subscription $3 on $2 did not finish its initial sync within ${J_TIMEOUT}s; status:"
+    on "$1" <<'SQL' >&2 || true
+SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || ')' FROM pglogical.show_subscription_status();
+SQL
+    exit 1
+  fi
+}
+
+# wait_replicating DSN SUB...: poll until the subscriptions exist and are replicating.
+wait_replicating() {
+  local dsn=$1 subs
+  shift
+  subs=$(printf '%s\n' "$@")
+  on "$dsn" -v subs="$subs" -v tms="$J_TIMEOUT_LONG_MS" -v secs="$J_TIMEOUT" <<'SQL'
+SET statement_timeout = :'tms';
+SET pulumi_bdr.subs = :'subs';
+SET pulumi_bdr.secs = :'secs';
+DO $pb$
+DECLARE
+  subs text[] := string_to_array(current_setting('pulumi_bdr.subs'), E'\n');
+  secs int := current_setting('pulumi_bdr.secs')::int;
+  deadline timestamptz := clock_timestamp() + make_interval(secs => secs);
+  missing text;
+  pending text;
+BEGIN
+  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
+    FROM unnest(subs) AS x
+   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
+  END IF;
+  LOOP
+    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
+      FROM pglogical.show_subscription_status()
+     WHERE subscription_name = ANY (subs) AND status <> 'replicating';
+    EXIT WHEN pending IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'pglogical subscriptions not replicating after %s: %', secs, pending;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.2);
+  END LOOP;
+END
+$pb$;
+SQL
+}
+
+log "pglogical: joining node $J_NODE through $J_TARGET"
+on "" -v node="$J_NODE" <<'SQL'
+SET pulumi_bdr.node = :'node';
+DO $pb$
+DECLARE
+  existing text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pglogical') THEN
+    RAISE EXCEPTION 'pglogical is not installed in this database; run the node step for % first', current_setting('pulumi_bdr.node');
+  END IF;
+  SELECT n.node_name INTO existing
+    FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  IF existing IS DISTINCT FROM current_setting('pulumi_bdr.node') THEN
+    RAISE EXCEPTION 'local pglogical node is %, expected %', coalesce(existing, '(none)'), current_setting('pulumi_bdr.node');
+  END IF;
+END
+$pb$;
+SQL
+
+# The other earlier nodes (all but the join target) and this node's subscriptions from them.
+other_names=()
+other_dsns=()
+other_subs=()
+earlier_subs=()
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  earlier_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
+  [ "${J_EARLIER_NAMES[$i]}" != "$J_TARGET" ] || continue
+  other_names+=("${J_EARLIER_NAMES[$i]}")
+  other_dsns+=("${J_EARLIER_DSNS[$i]}")
+  other_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
+done
+target_sub="sub_${J_TARGET}_${J_NODE}"
+
+# Sync state of the subscription that copies structure and data from the join target:
+# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).
+target_sync=$(on "" -v sub="$target_sub" <<'SQL'
+SELECT coalesce((SELECT st.sync_status::text
+                   FROM pglogical.local_sync_status st
+                   JOIN pglogical.subscription s ON s.sub_id = st.sync_subid
+                  WHERE s.sub_name = :'sub'
+                    AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
+SQL
+)
+if [ "$target_sync" != r ]; then
+  # 1. Subscribe to every other earlier node first, without copying: creating the subscription
+  #    creates its slot there, so changes committed there from now on stream to this node.
+  #    Park each one (disabled) until the tables exist here.
+  for i in "${!other_names[@]}"; do
+    create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
+  done
+  for i in "${!other_names[@]}"; do
+    wait_sync "" "$J_NODE" "${other_subs[$i]}"
+    on "" -v sub="${other_subs[$i]}" <<'SQL'
+SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name = :'sub' AND sub_enabled;
+SQL
+  done
+  if [ "${#other_names[@]}" -gt 0 ]; then
+    # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
+    #     commit time, and last_update_wins would then discard every update the other nodes
+    #     made while the copy ran. Stamped with the time taken here (before step 2), the copy
+    #     loses against exactly those changes the target may not hold yet.
+    if [ "$target_sync" = none ]; then
+      on "" -v app="${target_sub}_copy" <<'SQL'
+CREATE SCHEMA IF NOT EXISTS pulumi_bdr_join;
+CREATE TABLE IF NOT EXISTS pulumi_bdr_join.copy_stamp (ts timestamptz NOT NULL);
+ALTER TABLE pulumi_bdr_join.copy_stamp ADD COLUMN IF NOT EXISTS app text;
+DELETE FROM pulumi_bdr_join.copy_stamp;
+INSERT INTO pulumi_bdr_join.copy_stamp (ts, app) VALUES (clock_timestamp(), :'app');
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.stamp_copy() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  stamp timestamptz;
+BEGIN
+  IF pg_replication_origin_session_is_setup() THEN
+    SELECT ts INTO stamp FROM pulumi_bdr_join.copy_stamp WHERE app = current_setting('application_name');
+    IF stamp IS NOT NULL THEN
+      PERFORM pg_replication_origin_xact_setup('0/0'::pg_lsn, stamp);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION pulumi_bdr_join.add_stamp_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS
+$fn$
+DECLARE
+  rel oid;
+BEGIN
+  FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+              WHERE c.object_type = 'table' AND c.schema_name <> 'pulumi_bdr_join' LOOP
+    EXECUTE format('CREATE TRIGGER pulumi_bdr_stamp_copy BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION pulumi_bdr_join.stamp_copy()', rel::regclass);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pulumi_bdr_stamp_copy', rel::regclass);
+  END LOOP;
+END
+$fn$;
+DO $pb$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pulumi_bdr_join_stamp') THEN
+    CREATE EVENT TRIGGER pulumi_bdr_join_stamp ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+      EXECUTE FUNCTION pulumi_bdr_join.add_stamp_trigger();
+  END IF;
+END
+$pb$;
+SQL
+    fi
+    # 2. Make sure the join target already holds everything those nodes committed before their
+    #    slot for this node existed: wait until the target confirmed their current WAL position.
+    for i in "${!other_names[@]}"; do
+      if ! on "${other_dsns[$i]}" -v node="${other_names[$i]}" -v sub="sub_${other_names[$i]}_${J_TARGET}" \
+        -v tms="$J_TIMEOUT_MS" <<'SQL'
+SET statement_timeout = :'tms';
+SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)
+  FROM pg_catalog.pg_replication_slots
+ WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), :'node', :'sub');
+SQL
+      then
+        log "pglogical: $J_TARGET did not confirm the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
+        exit 1
+      fi
+    done
+  fi
+  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
+  create_sub "" "$target_sub" "$J_TARGET_DSN" true
+  wait_sync "" "$J_NODE" "$target_sub"
+fi
+# 4. This node's own replication set: every public table with a primary key, and the event
+#    trigger for tables created later (the trigger came with the structure; re-assert it).
+#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
+on "" <<'SQL'
+DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
+DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
+SQL
+pglogical_own_set
+# 5. Resume the parked subscriptions from the other earlier nodes.
+for i in "${!other_names[@]}"; do
+  create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
+  on "" -v sub="${other_subs[$i]}" <<'SQL'
+SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription
+ WHERE sub_name = :'sub' AND NOT sub_enabled;
+SQL
+done
+for i in "${!other_names[@]}"; do
+  wait_sync "" "$J_NODE" "${other_subs[$i]}"
+done
+# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false
+done
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+done
+# 7. Everything this node receives is replicating.
+wait_replicating "" "${earlier_subs[@]}"
+log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"
+# ==== lib/sh/proxy.sh ====
+# shellcheck shell=bash
+# pulumi-bdr proxy host (HAProxy + PgBouncer): apply (with the switchover choreography), destroy,
+# and the guard's probe and ensure. Sourced after common.sh, whose values are the proxy's
+# (PG_OS_USER: the proxy's OS user; PG_RUN/PG_PORT: PgBouncer's socket directory and port;
+# PGPASSFILE: the proxy's .pgpass); functions only. lib/proxy/scripts.ts describes the behaviour.
+#
+# Values (every entry point):
+#   BASE                the proxy's directory (0700, owned by PG_OS_USER; removed by proxy_destroy)
+#   HA_CFG HA_PID HA_PIDS HA_SOCK  haproxy.cfg, its pid file, every pid started, the admin socket
+#   HA_BACKEND          the HAProxy backend's name
+#   PGB_INI PGB_PID PGB_LOG PGB_SOCKDIR PGB_PORT PGB_USERLIST  PgBouncer's files, socket, port
+#   ADMIN_USER          the replication user (health check, admin console, drain)
+#   HAPROXY_BIN PGBOUNCER_BIN  the daemons' binaries
+#   WAIT_SECONDS        upper bound of every wait but the drain
+# Values (proxy_apply only):
+#   NEW_WRITE  SWITCHOVER_METHOD (reconnect | pause)  DRAIN_TIMEOUT (seconds)
+#   P_NODE_NAMES P_NODE_DSNS  arrays: the cluster's nodes and their DSNs (for the drain)
+#   P_DRAIN_SQL         the engine's drain SQL, run on the old write node (its own timeout)
+#   P_PACKAGES          array: Debian packages to install when missing (empty: none)
+#   P_USERLIST_USER     the replication user as an auth-file field ("name")
+#   P_PGPASS_USER       the replication user as a .pgpass field (\ and : escaped)
+#   P_PGB_INI_TEXT P_HA_CFG_TEXT  the rendered pgbouncer.ini and haproxy.cfg
+# Secrets (stdin, read_secrets; proxy_apply only): SECRET_PASSWORD, SECRET_VERIFIER and the
+# optional SECRET_APP_USERS (application roles' auth-file lines, "role" "<SCRAM verifier>").
+#
+# Entry points: proxy_apply, proxy_destroy, proxy_probe (exit 0 when both daemons run, changes
+# nothing), proxy_ensure (starts whichever is down from the files on disk; needs no secret).
+
+# a switchover in progress is recorded so that a re-run after a failed drain drains again
+PENDING=""
+# proxy_check_base: refuse an empty or root base directory (proxy_destroy removes it).
+proxy_check_base() {
+  case "$BASE" in "" | /) log "refusing to work on base directory '$BASE'"; exit 1 ;; esac
+  PENDING="$BASE/switchover.pending"
+}
+# pid_of FILE: the first pid in a pid file (empty if none)
+pid_of() { if [ -s "$1" ]; then head -n1 "$1" | tr -dc 0-9; echo; fi; }
+# is_proc PID NAME: PID is alive (not a zombie) and runs NAME (guards against stale pid files and reused pids)
+is_proc() {
+  [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+not_proc() { ! is_proc "$1" "$2"; }
+ha_running() { is_proc "$(pid_of "$HA_PID")" haproxy; }
+pgb_running() { is_proc "$(pid_of "$PGB_PID")" pgbouncer; }
+# wait_for SECONDS WHAT CMD...: poll CMD every 0.1 s until it succeeds; fail after SECONDS
+wait_for() {
+  local limit=$1 what=$2 start=$SECONDS; shift 2
+  until "$@"; do
+    if [ $((SECONDS - start)) -ge "$limit" ]; then log "timed out after ${limit}s waiting for $what"; return 1; fi
+    sleep 0.1
+  done
+}
+# stop_pid PID NAME SIGNAL: signal a process, wait for it to exit, SIGKILL it after WAIT_SECONDS
+stop_pid() {
+  local pid=$1 name=$2 sig=$3
+  is_proc "$pid" "$name" || return 0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  if ! wait_for "$WAIT_SECONDS" "$name ($pid) to exit" not_proc "$pid" "$name"; then
+    log "killing $name ($pid)"; kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+# ha_cmd COMMANDS: run commands (separated by ';') on HAProxy's admin socket; fail on an error reply
+ha_cmd() {
+  local out
+  out=$(printf '%s\n' "$1" | socat -t 5 stdio "UNIX-CONNECT:$HA_SOCK") || { log "HAProxy admin socket $HA_SOCK: no answer to: $1"; return 1; }
+  if printf '%s\n' "$out" | grep -qiE "^(unknown|no such|require|invalid|.*not found)"; then log "HAProxy refused '$1': $out"; return 1; fi
+  printf '%s\n' "$out"
+}
+# pgb_admin SECONDS COMMAND: run a command on PgBouncer's admin console (Unix socket), bounded
+pgb_admin() {
+  local secs=$1 c; shift; local args=()
+  for c in "$@"; do args+=(-c "$c"); done
+  as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer "${args[@]}"
+}
+# node_dsn NAME: connection string of a cluster node (for the drain), from P_NODE_NAMES/P_NODE_DSNS
+node_dsn() {
+  local i
+  for i in "${!P_NODE_NAMES[@]}"; do
+    if [ "${P_NODE_NAMES[$i]}" = "$1" ]; then printf '%s\n' "${P_NODE_DSNS[$i]}"; return 0; fi
+  done
+  return 1
+}
+# put_file PATH MODE <CONTENT: the preamble's safe_write (status 0 = changed, 1 = same; a failed write exits)
+put_file() { safe_write "$@"; }
+# ha_servers: NAME,STATUS,BCK for each server of the backend, from the running HAProxy
+ha_servers() {
+  ha_cmd "show stat" | awk -F, -v be="$HA_BACKEND" 'NR==1{for(i=1;i<=NF;i++){h=$i; sub(/^# */,"",h); c[h]=i}; next}
+    $1==be && $2!="BACKEND" && $2!="FRONTEND" {print $2","$(c["status"])","$(c["bck"])}'
+}
+# ha_current SERVERS: the server traffic goes to now (stick-table entry, else the non-backup server)
+ha_current() {
+  local stuck
+  stuck=$(ha_cmd "show table $HA_BACKEND" | sed -n 's/.* server_key=\([^ ]*\).*/\1/p' | head -n1)
+  if [ -n "$stuck" ] && printf '%s\n' "$1" | grep -q "^$stuck,"; then
+    case "$(status_of "$1" "$stuck")" in MAINT*|DRAIN*) ;; *) printf '%s\n' "$stuck"; return 0 ;; esac
+  fi
+  printf '%s\n' "$1" | awk -F, '$3=="0"{print $1; exit}'
+}
+status_of() { printf '%s\n' "$1" | awk -F, -v s="$2" '$1==s{print $2; exit}'; }
+record_ha_pid() {
+  local p keep
+  p=$(pid_of "$HA_PID")
+  keep=$( { cat "$HA_PIDS" 2>/dev/null || true; printf '%s\n' "$p"; } | sort -u | while read -r q; do if is_proc "$q" haproxy; then printf '%s\n' "$q"; fi; done)
+  printf '%s\n' "$keep" | put_file "$HA_PIDS" 0600 || true
+}
+ha_start() {
+  log "starting HAProxy"
+  daemon "$HAPROXY_BIN" -D -f "$HA_CFG"
+  wait_for "$WAIT_SECONDS" "HAProxy to start" ha_running
+  record_ha_pid
+  wait_for "$WAIT_SECONDS" "HAProxy's admin socket" ha_cmd "show info" >/dev/null
+}
+# ha_new_pid OLD_PIDS: the pid file names a running HAProxy that is not one of OLD_PIDS
+ha_new_pid() { local p; p=$(pid_of "$HA_PID"); [ -n "$p" ] && [[ " $1 " != *" $p "* ]] && is_proc "$p" haproxy; }
+# ha_reload_start: start a new HAProxy that takes over the listening socket (-x) and soft-stops the old one (-sf);
+# it listens when the command returns. ha_reload_finish: check it runs and answers on the admin socket.
+HA_OLD_PIDS=""
+ha_reload_start() {
+  HA_OLD_PIDS=$(tr -s '\n' ' ' <"$HA_PID")
+  log "reloading HAProxy (old pids: $HA_OLD_PIDS)"
+  # shellcheck disable=SC2086
+  daemon "$HAPROXY_BIN" -D -f "$HA_CFG" -x "$HA_SOCK" -sf $HA_OLD_PIDS
+}
+ha_reload_finish() {
+  wait_for "$WAIT_SECONDS" "the new HAProxy process" ha_new_pid "$HA_OLD_PIDS"
+  record_ha_pid
+  wait_for "$WAIT_SECONDS" "HAProxy's admin socket" ha_cmd "show info" >/dev/null
+}
+ha_reload() { ha_reload_start; ha_reload_finish; }
+install_cfg() { mv -f "$HA_CFG.new" "$HA_CFG"; }
+pgb_reconnect() {
+  if pgb_running; then
+    pgb_admin "$WAIT_SECONDS" RECONNECT || log "PgBouncer RECONNECT failed (pooled connections move at their next reconnect)"
+  fi
+}
+# drain_old NAME STATUS: wait until the old write node's changes have replicated
+drain_old() {
+  local dsn
+  if ! dsn=$(node_dsn "$1"); then log "old write node $1 is no longer in the cluster: nothing to drain"; return 0; fi
+  case "$2" in
+    DOWN*) log "old write node $1 is DOWN: its unreplicated changes cannot be drained"; return 0 ;;
+  esac
+  log "waiting up to ${DRAIN_TIMEOUT}s for the changes of $1 to replicate"
+  local rc=0
+  printf '%s' "$P_DRAIN_SQL" | sql_peer "$dsn" >/dev/null || rc=$?
+  # psql exits with 2 when it cannot connect (or loses the connection)
+  if [ "$rc" = 2 ]; then log "old write node $1 is unreachable: its unreplicated changes cannot be drained now"; return 0; fi
+  if [ "$rc" != 0 ]; then
+    log "drain of $1 failed or timed out: traffic is on $NEW_WRITE, $1 stays in maintenance; re-run to retry"
+    return 1
+  fi
+}
+old_servers() { printf '%s\n' "$1" | awk -F, -v n="$NEW_WRITE" '$1!=n{print $1}'; }
+switchover_reconnect() {
+  local servers=$1 old=$2 old_status cmds="" s
+  old_status=$(status_of "$servers" "$old")
+  for s in $(old_servers "$servers"); do cmds="${cmds}set server $HA_BACKEND/$s state drain; "; done
+  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
+  log "switchover $old -> $NEW_WRITE: old nodes draining, new server connections go to $NEW_WRITE"
+  if pgb_running; then
+    pgb_admin "$WAIT_SECONDS" RECONNECT
+    if ! pgb_admin "$WAIT_SECONDS" WAIT_CLOSE; then
+      log "PgBouncer WAIT_CLOSE did not finish within ${WAIT_SECONDS}s: the remaining server connections to the old nodes are cut"
+    fi
+  fi
+  cmds=""
+  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
+  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
+  printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
+  drain_old "$old" "$old_status"
+  ha_cmd "clear table $HA_BACKEND" >/dev/null
+  install_cfg
+  ha_reload
+  rm -f "$PENDING"
+  pgb_reconnect
+}
+# pgb_no_servers: PgBouncer holds no server connection (SHOW SERVERS is empty)
+pgb_no_servers() { [ -z "$(pgb_admin 5 "SHOW SERVERS")" ]; }
+PAUSED=0
+resume_if_paused() {
+  if [ "$PAUSED" = 1 ]; then
+    PAUSED=0; log "PgBouncer RESUME"; pgb_admin "$WAIT_SECONDS" RESUME || log "PgBouncer RESUME failed: run RESUME on its console"
+  fi
+}
+switchover_pause() {
+  local servers=$1 old=$2 old_status cmds="" s left
+  old_status=$(status_of "$servers" "$old")
+  if pgb_running; then
+    log "switchover $old -> $NEW_WRITE: PgBouncer PAUSE"
+    PAUSED=1
+    trap resume_if_paused EXIT
+    # PgBouncer 1.18 can answer PAUSE at once with the reply of an earlier WAIT_CLOSE (its wait-close
+    # flag stays set): trust only SHOW SERVERS being empty (PAUSE closes every server connection).
+    if ! left=$(pgb_admin "$WAIT_SECONDS" PAUSE "SHOW SERVERS"); then
+      log "PgBouncer PAUSE did not finish within ${WAIT_SECONDS}s"; exit 1
+    fi
+    if [ -n "$left" ] && ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi
+  fi
+  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
+  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
+  printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
+  # Clients resume as soon as HAProxy sends new connections to the new node; the drain follows (as
+  # with reconnect): holding the pause across it stalled every client for ~1.1 s (BENCHMARKS.md).
+  if [ -n "$(status_of "$servers" "$NEW_WRITE")" ]; then
+    # The running HAProxy has the new node: with every other server disabled, it takes the traffic.
+    resume_if_paused
+    trap - EXIT
+    drain_old "$old" "$old_status"
+    install_cfg
+    ha_reload
+  else
+    install_cfg
+    ha_reload_start
+    resume_if_paused
+    trap - EXIT
+    ha_reload_finish
+    drain_old "$old" "$old_status"
+  fi
+  rm -f "$PENDING"
+}
+pgb_ready() { [ -S "$PGB_SOCKDIR/.s.PGSQL.$PGB_PORT" ] && pgb_running; }
+pgb_start() {
+  log "starting PgBouncer"
+  rm -f "$PGB_PID"
+  daemon "$PGBOUNCER_BIN" -d -q "$PGB_INI"
+  if ! wait_for "$WAIT_SECONDS" "PgBouncer to start" pgb_ready; then
+    tail -n 20 "$PGB_LOG" >&2 || true; exit 1
+  fi
+  # the apply compares its next ini with the one PgBouncer runs
+  put_file "$PGB_INI.running" 0600 <"$PGB_INI" || true
+}
+restart_key() { grep -E '^(listen_addr|listen_port|unix_socket_dir|unix_socket_mode|pidfile) ' "$1" 2>/dev/null || true; }
+
+# proxy_check_secrets: the apply's secrets are present and well formed.
+proxy_check_secrets() {
+  local app_re app_line
+  if [ -z "${SECRET_PASSWORD:-}" ]; then log "proxy apply: the PASSWORD secret is missing on stdin"; exit 1; fi
+  case "$SECRET_PASSWORD" in *$'\n'* | *$'\r'*) log "proxy apply: the password must not contain line breaks"; exit 1 ;; esac
+  if ! [[ "${SECRET_VERIFIER:-}" =~ ^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$ ]]; then
+    log "proxy apply: the VERIFIER secret on stdin is not a SCRAM-SHA-256 verifier"; exit 1
+  fi
+  # APP_USERS (optional): application roles' auth-file lines, each "role" "<SCRAM verifier>"
+  if [ -n "${SECRET_APP_USERS:-}" ]; then
+    app_re='^"[a-z_][a-z0-9_]*" "SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"$'
+    while IFS= read -r app_line; do
+      if ! [[ "$app_line" =~ $app_re ]]; then
+        log "proxy apply: an APP_USERS line on stdin is not \"role\" \"<SCRAM-SHA-256 verifier>\""; exit 1
+      fi
+    done <<<"$SECRET_APP_USERS"
+  fi
+}
+
+# proxy_write_files: directories, auth file, .pgpass, pgbouncer.ini and haproxy.cfg.new (checked
+# with haproxy -c); PGB_CHANGED=1 when the ini or the auth file changed.
+PGB_CHANGED=0
+proxy_write_files() {
+  local pw_escaped
+  # Parents stay traversable by the proxy's OS user (a proxy-only host has no node to make them).
+  (umask 022; mkdir -p "$(dirname "$BASE")")
+  mkdir -p "$BASE" "$PGB_SOCKDIR"
+  chmod 0700 "$BASE" "$PGB_SOCKDIR"
+  if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$BASE" "$PGB_SOCKDIR"; fi
+  if ! as_pg test -w "$BASE"; then log "$PG_OS_USER cannot write $BASE (check the parent directories)"; exit 1; fi
+  PGB_CHANGED=0
+  if {
+    printf '%s\n' ';; Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'
+    printf '%s "%s"\n' "$P_USERLIST_USER" "$SECRET_VERIFIER"
+    if [ -n "${SECRET_APP_USERS:-}" ]; then printf '%s\n' "$SECRET_APP_USERS"; fi
+  } | put_file "$PGB_USERLIST" 0600; then PGB_CHANGED=1; fi
+  pw_escaped=$(printf '%s' "$SECRET_PASSWORD" | sed -e 's/[\\:]/\\&/g')
+  {
+    printf '%s\n' '# Managed by pulumi-bdr: do not edit, changes are overwritten on the next `pulumi up`.'
+    printf '*:*:*:%s:%s\n' "$P_PGPASS_USER" "$pw_escaped"
+  } | put_file "$PGPASSFILE" 0600 || true
+  unset pw_escaped
+  if printf '%s' "$P_PGB_INI_TEXT" | put_file "$PGB_INI" 0600; then PGB_CHANGED=1; fi
+  printf '%s' "$P_HA_CFG_TEXT" | put_file "$HA_CFG.new" 0600 || true
+  if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
+}
+
+# proxy_apply_haproxy: start HAProxy, or switch over / reload it.
+proxy_apply_haproxy() {
+  local servers current new_status pending
+  if ! ha_running; then
+    install_cfg
+    ha_start
+    return 0
+  fi
+  servers=$(ha_servers)
+  current=$(ha_current "$servers")
+  if [ -z "$current" ]; then current=$(awk '$1=="server" && !/ backup /{print $2; exit}' "$HA_CFG"); fi
+  if [ "$current" != "$NEW_WRITE" ]; then
+    new_status=$(status_of "$servers" "$NEW_WRITE")
+    if [ -z "$new_status" ]; then
+      log "new write node $NEW_WRITE is not in the running configuration: switching over with a PgBouncer pause"
+      switchover_pause "$servers" "$current"
+    else
+      case "$new_status" in UP* | DRAIN* | MAINT* | NOLB*) ;; *) log "new write node $NEW_WRITE is $new_status in HAProxy: refusing to switch over to it"; exit 1 ;; esac
+      if [ "$SWITCHOVER_METHOD" = pause ]; then switchover_pause "$servers" "$current"; else switchover_reconnect "$servers" "$current"; fi
+    fi
+    log "switchover to $NEW_WRITE done"
+  elif [ -s "$PENDING" ] || ! cmp -s "$HA_CFG.new" "$HA_CFG" || printf '%s\n' "$servers" | awk -F, '$2 ~ /^(MAINT|DRAIN)/{f=1} END{exit !f}'; then
+    if [ -s "$PENDING" ]; then
+      pending=$(head -n1 "$PENDING")
+      log "finishing the interrupted switchover from $pending"
+      if [ "$pending" != "$NEW_WRITE" ]; then drain_old "$pending" "$(status_of "$servers" "$pending")"; fi
+    fi
+    install_cfg
+    ha_reload
+    rm -f "$PENDING"
+    pgb_reconnect
+  else
+    rm -f "$HA_CFG.new"
+    log "HAProxy configuration unchanged"
+  fi
+}
+
+# proxy_apply_pgbouncer: start PgBouncer, or reload / restart it when its files changed.
+proxy_apply_pgbouncer() {
+  if ! pgb_running; then
+    pgb_start
+  elif [ "$PGB_CHANGED" = 1 ]; then
+    if [ "$(restart_key "$PGB_INI")" != "$(restart_key "$PGB_INI.running")" ]; then
+      log "PgBouncer listen settings changed: restarting it"
+      stop_pid "$(pid_of "$PGB_PID")" pgbouncer INT
+      pgb_start
+    elif pgb_admin "$WAIT_SECONDS" RELOAD; then
+      put_file "$PGB_INI.running" 0600 <"$PGB_INI" || true; log "PgBouncer reloaded"
+    else
+      log "PgBouncer console refused RELOAD: sending SIGHUP"; kill -HUP "$(pid_of "$PGB_PID")"
+      put_file "$PGB_INI.running" 0600 <"$PGB_INI" || true
+    fi
+  else
+    log "PgBouncer configuration unchanged"
+  fi
+}
+
+proxy_apply() {
+  read_secrets
+  if [ "${#P_PACKAGES[@]}" -gt 0 ]; then install_packages "${P_PACKAGES[@]}"; fi
+  proxy_check_base
+  proxy_check_secrets
+  # 1. files
+  proxy_write_files
+  # 2. HAProxy
+  proxy_apply_haproxy
+  # 3. PgBouncer
+  proxy_apply_pgbouncer
+}
+
+# proxy_destroy: stops PgBouncer, every HAProxy process the apply started (old ones may still
+# finish sessions after a reload), then removes BASE (and its parent when empty).
+proxy_destroy() {
+  local p
+  proxy_check_base
+  stop_pid "$(pid_of "$PGB_PID")" pgbouncer TERM
+  for p in $( { pid_of "$HA_PID"; cat "$HA_PIDS" 2>/dev/null || true; } | sort -u); do stop_pid "$p" haproxy TERM; done
+  rm -rf -- "$BASE"
+  # The cluster's directory goes too once nothing else of the cluster is in it.
+  rmdir -- "$(dirname "$BASE")" 2>/dev/null || true
+  log "proxy stopped and $BASE removed"
+}
+
+proxy_probe() {
+  local rc=0
+  proxy_check_base
+  ha_running || { log "HAProxy is not running (pid file $HA_PID)"; rc=1; }
+  pgb_running || { log "PgBouncer is not running (pid file $PGB_PID)"; rc=1; }
+  exit "$rc"
+}
+
+proxy_ensure() {
+  local f
+  proxy_check_base
+  if ha_running && pgb_running; then exit 0; fi
+  for f in "$HA_CFG" "$PGB_INI" "$PGB_USERLIST"; do
+    if [ ! -s "$f" ]; then log "proxy guard: $f is missing: the proxy step must run again (pulumi up --replace on its resource)"; exit 1; fi
+  done
+  if ! ha_running; then
+    log "HAProxy was not running: starting it from $HA_CFG"
+    ha_start
+  fi
+  if ! pgb_running; then
+    log "PgBouncer was not running: starting it from $PGB_INI"
+    pgb_start
+  fi
+}
