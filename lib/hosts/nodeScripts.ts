@@ -2,6 +2,7 @@ import type { NodePlan } from "../types";
 import { quoteLiteral, shellQuote } from "../render/quote";
 import { renderPreamble } from "../render/shell";
 import { OUTPUT_PLUGIN_CONF_FILE } from "../render/postgresqlConf";
+import type { WatcherSnippets } from "./watcher";
 
 /** Rendered files a node's server needs. `pgpass` is not here: it is a secret and comes on stdin. */
 export interface NodeFiles {
@@ -132,7 +133,7 @@ export function serverCreateScript(
   node: NodePlan,
   database: string,
   files: NodeFiles,
-  opts: { installPackages?: string[]; outputPluginSnippet?: string },
+  opts: { installPackages?: string[]; outputPluginSnippet?: string; watcher?: WatcherSnippets },
 ): string {
   const dir = shellQuote(nodeDir(node));
   const data = shellQuote(node.dataDir);
@@ -156,6 +157,8 @@ export function serverCreateScript(
     serverControlFns(node),
     "pg_running || pg_start",
     "pg_wait_ready",
+    // The replication watcher (lib/hosts/watcher.ts), when the engine has one.
+    ...(opts.watcher ? [opts.watcher.define, "ensure_watcher"] : []),
     "",
   ]
     .filter((l) => l !== "")
@@ -206,10 +209,11 @@ export function serverConfigScript(
 /**
  * Server step (delete): stops the server and removes the node's directory. Idempotent.
  */
-export function serverDeleteScript(node: NodePlan, database: string): string {
+export function serverDeleteScript(node: NodePlan, database: string, watcherStop?: string): string {
   const data = shellQuote(node.dataDir);
   return [
     nodePreamble(node, database),
+    ...(watcherStop ? [watcherStop] : []),
     `if [ -d ${data} ] && as_pg "$PG_BIN/pg_ctl" -D ${data} status >/dev/null 2>&1; then`,
     `  as_pg "$PG_BIN/pg_ctl" -D ${data} -m fast -w -t 120 stop >/dev/null`,
     "fi",
@@ -262,11 +266,16 @@ export const RESTART_MARKER = "restarted-by-entrypoint";
  * is pending a wake-up ({@link RESTART_MARKER}), 1 otherwise. Reads nothing on stdin and changes
  * nothing.
  */
-export function serverProbeScript(node: NodePlan, database: string): string {
+export function serverProbeScript(node: NodePlan, database: string, watcher?: WatcherSnippets): string {
   return [
     nodePreamble(node, database),
     serverControlFns(node),
-    `if pg_running && [ ! -e "$PG_RUN/${RESTART_MARKER}" ]; then exit 0; fi`,
+    ...(watcher
+      ? [
+          watcher.define,
+          `if pg_running && [ ! -e "$PG_RUN/${RESTART_MARKER}" ]; then ${watcher.check}; exit 0; fi`,
+        ]
+      : [`if pg_running && [ ! -e "$PG_RUN/${RESTART_MARKER}" ]; then exit 0; fi`]),
     `if pg_running; then log "PostgreSQL of node ${node.name} was restarted by its container: peers need a wake-up"; exit 1; fi`,
     `log "PostgreSQL of node ${node.name} (port $PG_PORT) is not running"`,
     "exit 1",
@@ -280,12 +289,19 @@ export function serverProbeScript(node: NodePlan, database: string): string {
  * that wakes the peers' apply workers for this node). Does nothing when the server runs. Needs no
  * secret: the `.pgpass` the server step wrote is already on disk.
  */
-export function serverEnsureScript(node: NodePlan, database: string, afterRestart?: string): string {
+export function serverEnsureScript(
+  node: NodePlan,
+  database: string,
+  afterRestart?: string,
+  watcher?: WatcherSnippets,
+): string {
   const data = shellQuote(node.dataDir);
   return [
     nodePreamble(node, database),
     serverControlFns(node),
+    ...(watcher ? [watcher.define] : []),
     "if pg_running; then",
+    ...(watcher ? ["  ensure_watcher"] : []),
     `  if [ -e "$PG_RUN/${RESTART_MARKER}" ]; then`,
     `    log "node ${node.name}: PostgreSQL was restarted by its container: waking the peers"`,
     afterRestart ? afterRestart.replace(/^/gm, "    ") : "    :",
@@ -300,6 +316,7 @@ export function serverEnsureScript(node: NodePlan, database: string, afterRestar
     `log "node ${node.name}: PostgreSQL (port $PG_PORT) was not running: starting it"`,
     "pg_start",
     "pg_wait_ready",
+    ...(watcher ? ["ensure_watcher"] : []),
     afterRestart ?? "",
     "",
   ]

@@ -104,14 +104,14 @@ describe("renderStep", () => {
     // Running: exit 0, unless a container restart left the marker (then wake the peers first).
     assert.match(
       node.create,
-      /^if pg_running; then\n {2}if \[ -e "\$PG_RUN\/restarted-by-entrypoint" \]; then\n(.*\n)+? {4}as_pg rm -f "\$PG_RUN\/restarted-by-entrypoint"\n {2}fi\n {2}exit 0\nfi$/m,
+      /^if pg_running; then\n {2}ensure_watcher\n {2}if \[ -e "\$PG_RUN\/restarted-by-entrypoint" \]; then\n(.*\n)+? {4}as_pg rm -f "\$PG_RUN\/restarted-by-entrypoint"\n {2}fi\n {2}exit 0\nfi$/m,
     );
     assert.match(
       node.probe!,
-      /^if pg_running && \[ ! -e "\$PG_RUN\/restarted-by-entrypoint" \]; then exit 0; fi$/m,
+      /^if pg_running && \[ ! -e "\$PG_RUN\/restarted-by-entrypoint" \]; then watch_pid >\/dev\/null \|\| \{ log "node n2: its replication watcher is not running"; exit 1; \}; exit 0; fi$/m,
     );
     assert.match(node.create, /daemon "\$PG_BIN\/pg_ctl" -D \/var\/lib\/pulumi-bdr\/db\/n2\/data -l/);
-    assert.match(node.create, /^pg_start\npg_wait_ready\n/m);
+    assert.match(node.create, /^pg_start\npg_wait_ready\nensure_watcher\n/m);
     assert.match(node.create, /PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
     // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
     assert.match(node.create, /waking the peers.{1,6}subscriptions from n2/);
@@ -128,6 +128,35 @@ describe("renderStep", () => {
       /put_file|\.new"|\$SECRET_|^read_secrets$/m,
       "the ensure writes no configuration",
     );
+  });
+
+  it("pglogical: the server step starts the node's watcher and its delete stops it; BDR has none", () => {
+    const p = plan(2);
+    const server = renderStep(
+      p,
+      p.steps.find((s) => s.name === "db-n1-server")!,
+    );
+    assert.match(
+      server.create,
+      /^ensure_watcher\(\) \{\nwatch_install <<'PULUMI_BDR_WATCH_EOF'\n#!\/bin\/bash\n/m,
+    );
+    assert.match(server.create, /^PG_PORT=15432$/m);
+    assert.match(server.create, /pglogical\.alter_subscription_enable\(:'sub', true\)/);
+    assert.ok(server.create.endsWith("\n}\nensure_watcher"), "the watcher starts last");
+    assert.match(server.delete!, /^watch_stop$/m);
+    assert.ok(
+      server.delete!.indexOf("watch_stop\n") < server.delete!.indexOf("pg_ctl"),
+      "watcher stops first",
+    );
+    const b = plan(2, { engine: "bdr" } as Partial<BdrClusterArgs>);
+    for (const step of b.steps.filter(
+      (s) => s.node === "n1" && (s.kind === "server" || s.kind === "guard"),
+    )) {
+      const r = renderStep(b, step);
+      for (const text of [r.create, r.delete ?? "", r.probe ?? ""]) {
+        assert.ok(!text.includes("watch"), `${step.name} has no watcher`);
+      }
+    }
   });
 
   it("secrets reach steps only through stdin", () => {

@@ -1,0 +1,37 @@
+# shellcheck shell=bash
+# pulumi-bdr: control of a node's replication watcher (the engine's watcher body, e.g.
+# pglogical-watch.sh, in $PG_RUN/watch.sh). Sourced by step scripts after common.sh.
+#
+# - watch_pid: prints the watcher's pid when $PG_RUN/watch.pid names a live process running
+#   $PG_RUN/watch.sh; fails otherwise;
+# - watch_install: writes stdin to $PG_RUN/watch.sh (mode 700, as the server's OS user) and stops
+#   a running watcher when the text changed, so watch_start runs the new one;
+# - watch_start: starts the watcher unless one runs: with common.sh's `daemon` (the OS user, a clean
+#   environment), in a session of its own (setsid -f), stdin/stdout/stderr detached, so the step
+#   that starts it does not wait for it; then waits until it wrote its pid file;
+# - watch_stop: stops the watcher's whole process group and removes its pid file. Idempotent.
+watch_pid() {
+  local pid
+  pid=$(cat "$PG_RUN/watch.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$PG_RUN/watch.sh" || return 1
+  printf '%s\n' "$pid"
+}
+watch_install() {
+  if safe_write "$PG_RUN/watch.sh" 700; then watch_stop; fi
+}
+watch_start() {
+
+  watch_pid >/dev/null && return 0
+  daemon setsid -f bash "$PG_RUN/watch.sh" </dev/null >/dev/null 2>&1
+  for _ in $(seq 1 80); do watch_pid >/dev/null && return 0; sleep 0.1; done
+  log "the replication watcher of port $PG_PORT did not start (see $PG_RUN/watch.log)"
+  return 1
+}
+watch_stop() {
+  local pid
+  pid=$(watch_pid) || { as_pg rm -f "$PG_RUN/watch.pid"; return 0; }
+  as_pg kill -TERM -- "-$pid" 2>/dev/null || as_pg kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+  as_pg rm -f "$PG_RUN/watch.pid"
+}
