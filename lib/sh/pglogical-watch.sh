@@ -31,7 +31,7 @@ printf '%s\n' "$$" >"$PG_RUN/watch.pid.tmp" && mv -f "$PG_RUN/watch.pid.tmp" "$P
 trap 'exit 0' TERM INT HUP
 trap '[ "$(cat "$PG_RUN/watch.pid" 2>/dev/null)" != "$$" ] || rm -f "$PG_RUN/watch.pid"' EXIT
 
-wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"; }
+wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$$" "$*"; }
 # SQL on stdin against the local server (Unix socket, peer authentication); -v assignments allowed.
 wsql_local() {
   PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$PG_DB" "$@"
@@ -59,9 +59,15 @@ SQL
   return 1
 }
 
+# Milliseconds since an $EPOCHREALTIME value.
+ms_since() {
+  local now=${EPOCHREALTIME/./} then=${1/./}
+  printf '%s' "$(((now - then) / 1000))"
+}
+
 declare -A started=() bounced_at=() pending_enable=()
 watch_once() {
-  local rows sub status prov dsn st prev now todo why
+  local rows sub status prov dsn st prev now todo why t0
   local -A subs_of=() down_of=() dsn_of=()
   for sub in "${!pending_enable[@]}"; do
     if wsql_local -v sub="$sub" >/dev/null <<'SQL'
@@ -101,7 +107,9 @@ SQL
     bounced_at[$prov]=$now
     while IFS= read -r sub; do
       [ -n "$sub" ] || continue
-      if bounce "$sub"; then wlog "restarted $sub: $why"; fi
+      t0=$EPOCHREALTIME
+      wlog "restarting $sub: $why"
+      if bounce "$sub"; then wlog "restarted $sub in $(ms_since "$t0") ms"; fi
     done <<<"$todo"
   done
 }
