@@ -11,8 +11,10 @@
 #   - every enabled subscription from a provider whose postmaster start time changed since the
 #     last poll (its apply worker may still show 'replicating' on a connection that died without
 #     a FIN);
-#   - every subscription whose status is 'down' (enabled, no apply worker), at most once per
-#     WATCH_COOLDOWN seconds per provider.
+#   - every subscription whose status was 'down' (enabled, no apply worker) on two polls in a
+#     row, at most once per WATCH_COOLDOWN seconds per provider.
+# Only subscriptions whose initial sync is done (subscription-level local_sync_status 'r') are
+# touched: a join in progress (creating, syncing, parking subscriptions) is left alone.
 # A node that itself restarted is covered by the second rule: its apply workers that failed
 # while a provider was away are restarted as soon as that provider answers.
 #
@@ -65,10 +67,10 @@ ms_since() {
   printf '%s' "$(((now - then) / 1000))"
 }
 
-declare -A started=() bounced_at=() pending_enable=()
+declare -A started=() bounced_at=() pending_enable=() was_down=()
 watch_once() {
   local rows sub status prov dsn st prev now todo why t0
-  local -A subs_of=() down_of=() dsn_of=()
+  local -A subs_of=() down_of=() dsn_of=() now_down=()
   for sub in "${!pending_enable[@]}"; do
     if wsql_local -v sub="$sub" >/dev/null <<'SQL'
 SELECT pglogical.alter_subscription_enable(:'sub', true)
@@ -78,18 +80,27 @@ SQL
   done
   # Fails (quietly) while the server is down or before the extension exists.
   rows=$(wsql_local 2>/dev/null <<'SQL'
-SELECT subscription_name, status, provider_node, provider_dsn
-  FROM pglogical.show_subscription_status()
- WHERE status <> 'disabled'
- ORDER BY provider_node, subscription_name;
+SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
+  FROM pglogical.show_subscription_status() s
+  JOIN pglogical.subscription u ON u.sub_name = s.subscription_name
+  JOIN pglogical.local_sync_status y
+    ON y.sync_subid = u.sub_id AND y.sync_nspname IS NULL AND y.sync_relname IS NULL
+ WHERE s.status <> 'disabled' AND y.sync_status = 'r'
+ ORDER BY s.provider_node, s.subscription_name;
 SQL
   ) || return 0
   while IFS='|' read -r sub status prov dsn; do
     [ -n "$sub" ] && [ -n "$prov" ] || continue
     subs_of[$prov]+="$sub"$'\n'
     dsn_of[$prov]=$dsn
-    [ "$status" != down ] || down_of[$prov]+="$sub"$'\n'
+    if [ "$status" = down ]; then
+      # Down on two polls in a row: not a worker the manager is just starting.
+      [ -z "${was_down[$sub]:-}" ] || down_of[$prov]+="$sub"$'\n'
+      now_down[$sub]=1
+    fi
   done <<<"$rows"
+  was_down=()
+  for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
   now=$(date +%s)
   for prov in "${!subs_of[@]}"; do
     st=$(provider_started "${dsn_of[$prov]}") || continue

@@ -126,7 +126,11 @@ watch_stop() {
   local pid
   pid=$(watch_pid) || { as_pg rm -f "$PG_RUN/watch.pid"; return 0; }
   as_pg kill -TERM -- "-$pid" 2>/dev/null || as_pg kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+  # Gone, or a zombie its new parent has not reaped yet.
+  for _ in $(seq 1 50); do
+    case "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" in "" | Z) break ;; esac
+    sleep 0.1
+  done
   as_pg rm -f "$PG_RUN/watch.pid"
 }
 ensure_watcher() {
@@ -223,8 +227,10 @@ safe_write() {
 #   - every enabled subscription from a provider whose postmaster start time changed since the
 #     last poll (its apply worker may still show 'replicating' on a connection that died without
 #     a FIN);
-#   - every subscription whose status is 'down' (enabled, no apply worker), at most once per
-#     WATCH_COOLDOWN seconds per provider.
+#   - every subscription whose status was 'down' (enabled, no apply worker) on two polls in a
+#     row, at most once per WATCH_COOLDOWN seconds per provider.
+# Only subscriptions whose initial sync is done (subscription-level local_sync_status 'r') are
+# touched: a join in progress (creating, syncing, parking subscriptions) is left alone.
 # A node that itself restarted is covered by the second rule: its apply workers that failed
 # while a provider was away are restarted as soon as that provider answers.
 #
@@ -243,7 +249,7 @@ printf '%s\n' "$$" >"$PG_RUN/watch.pid.tmp" && mv -f "$PG_RUN/watch.pid.tmp" "$P
 trap 'exit 0' TERM INT HUP
 trap '[ "$(cat "$PG_RUN/watch.pid" 2>/dev/null)" != "$$" ] || rm -f "$PG_RUN/watch.pid"' EXIT
 
-wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"; }
+wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$$" "$*"; }
 # SQL on stdin against the local server (Unix socket, peer authentication); -v assignments allowed.
 wsql_local() {
   PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$PG_DB" "$@"
@@ -271,10 +277,16 @@ SQL
   return 1
 }
 
-declare -A started=() bounced_at=() pending_enable=()
+# Milliseconds since an $EPOCHREALTIME value.
+ms_since() {
+  local now=${EPOCHREALTIME/./} then=${1/./}
+  printf '%s' "$(((now - then) / 1000))"
+}
+
+declare -A started=() bounced_at=() pending_enable=() was_down=()
 watch_once() {
-  local rows sub status prov dsn st prev now todo why
-  local -A subs_of=() down_of=() dsn_of=()
+  local rows sub status prov dsn st prev now todo why t0
+  local -A subs_of=() down_of=() dsn_of=() now_down=()
   for sub in "${!pending_enable[@]}"; do
     if wsql_local -v sub="$sub" >/dev/null <<'SQL'
 SELECT pglogical.alter_subscription_enable(:'sub', true)
@@ -284,18 +296,27 @@ SQL
   done
   # Fails (quietly) while the server is down or before the extension exists.
   rows=$(wsql_local 2>/dev/null <<'SQL'
-SELECT subscription_name, status, provider_node, provider_dsn
-  FROM pglogical.show_subscription_status()
- WHERE status <> 'disabled'
- ORDER BY provider_node, subscription_name;
+SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
+  FROM pglogical.show_subscription_status() s
+  JOIN pglogical.subscription u ON u.sub_name = s.subscription_name
+  JOIN pglogical.local_sync_status y
+    ON y.sync_subid = u.sub_id AND y.sync_nspname IS NULL AND y.sync_relname IS NULL
+ WHERE s.status <> 'disabled' AND y.sync_status = 'r'
+ ORDER BY s.provider_node, s.subscription_name;
 SQL
   ) || return 0
   while IFS='|' read -r sub status prov dsn; do
     [ -n "$sub" ] && [ -n "$prov" ] || continue
     subs_of[$prov]+="$sub"$'\n'
     dsn_of[$prov]=$dsn
-    [ "$status" != down ] || down_of[$prov]+="$sub"$'\n'
+    if [ "$status" = down ]; then
+      # Down on two polls in a row: not a worker the manager is just starting.
+      [ -z "${was_down[$sub]:-}" ] || down_of[$prov]+="$sub"$'\n'
+      now_down[$sub]=1
+    fi
   done <<<"$rows"
+  was_down=()
+  for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
   now=$(date +%s)
   for prov in "${!subs_of[@]}"; do
     st=$(provider_started "${dsn_of[$prov]}") || continue
@@ -313,7 +334,9 @@ SQL
     bounced_at[$prov]=$now
     while IFS= read -r sub; do
       [ -n "$sub" ] || continue
-      if bounce "$sub"; then wlog "restarted $sub: $why"; fi
+      t0=$EPOCHREALTIME
+      wlog "restarting $sub: $why"
+      if bounce "$sub"; then wlog "restarted $sub in $(ms_since "$t0") ms"; fi
     done <<<"$todo"
   done
 }
@@ -540,7 +563,11 @@ watch_stop() {
   local pid
   pid=$(watch_pid) || { as_pg rm -f "$PG_RUN/watch.pid"; return 0; }
   as_pg kill -TERM -- "-$pid" 2>/dev/null || as_pg kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+  # Gone, or a zombie its new parent has not reaped yet.
+  for _ in $(seq 1 50); do
+    case "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" in "" | Z) break ;; esac
+    sleep 0.1
+  done
   as_pg rm -f "$PG_RUN/watch.pid"
 }
 ensure_watcher() {
@@ -637,8 +664,10 @@ safe_write() {
 #   - every enabled subscription from a provider whose postmaster start time changed since the
 #     last poll (its apply worker may still show 'replicating' on a connection that died without
 #     a FIN);
-#   - every subscription whose status is 'down' (enabled, no apply worker), at most once per
-#     WATCH_COOLDOWN seconds per provider.
+#   - every subscription whose status was 'down' (enabled, no apply worker) on two polls in a
+#     row, at most once per WATCH_COOLDOWN seconds per provider.
+# Only subscriptions whose initial sync is done (subscription-level local_sync_status 'r') are
+# touched: a join in progress (creating, syncing, parking subscriptions) is left alone.
 # A node that itself restarted is covered by the second rule: its apply workers that failed
 # while a provider was away are restarted as soon as that provider answers.
 #
@@ -657,7 +686,7 @@ printf '%s\n' "$$" >"$PG_RUN/watch.pid.tmp" && mv -f "$PG_RUN/watch.pid.tmp" "$P
 trap 'exit 0' TERM INT HUP
 trap '[ "$(cat "$PG_RUN/watch.pid" 2>/dev/null)" != "$$" ] || rm -f "$PG_RUN/watch.pid"' EXIT
 
-wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"; }
+wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$$" "$*"; }
 # SQL on stdin against the local server (Unix socket, peer authentication); -v assignments allowed.
 wsql_local() {
   PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$PG_DB" "$@"
@@ -685,10 +714,16 @@ SQL
   return 1
 }
 
-declare -A started=() bounced_at=() pending_enable=()
+# Milliseconds since an $EPOCHREALTIME value.
+ms_since() {
+  local now=${EPOCHREALTIME/./} then=${1/./}
+  printf '%s' "$(((now - then) / 1000))"
+}
+
+declare -A started=() bounced_at=() pending_enable=() was_down=()
 watch_once() {
-  local rows sub status prov dsn st prev now todo why
-  local -A subs_of=() down_of=() dsn_of=()
+  local rows sub status prov dsn st prev now todo why t0
+  local -A subs_of=() down_of=() dsn_of=() now_down=()
   for sub in "${!pending_enable[@]}"; do
     if wsql_local -v sub="$sub" >/dev/null <<'SQL'
 SELECT pglogical.alter_subscription_enable(:'sub', true)
@@ -698,18 +733,27 @@ SQL
   done
   # Fails (quietly) while the server is down or before the extension exists.
   rows=$(wsql_local 2>/dev/null <<'SQL'
-SELECT subscription_name, status, provider_node, provider_dsn
-  FROM pglogical.show_subscription_status()
- WHERE status <> 'disabled'
- ORDER BY provider_node, subscription_name;
+SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
+  FROM pglogical.show_subscription_status() s
+  JOIN pglogical.subscription u ON u.sub_name = s.subscription_name
+  JOIN pglogical.local_sync_status y
+    ON y.sync_subid = u.sub_id AND y.sync_nspname IS NULL AND y.sync_relname IS NULL
+ WHERE s.status <> 'disabled' AND y.sync_status = 'r'
+ ORDER BY s.provider_node, s.subscription_name;
 SQL
   ) || return 0
   while IFS='|' read -r sub status prov dsn; do
     [ -n "$sub" ] && [ -n "$prov" ] || continue
     subs_of[$prov]+="$sub"$'\n'
     dsn_of[$prov]=$dsn
-    [ "$status" != down ] || down_of[$prov]+="$sub"$'\n'
+    if [ "$status" = down ]; then
+      # Down on two polls in a row: not a worker the manager is just starting.
+      [ -z "${was_down[$sub]:-}" ] || down_of[$prov]+="$sub"$'\n'
+      now_down[$sub]=1
+    fi
   done <<<"$rows"
+  was_down=()
+  for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
   now=$(date +%s)
   for prov in "${!subs_of[@]}"; do
     st=$(provider_started "${dsn_of[$prov]}") || continue
@@ -727,7 +771,9 @@ SQL
     bounced_at[$prov]=$now
     while IFS= read -r sub; do
       [ -n "$sub" ] || continue
-      if bounce "$sub"; then wlog "restarted $sub: $why"; fi
+      t0=$EPOCHREALTIME
+      wlog "restarting $sub: $why"
+      if bounce "$sub"; then wlog "restarted $sub in $(ms_since "$t0") ms"; fi
     done <<<"$todo"
   done
 }
