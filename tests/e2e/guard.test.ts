@@ -258,7 +258,7 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
         `runuser -u postgres -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -f bash ${CLUSTER_DIR}/${node}/run/watch.sh </dev/null >/dev/null 2>&1`,
       );
     }
-    await new Promise((r) => setTimeout(r, 6500)); // the lock wait of a second watcher is 5 s
+    await new Promise((r) => setTimeout(r, 8000)); // a second watcher waits 5 s for the lock
     for (const node of NODES) {
       assert.strictEqual((await watcherPids(node)).length, 1, `watchers of ${node} after a second start`);
     }
