@@ -12,6 +12,11 @@ for data in /var/lib/pulumi-bdr/*/*/data; do
   if runuser -u postgres -- env PGPASSFILE="$dir/pgpass" /usr/lib/postgresql/15/bin/pg_ctl \
     -D "$data" -l "$dir/run/server.log" -w start; then
     runuser -u postgres -- touch "$dir/run/restarted-by-entrypoint"
+    # The node's replication watcher (written by the server step), as that step starts it.
+    if [ -f "$dir/run/watch.sh" ]; then
+      runuser -u postgres -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ \
+        PGPASSFILE="$dir/pgpass" setsid -f bash "$dir/run/watch.sh" </dev/null >/dev/null 2>&1 || true
+    fi
   fi
 done
 stop() {

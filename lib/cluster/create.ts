@@ -44,6 +44,7 @@ import { renderSecretStdin } from "../render/shell";
 import { connString, shellQuote } from "../render/quote";
 import { localSql } from "../engines/types";
 import { proxyApplyScript, proxyDestroyScript } from "../proxy/scripts";
+import { nodeWatcher, type NodeWatcher } from "../hosts/watcher";
 import type { Volume as DockerVolume } from "@pulumi/docker";
 
 /** Secrets derived once from the password; every one is a secret Output. */
@@ -136,6 +137,11 @@ export function pgpassFor(ctx: ClusterContext, password: string): string {
   return renderPgpass([{ host: "*", port: "*", database: "*", user: ctx.replicationUser, password }]);
 }
 
+/** The node's replication watcher (the engine's optional watcher body), or undefined. */
+function watcherOf(ctx: ClusterContext, engine: Engine, node: NodePlan): NodeWatcher | undefined {
+  return nodeWatcher(node, ctx.database, engine.watcherScript?.(ctx, node));
+}
+
 function outputPluginFor(ctx: ClusterContext, engine: Engine): readonly string[] {
   return engine.outputPlugins(ctx);
 }
@@ -205,8 +211,9 @@ export function renderStep(
         create: serverCreateScript(node!, ctx.database, files, {
           installPackages: install,
           outputPlugins: outputPluginFor(ctx, engine),
+          watcher: watcherOf(ctx, engine, node!),
         }),
-        delete: serverDeleteScript(node!, ctx.database),
+        delete: serverDeleteScript(node!, ctx.database, watcherOf(ctx, engine, node!)),
         stdin: pgpass,
         // Later changes of the files are the config step's job (rolling, reload or restart).
         ignoreChanges: ["create", "stdin"],
@@ -254,8 +261,14 @@ export function renderStep(
     }
     case "guard": {
       if (node) {
-        const ensure = serverEnsureScript(node, ctx.database, engine.afterRestartScript?.(ctx, node));
-        return { create: ensure, update: ensure, probe: serverProbeScript(node, ctx.database) };
+        const watcher = watcherOf(ctx, engine, node);
+        const ensure = serverEnsureScript(
+          node,
+          ctx.database,
+          engine.afterRestartScript?.(ctx, node),
+          watcher,
+        );
+        return { create: ensure, update: ensure, probe: serverProbeScript(node, ctx.database, watcher) };
       }
       const input = { ctx, proxy: plan.proxy!, binDir: ctx.nodes[0].binDir };
       const ensure = proxyEnsureScript(input);

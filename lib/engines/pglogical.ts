@@ -598,6 +598,10 @@ export const pglogicalEngine: Engine = {
     return forgetNodeSql(ctx, leaving);
   },
 
+  watcherScript(): string {
+    return shippedScript("pglogical-watch.sh");
+  },
+
   afterRestartScript(ctx: ClusterContext, node: NodePlan): string {
     return afterRestart(ctx, node);
   },

@@ -132,6 +132,17 @@ export interface Engine {
   afterRestartScript?(ctx: ClusterContext, node: NodePlan): string;
 
   /**
+   * Optional bash body of a *watcher*: a daemon the server step starts beside the node's
+   * PostgreSQL (as its OS user, one per node, stopped on delete) that heals replication after a
+   * restart `pulumi up` did not do (an operator, systemd, a crash). The body runs after the node's
+   * values and `lib/sh/common.sh`, loops forever and must follow `lib/sh/watch-ctl.sh`'s contract
+   * (lock `$PG_RUN/watch.lock`, pid in `$PG_RUN/watch.pid`, exit when that file no longer names
+   * it). pglogical: restarts apply workers left idle by a provider's restart; BDR: none (BDR
+   * reconnects by itself).
+   */
+  watcherScript?(ctx: ClusterContext, node: NodePlan): string;
+
+  /**
    * SQL that returns once every change committed so far on the node it runs on is confirmed by
    * all peers (the engine's `wait_slot_confirm_lsn(NULL, NULL)`), under a `statement_timeout` of
    * `timeoutSeconds` (the wait has no timeout of its own); it fails with

@@ -8,6 +8,7 @@ import {
   type ShellNodeContext,
 } from "../render/shell";
 import { OUTPUT_PLUGIN_CONF_FILE } from "../render/postgresqlConf";
+import type { NodeWatcher } from "./watcher";
 
 /** Rendered files a node's server needs. `pgpass` is not here: it is a secret and comes on stdin. */
 export interface NodeFiles {
@@ -91,6 +92,21 @@ export function checkPackages(packages: readonly string[]): void {
   }
 }
 
+/**
+ * The watcher's values and shell file (lib/sh/watch-ctl.sh), or nothing when the engine has none.
+ * `withFile`: the watcher's text too (`N_WATCH_TEXT`), for the scripts that write and start it.
+ */
+function watcherParts(
+  watcher: NodeWatcher | undefined,
+  withFile: boolean,
+): { values: string[]; libs: string[] } {
+  if (!watcher) return { values: [], libs: [] };
+  return {
+    values: [shellAssign("N_WATCHER", 1), ...(withFile ? [shellText("N_WATCH_TEXT", watcher.file)] : [])],
+    libs: ["watch-ctl.sh"],
+  };
+}
+
 /** `node_after_restart() { <engine body> }`: the hook lib/sh/node-server.sh runs after a restart. */
 function afterRestartHook(afterRestart: string | undefined): string[] {
   return afterRestart ? ["node_after_restart() {", afterRestart.replace(/\n$/, ""), "}"] : [];
@@ -98,22 +114,28 @@ function afterRestartHook(afterRestart: string | undefined): string[] {
 
 /**
  * Server step (create): packages (optional), directories, `initdb` when the data directory is empty,
- * the rendered files, then start (lib/sh/node-server.sh `server_create`). Idempotent: a second run
- * finds everything in place and starts the server only if it is stopped. Reads `SECRET_PGPASS`
- * from stdin.
+ * the rendered files, then start, then the engine's replication watcher when it has one
+ * (lib/sh/node-server.sh `server_create`). Idempotent: a second run finds everything in place and
+ * starts the server (and the watcher) only if it is stopped. Reads `SECRET_PGPASS` from stdin.
  */
 export function serverCreateScript(
   node: NodePlan,
   database: string,
   files: NodeFiles,
-  opts: { installPackages?: string[]; outputPlugins?: readonly string[] },
+  opts: { installPackages?: string[]; outputPlugins?: readonly string[]; watcher?: NodeWatcher },
 ): string {
   const packages = opts.installPackages ?? [];
   checkPackages(packages);
+  const w = watcherParts(opts.watcher, true);
   return stepScript(
     nodeShellContext(node, database),
-    [...nodeValues(node), shellArray("N_PACKAGES", packages), ...fileValues(node, files, opts.outputPlugins)],
-    ["node-server.sh", "node-config.sh"],
+    [
+      ...nodeValues(node),
+      shellArray("N_PACKAGES", packages),
+      ...fileValues(node, files, opts.outputPlugins),
+      ...w.values,
+    ],
+    ["node-server.sh", "node-config.sh", ...w.libs],
     ["server_create"],
   );
 }
@@ -139,12 +161,16 @@ export function serverConfigScript(
   );
 }
 
-/** Server step (delete): stops the server and removes the node's directory. Idempotent. */
-export function serverDeleteScript(node: NodePlan, database: string): string {
+/**
+ * Server step (delete): stops the node's watcher (when the engine has one) and the server, and
+ * removes the node's directory. Idempotent.
+ */
+export function serverDeleteScript(node: NodePlan, database: string, watcher?: NodeWatcher): string {
+  const w = watcherParts(watcher, false);
   return stepScript(
     nodeShellContext(node, database),
-    nodeValues(node),
-    ["node-server.sh"],
+    [...nodeValues(node), ...w.values],
+    ["node-server.sh", ...w.libs],
     ["server_delete"],
   );
 }
@@ -177,25 +203,38 @@ export function setupScript(
 export const RESTART_MARKER = "restarted-by-entrypoint";
 
 /**
- * Guard probe: exits 0 when the node's postmaster runs (`pg_ctl status`) and no container restart
- * is pending a wake-up ({@link RESTART_MARKER}), 1 otherwise. Reads nothing on stdin and changes
- * nothing.
+ * Guard probe: exits 0 when the node's postmaster runs (`pg_ctl status`), no container restart
+ * is pending a wake-up ({@link RESTART_MARKER}) and the node's watcher runs (when the engine has
+ * one), 1 otherwise. Reads nothing on stdin and changes nothing.
  */
-export function serverProbeScript(node: NodePlan, database: string): string {
-  return stepScript(nodeShellContext(node, database), nodeValues(node), ["node-server.sh"], ["server_probe"]);
+export function serverProbeScript(node: NodePlan, database: string, watcher?: NodeWatcher): string {
+  const w = watcherParts(watcher, false);
+  return stepScript(
+    nodeShellContext(node, database),
+    [...nodeValues(node), ...w.values],
+    ["node-server.sh", ...w.libs],
+    ["server_probe"],
+  );
 }
 
 /**
  * Guard ensure: starts the node's server when it is stopped, as the server step does (with
- * `PGPASSFILE`), waits until it accepts connections, then runs `afterRestart` (the engine's hook
- * that wakes the peers' apply workers for this node). Does nothing when the server runs. Needs no
- * secret: the `.pgpass` the server step wrote is already on disk.
+ * `PGPASSFILE`), waits until it accepts connections, starts the node's watcher (when the engine
+ * has one, also when the server runs), then runs `afterRestart` (the engine's hook that wakes the
+ * peers' apply workers for this node). Does nothing when both run. Needs no secret: the `.pgpass`
+ * the server step wrote is already on disk.
  */
-export function serverEnsureScript(node: NodePlan, database: string, afterRestart?: string): string {
+export function serverEnsureScript(
+  node: NodePlan,
+  database: string,
+  afterRestart?: string,
+  watcher?: NodeWatcher,
+): string {
+  const w = watcherParts(watcher, true);
   return stepScript(
     nodeShellContext(node, database),
-    nodeValues(node),
-    ["node-server.sh"],
+    [...nodeValues(node), ...w.values],
+    ["node-server.sh", ...w.libs],
     [...afterRestartHook(afterRestart), "server_ensure"],
   );
 }

@@ -8,16 +8,22 @@
 #   N_DATA     its data directory (inside N_DIR)
 #   N_MAJOR    PostgreSQL major version (messages)
 #   N_PACKAGES array of Debian packages to install when missing (empty: install nothing)
+#   N_WATCHER  1 when the engine has a replication watcher (then watch-ctl.sh is sourced too and,
+#              for server_create and server_ensure, N_WATCH_TEXT holds its file); unset or 0: none
 #   and for server_create the values of node-config.sh.
 # Hook: node_after_restart, when defined (the engine's after-restart body), runs after the guard
 # started a stopped server or found one its container restarted.
 #
 # Entry points:
 #   server_create  packages, directories, initdb when the data directory is empty, the files
-#                  (node_write_files), then start. Reads SECRET_PGPASS from stdin. Idempotent.
-#   server_delete  stops the server and removes N_DIR (and its parent when empty). Idempotent.
-#   server_probe   exit 0 when the postmaster runs and no container restart awaits a wake-up.
-#   server_ensure  starts a stopped server (and wakes the peers); nothing when it runs.
+#                  (node_write_files), then start, then the watcher (when configured). Reads
+#                  SECRET_PGPASS from stdin. Idempotent.
+#   server_delete  stops the watcher (when configured) and the server, removes N_DIR (and its
+#                  parent when empty). Idempotent.
+#   server_probe   exit 0 when the postmaster runs, no container restart awaits a wake-up and the
+#                  watcher (when configured) runs.
+#   server_ensure  starts a stopped server (and wakes the peers) and the watcher (when configured);
+#                  nothing when both run.
 
 # The file the docker image's entrypoint leaves in the run directory when it started PostgreSQL.
 N_RESTART_MARKER=restarted-by-entrypoint
@@ -37,6 +43,8 @@ pg_wait_ready() {
 run_after_restart() {
   if declare -F node_after_restart >/dev/null; then node_after_restart; fi
 }
+# has_watcher: the engine has a replication watcher (watch-ctl.sh's functions are defined).
+has_watcher() { [ "${N_WATCHER:-0}" = 1 ]; }
 
 server_create() {
   read_secrets
@@ -54,9 +62,11 @@ server_create() {
   node_write_files
   pg_running || pg_start
   pg_wait_ready
+  if has_watcher; then watch_ensure; fi
 }
 
 server_delete() {
+  if has_watcher; then watch_stop; fi
   if [ -d "$N_DATA" ] && as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m fast -w -t 120 stop >/dev/null
   fi
@@ -65,7 +75,10 @@ server_delete() {
 }
 
 server_probe() {
-  if pg_running && [ ! -e "$PG_RUN/$N_RESTART_MARKER" ]; then exit 0; fi
+  if pg_running && [ ! -e "$PG_RUN/$N_RESTART_MARKER" ]; then
+    if has_watcher && ! watch_pid >/dev/null; then log "node $N_NAME: its replication watcher is not running"; exit 1; fi
+    exit 0
+  fi
   if pg_running; then log "PostgreSQL of node $N_NAME was restarted by its container: peers need a wake-up"; exit 1; fi
   log "PostgreSQL of node $N_NAME (port $PG_PORT) is not running"
   exit 1
@@ -73,6 +86,7 @@ server_probe() {
 
 server_ensure() {
   if pg_running; then
+    if has_watcher; then watch_ensure; fi
     if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then
       log "node $N_NAME: PostgreSQL was restarted by its container: waking the peers"
       run_after_restart
@@ -87,5 +101,6 @@ server_ensure() {
   log "node $N_NAME: PostgreSQL (port $PG_PORT) was not running: starting it"
   pg_start
   pg_wait_ready
+  if has_watcher; then watch_ensure; fi
   run_after_restart
 }

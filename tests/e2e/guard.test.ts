@@ -64,6 +64,20 @@ async function livePid(pidFile: string, comm: string): Promise<number | undefine
 }
 
 /**
+ * Pids of the replication watchers (`bash <node>/run/watch.sh`, each the leader of its own
+ * session, so the watcher's short-lived subshells do not count) of `node`, or of every node.
+ */
+async function watcherPids(node?: string): Promise<number[]> {
+  const out = await sh("ps -eo pid=,pgid=,args=");
+  const re = new RegExp(`^bash ${CLUSTER_DIR}/${node ?? "[^/]+"}/run/watch\\.sh$`);
+  return out
+    .split("\n")
+    .map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null && m[1] === m[2] && re.test(m[3]))
+    .map((m) => Number(m[1]));
+}
+
+/**
  * Stops what an interrupted earlier run of this file left, by pid (from the pid files under this
  * cluster's directory), then removes the directory.
  */
@@ -75,6 +89,13 @@ async function cleanLeftovers(): Promise<void> {
       await sh(
         `runuser -u postgres -- ${PG_BIN}/pg_ctl -D ${data} -m immediate stop >/dev/null 2>&1 || true`,
       );
+    }
+  }
+  for (const pid of await watcherPids()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone already
     }
   }
   for (const [file, comm] of [
@@ -209,11 +230,73 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
     assert.deepStrictEqual(upChanges(r), {});
   });
 
+  it("4b. one replication watcher per node; a second start of it exits at once", async () => {
+    for (const node of NODES) {
+      assert.strictEqual((await watcherPids(node)).length, 1, `watchers of ${node}`);
+      // What a second server step or guard ensure would do if the pid file were lost: the lock
+      // keeps the running watcher the only one.
+      await sh(
+        `runuser -u postgres -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -f bash ${CLUSTER_DIR}/${node}/run/watch.sh </dev/null >/dev/null 2>&1`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 8000)); // a second watcher waits 5 s for the lock
+    for (const node of NODES) {
+      assert.strictEqual((await watcherPids(node)).length, 1, `watchers of ${node} after a second start`);
+    }
+  });
+
+  it("4c. kill -9 of n2's postmaster, started again outside Pulumi: both directions replicate within 10 s", async () => {
+    const data = `${CLUSTER_DIR}/n2/data`;
+    const pid = Number(fs.readFileSync(`${data}/postmaster.pid`, "utf8").split("\n")[0]);
+    process.kill(pid, "SIGKILL");
+    await waitFor("n2 to be gone", async () => !(await listening("127.0.0.1", portOf("n2"))), 10000);
+    // Longer than pglogical's first retry (~5 s after the worker died): without the watcher the
+    // peer's apply worker would now wait ~180 s for the next one.
+    await new Promise((r) => setTimeout(r, 8000));
+    const t0 = Date.now();
+    await waitFor(
+      "pg_ctl start of n2 (the old children must be gone first)",
+      async () => {
+        await sh(
+          `runuser -u postgres -- env PGPASSFILE=${CLUSTER_DIR}/n2/pgpass ${PG_BIN}/pg_ctl -D ${data} ` +
+            `-l ${CLUSTER_DIR}/n2/run/server.log -w -t 60 start >/dev/null 2>&1`,
+        );
+        return true;
+      },
+      30000,
+      500,
+    );
+    const started = Date.now() - t0;
+    const rowOn = async (node: string, id: number) =>
+      (await query(direct(node), "SELECT count(*) AS c FROM public.items WHERE id = $1", [id]))[0].c === "1";
+    await query(direct("n2"), "INSERT INTO public.items VALUES (42, 'n2 after restart')");
+    await query(direct("n1"), "INSERT INTO public.items VALUES (41, 'n1 after restart')");
+    const [toN1, toN2] = await Promise.all([
+      waitFor("n2's row on n1", () => rowOn("n1", 42), 60000, 50).then(() => Date.now() - t0),
+      waitFor("n1's row on n2", () => rowOn("n2", 41), 60000, 50).then(() => Date.now() - t0),
+    ]);
+    log(
+      `restart outside Pulumi: pg_ctl start took ${started} ms; from the start command: n2 -> n1 ${toN1} ms, ` +
+        `n1 -> n2 ${toN2} ms (from the server accepting connections: ${toN1 - started} / ${toN2 - started} ms)`,
+    );
+    assert.ok(
+      Math.max(toN1, toN2) <= 10000,
+      `replication resumed after ${Math.max(toN1, toN2)} ms (limit 10 s)`,
+    );
+    // Nothing is wrong any more: a refresh finds nothing to do, and the watchers still run.
+    const pr = await timed("preview --refresh after the outside restart", () =>
+      stack.preview({ refresh: true, onOutput: () => undefined }),
+    );
+    assert.deepStrictEqual(previewChanges(pr), {});
+    for (const node of NODES) assert.strictEqual((await watcherPids(node)).length, 1, `watchers of ${node}`);
+  });
+
   it("5. destroy stops the restarted processes too", async () => {
     await timed("destroy", () => stack.destroy({ onOutput: () => undefined }));
     for (const port of [...NODES.map(portOf), HAPROXY_PORT, PGBOUNCER_PORT]) {
       assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);
     }
     assert.strictEqual(fs.existsSync(CLUSTER_DIR), false, `${CLUSTER_DIR} remains`);
+    assert.deepStrictEqual(await watcherPids(), [], "replication watchers left running");
   });
 });

@@ -66,11 +66,15 @@ export const SHELL_LIBRARY: readonly string[] = fs
 /**
  * A rendered script with every copy of a shipped library file replaced by one marker line
  * `# <lib/sh/NAME>`: what a golden file of a step holds (the library has a golden of its own).
+ * Copies inside a single-quoted value (a file a step writes, e.g. the watcher's `N_WATCH_TEXT`)
+ * are replaced too.
  */
 export function withLibraryMarkers(script: string): string {
   let text = script;
   for (const name of SHELL_LIBRARY) {
-    text = text.split(shippedScript(name).replace(/\n$/, "")).join(`# <lib/sh/${name}>`);
+    const lib = shippedScript(name).replace(/\n$/, "");
+    text = text.split(lib).join(`# <lib/sh/${name}>`);
+    text = text.split(lib.replace(/'/g, `'\\''`)).join(`# <lib/sh/${name}>`);
   }
   return text;
 }

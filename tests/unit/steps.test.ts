@@ -4,6 +4,8 @@ import { planCluster, RunnerEnv } from "../../lib/cluster/plan";
 import { renderStep } from "../../lib/cluster/create";
 import { guardProvider } from "../../lib/hosts/guard";
 import { shippedScript } from "../../lib/render/shell";
+import { shellQuote } from "../../lib/render/quote";
+import { nodeWatcher } from "../../lib/hosts/watcher";
 import type { BdrClusterArgs } from "../../lib/cluster/args";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -104,6 +106,11 @@ describe("renderStep", () => {
     // Values, then the library's entry point (lib/sh/node-server.sh).
     assert.match(node.probe!, /\nN_DATA=\/var\/lib\/pulumi-bdr\/db\/n2\/data\n/);
     assert.match(node.probe!, /\nserver_probe\n$/);
+    // pglogical has a replication watcher: the probe checks it, the ensure writes and starts it.
+    assert.match(node.probe!, /\nN_WATCHER=1\n/);
+    assert.match(node.probe!, /^watch_pid\(\) \{$/m);
+    assert.doesNotMatch(node.probe!, /N_WATCH_TEXT=/, "the probe does not carry the watcher's text");
+    assert.match(node.create, /\nN_WATCHER=1\nN_WATCH_TEXT='#!\/bin\/bash\n/);
     assert.match(node.create, /PGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/n2\/pgpass/);
     // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
     assert.match(
@@ -117,13 +124,16 @@ describe("renderStep", () => {
     // Running: exit 0, unless a container restart left the marker (then wake the peers first).
     assert.match(
       fnOf(lib, "server_ensure"),
-      /^ {2}if pg_running; then\n {4}if \[ -e "\$PG_RUN\/\$N_RESTART_MARKER" \]; then\n(.*\n)+? {6}as_pg rm -f "\$PG_RUN\/\$N_RESTART_MARKER"\n {4}fi\n {4}exit 0\n {2}fi$/m,
+      /^ {2}if pg_running; then\n {4}if has_watcher; then watch_ensure; fi\n {4}if \[ -e "\$PG_RUN\/\$N_RESTART_MARKER" \]; then\n(.*\n)+? {6}as_pg rm -f "\$PG_RUN\/\$N_RESTART_MARKER"\n {4}fi\n {4}exit 0\n {2}fi$/m,
     );
-    assert.match(fnOf(lib, "server_ensure"), /^ {2}pg_start\n {2}pg_wait_ready\n {2}run_after_restart\n/m);
+    assert.match(
+      fnOf(lib, "server_ensure"),
+      /^ {2}pg_start\n {2}pg_wait_ready\n {2}if has_watcher; then watch_ensure; fi\n {2}run_after_restart\n/m,
+    );
     assert.match(lib, /^N_RESTART_MARKER=restarted-by-entrypoint$/m);
     assert.match(
       fnOf(lib, "server_probe"),
-      /^ {2}if pg_running && \[ ! -e "\$PG_RUN\/\$N_RESTART_MARKER" \]; then exit 0; fi$/m,
+      /^ {2}if pg_running && \[ ! -e "\$PG_RUN\/\$N_RESTART_MARKER" \]; then\n {4}if has_watcher && ! watch_pid >\/dev\/null; then log "node \$N_NAME: its replication watcher is not running"; exit 1; fi\n {4}exit 0\n {2}fi$/m,
     );
     assert.match(fnOf(lib, "pg_start"), /daemon "\$PG_BIN\/pg_ctl" -D "\$N_DATA" -l/);
     const proxy = renderStep(p, guards[3]);
@@ -142,6 +152,51 @@ describe("renderStep", () => {
       /\.new"|\$SECRET_|read_secrets/m,
       "the ensure writes no configuration",
     );
+  });
+
+  it("pglogical: the server step starts the node's watcher and its delete stops it; BDR has none", () => {
+    const p = plan(2);
+    const server = renderStep(
+      p,
+      p.steps.find((s) => s.name === "db-n1-server")!,
+    );
+    // The watcher's file is a value: the node's values, common.sh, then pglogical-watch.sh.
+    const n1 = p.ctx.nodes.find((n) => n.name === "n1")!;
+    const file = nodeWatcher(n1, p.ctx.database, shippedScript("pglogical-watch.sh"))!.file;
+    assert.ok(
+      server.create.includes(`\nN_WATCH_TEXT=${shellQuote(file)}\n`),
+      "N_WATCH_TEXT in the server step",
+    );
+    assert.ok(file.startsWith("#!/bin/bash\n"));
+    assert.match(file, /^PG_PORT=15432$/m);
+    assert.ok(file.endsWith(shippedScript("pglogical-watch.sh")), "the watcher body comes last");
+    assert.match(server.create, /^N_WATCHER=1$/m);
+    assert.match(server.create, /^watch_ensure\(\) \{$/m);
+    const lib = shippedScript("node-server.sh");
+    const fnOf = (name: string) =>
+      new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}`, "m").exec(lib)?.[0] ?? "";
+    assert.match(
+      fnOf("server_create"),
+      /\n {2}pg_wait_ready\n {2}if has_watcher; then watch_ensure; fi\n\}$/,
+      "the watcher starts last",
+    );
+    assert.match(
+      fnOf("server_delete"),
+      /^server_delete\(\) \{\n {2}if has_watcher; then watch_stop; fi\n/,
+      "watcher stops first",
+    );
+    assert.match(server.delete!, /^N_WATCHER=1$/m);
+    assert.match(server.delete!, /^watch_stop\(\) \{$/m);
+    assert.doesNotMatch(server.delete!, /N_WATCH_TEXT=/);
+    const b = plan(2, { engine: "bdr" } as Partial<BdrClusterArgs>);
+    for (const step of b.steps.filter(
+      (s) => s.node === "n1" && (s.kind === "server" || s.kind === "guard"),
+    )) {
+      const r = renderStep(b, step);
+      for (const text of [r.create, r.delete ?? "", r.probe ?? ""]) {
+        assert.doesNotMatch(text, /N_WATCHER=|N_WATCH_TEXT=|^watch_pid\(\)/m, `${step.name} has no watcher`);
+      }
+    }
   });
 
   it("secrets reach steps only through stdin", () => {

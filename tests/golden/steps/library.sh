@@ -282,16 +282,22 @@ server_config() {
 #   N_DATA     its data directory (inside N_DIR)
 #   N_MAJOR    PostgreSQL major version (messages)
 #   N_PACKAGES array of Debian packages to install when missing (empty: install nothing)
+#   N_WATCHER  1 when the engine has a replication watcher (then watch-ctl.sh is sourced too and,
+#              for server_create and server_ensure, N_WATCH_TEXT holds its file); unset or 0: none
 #   and for server_create the values of node-config.sh.
 # Hook: node_after_restart, when defined (the engine's after-restart body), runs after the guard
 # started a stopped server or found one its container restarted.
 #
 # Entry points:
 #   server_create  packages, directories, initdb when the data directory is empty, the files
-#                  (node_write_files), then start. Reads SECRET_PGPASS from stdin. Idempotent.
-#   server_delete  stops the server and removes N_DIR (and its parent when empty). Idempotent.
-#   server_probe   exit 0 when the postmaster runs and no container restart awaits a wake-up.
-#   server_ensure  starts a stopped server (and wakes the peers); nothing when it runs.
+#                  (node_write_files), then start, then the watcher (when configured). Reads
+#                  SECRET_PGPASS from stdin. Idempotent.
+#   server_delete  stops the watcher (when configured) and the server, removes N_DIR (and its
+#                  parent when empty). Idempotent.
+#   server_probe   exit 0 when the postmaster runs, no container restart awaits a wake-up and the
+#                  watcher (when configured) runs.
+#   server_ensure  starts a stopped server (and wakes the peers) and the watcher (when configured);
+#                  nothing when both run.
 
 # The file the docker image's entrypoint leaves in the run directory when it started PostgreSQL.
 N_RESTART_MARKER=restarted-by-entrypoint
@@ -311,6 +317,8 @@ pg_wait_ready() {
 run_after_restart() {
   if declare -F node_after_restart >/dev/null; then node_after_restart; fi
 }
+# has_watcher: the engine has a replication watcher (watch-ctl.sh's functions are defined).
+has_watcher() { [ "${N_WATCHER:-0}" = 1 ]; }
 
 server_create() {
   read_secrets
@@ -328,9 +336,11 @@ server_create() {
   node_write_files
   pg_running || pg_start
   pg_wait_ready
+  if has_watcher; then watch_ensure; fi
 }
 
 server_delete() {
+  if has_watcher; then watch_stop; fi
   if [ -d "$N_DATA" ] && as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m fast -w -t 120 stop >/dev/null
   fi
@@ -339,7 +349,10 @@ server_delete() {
 }
 
 server_probe() {
-  if pg_running && [ ! -e "$PG_RUN/$N_RESTART_MARKER" ]; then exit 0; fi
+  if pg_running && [ ! -e "$PG_RUN/$N_RESTART_MARKER" ]; then
+    if has_watcher && ! watch_pid >/dev/null; then log "node $N_NAME: its replication watcher is not running"; exit 1; fi
+    exit 0
+  fi
   if pg_running; then log "PostgreSQL of node $N_NAME was restarted by its container: peers need a wake-up"; exit 1; fi
   log "PostgreSQL of node $N_NAME (port $PG_PORT) is not running"
   exit 1
@@ -347,6 +360,7 @@ server_probe() {
 
 server_ensure() {
   if pg_running; then
+    if has_watcher; then watch_ensure; fi
     if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then
       log "node $N_NAME: PostgreSQL was restarted by its container: waking the peers"
       run_after_restart
@@ -361,6 +375,7 @@ server_ensure() {
   log "node $N_NAME: PostgreSQL (port $PG_PORT) was not running: starting it"
   pg_start
   pg_wait_ready
+  if has_watcher; then watch_ensure; fi
   run_after_restart
 }
 # ==== lib/sh/node-setup.sh ====
@@ -654,6 +669,140 @@ done
 # 7. Everything this node receives is replicating.
 wait_replicating "" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"
+# ==== lib/sh/pglogical-watch.sh ====
+# shellcheck shell=bash
+# pulumi-bdr pglogical watcher: the body of a small daemon that runs beside a node's PostgreSQL
+# (file $PG_RUN/watch.sh = the step's values + common.sh + this; started by watch-ctl.sh's
+# watch_start as the server's OS user, in a session of its own, with a clean environment).
+#
+# Why: pglogical's manager restarts a failed apply worker about 5 s after it failed and then only
+# every 180 s. A provider restarted by anything but `pulumi up` (an operator, systemd, a crash)
+# would leave its peers' apply workers idle for up to 3 minutes. Every WATCH_INTERVAL seconds the
+# watcher lists the local enabled subscriptions and, per provider that accepts connections,
+# restarts (alter_subscription_disable + alter_subscription_enable, both immediate):
+#   - every enabled subscription from a provider whose postmaster start time changed since the
+#     last poll (its apply worker may still show 'replicating' on a connection that died without
+#     a FIN);
+#   - every subscription whose status was 'down' (enabled, no apply worker) on two polls in a
+#     row, at most once per WATCH_COOLDOWN seconds per provider.
+# Only subscriptions whose initial sync is done (subscription-level local_sync_status 'r') are
+# touched: a join in progress (creating, syncing, parking subscriptions) is left alone.
+# A node that itself restarted is covered by the second rule: its apply workers that failed
+# while a provider was away are restarted as soon as that provider answers.
+#
+# Local connections go through the Unix socket as the OS user (peer authentication); connections
+# to providers use the DSN pglogical stores and PGPASSFILE. No password is on a command line or in
+# the environment. Only one watcher runs per node (flock on $PG_RUN/watch.lock); it exits when its
+# pid file is gone or names another process (watch_stop, the node's delete) or the run directory
+# is removed. It logs its actions to $PG_RUN/watch.log.
+set +e
+WATCH_INTERVAL=${WATCH_INTERVAL:-2}
+WATCH_COOLDOWN=${WATCH_COOLDOWN:-6}
+exec 9>>"$PG_RUN/watch.lock" || exit 1
+flock -w 5 9 || exit 0
+exec </dev/null >>"$PG_RUN/watch.log" 2>&1
+printf '%s\n' "$$" >"$PG_RUN/watch.pid.tmp" && mv -f "$PG_RUN/watch.pid.tmp" "$PG_RUN/watch.pid"
+trap 'exit 0' TERM INT HUP
+trap '[ "$(cat "$PG_RUN/watch.pid" 2>/dev/null)" != "$$" ] || rm -f "$PG_RUN/watch.pid"' EXIT
+
+wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$$" "$*"; }
+# SQL on stdin against the local server (Unix socket, peer authentication); -v assignments allowed.
+wsql_local() {
+  PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$PG_DB" "$@"
+}
+# The provider's postmaster start time, or a failure when it does not accept connections.
+provider_started() {
+  PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -X -q -At -d "$1" -c 'SELECT pg_postmaster_start_time()' 2>/dev/null
+}
+# Restart one subscription's apply worker. The enable is retried: a subscription this watcher
+# disabled must never stay disabled (a concurrent bounce by `pulumi up` can make one call fail).
+bounce() {
+  local sub=$1
+  wsql_local -v sub="$sub" >/dev/null <<'SQL'
+SELECT pglogical.alter_subscription_disable(:'sub', true);
+SQL
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    if wsql_local -v sub="$sub" >/dev/null <<'SQL'
+SELECT pglogical.alter_subscription_enable(:'sub', true);
+SQL
+    then return 0; fi
+    sleep 0.2
+  done
+  wlog "could not enable $sub again: retrying on the next poll"
+  pending_enable[$sub]=1
+  return 1
+}
+
+# Milliseconds since an $EPOCHREALTIME value.
+ms_since() {
+  local now=${EPOCHREALTIME/./} then=${1/./}
+  printf '%s' "$(((now - then) / 1000))"
+}
+
+declare -A started=() bounced_at=() pending_enable=() was_down=()
+watch_once() {
+  local rows sub status prov dsn st prev now todo why t0
+  local -A subs_of=() down_of=() dsn_of=() now_down=()
+  for sub in "${!pending_enable[@]}"; do
+    if wsql_local -v sub="$sub" >/dev/null <<'SQL'
+SELECT pglogical.alter_subscription_enable(:'sub', true)
+ FROM pglogical.subscription WHERE sub_name = :'sub' AND NOT sub_enabled;
+SQL
+    then unset "pending_enable[$sub]"; wlog "enabled $sub again"; fi
+  done
+  # Fails (quietly) while the server is down or before the extension exists.
+  rows=$(wsql_local 2>/dev/null <<'SQL'
+SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
+  FROM pglogical.show_subscription_status() s
+  JOIN pglogical.subscription u ON u.sub_name = s.subscription_name
+  JOIN pglogical.local_sync_status y
+    ON y.sync_subid = u.sub_id AND y.sync_nspname IS NULL AND y.sync_relname IS NULL
+ WHERE s.status <> 'disabled' AND y.sync_status = 'r'
+ ORDER BY s.provider_node, s.subscription_name;
+SQL
+  ) || return 0
+  while IFS='|' read -r sub status prov dsn; do
+    [ -n "$sub" ] && [ -n "$prov" ] || continue
+    subs_of[$prov]+="$sub"$'\n'
+    dsn_of[$prov]=$dsn
+    if [ "$status" = down ]; then
+      # Down on two polls in a row: not a worker the manager is just starting.
+      [ -z "${was_down[$sub]:-}" ] || down_of[$prov]+="$sub"$'\n'
+      now_down[$sub]=1
+    fi
+  done <<<"$rows"
+  was_down=()
+  for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
+  now=$(date +%s)
+  for prov in "${!subs_of[@]}"; do
+    st=$(provider_started "${dsn_of[$prov]}") || continue
+    prev=${started[$prov]:-}
+    started[$prov]=$st
+    todo=""
+    if [ -n "$prev" ] && [ "$prev" != "$st" ]; then
+      todo=${subs_of[$prov]}
+      why="provider $prov restarted ($prev -> $st)"
+    elif [ -n "${down_of[$prov]:-}" ] && ((now - ${bounced_at[$prov]:-0} >= WATCH_COOLDOWN)); then
+      todo=${down_of[$prov]}
+      why="apply worker down while provider $prov accepts connections"
+    fi
+    [ -n "$todo" ] || continue
+    bounced_at[$prov]=$now
+    while IFS= read -r sub; do
+      [ -n "$sub" ] || continue
+      t0=$EPOCHREALTIME
+      wlog "restarting $sub: $why"
+      if bounce "$sub"; then wlog "restarted $sub in $(ms_since "$t0") ms"; fi
+    done <<<"$todo"
+  done
+}
+
+wlog "watching port $PG_PORT every ${WATCH_INTERVAL}s"
+while :; do
+  [ -d "$PG_RUN" ] && [ "$(cat "$PG_RUN/watch.pid" 2>/dev/null)" = "$$" ] || exit 0
+  watch_once
+  sleep "$WATCH_INTERVAL"
+done
 # ==== lib/sh/proxy.sh ====
 # shellcheck shell=bash
 # pulumi-bdr proxy host (HAProxy + PgBouncer): apply (with the switchover choreography), destroy,
@@ -1042,4 +1191,54 @@ proxy_ensure() {
     log "PgBouncer was not running: starting it from $PGB_INI"
     pgb_start
   fi
+}
+# ==== lib/sh/watch-ctl.sh ====
+# shellcheck shell=bash
+# pulumi-bdr: control of a node's replication watcher (the engine's watcher body, e.g.
+# pglogical-watch.sh, in $PG_RUN/watch.sh). Sourced by the node's server step scripts after
+# common.sh, when N_WATCHER=1 (node-server.sh calls these functions then).
+#
+# Values: N_WATCH_TEXT (watch_install, watch_ensure only) the whole file $PG_RUN/watch.sh: the
+# node's values, common.sh and the engine's watcher body, rendered by lib/hosts/watcher.ts.
+#
+# - watch_pid: prints the watcher's pid when $PG_RUN/watch.pid names a live process running
+#   $PG_RUN/watch.sh; fails otherwise;
+# - watch_install: writes N_WATCH_TEXT to $PG_RUN/watch.sh (mode 700, as the server's OS user)
+#   and stops a running watcher when the text changed, so watch_start runs the new one;
+# - watch_start: starts the watcher unless one runs: with common.sh's `daemon` (the OS user, a clean
+#   environment), in a session of its own (setsid -f), stdin/stdout/stderr detached, so the step
+#   that starts it does not wait for it; then waits until it wrote its pid file;
+# - watch_stop: stops the watcher's whole process group and removes its pid file. Idempotent;
+# - watch_ensure: watch_install, then watch_start (the server step and the guard's ensure).
+watch_pid() {
+  local pid
+  pid=$(cat "$PG_RUN/watch.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$PG_RUN/watch.sh" || return 1
+  printf '%s\n' "$pid"
+}
+watch_install() {
+  if printf '%s' "$N_WATCH_TEXT" | safe_write "$PG_RUN/watch.sh" 700; then watch_stop; fi
+}
+watch_start() {
+  watch_pid >/dev/null && return 0
+  daemon setsid -f bash "$PG_RUN/watch.sh" </dev/null >/dev/null 2>&1
+  for _ in $(seq 1 80); do watch_pid >/dev/null && return 0; sleep 0.1; done
+  log "the replication watcher of port $PG_PORT did not start (see $PG_RUN/watch.log)"
+  return 1
+}
+watch_stop() {
+  local pid
+  pid=$(watch_pid) || { as_pg rm -f "$PG_RUN/watch.pid"; return 0; }
+  as_pg kill -TERM -- "-$pid" 2>/dev/null || as_pg kill -TERM "$pid" 2>/dev/null || true
+  # Gone, or a zombie its new parent has not reaped yet.
+  for _ in $(seq 1 50); do
+    case "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" in "" | Z) break ;; esac
+    sleep 0.1
+  done
+  as_pg rm -f "$PG_RUN/watch.pid"
+}
+watch_ensure() {
+  watch_install
+  watch_start
 }

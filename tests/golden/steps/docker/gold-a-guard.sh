@@ -16,7 +16,20 @@ N_NAME=a
 N_DIR=/var/lib/pulumi-bdr/gold/a
 N_DATA=/var/lib/pulumi-bdr/gold/a/data
 N_MAJOR=15
+N_WATCHER=1
+N_WATCH_TEXT='#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/a/run
+PG_PORT=5432
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
+# <lib/sh/common.sh>
+# <lib/sh/pglogical-watch.sh>
+'
 # <lib/sh/node-server.sh>
+# <lib/sh/watch-ctl.sh>
 node_after_restart() {
 # pglogical: after this server restarted, restart the peers' apply workers for its subscriptions
 log 'pglogical: waking the peers'\'' subscriptions from a'
@@ -90,7 +103,9 @@ N_NAME=a
 N_DIR=/var/lib/pulumi-bdr/gold/a
 N_DATA=/var/lib/pulumi-bdr/gold/a/data
 N_MAJOR=15
+N_WATCHER=1
 # <lib/sh/node-server.sh>
+# <lib/sh/watch-ctl.sh>
 server_probe
 ;;
 *) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;

@@ -43,8 +43,21 @@ host    all            all         ::/0          reject
 '
 N_OPL_FILE=/var/lib/pulumi-bdr/gold/a/data/pulumi-bdr-output-plugins.conf
 N_OUTPUT_PLUGINS=(pglogical_output)
+N_WATCHER=1
+N_WATCH_TEXT='#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/a/run
+PG_PORT=15432
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
+# <lib/sh/common.sh>
+# <lib/sh/pglogical-watch.sh>
+'
 # <lib/sh/node-server.sh>
 # <lib/sh/node-config.sh>
+# <lib/sh/watch-ctl.sh>
 server_create
 ;;
 delete)
@@ -63,7 +76,9 @@ N_NAME=a
 N_DIR=/var/lib/pulumi-bdr/gold/a
 N_DATA=/var/lib/pulumi-bdr/gold/a/data
 N_MAJOR=15
+N_WATCHER=1
 # <lib/sh/node-server.sh>
+# <lib/sh/watch-ctl.sh>
 server_delete
 ;;
 *) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
