@@ -9,10 +9,11 @@ for data in /var/lib/pulumi-bdr/*/*/data; do
   [ -s "$data/PG_VERSION" ] || continue
   dir=$(dirname "$data")
   runuser -u postgres -- mkdir -p "$dir/run"
-  if runuser -u postgres -- env PGPASSFILE="$dir/pgpass" /usr/lib/postgresql/15/bin/pg_ctl \
-    -D "$data" -l "$dir/run/server.log" -w start; then
-    runuser -u postgres -- touch "$dir/run/restarted-by-entrypoint"
-  fi
+  # The marker goes first: a guard that finds the server running (it may still be recovering)
+  # must already see that the peers need a wake-up. The guard removes it once they are woken.
+  runuser -u postgres -- touch "$dir/run/restarted-by-entrypoint"
+  runuser -u postgres -- env PGPASSFILE="$dir/pgpass" /usr/lib/postgresql/15/bin/pg_ctl \
+    -D "$data" -l "$dir/run/server.log" -w start || true
 done
 stop() {
   local data

@@ -285,9 +285,14 @@ export function serverEnsureScript(node: NodePlan, database: string, afterRestar
   return [
     nodePreamble(node, database),
     serverControlFns(node),
+    // A container's entrypoint that left the marker is starting the server itself: give it 5 s.
+    `if [ -e "$PG_RUN/${RESTART_MARKER}" ]; then for _ in $(seq 1 50); do pg_running && break; sleep 0.1; done; fi`,
     "if pg_running; then",
     `  if [ -e "$PG_RUN/${RESTART_MARKER}" ]; then`,
     `    log "node ${node.name}: PostgreSQL was restarted by its container: waking the peers"`,
+    // The entrypoint leaves the marker before it starts the server, which may still be in crash
+    // recovery: the peers are woken once it accepts connections.
+    "    pg_wait_ready",
     afterRestart ? afterRestart.replace(/^/gm, "    ") : "    :",
     `    as_pg rm -f "$PG_RUN/${RESTART_MARKER}"`,
     "  fi",
@@ -301,6 +306,7 @@ export function serverEnsureScript(node: NodePlan, database: string, afterRestar
     "pg_start",
     "pg_wait_ready",
     afterRestart ?? "",
+    `as_pg rm -f "$PG_RUN/${RESTART_MARKER}"`,
     "",
   ]
     .filter((l, i, all) => l !== "" || i === all.length - 1)

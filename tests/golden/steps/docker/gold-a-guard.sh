@@ -92,9 +92,11 @@ pg_wait_ready() {
   for i in $(seq 1 600); do "$PG_BIN/pg_isready" -q -h "$PG_RUN" -p "$PG_PORT" && return 0; sleep 0.1; done
   log "server on port $PG_PORT did not accept connections within 60 s"; return 1
 }
+if [ -e "$PG_RUN/restarted-by-entrypoint" ]; then for _ in $(seq 1 50); do pg_running && break; sleep 0.1; done; fi
 if pg_running; then
   if [ -e "$PG_RUN/restarted-by-entrypoint" ]; then
     log "node a: PostgreSQL was restarted by its container: waking the peers"
+    pg_wait_ready
     # pglogical: after this server restarted, restart the peers' apply workers for its subscriptions
     log 'pglogical: waking the peers'\'' subscriptions from a'
     peer_names=()
@@ -214,6 +216,7 @@ while :; do
   sleep 0.5
 done
 
+as_pg rm -f "$PG_RUN/restarted-by-entrypoint"
 ;;
 update)
 #!/bin/bash
