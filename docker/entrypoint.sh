@@ -9,9 +9,11 @@ for data in /var/lib/pulumi-bdr/*/*/data; do
   [ -s "$data/PG_VERSION" ] || continue
   dir=$(dirname "$data")
   runuser -u postgres -- mkdir -p "$dir/run"
+  # The marker goes first: a guard that finds the server running (it may still be recovering)
+  # must already see that the peers need a wake-up. The guard removes it once they are woken.
+  runuser -u postgres -- touch "$dir/run/restarted-by-entrypoint"
   if runuser -u postgres -- env PGPASSFILE="$dir/pgpass" /usr/lib/postgresql/15/bin/pg_ctl \
     -D "$data" -l "$dir/run/server.log" -w start; then
-    runuser -u postgres -- touch "$dir/run/restarted-by-entrypoint"
     # The node's replication watcher (written by the server step), as that step starts it.
     if [ -f "$dir/run/watch.sh" ]; then
       runuser -u postgres -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ \

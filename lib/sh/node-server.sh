@@ -85,12 +85,24 @@ server_probe() {
 }
 
 server_ensure() {
+  # A container's entrypoint that left the marker is starting the server itself: give it 5 s.
+  if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then
+    for _ in $(seq 1 50); do
+      pg_running && break
+      sleep 0.1
+    done
+  fi
   if pg_running; then
-    if has_watcher; then watch_ensure; fi
     if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then
       log "node $N_NAME: PostgreSQL was restarted by its container: waking the peers"
+      # The entrypoint leaves the marker before it starts the server, which may still be in
+      # crash recovery: the peers are woken once it accepts connections.
+      pg_wait_ready
+      if has_watcher; then watch_ensure; fi
       run_after_restart
       as_pg rm -f "$PG_RUN/$N_RESTART_MARKER"
+    elif has_watcher; then
+      watch_ensure
     fi
     exit 0
   fi
@@ -103,4 +115,5 @@ server_ensure() {
   pg_wait_ready
   if has_watcher; then watch_ensure; fi
   run_after_restart
+  as_pg rm -f "$PG_RUN/$N_RESTART_MARKER"
 }

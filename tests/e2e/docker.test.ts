@@ -314,9 +314,26 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
       (await engine.docker(`inspect -f '{{.State.Running}}' ${CLUSTER}-${victim}`)).trim(),
       "true",
     );
-    await rowsEverywhere("public.items", names(), 5);
-    await query(direct(victim), "INSERT INTO public.items VALUES (11, 'from the restored n3')");
-    await rowsEverywhere("public.items", names(), 6);
+    try {
+      await rowsEverywhere("public.items", names(), 5);
+      await query(direct(victim), "INSERT INTO public.items VALUES (11, 'from the restored n3')");
+      await rowsEverywhere("public.items", names(), 6);
+    } catch (e) {
+      // What each node's replication looks like when a wait fails, and the restored node's log.
+      const state: string[] = [];
+      for (const n of names()) {
+        const rows = async (sql: string) =>
+          JSON.stringify(await query(direct(n), sql).catch((x) => String(x)));
+        state.push(
+          `${n}: items ${await rows("SELECT array_agg(id ORDER BY id) AS ids FROM public.items")}; ` +
+            `subscriptions ${await rows("SELECT subscription_name, status FROM pglogical.show_subscription_status()")}; ` +
+            `slots ${await rows("SELECT slot_name, active, confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots")}; ` +
+            `walsenders ${await rows("SELECT application_name, client_addr::text, state FROM pg_catalog.pg_stat_replication")}`,
+        );
+      }
+      const logs = await engine.docker(`logs --tail 40 ${CLUSTER}-${victim} 2>&1`).catch((x) => String(x));
+      throw new Error(`${String(e)}\n${state.join("\n")}\n--- ${CLUSTER}-${victim} log ---\n${logs}`);
+    }
     const changed: string[] = [];
     const p = await stack.preview({
       onOutput: () => undefined,
