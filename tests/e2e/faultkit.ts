@@ -655,6 +655,10 @@ export function otherMochaRuns(patterns: RegExp[]): string[] {
     .filter((d) => /^\d+$/.test(d))
     .map(Number)) {
     if (mine.has(pid)) continue;
+    // Only a running mocha (a node process) uses the fixture: a wrapper that still waits for the
+    // heavy lock (`flock … mocha …remote.test.js`) must not be waited for, or the two wait on
+    // each other until flock's timeout.
+    if (commOf(pid) !== "node") continue;
     const cmd = cmdlineOf(pid);
     if (/\bmocha\b/.test(cmd) && patterns.some((re) => re.test(cmd)))
       found.push(`${pid} ${cmd.slice(0, 200)}`);
