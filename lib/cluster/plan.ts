@@ -329,30 +329,31 @@ export const planCluster = resolve;
 export function planSteps(
   cluster: string,
   ctx: Pick<ClusterContext, "nodes">,
-  hosts: Record<string, Pick<ResolvedHost, "kind">>,
-  proxyHost: Pick<ResolvedHost, "kind"> | undefined,
+  hosts: Record<string, Pick<ResolvedHost, "kind" | "docker">>,
+  proxyHost: Pick<ResolvedHost, "kind" | "docker"> | undefined,
 ): PlanStep[] {
   const steps: PlanStep[] = [];
-  const anyDocker = Object.values(hosts).some((h) => h.kind === "docker") || proxyHost?.kind === "docker";
-  if (anyDocker) {
+  const all = [...Object.values(hosts), ...(proxyHost ? [proxyHost] : [])];
+  // The shipped image is built only when some docker host has no image of its own.
+  const buildImage = all.some((h) => h.kind === "docker" && h.docker?.image === undefined);
+  if (buildImage) {
     steps.push({ name: stepName.image(cluster), kind: "image", dependsOn: [] });
   }
+  /** A docker host's volume and container (`node` absent: the proxy's); returns the container's name. */
+  const dockerSteps = (host: Pick<ResolvedHost, "docker">, node?: string): string => {
+    const volume = node ? stepName.volume(cluster, node) : stepName.proxyVolume(cluster);
+    const container = node ? stepName.container(cluster, node) : stepName.proxyContainer(cluster);
+    const image = buildImage && host.docker?.image === undefined ? [stepName.image(cluster)] : [];
+    const of = node ? { node } : {};
+    steps.push({ name: volume, kind: "volume", ...of, dependsOn: [] });
+    steps.push({ name: container, kind: "container", ...of, dependsOn: [...image, volume] });
+    return container;
+  };
   let previousConfig: string | undefined;
   let previousJoin: string | undefined;
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
-    if (hosts[node.name].kind === "docker") {
-      const volume = stepName.volume(cluster, node.name);
-      steps.push({ name: volume, kind: "volume", node: node.name, dependsOn: [] });
-      const container = stepName.container(cluster, node.name);
-      steps.push({
-        name: container,
-        kind: "container",
-        node: node.name,
-        dependsOn: [stepName.image(cluster), volume],
-      });
-      serverDeps.push(container);
-    }
+    if (hosts[node.name].kind === "docker") serverDeps.push(dockerSteps(hosts[node.name], node.name));
     const server = stepName.server(cluster, node.name);
     steps.push({ name: server, kind: "server", node: node.name, dependsOn: serverDeps });
     const config = stepName.config(cluster, node.name);
@@ -384,13 +385,7 @@ export function planSteps(
   }
   if (proxyHost) {
     const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
-    if (proxyHost.kind === "docker") {
-      const volume = stepName.proxyVolume(cluster);
-      steps.push({ name: volume, kind: "volume", dependsOn: [] });
-      const container = stepName.proxyContainer(cluster);
-      steps.push({ name: container, kind: "container", dependsOn: [stepName.image(cluster), volume] });
-      deps.unshift(container);
-    }
+    if (proxyHost.kind === "docker") deps.unshift(dockerSteps(proxyHost));
     steps.push({ name: stepName.proxy(cluster), kind: "proxy", dependsOn: deps });
     if (hasGuard(proxyHost)) {
       steps.push({ name: stepName.proxyGuard(cluster), kind: "guard", dependsOn: [stepName.proxy(cluster)] });
