@@ -140,6 +140,21 @@ export const stepName = {
   proxyGuard: (cluster: string) => `${cluster}-proxy-guard`,
 };
 
+/**
+ * Defaults of the proxy's tuning arguments (`proxy.checkIntervalMs`, `checkFall`, `checkRise`,
+ * `poolMode`, `defaultPoolSize`, `maxClientConn`, `switchoverMethod`), as {@link resolve} applies
+ * them, under their names in the plan.
+ */
+export const PROXY_DEFAULTS = {
+  checkInterMs: 1000,
+  checkFall: 2,
+  checkRise: 2,
+  poolMode: "transaction",
+  defaultPoolSize: 20,
+  maxClientConn: 200,
+  switchoverMethod: "reconnect",
+} as const satisfies Partial<ProxyPlan>;
+
 /** Whether a host gets a process guard: not remote ones for now (the guard would need the SSH key in its state). */
 export function hasGuard(host: Pick<ResolvedHost, "kind">): boolean {
   return host.kind !== "remote";
@@ -285,15 +300,15 @@ export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): Clu
       osUser: proxyHost.osUser,
       haproxyListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
       haproxyPort: known(px.haproxyPort) ?? DEFAULT_HAPROXY_PORT,
-      checkInterMs: px.checkIntervalMs ?? 1000,
-      checkFall: px.checkFall ?? 2,
-      checkRise: px.checkRise ?? 2,
+      checkInterMs: px.checkIntervalMs ?? PROXY_DEFAULTS.checkInterMs,
+      checkFall: px.checkFall ?? PROXY_DEFAULTS.checkFall,
+      checkRise: px.checkRise ?? PROXY_DEFAULTS.checkRise,
       pgbouncerListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
       pgbouncerPort: known(px.pgbouncerPort) ?? DEFAULT_PGBOUNCER_PORT,
-      poolMode: px.poolMode ?? "transaction",
-      defaultPoolSize: px.defaultPoolSize ?? 20,
-      maxClientConn: px.maxClientConn ?? 200,
-      switchoverMethod: px.switchoverMethod ?? "reconnect",
+      poolMode: px.poolMode ?? PROXY_DEFAULTS.poolMode,
+      defaultPoolSize: px.defaultPoolSize ?? PROXY_DEFAULTS.defaultPoolSize,
+      maxClientConn: px.maxClientConn ?? PROXY_DEFAULTS.maxClientConn,
+      switchoverMethod: px.switchoverMethod ?? PROXY_DEFAULTS.switchoverMethod,
       writeNode: known(args.writeNode) ?? nodes[0].name,
     };
   }
