@@ -369,34 +369,18 @@ export function planSteps(
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
     if (hosts[node.name].kind === "docker") serverDeps.push(dockerSteps(hosts[node.name], node.name));
-    const server = stepName.server(cluster, node.name);
-    steps.push({ name: server, kind: "server", node: node.name, dependsOn: serverDeps });
-    const config = stepName.config(cluster, node.name);
-    steps.push({
-      name: config,
-      kind: "config",
-      node: node.name,
-      dependsOn: previousConfig ? [server, previousConfig] : [server],
-    });
+    /** Adds the node's step of `kind` and returns its name. */
+    const add = (kind: "server" | "config" | "setup" | "join" | "guard", dependsOn: string[]): string => {
+      const name = stepName[kind](cluster, node.name);
+      steps.push({ name, kind, node: node.name, dependsOn });
+      return name;
+    };
+    const server = add("server", serverDeps);
+    const config = add("config", previousConfig ? [server, previousConfig] : [server]);
     previousConfig = config;
-    const setup = stepName.setup(cluster, node.name);
-    steps.push({ name: setup, kind: "setup", node: node.name, dependsOn: [config] });
-    const join = stepName.join(cluster, node.name);
-    steps.push({
-      name: join,
-      kind: "join",
-      node: node.name,
-      dependsOn: previousJoin ? [setup, previousJoin] : [setup],
-    });
-    previousJoin = join;
-    if (hasGuard(hosts[node.name])) {
-      steps.push({
-        name: stepName.guard(cluster, node.name),
-        kind: "guard",
-        node: node.name,
-        dependsOn: [setup],
-      });
-    }
+    const setup = add("setup", [config]);
+    previousJoin = add("join", previousJoin ? [setup, previousJoin] : [setup]);
+    if (hasGuard(hosts[node.name])) add("guard", [setup]);
   }
   if (proxyHost) {
     const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
