@@ -194,8 +194,9 @@ export interface ProxyArgs {
    */
   maxClientConn?: number;
   /**
-   * How a change of `writeNode` drains the old node: `reconnect` (HAProxy maint + PgBouncer
-   * RECONNECT + WAIT_CLOSE) or `pause` (PgBouncer PAUSE / RESUME around the change).
+   * How a change of `writeNode` moves the clients off the old node: `reconnect` (HAProxy `drain`
+   * state for the other servers, PgBouncer RECONNECT + WAIT_CLOSE, then HAProxy maint) or `pause`
+   * (PgBouncer PAUSE, the other servers disabled, RESUME); the old node's changes are drained after.
    * @default "reconnect"
    */
   switchoverMethod?: SwitchoverMethod;
