@@ -8,6 +8,8 @@
  *   (proxy ports away from the library's 5433/6432 defaults, so a distribution PgBouncer on 6432
  *   or a second PostgreSQL cluster on 5433 keeps running next to the quick start)
  *   settings (JSON object of extra postgresql.conf settings)
+ *   checkIntervalMs (HAProxy's check interval; the library's default 1000)
+ *   clusterName (the component's name, default bdr: it names every child resource)
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BdrCluster } from "../../lib";

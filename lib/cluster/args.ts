@@ -4,7 +4,8 @@ import type { BdrVariant, ConflictResolution, EngineName, PoolMode, SwitchoverMe
 
 /**
  * A node (or the proxy) as processes on the machine that runs `pulumi up`. The embedded default:
- * it needs only Debian's `postgresql-15`, `postgresql-15-pglogical`, `haproxy` and `pgbouncer`.
+ * it needs only Debian's `postgresql-15`, `postgresql-15-pglogical`, `haproxy`, `pgbouncer` and
+ * `socat` (the proxy's admin-socket calls), as `scripts/setup.sh` installs them.
  * When `pulumi up` runs as root the servers run as the `postgres` OS user.
  */
 export interface LocalHostArgs {
@@ -77,7 +78,8 @@ export interface DockerHostArgs {
   /**
    * Image with PostgreSQL and the engine's extension. When unset the library builds
    * `docker/Dockerfile` (Debian 12 + PostgreSQL 15 + pglogical) once per cluster, which runs only
-   * engine "pglogical" with postgresVersion 15: BDR or another version needs your own image.
+   * engine "pglogical" with postgresVersion 15: BDR or another version needs your own image. When
+   * every docker host of the cluster has its own image, nothing is built (no `<name>-image`).
    * @default undefined (build the shipped Dockerfile)
    */
   image?: string;
@@ -131,7 +133,9 @@ export interface NodeArgs {
   /** Where the node runs. */
   host: HostArgs;
   /**
-   * PostgreSQL TCP port. May be another resource's output (validated when known).
+   * PostgreSQL TCP port. May be another resource's output (validated when known), except on a
+   * docker host, where it must be a plain number (its peers' cleanup scripts are rendered when
+   * the program runs).
    * @default 5432 for remote and docker hosts; 15432 + the node's position for local hosts
    */
   port?: pulumi.Input<number>;
@@ -190,8 +194,9 @@ export interface ProxyArgs {
    */
   maxClientConn?: number;
   /**
-   * How a change of `writeNode` drains the old node: `reconnect` (HAProxy maint + PgBouncer
-   * RECONNECT + WAIT_CLOSE) or `pause` (PgBouncer PAUSE / RESUME around the change).
+   * How a change of `writeNode` moves the clients off the old node: `reconnect` (HAProxy `drain`
+   * state for the other servers, PgBouncer RECONNECT + WAIT_CLOSE, then HAProxy maint) or `pause`
+   * (PgBouncer PAUSE, the other servers disabled, RESUME); the old node's changes are drained after.
    * @default "reconnect"
    */
   switchoverMethod?: SwitchoverMethod;
@@ -247,7 +252,7 @@ export interface BdrClusterArgs {
   conflictResolution?: ConflictResolution;
   /**
    * Replication group name.
-   * @default the component's name with `-` replaced by `_`
+   * @default the component's name in lowercase with `-` replaced by `_`
    */
   nodeGroupName?: string;
   /**

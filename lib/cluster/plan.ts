@@ -140,6 +140,21 @@ export const stepName = {
   proxyGuard: (cluster: string) => `${cluster}-proxy-guard`,
 };
 
+/**
+ * Defaults of the proxy's tuning arguments (`proxy.checkIntervalMs`, `checkFall`, `checkRise`,
+ * `poolMode`, `defaultPoolSize`, `maxClientConn`, `switchoverMethod`), as {@link resolve} applies
+ * them, under their names in the plan.
+ */
+export const PROXY_DEFAULTS = {
+  checkInterMs: 1000,
+  checkFall: 2,
+  checkRise: 2,
+  poolMode: "transaction",
+  defaultPoolSize: 20,
+  maxClientConn: 200,
+  switchoverMethod: "reconnect",
+} as const satisfies Partial<ProxyPlan>;
+
 /** Whether a host gets a process guard: not remote ones for now (the guard would need the SSH key in its state). */
 export function hasGuard(host: Pick<ResolvedHost, "kind">): boolean {
   return host.kind !== "remote";
@@ -285,15 +300,15 @@ export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): Clu
       osUser: proxyHost.osUser,
       haproxyListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
       haproxyPort: known(px.haproxyPort) ?? DEFAULT_HAPROXY_PORT,
-      checkInterMs: px.checkIntervalMs ?? 1000,
-      checkFall: px.checkFall ?? 2,
-      checkRise: px.checkRise ?? 2,
+      checkInterMs: px.checkIntervalMs ?? PROXY_DEFAULTS.checkInterMs,
+      checkFall: px.checkFall ?? PROXY_DEFAULTS.checkFall,
+      checkRise: px.checkRise ?? PROXY_DEFAULTS.checkRise,
       pgbouncerListenAddress: proxyHost.kind === "docker" ? "0.0.0.0" : proxyHost.address,
       pgbouncerPort: known(px.pgbouncerPort) ?? DEFAULT_PGBOUNCER_PORT,
-      poolMode: px.poolMode ?? "transaction",
-      defaultPoolSize: px.defaultPoolSize ?? 20,
-      maxClientConn: px.maxClientConn ?? 200,
-      switchoverMethod: px.switchoverMethod ?? "reconnect",
+      poolMode: px.poolMode ?? PROXY_DEFAULTS.poolMode,
+      defaultPoolSize: px.defaultPoolSize ?? PROXY_DEFAULTS.defaultPoolSize,
+      maxClientConn: px.maxClientConn ?? PROXY_DEFAULTS.maxClientConn,
+      switchoverMethod: px.switchoverMethod ?? PROXY_DEFAULTS.switchoverMethod,
       writeNode: known(args.writeNode) ?? nodes[0].name,
     };
   }
@@ -329,68 +344,47 @@ export const planCluster = resolve;
 export function planSteps(
   cluster: string,
   ctx: Pick<ClusterContext, "nodes">,
-  hosts: Record<string, Pick<ResolvedHost, "kind">>,
-  proxyHost: Pick<ResolvedHost, "kind"> | undefined,
+  hosts: Record<string, Pick<ResolvedHost, "kind" | "docker">>,
+  proxyHost: Pick<ResolvedHost, "kind" | "docker"> | undefined,
 ): PlanStep[] {
   const steps: PlanStep[] = [];
-  const anyDocker = Object.values(hosts).some((h) => h.kind === "docker") || proxyHost?.kind === "docker";
-  if (anyDocker) {
+  const all = [...Object.values(hosts), ...(proxyHost ? [proxyHost] : [])];
+  // The shipped image is built only when some docker host has no image of its own.
+  const buildImage = all.some((h) => h.kind === "docker" && h.docker?.image === undefined);
+  if (buildImage) {
     steps.push({ name: stepName.image(cluster), kind: "image", dependsOn: [] });
   }
+  /** A docker host's volume and container (`node` absent: the proxy's); returns the container's name. */
+  const dockerSteps = (host: Pick<ResolvedHost, "docker">, node?: string): string => {
+    const volume = node ? stepName.volume(cluster, node) : stepName.proxyVolume(cluster);
+    const container = node ? stepName.container(cluster, node) : stepName.proxyContainer(cluster);
+    const image = buildImage && host.docker?.image === undefined ? [stepName.image(cluster)] : [];
+    const of = node ? { node } : {};
+    steps.push({ name: volume, kind: "volume", ...of, dependsOn: [] });
+    steps.push({ name: container, kind: "container", ...of, dependsOn: [...image, volume] });
+    return container;
+  };
   let previousConfig: string | undefined;
   let previousJoin: string | undefined;
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
-    if (hosts[node.name].kind === "docker") {
-      const volume = stepName.volume(cluster, node.name);
-      steps.push({ name: volume, kind: "volume", node: node.name, dependsOn: [] });
-      const container = stepName.container(cluster, node.name);
-      steps.push({
-        name: container,
-        kind: "container",
-        node: node.name,
-        dependsOn: [stepName.image(cluster), volume],
-      });
-      serverDeps.push(container);
-    }
-    const server = stepName.server(cluster, node.name);
-    steps.push({ name: server, kind: "server", node: node.name, dependsOn: serverDeps });
-    const config = stepName.config(cluster, node.name);
-    steps.push({
-      name: config,
-      kind: "config",
-      node: node.name,
-      dependsOn: previousConfig ? [server, previousConfig] : [server],
-    });
+    if (hosts[node.name].kind === "docker") serverDeps.push(dockerSteps(hosts[node.name], node.name));
+    /** Adds the node's step of `kind` and returns its name. */
+    const add = (kind: "server" | "config" | "setup" | "join" | "guard", dependsOn: string[]): string => {
+      const name = stepName[kind](cluster, node.name);
+      steps.push({ name, kind, node: node.name, dependsOn });
+      return name;
+    };
+    const server = add("server", serverDeps);
+    const config = add("config", previousConfig ? [server, previousConfig] : [server]);
     previousConfig = config;
-    const setup = stepName.setup(cluster, node.name);
-    steps.push({ name: setup, kind: "setup", node: node.name, dependsOn: [config] });
-    const join = stepName.join(cluster, node.name);
-    steps.push({
-      name: join,
-      kind: "join",
-      node: node.name,
-      dependsOn: previousJoin ? [setup, previousJoin] : [setup],
-    });
-    previousJoin = join;
-    if (hasGuard(hosts[node.name])) {
-      steps.push({
-        name: stepName.guard(cluster, node.name),
-        kind: "guard",
-        node: node.name,
-        dependsOn: [setup],
-      });
-    }
+    const setup = add("setup", [config]);
+    previousJoin = add("join", previousJoin ? [setup, previousJoin] : [setup]);
+    if (hasGuard(hosts[node.name])) add("guard", [setup]);
   }
   if (proxyHost) {
     const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
-    if (proxyHost.kind === "docker") {
-      const volume = stepName.proxyVolume(cluster);
-      steps.push({ name: volume, kind: "volume", dependsOn: [] });
-      const container = stepName.proxyContainer(cluster);
-      steps.push({ name: container, kind: "container", dependsOn: [stepName.image(cluster), volume] });
-      deps.unshift(container);
-    }
+    if (proxyHost.kind === "docker") deps.unshift(dockerSteps(proxyHost));
     steps.push({ name: stepName.proxy(cluster), kind: "proxy", dependsOn: deps });
     if (hasGuard(proxyHost)) {
       steps.push({ name: stepName.proxyGuard(cluster), kind: "guard", dependsOn: [stepName.proxy(cluster)] });

@@ -47,6 +47,17 @@ export const scramSaltProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
+/** The inputs and options both salt resources register with (`salt` an output, kept secret). */
+function saltArgs(
+  ready: pulumi.Input<boolean>,
+  opts: pulumi.CustomResourceOptions | undefined,
+): [pulumi.Inputs, pulumi.CustomResourceOptions] {
+  return [
+    { bytes: SCRAM_SALT_BYTES, ready, salt: undefined },
+    { ...opts, additionalSecretOutputs: ["salt"], deleteBeforeReplace: true },
+  ];
+}
+
 /** A random SCRAM salt kept in state; see the module comment. `salt` is base64 and a secret. */
 export class ScramSalt extends pulumi.dynamic.Resource {
   /** The salt, base64 (a secret). */
@@ -57,14 +68,8 @@ export class ScramSalt extends pulumi.dynamic.Resource {
    * not created, and neither is any step that waits for it.
    */
   constructor(name: string, ready: pulumi.Input<boolean>, opts?: pulumi.CustomResourceOptions) {
-    super(
-      scramSaltProvider,
-      name,
-      { bytes: SCRAM_SALT_BYTES, ready, salt: undefined },
-      { ...opts, additionalSecretOutputs: ["salt"], deleteBeforeReplace: true },
-      "bdr",
-      "ScramSalt",
-    );
+    const [props, options] = saltArgs(ready, opts);
+    super(scramSaltProvider, name, props, options, "bdr", "ScramSalt");
   }
 }
 
@@ -81,12 +86,8 @@ export class PluginScramSalt extends pulumi.CustomResource {
   declare readonly salt: pulumi.Output<string>;
 
   constructor(name: string, ready: pulumi.Input<boolean>, opts?: pulumi.CustomResourceOptions) {
-    super(
-      PLUGIN_SALT_TYPE,
-      name,
-      { bytes: SCRAM_SALT_BYTES, ready, salt: undefined },
-      { ...opts, additionalSecretOutputs: ["salt"], deleteBeforeReplace: true },
-    );
+    const [props, options] = saltArgs(ready, opts);
+    super(PLUGIN_SALT_TYPE, name, props, options);
   }
 }
 

@@ -117,9 +117,11 @@ export interface Engine {
    * SQL run on a remaining peer (locally, as the OS user) to forget `leaving` (both engines
    * implement it; optional for a future engine that parts cleanly from anywhere): its
    * subscriptions from that node, the node record and any slot kept for it. The same cleanup
-   * `partScript` does from the leaving node over the network; docker clusters also run it through
-   * `docker exec` on each peer, because the peers' pg_hba.conf no longer admits the leaving
-   * container by the time its part runs (Pulumi applies updates before deletes).
+   * `partScript` does from the leaving node over the network; on every host kind the node's
+   * `<name>-<node>-join-forget` step also runs it on each survivor through that survivor's own
+   * transport (bash, SSH from the runner, `docker exec`), because the survivors' pg_hba.conf no
+   * longer admits the leaving node by the time its part runs (Pulumi applies updates before
+   * deletes).
    */
   forgetNodeSql?(ctx: ClusterContext, leaving: NodePlan): string;
 

@@ -151,9 +151,18 @@ export function containerAddress(
   container: docker.Container,
   network: pulumi.Input<string>,
 ): pulumi.Output<string> {
+  return networkField(container, network, "ipAddress");
+}
+
+/** One field of the container's `networkData` entry for `network` ("" while it is stopped). */
+function networkField(
+  container: docker.Container,
+  network: pulumi.Input<string>,
+  field: "ipAddress" | "gateway",
+): pulumi.Output<string> {
   return pulumi.all([container.networkDatas, network]).apply(([nets, network]) => {
     const n = (nets ?? []).find((x) => x.networkName === network);
-    return n?.ipAddress ?? "";
+    return n?.[field] ?? "";
   });
 }
 
@@ -166,8 +175,5 @@ export function containerGateway(
   container: docker.Container,
   network: pulumi.Input<string>,
 ): pulumi.Output<string> {
-  return pulumi.all([container.networkDatas, network]).apply(([nets, network]) => {
-    const n = (nets ?? []).find((x) => x.networkName === network);
-    return n?.gateway ?? "";
-  });
+  return networkField(container, network, "gateway");
 }

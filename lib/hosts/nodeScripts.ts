@@ -166,12 +166,22 @@ export function serverConfigScript(
  * removes the node's directory. Idempotent.
  */
 export function serverDeleteScript(node: NodePlan, database: string, watcher?: NodeWatcher): string {
+  return serverEntryScript(node, database, watcher, "server_delete");
+}
+
+/** A node-server.sh entry point that needs the node's values and, when any, the watcher's control (not its file). */
+function serverEntryScript(
+  node: NodePlan,
+  database: string,
+  watcher: NodeWatcher | undefined,
+  entry: "server_delete" | "server_probe",
+): string {
   const w = watcherParts(watcher, false);
   return stepScript(
     nodeShellContext(node, database),
     [...nodeValues(node), ...w.values],
     ["node-server.sh", ...w.libs],
-    ["server_delete"],
+    [entry],
   );
 }
 
@@ -208,13 +218,7 @@ export const RESTART_MARKER = "restarted-by-entrypoint";
  * one), 1 otherwise. Reads nothing on stdin and changes nothing.
  */
 export function serverProbeScript(node: NodePlan, database: string, watcher?: NodeWatcher): string {
-  const w = watcherParts(watcher, false);
-  return stepScript(
-    nodeShellContext(node, database),
-    [...nodeValues(node), ...w.values],
-    ["node-server.sh", ...w.libs],
-    ["server_probe"],
-  );
+  return serverEntryScript(node, database, watcher, "server_probe");
 }
 
 /**

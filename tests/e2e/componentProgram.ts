@@ -62,7 +62,8 @@ const seconds = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
 /**
  * The `it`s of the scenario, for a program whose config has `password` (secret) and `writeNode`
  * (default n1), that makes BdrCluster `cluster` on `ports` and exports `nodeDsns`, `writeNode` and
- * `connectionString`. `stack()` is called once the caller's `before` has made the stack.
+ * `connectionString`. `stack()` is called once the caller's `before` has made the stack. Its
+ * `after` hook destroys the stack and removes the caller's work directory (`work()`).
  */
 export function componentProgramScenario(opts: {
   language: string;
@@ -71,12 +72,20 @@ export function componentProgramScenario(opts: {
   password: string;
   table: string;
   stack: () => Stack;
+  work: () => string | undefined;
 }): void {
   const { language, cluster, ports, password, table } = opts;
   const conn = (port: number) => ({ host: "127.0.0.1", port, database: "bdrdb", user: "bdr", password });
   const nodePorts = [ports.n1, ports.n2, ports.n3];
   const log = (what: string) => console.log(`      ${language}: ${what}`);
   const dataDir = `/var/lib/pulumi-bdr/${cluster}`;
+
+  after(async () => {
+    const stack = opts.stack() as Stack | undefined;
+    if (stack) await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
+    const work = opts.work();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
 
   it("a bad argument fails the preview with the BdrClusterArgsError line, not a stack trace", async () => {
     const stack = opts.stack();

@@ -11,32 +11,30 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, DOCKER_PLUGIN_VERSION } from "../../lib";
-import { getEngine } from "../../lib/engines";
 
 import {
-  assertPartedEverywhere,
   changes,
+  ddl,
   inlineStack,
   listening,
-  loopbackConn,
   pgbench,
   pulumiAvailable,
   query,
+  resizeThroughN4,
+  suiteCluster,
   waitFor,
 } from "./harness";
 import { DockerEngine, startDockerEngine, stopDockerEngine } from "./dockerEngine";
 
-const CLUSTER = "bde";
-const NETWORK = "bde-net";
-const NODE_PORT = 27432; // n1 -> 27432, n2 -> 27433, ...
-const PGBOUNCER_PORT = 27532;
-const HAPROXY_PORT = 27533;
 const PASSWORD = "docker-e2e-Pa55-not-in-state";
-const IMAGE = `pulumi-bdr/${CLUSTER}:pg15`;
+/** Published on loopback: n1 -> 27432, n2 -> 27433, ...; PgBouncer 27532, HAProxy 27533. */
+const suite = suiteCluster("bde", 27432, PASSWORD);
+const { portOf, direct } = suite;
+const NETWORK = "bde-net";
+const IMAGE = `pulumi-bdr/${suite.name}:pg15`;
 
 const desired = { nodes: 3, writeNode: "n1" };
-const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
-const portOf = (node: string) => NODE_PORT + Number(node.slice(1)) - 1;
+const names = () => suite.names(desired.nodes);
 let engine: DockerEngine;
 let savedDockerHost: string | undefined;
 
@@ -46,7 +44,7 @@ function program() {
   const provider = new docker.Provider("engine", { host: engine.host }, { version: DOCKER_PLUGIN_VERSION });
   const network = new docker.Network("net", { name: NETWORK }, { provider });
   const cluster = new BdrCluster(
-    CLUSTER,
+    suite.name,
     {
       nodes: names().map((name) => ({
         name,
@@ -59,8 +57,8 @@ function program() {
         host: {
           kind: "docker",
           network: NETWORK,
-          publishPort: PGBOUNCER_PORT,
-          publishHaproxyPort: HAPROXY_PORT,
+          publishPort: suite.pgbouncerPort,
+          publishHaproxyPort: suite.haproxyPort,
         },
         haproxyPort: 5433,
         pgbouncerPort: 6432,
@@ -72,20 +70,7 @@ function program() {
   return Promise.resolve({ nodeDsns: cluster.nodeDsns });
 }
 
-const conn = (port: number) => loopbackConn(port, PASSWORD);
-const direct = (node: string) => conn(portOf(node));
-const viaBouncer = conn(PGBOUNCER_PORT);
-const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
-
-async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
-  for (const n of nodes) {
-    await waitFor(
-      `${expected} rows in ${table} on ${n}`,
-      async () => Number((await query(direct(n), `SELECT count(*) AS c FROM ${table}`))[0].c) === expected,
-      60000,
-    );
-  }
-}
+const viaBouncer = suite.viaBouncer();
 
 /** Names of containers, volumes and networks on the private engine that belong to this cluster. */
 async function leftovers(): Promise<string[]> {
@@ -97,7 +82,7 @@ async function leftovers(): Promise<string[]> {
   return out
     .join("\n")
     .split("\n")
-    .filter((n) => n.startsWith(`${CLUSTER}-`));
+    .filter((n) => n.startsWith(`${suite.name}-`));
 }
 
 describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", function () {
@@ -154,7 +139,9 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     savedDockerHost = process.env.DOCKER_HOST;
     process.env.DOCKER_HOST = "tcp://ambient-docker-host.invalid:2375";
     // An interrupted earlier run must not make this one meaningless.
-    for (const c of (await engine.docker(`ps -aq --filter name=^${CLUSTER}-`)).split("\n").filter(Boolean)) {
+    for (const c of (await engine.docker(`ps -aq --filter name=^${suite.name}-`))
+      .split("\n")
+      .filter(Boolean)) {
       await engine.docker(`rm -f ${c}`);
     }
     for (const v of await leftovers()) await engine.docker(`volume rm -f ${v}`).catch(() => undefined);
@@ -182,7 +169,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     // stack, component, scram salt, provider, network, image, 3 x (volume, container, server, config,
     // setup, join, join-forget, guard), proxy volume, container, step and guard
     assert.strictEqual(changes(r).create, 34, JSON.stringify(r.summary.resourceChanges));
-    const containers = (await engine.docker(`ps --format '{{.Names}}' --filter name=^${CLUSTER}-`))
+    const containers = (await engine.docker(`ps --format '{{.Names}}' --filter name=^${suite.name}-`))
       .trim()
       .split("\n")
       .sort();
@@ -199,7 +186,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     for (const [i, n] of names().entries()) {
       await query(direct(n), "INSERT INTO public.items VALUES ($1, $2)", [i + 1, n]);
     }
-    await rowsEverywhere("public.items", names(), 3);
+    await suite.rowsEverywhere("public.items", names(), 3);
     const host = (
       await query(
         viaBouncer,
@@ -220,7 +207,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
 
   it("3. a stranger container on the same network is refused by pg_hba, with the right password", async () => {
     const out = await engine.docker(
-      `run --rm --network ${NETWORK} -e PGPASSWORD ${engine.baseImage} /usr/lib/postgresql/15/bin/psql "host=${CLUSTER}-n1 port=5432 dbname=bdrdb user=bdr connect_timeout=5" -Atc 'SELECT 1' 2>&1 || true`,
+      `run --rm --network ${NETWORK} -e PGPASSWORD ${engine.baseImage} /usr/lib/postgresql/15/bin/psql "host=${suite.name}-n1 port=5432 dbname=bdrdb user=bdr connect_timeout=5" -Atc 'SELECT 1' 2>&1 || true`,
       { PGPASSWORD: PASSWORD },
     );
     // pg_hba.conf ends in explicit reject lines: the stranger's address meets one of them.
@@ -232,7 +219,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
       [...names(), "proxy"].map(async (u) =>
         (
           await engine.docker(
-            `inspect -f '{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}' ${CLUSTER}-${u}`,
+            `inspect -f '{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}' ${suite.name}-${u}`,
           )
         ).trim(),
       ),
@@ -240,29 +227,26 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     assert.ok(!members.includes(refused[1]), `${refused[1]} is a member's address: ${members.join()}`);
     // A member container gets in with the same password (the refusal is about the address).
     const ok = await engine.docker(
-      `exec -e PGPASSWORD ${CLUSTER}-n2 /usr/lib/postgresql/15/bin/psql "host=${CLUSTER}-n1 port=5432 dbname=bdrdb user=bdr" -Atc 'SELECT 1'`,
+      `exec -e PGPASSWORD ${suite.name}-n2 /usr/lib/postgresql/15/bin/psql "host=${suite.name}-n1 port=5432 dbname=bdrdb user=bdr" -Atc 'SELECT 1'`,
       { PGPASSWORD: PASSWORD },
     );
     assert.strictEqual(ok.trim(), "1");
   });
 
   it("4. resize 3 -> 4 -> 3 leaves no slot, subscription, container or volume of n4", async () => {
-    desired.nodes = 4;
-    const r = await up("resize 3->4");
-    // n4's 7 resources; the proxy and every node's config (pg_hba admits n4's address)
-    // The proxy and the configs (pg_hba); the other joins and forget steps store their new peer
-    // list (no-op updates).
-    assert.deepStrictEqual(changes(r), { create: 8, update: 10 });
-    await rowsEverywhere("public.items", ["n4"], 3);
-    await query(direct("n4"), "INSERT INTO public.items VALUES (4, 'n4')");
-    await rowsEverywhere("public.items", names(), 4);
-    desired.nodes = 3;
-    const r2 = await up("resize 4->3");
-    assert.deepStrictEqual(changes(r2), { delete: 8, update: 10 });
-    await assertPartedEverywhere(direct, names(), "n4");
+    await resizeThroughN4({
+      cluster: suite,
+      setNodes: (n) => (desired.nodes = n),
+      up: (label) => up(label),
+      rows: 3,
+      insertN4: "INSERT INTO public.items VALUES (4, 'n4')",
+      // n4's 8 resources; the proxy and every node's config (pg_hba admits n4's address); the
+      // other joins and forget steps store their new peer list (no-op updates).
+      grow: { create: 8, update: 10 },
+      shrink: { delete: 8, update: 10 },
+    });
     const left = await leftovers();
-    assert.ok(!left.some((x) => x.startsWith(`${CLUSTER}-n4`)), JSON.stringify(left));
-    assert.strictEqual(await listening("127.0.0.1", portOf("n4")), false);
+    assert.ok(!left.some((x) => x.startsWith(`${suite.name}-n4`)), JSON.stringify(left));
   });
 
   it("5. switchover n1 -> n2 under pgbench through PgBouncer: 0 failed transactions", async () => {
@@ -299,7 +283,7 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
 
   it("6. a killed node container comes back with its data on up --refresh and replicates both ways", async () => {
     const victim = "n3";
-    await engine.docker(`kill ${CLUSTER}-${victim}`);
+    await engine.docker(`kill ${suite.name}-${victim}`);
     assert.strictEqual(await listening("127.0.0.1", portOf(victim)).catch(() => false), false);
     await query(direct("n1"), "INSERT INTO public.items VALUES (10, 'while n3 was dead')");
     const r = await up("up --refresh after docker kill", true);
@@ -311,13 +295,13 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     assert.ok((restored.update ?? 0) >= 1, JSON.stringify(restored));
     assert.ok(!restored.create && !restored.delete, JSON.stringify(restored));
     assert.strictEqual(
-      (await engine.docker(`inspect -f '{{.State.Running}}' ${CLUSTER}-${victim}`)).trim(),
+      (await engine.docker(`inspect -f '{{.State.Running}}' ${suite.name}-${victim}`)).trim(),
       "true",
     );
     try {
-      await rowsEverywhere("public.items", names(), 5);
+      await suite.rowsEverywhere("public.items", names(), 5);
       await query(direct(victim), "INSERT INTO public.items VALUES (11, 'from the restored n3')");
-      await rowsEverywhere("public.items", names(), 6);
+      await suite.rowsEverywhere("public.items", names(), 6);
     } catch (e) {
       // What each node's replication looks like when a wait fails, and the restored node's log.
       const state: string[] = [];
@@ -331,8 +315,8 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
             `walsenders ${await rows("SELECT application_name, client_addr::text, state FROM pg_catalog.pg_stat_replication")}`,
         );
       }
-      const logs = await engine.docker(`logs --tail 40 ${CLUSTER}-${victim} 2>&1`).catch((x) => String(x));
-      throw new Error(`${String(e)}\n${state.join("\n")}\n--- ${CLUSTER}-${victim} log ---\n${logs}`);
+      const logs = await engine.docker(`logs --tail 40 ${suite.name}-${victim} 2>&1`).catch((x) => String(x));
+      throw new Error(`${String(e)}\n${state.join("\n")}\n--- ${suite.name}-${victim} log ---\n${logs}`);
     }
     const changed: string[] = [];
     const p = await stack.preview({
@@ -355,7 +339,13 @@ describe("e2e: BdrCluster on docker hosts (private dockerd, real pulumi up)", fu
     log(`destroy: ${Date.now() - t} ms`);
     assert.deepStrictEqual(await leftovers(), []);
     assert.strictEqual((await engine.docker(`network ls -q --filter name=^${NETWORK}$`)).trim(), "");
-    for (const port of [NODE_PORT, NODE_PORT + 1, NODE_PORT + 2, PGBOUNCER_PORT, HAPROXY_PORT]) {
+    for (const port of [
+      suite.basePort,
+      suite.basePort + 1,
+      suite.basePort + 2,
+      suite.pgbouncerPort,
+      suite.haproxyPort,
+    ]) {
       assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);
     }
     assert.ok(!JSON.stringify(await stack.exportStack()).includes(PASSWORD));

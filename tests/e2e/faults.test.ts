@@ -20,8 +20,17 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, BdrClusterArgs } from "../../lib";
-import { getEngine } from "../../lib/engines";
-import { changes, inlineStack, loopbackConn, pulumiAvailable, query, upOk, waitFor } from "./harness";
+import {
+  answerEverywhere,
+  changes,
+  ddl,
+  inlineStack,
+  pulumiAvailable,
+  query,
+  suiteCluster,
+  upOk,
+  waitFor,
+} from "./harness";
 import { NetnsFixture, NetnsHost, netnsDown, netnsUnavailableReason, netnsUp } from "./netns";
 import {
   alive,
@@ -52,23 +61,19 @@ import {
   WriterResult,
 } from "./faultkit";
 
-const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 const log = (line: string) => console.log(`      ${line}`);
 
 // ---------------------------------------------------------------------------------------------
 // Local cluster: kill -9 of the write node; interrupted join.
 // ---------------------------------------------------------------------------------------------
 
-const CLUSTER = "flt";
-const BASE_PORT = 26432;
-const HAPROXY_PORT = 26533;
-const PGBOUNCER_PORT = 26532;
 const PASSWORD = "flt-Fau1t-Pa55-word";
-const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+const suite = suiteCluster("flt", 26432, PASSWORD);
+const { name: CLUSTER, dir: CLUSTER_DIR, haproxyPort: HAPROXY_PORT } = suite;
+const { pgbouncerPort: PGBOUNCER_PORT, portOf, direct } = suite;
 
 const desired = { nodes: 3 };
-const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
-const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
+const names = () => suite.names(desired.nodes);
 
 function clusterArgs(): BdrClusterArgs {
   return {
@@ -90,8 +95,7 @@ function program() {
   return Promise.resolve({ nodeDsns: cluster.nodeDsns, writeNode: cluster.writeNode });
 }
 
-const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
-const viaBouncer = loopbackConn(PGBOUNCER_PORT, PASSWORD);
+const viaBouncer = suite.viaBouncer();
 
 async function ids(node: string, where = "true"): Promise<number[]> {
   const rows = await query(direct(node), `SELECT id FROM public.keys WHERE ${where} ORDER BY id`);
@@ -613,28 +617,11 @@ describe("e2e faults on network-namespace hosts: a node cut off for 30 s while b
     await sql("p1", ddl("CREATE TABLE public.keys (id bigint PRIMARY KEY, origin text NOT NULL)"));
     await sql("p1", ddl("CREATE TABLE public.hot (id int PRIMARY KEY, v text NOT NULL)"));
     await sql("p1", ddl("CREATE TABLE public.counters (id int PRIMARY KEY, c bigint NOT NULL)"));
-    for (const n of NNODES) {
-      await waitFor(
-        `tables on ${n}`,
-        async () => (await sql(n, "SELECT to_regclass('public.counters') IS NOT NULL")) === "t",
-        60000,
-        250,
-      );
-    }
+    await answerEverywhere(sql, NNODES, "tables", "SELECT to_regclass('public.counters') IS NOT NULL", "t");
     await sql("p1", "INSERT INTO public.hot SELECT g, 'init' FROM generate_series(1, 20) g");
     await sql("p1", "INSERT INTO public.counters SELECT g, 0 FROM generate_series(0, 3) g");
-    for (const n of NNODES) {
-      await waitFor(
-        `hot rows and counters on ${n}`,
-        async () =>
-          (await sql(
-            n,
-            "SELECT (SELECT count(*) FROM public.hot) + (SELECT count(*) FROM public.counters)",
-          )) === "24",
-        60000,
-        250,
-      );
-    }
+    const hotRows = "SELECT (SELECT count(*) FROM public.hot) + (SELECT count(*) FROM public.counters)";
+    await answerEverywhere(sql, NNODES, "hot rows and counters", hotRows, "24");
 
     // Majority side: through PgBouncer on bdrh4 (HAProxy sends it to p1). Cut side: p3 itself,
     // through its Unix socket (the namespaces share the filesystem, not the network).

@@ -74,11 +74,6 @@ describe("Go program: BdrCluster through the generated Go SDK", function () {
     await stack.setConfig("firstPort", { value: String(FIRST_PORT) });
   });
 
-  after(async () => {
-    if (stack) await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
-
   componentProgramScenario({
     language: "Go",
     cluster: CLUSTER,
@@ -86,5 +81,6 @@ describe("Go program: BdrCluster through the generated Go SDK", function () {
     password: PASSWORD,
     table: "go_items",
     stack: () => stack,
+    work: () => work,
   });
 });

@@ -9,18 +9,15 @@ import * as pulumi from "@pulumi/pulumi";
 import type { PreviewResult, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
-import { inlineStackHooks, listening, loopbackConn, query, sh, waitFor } from "./harness";
+import { inlineStackHooks, listening, query, sh, suiteCluster, waitFor } from "./harness";
 
-const CLUSTER = "grd";
-const BASE_PORT = 27432;
-const HAPROXY_PORT = 27533;
-const PGBOUNCER_PORT = 27532;
 const PASSWORD = "grd-Pa55-word-not-in-state";
-const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+const suite = suiteCluster("grd", 27432, PASSWORD);
+const { name: CLUSTER, dir: CLUSTER_DIR, haproxyPort: HAPROXY_PORT } = suite;
+const { pgbouncerPort: PGBOUNCER_PORT, portOf, direct } = suite;
 const PROXY_DIR = `${CLUSTER_DIR}/proxy`;
 const PG_BIN = "/usr/lib/postgresql/15/bin";
-const NODES = ["n1", "n2"];
-const portOf = (node: string) => BASE_PORT + NODES.indexOf(node);
+const NODES = suite.names(2);
 
 function program() {
   const cluster = new BdrCluster(CLUSTER, {
@@ -32,8 +29,7 @@ function program() {
   return Promise.resolve({ nodeDsns: cluster.nodeDsns });
 }
 
-const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
-const viaBouncer = { ...direct("n1"), port: PGBOUNCER_PORT };
+const viaBouncer = suite.viaBouncer();
 
 function withoutSame(summary: Record<string, number> | undefined): Record<string, number> {
   const c = { ...(summary ?? {}) };

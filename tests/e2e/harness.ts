@@ -10,6 +10,7 @@ import { execFile, spawn } from "child_process";
 import { promisify } from "util";
 import { Client } from "pg";
 import { LocalWorkspace, Stack, PulumiFn, UpResult } from "@pulumi/pulumi/automation";
+import { getEngine } from "../../lib/engines";
 
 const run = promisify(execFile);
 
@@ -173,6 +174,129 @@ export interface ConnSettings {
 /** Connection settings for a server, HAProxy or PgBouncer on 127.0.0.1 (the cluster's defaults). */
 export function loopbackConn(port: number, password: string, user = "bdr", database = "bdrdb"): ConnSettings {
   return { host: "127.0.0.1", port, database, user, password };
+}
+
+/**
+ * The fixed layout of a suite's cluster on loopback: nodes `n1`, `n2`, ... on `basePort`,
+ * `basePort + 1`, ...; PgBouncer on `basePort + 100` and HAProxy on `basePort + 101`; local hosts
+ * (as root) keep their files in `/var/lib/pulumi-bdr/<name>`. `password` is the replication
+ * user's (a function when the suite changes it between `up`s).
+ */
+export interface SuiteCluster {
+  name: string;
+  dir: string;
+  basePort: number;
+  pgbouncerPort: number;
+  haproxyPort: number;
+  /** `n1` .. `n<count>`. */
+  names(count: number): string[];
+  portOf(node: string): number;
+  /** The replication user on a node's own port. */
+  direct(node: string): ConnSettings;
+  /** The replication user through PgBouncer. */
+  viaBouncer(): ConnSettings;
+  /** {@link rowsEverywhere}, counted through {@link SuiteCluster.direct}. */
+  rowsEverywhere(table: string, nodes: string[], expected: number, timeoutMs?: number): Promise<void>;
+}
+
+/** See {@link SuiteCluster}. */
+export function suiteCluster(
+  name: string,
+  basePort: number,
+  password: string | (() => string),
+): SuiteCluster {
+  const pw = () => (typeof password === "string" ? password : password());
+  const portOf = (node: string) => basePort + Number(node.replace(/^n/, "")) - 1;
+  const direct = (node: string) => loopbackConn(portOf(node), pw());
+  return {
+    name,
+    dir: `/var/lib/pulumi-bdr/${name}`,
+    basePort,
+    pgbouncerPort: basePort + 100,
+    haproxyPort: basePort + 101,
+    names: (count) => Array.from({ length: count }, (_, i) => `n${i + 1}`),
+    portOf,
+    direct,
+    viaBouncer: () => loopbackConn(basePort + 100, pw()),
+    rowsEverywhere: (table, nodes, expected, timeoutMs) =>
+      rowsEverywhere(countVia(direct), table, nodes, expected, timeoutMs),
+  };
+}
+
+/** One DDL statement through pglogical's DDL path (`replicate_ddl_command`): it reaches every node. */
+export const ddl = (statement: string): string => getEngine("pglogical").ddlSql(statement);
+
+/** Counts the rows of `table` on `node` (for {@link rowsEverywhere}). */
+export type RowCount = (node: string, table: string) => Promise<number>;
+
+/** A {@link RowCount} through a connection per node. */
+export const countVia =
+  (conn: (node: string) => ConnSettings): RowCount =>
+  async (node, table) =>
+    Number((await query(conn(node), `SELECT count(*) AS c FROM ${table}`))[0].c);
+
+/** Waits until `table` holds `expected` rows on each of `nodes`. */
+export async function rowsEverywhere(
+  count: RowCount,
+  table: string,
+  nodes: string[],
+  expected: number,
+  timeoutMs = 60000,
+  everyMs = 100,
+): Promise<void> {
+  for (const n of nodes) {
+    await waitFor(
+      `${expected} rows in ${table} on ${n}`,
+      async () => (await count(n, table)) === expected,
+      timeoutMs,
+      everyMs,
+    );
+  }
+}
+
+/** Runs SQL on a node and returns the answer as text (`psql -At`: one value, no padding). */
+export type SqlOn = (node: string, sql: string) => Promise<string>;
+
+/** Waits until `sql` answers `expected` on each of `nodes` (polling every 250 ms). */
+export async function answerEverywhere(
+  sqlOn: SqlOn,
+  nodes: string[],
+  what: string,
+  sql: string,
+  expected: string,
+  timeoutMs = 60000,
+): Promise<void> {
+  for (const n of nodes) {
+    await waitFor(`${what} on ${n}`, async () => (await sqlOn(n, sql)) === expected, timeoutMs, 250);
+  }
+}
+
+/**
+ * Resize 3 -> 4 -> 3 of a suite's pglogical cluster whose `public.items` holds `rows` rows: the
+ * `up` that adds n4 makes exactly `grow` changes, n4 gets every row and its own row (`insertN4`)
+ * reaches every node; the `up` that removes it makes exactly `shrink` changes, no survivor keeps a
+ * subscription, slot or node row of n4, and nothing listens on n4's port any more.
+ */
+export async function resizeThroughN4(o: {
+  cluster: Pick<SuiteCluster, "names" | "portOf" | "direct" | "rowsEverywhere">;
+  setNodes: (count: number) => void;
+  up: (label: string) => Promise<UpResult>;
+  rows: number;
+  insertN4: string;
+  grow: Record<string, number>;
+  shrink: Record<string, number>;
+  timeoutMs?: number;
+}): Promise<void> {
+  const { cluster } = o;
+  o.setNodes(4);
+  assert.deepStrictEqual(changes(await o.up("resize 3->4")), o.grow);
+  await cluster.rowsEverywhere("public.items", ["n4"], o.rows, o.timeoutMs);
+  await query(cluster.direct("n4"), o.insertN4);
+  await cluster.rowsEverywhere("public.items", cluster.names(4), o.rows + 1, o.timeoutMs);
+  o.setNodes(3);
+  assert.deepStrictEqual(changes(await o.up("resize 4->3")), o.shrink);
+  await assertPartedEverywhere(cluster.direct, cluster.names(3), "n4");
+  assert.strictEqual(await listening("127.0.0.1", cluster.portOf("n4")), false, "n4 still listens");
 }
 
 /** An update's resource changes without the unchanged ones (`same`). */

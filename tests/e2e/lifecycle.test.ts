@@ -8,29 +8,26 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
-import { getEngine } from "../../lib/engines";
 import {
-  assertPartedEverywhere,
   changes,
+  ddl,
   inlineStackHooks,
   listening,
-  loopbackConn,
   pgbench,
   previewChanges,
   query,
   reconnectingLoad,
   removeClusterDir,
+  resizeThroughN4,
   sh,
+  suiteCluster,
   upOk,
   waitFor,
 } from "./harness";
 
-const CLUSTER = "e2e";
-const BASE_PORT = 25432;
-const HAPROXY_PORT = 25533;
-const PGBOUNCER_PORT = 25532;
 const PASSWORD = "e2e-Pa55-word-not-in-state";
-const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+const suite = suiteCluster("e2e", 25432, PASSWORD);
+const { portOf, direct } = suite;
 
 /** What the inline program builds; tests change it between `up`s. */
 const desired = {
@@ -39,38 +36,25 @@ const desired = {
   settings: {} as Record<string, string | number | boolean>,
   switchoverMethod: "reconnect" as "reconnect" | "pause",
 };
-const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
-const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
+const names = () => suite.names(desired.nodes);
 
 function program() {
-  const cluster = new BdrCluster(CLUSTER, {
+  const cluster = new BdrCluster(suite.name, {
     nodes: names().map((name) => ({ name, host: { kind: "local" }, port: portOf(name) })),
     replicationPassword: pulumi.secret(PASSWORD),
     writeNode: desired.writeNode,
     postgresSettings: desired.settings,
     waitTimeoutSeconds: 120,
     proxy: {
-      haproxyPort: HAPROXY_PORT,
-      pgbouncerPort: PGBOUNCER_PORT,
+      haproxyPort: suite.haproxyPort,
+      pgbouncerPort: suite.pgbouncerPort,
       switchoverMethod: desired.switchoverMethod,
     },
   });
   return Promise.resolve({ nodeDsns: cluster.nodeDsns, connectionString: cluster.connectionString });
 }
 
-const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
-const viaBouncer = loopbackConn(PGBOUNCER_PORT, PASSWORD);
-const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
-
-async function rowsEverywhere(table: string, nodes: string[], expected: number): Promise<void> {
-  for (const n of nodes) {
-    await waitFor(
-      `${expected} rows in ${table} on ${n}`,
-      async () => Number((await query(direct(n), `SELECT count(*) AS c FROM ${table}`))[0].c) === expected,
-      30000,
-    );
-  }
-}
+const viaBouncer = suite.viaBouncer();
 
 describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function () {
   this.timeout(15 * 60 * 1000);
@@ -79,7 +63,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
   const up = (label: string) => upOk(stack, label);
 
   inlineStackHooks("pulumi-bdr-e2e", "lifecycle", program, (s) => (stack = s), {
-    clean: () => removeClusterDir(CLUSTER_DIR),
+    clean: () => removeClusterDir(suite.dir),
   });
 
   it("1. up from nothing: 3 nodes replicate, DDL reaches all, conflicts converge, PgBouncer lands on writeNode", async () => {
@@ -97,10 +81,10 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     for (const [i, n] of nodes.entries()) {
       await query(direct(n), "INSERT INTO public.items VALUES ($1, $2, 'x')", [i + 1, n]);
     }
-    await rowsEverywhere("public.items", nodes, 3);
+    await suite.rowsEverywhere("public.items", nodes, 3);
     // Concurrent updates of one row on every node converge to one value.
     await query(direct("n1"), "INSERT INTO public.items VALUES (100, 'n1', 'start')");
-    await rowsEverywhere("public.items", nodes, 4);
+    await suite.rowsEverywhere("public.items", nodes, 4);
     await Promise.all(
       nodes.map((n) => query(direct(n), "UPDATE public.items SET v = $1 WHERE id = 100", [`from-${n}`])),
     );
@@ -136,21 +120,19 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     const pc = await previewChanges(stack);
     // n4's 5 steps and its guard; the proxy; the other joins and forget steps (their peer lists)
     assert.deepStrictEqual(pc, { create: 6, update: 7 });
-    const r = await up("resize 3->4");
-    // The proxy; the other joins and forget steps store their new peer list (no-op updates).
-    assert.deepStrictEqual(changes(r), { create: 6, update: 7 });
-    await rowsEverywhere("public.items", ["n4"], 4);
-    await query(direct("n4"), "INSERT INTO public.items VALUES (4, 'n4', 'x')");
-    await rowsEverywhere("public.items", names(), 5);
-
-    desired.nodes = 3;
-    const r2 = await up("resize 4->3");
-    assert.deepStrictEqual(changes(r2), { delete: 6, update: 7 });
-    await assertPartedEverywhere(direct, names(), "n4");
-    assert.strictEqual(await listening("127.0.0.1", portOf("n4")), false, "n4 still listens");
-    assert.strictEqual(fs.existsSync(`${CLUSTER_DIR}/n4`), false, "n4's directory remains");
+    await resizeThroughN4({
+      cluster: suite,
+      setNodes: (n) => (desired.nodes = n),
+      up,
+      rows: 4,
+      insertN4: "INSERT INTO public.items VALUES (4, 'n4', 'x')",
+      // The proxy; the other joins and forget steps store their new peer list (no-op updates).
+      grow: { create: 6, update: 7 },
+      shrink: { delete: 6, update: 7 },
+    });
+    assert.strictEqual(fs.existsSync(`${suite.dir}/n4`), false, "n4's directory remains");
     await query(direct("n2"), "INSERT INTO public.items VALUES (5, 'n2', 'after part')");
-    await rowsEverywhere("public.items", names(), 6);
+    await suite.rowsEverywhere("public.items", names(), 6);
   });
 
   for (const method of ["reconnect", "pause"] as const) {
@@ -187,7 +169,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
         (await query(viaBouncer, "SELECT current_setting('port') AS p"))[0].p,
         String(portOf(to)),
       );
-      const stat = await sh(`echo "show stat" | socat stdio UNIX-CONNECT:${CLUSTER_DIR}/proxy/haproxy.sock`);
+      const stat = await sh(`echo "show stat" | socat stdio UNIX-CONNECT:${suite.dir}/proxy/haproxy.sock`);
       const header = stat.split("\n")[0].replace(/^# /, "").split(",");
       const rows = stat
         .split("\n")
@@ -205,7 +187,7 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
           Number((await query(direct(n), "SELECT count(*) AS c FROM public.load"))[0].c),
         ),
       );
-      await rowsEverywhere("public.load", names(), Math.max(...counts));
+      await suite.rowsEverywhere("public.load", names(), Math.max(...counts));
     });
   }
 
@@ -253,12 +235,16 @@ describe("e2e: BdrCluster lifecycle on local hosts (real pulumi up)", function (
     await stack.destroy({ onOutput: () => undefined });
     log(`destroy: ${Date.now() - t} ms`);
     // The bracket keeps pgrep from matching its own shell.
-    const procs = await sh(`pgrep -af '[${CLUSTER_DIR[0]}]${CLUSTER_DIR.slice(1)}/' || true`);
+    const procs = await sh(`pgrep -af '[${suite.dir[0]}]${suite.dir.slice(1)}/' || true`);
     assert.strictEqual(procs.trim(), "", procs);
-    for (const port of [...[1, 2, 3, 4].map((i) => BASE_PORT + i - 1), HAPROXY_PORT, PGBOUNCER_PORT]) {
+    for (const port of [
+      ...[1, 2, 3, 4].map((i) => suite.basePort + i - 1),
+      suite.haproxyPort,
+      suite.pgbouncerPort,
+    ]) {
       assert.strictEqual(await listening("127.0.0.1", port), false, `port ${port} still open`);
     }
-    assert.strictEqual(fs.existsSync(CLUSTER_DIR), false, `${CLUSTER_DIR} remains`);
+    assert.strictEqual(fs.existsSync(suite.dir), false, `${suite.dir} remains`);
     const exported = JSON.stringify(await stack.exportStack());
     assert.ok(!exported.includes(PASSWORD));
   });

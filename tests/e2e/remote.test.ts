@@ -17,8 +17,16 @@ import { execFileSync } from "child_process";
 import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
-import { getEngine } from "../../lib/engines";
-import { inlineStack, listening, pulumiAvailable, query, waitFor } from "./harness";
+import {
+  answerEverywhere,
+  ddl,
+  inlineStack,
+  listening,
+  pulumiAvailable,
+  query,
+  rowsEverywhere as rowsOn,
+  waitFor,
+} from "./harness";
 import { NetnsFixture, NetnsHost, netnsDown, netnsUnavailableReason, netnsUp, sshExec } from "./netns";
 
 const CLUSTER = "rem";
@@ -49,7 +57,6 @@ const nodeResources = (n: string) =>
   ].map((r) => `${CLUSTER}-${n}-${r}`);
 
 const baseDirOf = (host: NetnsHost) => `/var/lib/pulumi-bdr-${host.name}`;
-const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 
 function changes(summary: Record<string, number> | undefined): Record<string, number> {
   const c = { ...(summary ?? {}) };
@@ -139,16 +146,16 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     return r.stdout.trim();
   }
 
-  async function rowsEverywhere(table: string, expected: number): Promise<void> {
-    for (const n of NODES) {
-      await waitFor(
-        `${expected} rows in ${table} on ${n}`,
-        async () => Number(await sqlOn(n, `SELECT count(*) FROM ${table}`)) === expected,
-        60000,
-        250,
-      );
-    }
-  }
+  /** Waits until `table` holds `expected` rows on every current member. */
+  const rowsEverywhere = (table: string, expected: number) =>
+    rowsOn(
+      async (n, t) => Number(await sqlOn(n, `SELECT count(*) FROM ${t}`)),
+      table,
+      NODES,
+      expected,
+      60000,
+      250,
+    );
 
   function program() {
     const key = fx!.privateKey;
@@ -387,18 +394,8 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     // The application's table, in its schema, owned by its owner role (test 4 writes to it).
     await sqlOn("r1", ddl("CREATE TABLE app.notes (id bigint PRIMARY KEY, note text)"));
     await sqlOn("r1", ddl("ALTER TABLE app.notes OWNER TO app_owner"));
-    for (const n of NODES) {
-      await waitFor(
-        `tables on ${n}`,
-        async () =>
-          (await sqlOn(
-            n,
-            "SELECT to_regclass('public.items') IS NOT NULL AND to_regclass('app.notes') IS NOT NULL",
-          )) === "t",
-        60000,
-        250,
-      );
-    }
+    const tables = "SELECT to_regclass('public.items') IS NOT NULL AND to_regclass('app.notes') IS NOT NULL";
+    await answerEverywhere(sqlOn, NODES, "tables", tables, "t");
     for (const [i, n] of NODES.entries()) {
       await sqlOn(n, `INSERT INTO public.items VALUES (${i + 1}, '${n}')`);
     }

@@ -10,27 +10,23 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
-import { getEngine } from "../../lib/engines";
 import type { AppGrantArgs, AppRoleArgs } from "../../lib/roles/args";
 import {
   changes,
+  ddl,
   inlineStack,
   inlineStackHooks,
   loopbackConn,
   previewChanges,
   query,
   removeClusterDir,
+  suiteCluster,
   upOk,
   waitFor,
 } from "./harness";
 
-const CLUSTER = "e2eroles";
-const BASE_PORT = 26432;
-const HAPROXY_PORT = 26533;
-const PGBOUNCER_PORT = 26532;
 const PASSWORD = "e2e-roles-Repl-Pa55";
 const PASSWORD_2 = "e2e-roles-Repl-Pa55-rotated";
-const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
 const OWNER_PW = "owner-Pa55-not-in-state";
 const RW_PW_1 = "rw-Pa55-first-not-in-state";
 const RW_PW_2 = "rw-Pa55-second-not-in-state";
@@ -43,8 +39,10 @@ const desired = {
   withRw: true,
   tableGrant: false,
 };
-const names = () => Array.from({ length: desired.nodes }, (_, i) => `n${i + 1}`);
-const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
+const suite = suiteCluster("e2eroles", 26432, () => desired.replicationPassword);
+const { name: CLUSTER, dir: CLUSTER_DIR, haproxyPort: HAPROXY_PORT, pgbouncerPort: PGBOUNCER_PORT } = suite;
+const { portOf, direct } = suite;
+const names = () => suite.names(desired.nodes);
 
 function program() {
   const roles: AppRoleArgs[] = [
@@ -76,9 +74,7 @@ function program() {
   return Promise.resolve({ roleConnectionStrings: cluster.roleConnectionStrings });
 }
 
-const direct = (node: string) => loopbackConn(portOf(node), desired.replicationPassword);
 const asRole = (user: string, password: string) => loopbackConn(PGBOUNCER_PORT, password, user);
-const ddl = (statement: string) => getEngine("pglogical").ddlSql(statement);
 
 /** rolpassword of a role on each node (undefined where the role is missing). */
 async function verifiers(role: string): Promise<Record<string, string | undefined>> {

@@ -14,28 +14,25 @@ import {
   changes,
   inlineStackHooks,
   listening,
-  loopbackConn,
   query,
   removeClusterDir,
+  suiteCluster,
   waitFor,
 } from "./harness";
 
-const CLUSTER = "scale";
 const NODE_COUNT = Number(process.env.PULUMI_BDR_SCALE_NODES ?? 8);
-const BASE_PORT = 26432;
 const PASSWORD = "e2e-Sca1e-Pa55-word";
-const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
+const suite = suiteCluster("scale", 26432, PASSWORD);
+const { name: CLUSTER, dir: CLUSTER_DIR, portOf, direct } = suite;
 
-let members = Array.from({ length: NODE_COUNT }, (_, i) => `n${i + 1}`);
-const portOf = (node: string) => BASE_PORT + Number(node.slice(1)) - 1;
-const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
+let members = suite.names(NODE_COUNT);
 
 function program() {
   const cluster = new BdrCluster(CLUSTER, {
     nodes: members.map((name) => ({ name, host: { kind: "local" }, port: portOf(name) })),
     replicationPassword: pulumi.secret(PASSWORD),
     waitTimeoutSeconds: 180,
-    proxy: { haproxyPort: 26533, pgbouncerPort: 26532 },
+    proxy: { haproxyPort: suite.haproxyPort, pgbouncerPort: suite.pgbouncerPort },
   });
   return Promise.resolve({ nodeDsns: cluster.nodeDsns });
 }

@@ -22,7 +22,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster, BdrClusterArgs } from "../../lib";
 import { pgpassFor } from "../../lib/cluster/create";
 import { scramVerifier } from "../../lib/render/scram";
-import { inlineStack, loopbackConn, pulumiAvailable, query, sh } from "./harness";
+import { inlineStack, pulumiAvailable, query, sh, suiteCluster } from "./harness";
 import {
   exportWithoutSecrets,
   filesContaining,
@@ -37,21 +37,18 @@ import {
   streamFrom,
 } from "./faultkit";
 
-const CLUSTER = "sec";
 const EMPTY_CLUSTER = "secbad";
-const BASE_PORT = 24432;
-const HAPROXY_PORT = 24533;
-const PGBOUNCER_PORT = 24532;
 const PASSWORD = "sec-Unl1kely-Pa55w0rd-7f3a";
+const suite = suiteCluster("sec", 24432, PASSWORD);
+const { name: CLUSTER, dir: CLUSTER_DIR, basePort: BASE_PORT, haproxyPort: HAPROXY_PORT } = suite;
+const { pgbouncerPort: PGBOUNCER_PORT, portOf, direct } = suite;
 /** Exported by "the caller" during the up; must never reach a daemon. */
 const CALLER_CANARY = "caller-env-canary-5e1f";
-const CLUSTER_DIR = `/var/lib/pulumi-bdr/${CLUSTER}`;
 const PROXY_DIR = `${CLUSTER_DIR}/proxy`;
 const NODES = ["n1", "n2"];
 const PWNED = "/tmp/pulumi-bdr-sec-pwned";
 const log = (line: string) => console.log(`      ${line}`);
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
-const portOf = (node: string) => BASE_PORT + NODES.indexOf(node);
 
 function goodArgs(): BdrClusterArgs {
   return {
@@ -301,7 +298,6 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
   let verifier = "";
   const found = (text: string) =>
     needles.map((n, i) => (text.includes(n) ? needlesNamed[i] : "")).filter((x) => x);
-  const direct = (node: string) => loopbackConn(portOf(node), PASSWORD);
   const sock = (node: string) => ({ runDir: `${CLUSTER_DIR}/${node}/run`, port: portOf(node) });
   let startMarker = "";
 

@@ -71,11 +71,6 @@ describe("YAML program: BdrCluster through the component provider", function () 
     stack = await projectStack(project, path.join(work, "state"), PASSWORD);
   });
 
-  after(async () => {
-    if (stack) await stack.destroy({ onOutput: () => undefined }).catch((e) => console.error(String(e)));
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
-
   componentProgramScenario({
     language: "YAML",
     cluster: CLUSTER,
@@ -83,5 +78,6 @@ describe("YAML program: BdrCluster through the component provider", function () 
     password: PASSWORD,
     table: "yaml_items",
     stack: () => stack,
+    work: () => work,
   });
 });

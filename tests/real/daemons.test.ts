@@ -8,7 +8,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { NodePlan, ClusterContext, ProxyPlan } from "../../lib/types";
+import { NodePlan, ClusterContext } from "../../lib/types";
 import { quoteIdent, quoteLiteral } from "../../lib/render/quote";
 import { renderPreamble } from "../../lib/render/shell";
 import {
@@ -27,6 +27,7 @@ import {
   asPostgres,
   check,
   freePort,
+  loopbackProxy,
   killMentioning,
   killPids,
   PG_BIN,
@@ -128,24 +129,10 @@ describe("real daemons: rendered configuration", function () {
   });
 
   it("haproxy -c accepts the rendered haproxy.cfg, hostile paths included", () => {
-    const proxy: ProxyPlan = {
-      hostKind: "local",
-      address: "127.0.0.1",
-      baseDir: root,
-      osUser: "postgres",
-      haproxyListenAddress: "127.0.0.1",
-      haproxyPort: 15433,
-      checkInterMs: 1000,
-      checkFall: 2,
-      checkRise: 2,
-      pgbouncerListenAddress: "127.0.0.1",
-      pgbouncerPort: 16432,
-      poolMode: "transaction",
+    const proxy = loopbackProxy(root, { haproxy: 15433, pgbouncer: 16432 }, "beta", {
       defaultPoolSize: 10,
       maxClientConn: 100,
-      switchoverMethod: "reconnect",
-      writeNode: "beta",
-    };
+    });
     const nodes = [
       { ...node, name: "alpha", index: 0, port: 5432 },
       { ...node, name: "beta", index: 1, port: 5433 },
@@ -353,24 +340,10 @@ describe("real daemons: rendered configuration", function () {
     fs.chownSync(pgbDir, pgUid(), pgGid());
     fs.chownSync(path.join(pgbDir, "run"), pgUid(), pgGid());
     const port = await freePort();
-    const proxy: ProxyPlan = {
-      hostKind: "local",
-      address: "127.0.0.1",
-      baseDir: pgbDir,
-      osUser: "postgres",
-      haproxyListenAddress: "127.0.0.1",
-      haproxyPort: node.port,
-      checkInterMs: 1000,
-      checkFall: 2,
-      checkRise: 2,
-      pgbouncerListenAddress: "127.0.0.1",
-      pgbouncerPort: port,
-      poolMode: "transaction",
+    const proxy = loopbackProxy(pgbDir, { haproxy: node.port, pgbouncer: port }, "alpha", {
       defaultPoolSize: 5,
       maxClientConn: 50,
-      switchoverMethod: "reconnect",
-      writeNode: "alpha",
-    };
+    });
     const iniFor = (authFile: string, p: number, tag: string): string =>
       renderPgbouncerIni(
         { ...proxy, pgbouncerPort: p },

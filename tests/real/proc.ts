@@ -7,11 +7,38 @@ import * as assert from "assert";
 import { spawn, spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
+import { PROXY_DEFAULTS } from "../../lib/cluster/plan";
+import type { ProxyPlan } from "../../lib/types";
 
 /** The PostgreSQL 15 binaries the real tests use. */
 export const PG_BIN = "/usr/lib/postgresql/15/bin";
 
 /** Runs a command to completion (2 minutes at most), stdout and stderr as text. */
+/**
+ * A proxy plan for HAProxy and PgBouncer on 127.0.0.1 as the `postgres` OS user, files under
+ * `baseDir`, with the library's other defaults ({@link PROXY_DEFAULTS}) unless `more` says otherwise.
+ */
+export function loopbackProxy(
+  baseDir: string,
+  ports: { haproxy: number; pgbouncer: number },
+  writeNode: string,
+  more: Partial<ProxyPlan> = {},
+): ProxyPlan {
+  return {
+    ...PROXY_DEFAULTS,
+    hostKind: "local",
+    address: "127.0.0.1",
+    baseDir,
+    osUser: "postgres",
+    haproxyListenAddress: "127.0.0.1",
+    haproxyPort: ports.haproxy,
+    pgbouncerListenAddress: "127.0.0.1",
+    pgbouncerPort: ports.pgbouncer,
+    writeNode,
+    ...more,
+  };
+}
+
 export function run(
   cmd: string,
   args: string[],

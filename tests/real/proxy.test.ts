@@ -16,6 +16,7 @@ import { proxyApplyScript, proxyDestroyScript, proxyPaths, ProxyScriptInput } fr
 import {
   check,
   freePort,
+  loopbackProxy,
   killMentioning,
   PG_BIN,
   pgUid,
@@ -266,24 +267,8 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
       postgresSettings: { fsync: false, synchronous_commit: false, full_page_writes: false },
     });
     ctx = h.ctx();
-    proxy = {
-      hostKind: "local",
-      address: "127.0.0.1",
-      baseDir: path.join(root, "proxy"),
-      osUser: "postgres",
-      haproxyListenAddress: "127.0.0.1",
-      haproxyPort: await freePort(),
-      checkInterMs: 1000,
-      checkFall: 2,
-      checkRise: 2,
-      pgbouncerListenAddress: "127.0.0.1",
-      pgbouncerPort: await freePort(),
-      poolMode: "transaction",
-      defaultPoolSize: 8,
-      maxClientConn: 100,
-      switchoverMethod: "reconnect",
-      writeNode: "n1",
-    };
+    const ports = { haproxy: await freePort(), pgbouncer: await freePort() };
+    proxy = loopbackProxy(path.join(root, "proxy"), ports, "n1", { defaultPoolSize: 8, maxClientConn: 100 });
     for (const n of ctx.nodes) {
       await h.sql(
         n,

@@ -196,6 +196,30 @@ describe("planCluster", () => {
     assert.strictEqual(plan.proxyHost!.docker!.volumeName, "db-proxy-data");
   });
 
+  it("builds the shipped image only for docker hosts without an image of their own", () => {
+    const a: BdrClusterArgs = {
+      nodes: ["a", "b"].map((name) => ({
+        name,
+        host: { kind: "docker" as const, network: "net", image: name === "a" ? "own:1" : undefined },
+      })),
+      replicationPassword: pulumi.secret("pw"),
+      proxy: { host: { kind: "docker", network: "net", image: "own:1" } },
+    };
+    const containers = (x: BdrClusterArgs) => graph(x).filter((l) => /image|container </.test(l));
+    assert.deepStrictEqual(containers(a), [
+      "db-image <- ",
+      "db-a-container <- db-a-data",
+      "db-b-container <- db-image, db-b-data",
+      "db-proxy-container <- db-proxy-data",
+    ]);
+    a.nodes[1].host = { kind: "docker", network: "net", image: "own:2" };
+    assert.deepStrictEqual(containers(a), [
+      "db-a-container <- db-a-data",
+      "db-b-container <- db-b-data",
+      "db-proxy-container <- db-proxy-data",
+    ]);
+  });
+
   it("remote hosts use sudo for a non-root user and keep their addresses", () => {
     const key = pulumi.secret("k");
     const a: BdrClusterArgs = {

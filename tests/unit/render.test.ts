@@ -3,6 +3,7 @@ import { spawnSync } from "child_process";
 import { expectGolden, withLibraryMarkers } from "./golden";
 import { shippedScript } from "../../lib/render/shell";
 import { ClusterContext, NodePlan, ProxyPlan } from "../../lib/types";
+import { PROXY_DEFAULTS } from "../../lib/cluster/plan";
 import {
   confValue,
   nodeSettings,
@@ -69,21 +70,16 @@ const ctx: ClusterContext = {
 };
 
 const proxy: ProxyPlan = {
+  ...PROXY_DEFAULTS,
   hostKind: "remote",
   address: "10.0.0.5",
   baseDir: "/var/lib/pulumi-bdr/proxy",
   osUser: "postgres",
   haproxyListenAddress: "127.0.0.1",
   haproxyPort: 5433,
-  checkInterMs: 1000,
-  checkFall: 2,
-  checkRise: 2,
   pgbouncerListenAddress: "10.0.0.5",
   pgbouncerPort: 6432,
-  poolMode: "transaction",
-  defaultPoolSize: 20,
   maxClientConn: 500,
-  switchoverMethod: "reconnect",
   writeNode: "beta",
 };
 
