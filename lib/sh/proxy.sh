@@ -422,13 +422,14 @@ proxy_handoff() {
       servers=$(ha_servers)
       current=$(ha_current "$servers")
       if [ "$current" != "$node" ]; then log "$node does not take writes (HAProxy sends them to ${current:-no server}): no hand-off"; return 0; fi
+      case "$(status_of "$servers" "$node")" in MAINT*) log "$node is already out of service in HAProxy: nothing to move"; return 0 ;; esac
       if ! printf '%s\n' "$servers" | awk -F, -v n="$node" '$1!=n && $2 ~ /^UP/{f=1} END{exit !f}'; then
         log "no other node is UP in HAProxy: $node restarts with writes on it"; return 0
       fi
       printf '%s\n' "$node" | put_file "$record" 0600 || true
       log "hand-off: moving writes off $node before its restart"
       move_off "$node"
-      log "hand-off: writes left $node ($(ha_current "$(ha_servers)") takes them)"
+      log "hand-off: writes left $node ($(ha_servers | awk -F, '$2 ~ /^UP/{print $1; exit}') takes them)"
       ;;
     back)
       [ -e "$record" ] || return 0
