@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { HostArgs } from "./args";
-import type { ClusterPlan, PlanSource, PlanStep, ResolvedHost } from "./plan";
+import { reachesProxy, type ClusterPlan, type PlanSource, type PlanStep, type ResolvedHost } from "./plan";
 import type { ClusterContext, NodePlan } from "../types";
 import { getEngine } from "../engines";
 import type { Engine } from "../engines/types";
@@ -43,7 +43,7 @@ import { scramVerifier } from "../render/scram";
 import { renderSecretStdin } from "../render/shell";
 import { connString, shellQuote } from "../render/quote";
 import { localSql } from "../engines/types";
-import { proxyApplyScript, proxyDestroyScript } from "../proxy/scripts";
+import { proxyApplyScript, proxyDestroyScript, proxyHandoffScript } from "../proxy/scripts";
 import { nodeWatcher, type NodeWatcher } from "../hosts/watcher";
 import type { Volume as DockerVolume } from "@pulumi/docker";
 
@@ -224,6 +224,9 @@ export function renderStep(
       const script = serverConfigScript(node!, ctx.database, files, {
         outputPlugins: outputPluginFor(ctx, engine),
         afterRestart: engine.afterRestartScript?.(ctx, node!),
+        proxyHandoff: reachesProxy(host, plan.proxyHost)
+          ? proxyHandoffScript({ ctx, proxy: plan.proxy!, binDir: ctx.nodes[0].binDir })
+          : undefined,
       });
       return { create: script, update: script, stdin: pgpass };
     }

@@ -160,6 +160,20 @@ export function hasGuard(host: Pick<ResolvedHost, "kind">): boolean {
   return host.kind !== "remote";
 }
 
+/**
+ * Whether a node's config step can move writes off the node through the proxy before restarting
+ * it (lib/proxy/scripts.ts `proxyHandoffScript`): the proxy's admin sockets must be on the node's
+ * own machine, which holds when both are on local hosts. Docker nodes and the proxy live in separate
+ * containers, and SSH hosts would need the proxy host's key on the node: there, a restart of the
+ * write node acts as a failover (HAProxy marks it down, PgBouncer retries on the next server).
+ */
+export function reachesProxy(
+  nodeHost: Pick<ResolvedHost, "kind">,
+  proxyHost: Pick<ResolvedHost, "kind"> | undefined,
+): boolean {
+  return proxyHost !== undefined && nodeHost.kind === "local" && proxyHost.kind === "local";
+}
+
 function defaultBaseDir(host: HostArgs, env: RunnerEnv): string {
   switch (host.kind) {
     case "local":

@@ -145,17 +145,23 @@ export function serverCreateScript(
  * that needs a restart changed (`pg_settings.pending_restart`): lib/sh/node-config.sh
  * `server_config`. The component chains these steps so a change rolls through the nodes one at a
  * time. `afterRestart` runs after a restart (the engine's hook that wakes peers' apply workers).
+ * `proxyHandoff` (lib/proxy/scripts.ts `proxyHandoffScript`, when the proxy runs on this node's
+ * machine) moves writes off the node before its restart and back after it (`N_PROXY_TEXT`).
  * Reads `SECRET_PGPASS` from stdin.
  */
 export function serverConfigScript(
   node: NodePlan,
   database: string,
   files: NodeFiles,
-  opts: { outputPlugins?: readonly string[]; afterRestart?: string },
+  opts: { outputPlugins?: readonly string[]; afterRestart?: string; proxyHandoff?: string },
 ): string {
   return stepScript(
     nodeShellContext(node, database),
-    [...nodeValues(node), ...fileValues(node, files, opts.outputPlugins)],
+    [
+      ...nodeValues(node),
+      ...fileValues(node, files, opts.outputPlugins),
+      ...(opts.proxyHandoff ? [shellText("N_PROXY_TEXT", opts.proxyHandoff)] : []),
+    ],
     ["node-server.sh", "node-config.sh"],
     [...afterRestartHook(opts.afterRestart), "server_config"],
   );

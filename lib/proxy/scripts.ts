@@ -298,4 +298,26 @@ export function proxyDestroyScript(input: ProxyScriptInput): string {
   );
 }
 
+/**
+ * The proxy's hand-off script, run by a node's config step around a restart of that node
+ * (lib/sh/proxy.sh `proxy_handoff`, arguments `away|back NODE`): before the restart, when HAProxy
+ * sends writes to the node and another node is UP, traffic moves off it as in a `"reconnect"`
+ * switchover (drain + `clear table`, PgBouncer `RECONNECT` + `WAIT_CLOSE`, maintenance); after
+ * the restart, the node's server is put back in service, and once HAProxy sees it UP the stick table
+ * is cleared and PgBouncer reconnects, so writes are back on the declared write node. Only the
+ * proxy's paths, admin user, binaries and wait bound are in it (no node list, no write node), so
+ * a resize or a switchover does not change the config steps that carry it. Needs no secret: the
+ * proxy's `.pgpass` is on disk. Preamble included.
+ */
+export function proxyHandoffScript(
+  input: Pick<ProxyScriptInput, "ctx" | "proxy" | "binDir" | "waitSeconds" | "haproxyBin" | "pgbouncerBin">,
+): string {
+  return stepScript(
+    proxyContext(input),
+    commonVars(input),
+    ["proxy.sh"],
+    ["# ---- pulumi-bdr: proxy hand-off around a node's restart ----", 'proxy_handoff "$@"'],
+  );
+}
+
 export { commonVars, proxyContext };

@@ -9,6 +9,9 @@
 #   N_HBA_TEXT        the whole pg_hba.conf
 #   N_OPL_FILE        path of the output_plugin_libraries fragment
 #   N_OUTPUT_PLUGINS  array: the engine's output plugins (empty: no fragment is managed)
+#   N_PROXY_TEXT      optional: the proxy's hand-off script (lib/proxy/scripts.ts
+#                     proxyHandoffScript: the proxy's values, common.sh, proxy.sh), present when
+#                     the proxy runs on this machine; empty or unset: no hand-off
 # Secret (stdin, read_secrets): SECRET_PGPASS, the .pgpass content.
 # Hook: node_after_restart (see node-server.sh) runs after a restart.
 #
@@ -17,7 +20,9 @@
 #                     output_plugin_libraries fragment; CHANGED=1 when a file the server reads
 #                     changed (the .pgpass is read at each connection and does not count).
 #   server_config     reads the secrets, writes the files, starts a stopped server, reloads on a
-#                     change and restarts when pg_settings has a pending restart. Idempotent.
+#                     change and restarts when pg_settings has a pending restart; with N_PROXY_TEXT,
+#                     writes move off the node through the proxy before the restart and come back
+#                     after it (only when it takes writes). Idempotent.
 #   write_output_plugins FILE POSTGRES DATA LIB...: see below.
 
 CHANGED=0
@@ -78,11 +83,19 @@ node_write_files() {
 }
 opl_sum() { { cat "$N_OPL_FILE" 2>/dev/null || true; } | cksum; }
 
+# proxy_handoff_run away|back: the proxy's hand-off for this node (lib/sh/proxy.sh
+# proxy_handoff), a separate bash with the proxy's own values; nothing without N_PROXY_TEXT. The
+# script comes through a pipe (never an argument); stdin stays free of it.
+proxy_handoff_run() {
+  if [ -z "${N_PROXY_TEXT:-}" ]; then return 0; fi
+  bash <(printf '%s' "$N_PROXY_TEXT") "$1" "$N_NAME" </dev/null
+}
+
 server_config() {
   local t0 pending
   read_secrets
   node_write_files
-  if ! pg_running; then pg_start; pg_wait_ready; exit 0; fi
+  if ! pg_running; then pg_start; pg_wait_ready; proxy_handoff_run back; exit 0; fi
   if [ "$CHANGED" = 1 ]; then
     t0=$(echo 'SELECT pg_conf_load_time()' | sql_local postgres)
     echo 'SELECT pg_reload_conf()' | sql_local postgres >/dev/null
@@ -96,8 +109,12 @@ server_config() {
   pending=$(echo "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart" | sql_local postgres)
   if [ -n "$pending" ]; then
     log "restarting for: $pending"
+    # Writes leave the node first (when it takes them): clients see a switchover, not a restart.
+    proxy_handoff_run away || log "hand-off of $N_NAME failed: restarting it with writes on it (clients see a failover)"
     pg_restart
     pg_wait_ready
     run_after_restart
   fi
+  # After the restart, or one an interrupted run left: writes come back (nothing when not moved).
+  proxy_handoff_run back
 }

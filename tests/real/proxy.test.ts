@@ -12,7 +12,16 @@ import * as path from "path";
 import { ClusterContext, ProxyPlan, SwitchoverMethod } from "../../lib/types";
 import { renderSecretStdin } from "../../lib/render/shell";
 import { quoteIdent, shellQuote } from "../../lib/render/quote";
-import { proxyApplyScript, proxyDestroyScript, proxyPaths, ProxyScriptInput } from "../../lib/proxy/scripts";
+import {
+  proxyApplyScript,
+  proxyDestroyScript,
+  proxyHandoffScript,
+  proxyPaths,
+  ProxyScriptInput,
+} from "../../lib/proxy/scripts";
+import { pgpassFor, renderNodeFiles } from "../../lib/cluster/create";
+import { getEngine } from "../../lib/engines";
+import { serverConfigScript } from "../../lib/hosts/nodeScripts";
 import {
   check,
   freePort,
@@ -454,6 +463,64 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     waitForState("n1", /^UP/);
     assert.ok(!fs.existsSync(path.join(proxy.baseDir, "switchover.pending")));
     assert.match(apply("n2", "reconnect", extra).stderr, /HAProxy configuration unchanged/);
+  });
+
+  it("a restart-only change hands writes off the write node and back (0 failed transactions); a backup or a reload leaves the proxy alone", async () => {
+    const extra = { checkInterMs: 500, defaultPoolSize: 6 };
+    // n2 takes writes now (the previous test). The node's config step as the component renders it
+    // for a proxy on the same machine, with `settings` added to the cluster's.
+    const configStep = (name: string, settings: Record<string, string | number>) => {
+      const plan = h!.plan();
+      plan.userSettings = { ...plan.userSettings, ...settings };
+      const engine = getEngine(plan.ctx.engine);
+      const node = plan.ctx.nodes.find((n) => n.name === name)!;
+      const script = serverConfigScript(node, plan.ctx.database, renderNodeFiles(plan, engine, node), {
+        outputPlugins: engine.outputPlugins(plan.ctx),
+        proxyHandoff: proxyHandoffScript(input("n2", "reconnect", extra)),
+      });
+      return startBundle(
+        { create: script },
+        "create",
+        renderSecretStdin({ PGPASS: pgpassFor(plan.ctx, PASSWORD) }),
+      ).done;
+    };
+    const started = (name: string) => h!.sql(h!.node(name), "SELECT pg_postmaster_start_time()");
+    // A reload-only change: no restart, the proxy is not touched.
+    const reload = await configStep("n2", { work_mem: "8MB" });
+    assert.strictEqual(reload.code, 0, reload.stderr);
+    assert.doesNotMatch(reload.stderr, /hand-off|restarting/);
+    // A restart-only change on the write node, under load.
+    const before = await started("n2");
+    const bench = pgbench(proxy.pgbouncerPort, root, 15);
+    await new Promise((r) => setTimeout(r, 2500));
+    const t0 = Date.now();
+    const r = await configStep("n2", { work_mem: "8MB", max_connections: 110 });
+    const ms = Date.now() - t0;
+    const result = await bench;
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, /restarting for: max_connections/);
+    assert.match(r.stderr, /hand-off: moving writes off n2/);
+    assert.match(r.stderr, /hand-off: writes left n2 \(n1 takes them\)/);
+    assert.match(r.stderr, /hand-off: writes are back on n2/);
+    assert.notStrictEqual(await started("n2"), before, "n2 was restarted");
+    assertCleanRun(result);
+    assert.strictEqual(landsOn(), nodePort("n2"), "writes are back on the write node");
+    assert.match(serverStates().n2, /^UP/);
+    assert.ok(!fs.existsSync(path.join(proxy.baseDir, "handoff.n2")));
+    measurements.handoff = {
+      configStepMs: ms,
+      processed: result.processed,
+      failed: result.failed,
+      maxGapMs: result.maxGapMs,
+    };
+    console.log(`      hand-off around n2's restart: ${JSON.stringify(measurements.handoff)}`);
+    // The same change on a node that takes no writes: restarted without touching the proxy.
+    const backup = await configStep("n1", { work_mem: "8MB", max_connections: 110 });
+    assert.strictEqual(backup.code, 0, backup.stderr);
+    assert.match(backup.stderr, /restarting for: max_connections/);
+    assert.match(backup.stderr, /n1 does not take writes \(HAProxy sends them to n2\): no hand-off/);
+    waitForState("n1", /^UP/);
+    assert.strictEqual(landsOn(), nodePort("n2"));
   });
 
   it("destroy stops every process and removes the base directory", () => {

@@ -1,6 +1,6 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
-import { planCluster, resolve, RunnerEnv } from "../../lib/cluster/plan";
+import { planCluster, reachesProxy, resolve, RunnerEnv } from "../../lib/cluster/plan";
 import type { BdrClusterArgs, NodeArgs } from "../../lib/cluster/args";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -250,4 +250,16 @@ describe("planCluster", () => {
     assert.strictEqual(plan.replicationPassword, pw);
     assert.deepStrictEqual(plan.sshKeys, {});
   });
+});
+
+describe("reachesProxy (the config step's hand-off around a restart)", () => {
+  const kinds = ["local", "remote", "docker"] as const;
+  for (const node of kinds) {
+    for (const proxy of [...kinds, undefined]) {
+      const expected = node === "local" && proxy === "local";
+      it(`node on ${node}, proxy ${proxy ?? "disabled"}: ${expected ? "hand-off" : "none"}`, () => {
+        assert.strictEqual(reachesProxy({ kind: node }, proxy ? { kind: proxy } : undefined), expected);
+      });
+    }
+  }
 });

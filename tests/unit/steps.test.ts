@@ -77,6 +77,62 @@ describe("renderStep", () => {
     assert.deepStrictEqual(changed, ["db-n1-config", "db-n2-config", "db-n3-config"]);
   });
 
+  it("config steps of local nodes carry the proxy's hand-off (values only: paths, admin user); none without a proxy", () => {
+    const p = plan(3);
+    const config = renderStep(
+      p,
+      p.steps.find((s) => s.name === "db-n2-config")!,
+    ).create;
+    const m =
+      /\nN_PROXY_TEXT=('[^\n]*(?:\n[^\n]*)*?')\n(?=# shellcheck shell=bash\n# pulumi-bdr node server)/.exec(
+        config,
+      );
+    assert.ok(m, "N_PROXY_TEXT is a value before the node's library");
+    // The hand-off is the proxy's own script: its preamble, common values, proxy.sh, the entry point.
+    assert.match(config, /\nPG_OS_USER=postgres\nPGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/proxy\/\.pgpass\n/);
+    assert.match(config, /\nHA_SOCK=\/var\/lib\/pulumi-bdr\/db\/proxy\/haproxy\.sock\n/);
+    assert.match(config, /\nproxy_handoff "\$@"\n'\n/);
+    assert.ok(
+      !/\n(NEW_WRITE|P_NODE_NAMES|P_HA_CFG_TEXT)=/.test(m[1]),
+      "no node list, write node or config in it",
+    );
+    // The node runs it around a restart only.
+    assert.match(config, /\nserver_config\n$/);
+    for (const step of plan(3, { proxy: { enabled: false } }).steps.filter((s) => s.kind === "config")) {
+      assert.ok(!renderStep(plan(3, { proxy: { enabled: false } }), step).create.includes("N_PROXY_TEXT="));
+    }
+  });
+
+  it("config steps of docker and SSH nodes carry no hand-off (the proxy's sockets are on another machine)", () => {
+    const docker = planCluster(
+      "db",
+      {
+        nodes: ["n1", "n2"].map((name) => ({ name, host: { kind: "docker" as const, network: "net" } })),
+        replicationPassword: pulumi.secret("pw"),
+        proxy: { host: { kind: "docker", network: "net" } },
+      },
+      root,
+    );
+    const remote = planCluster(
+      "db",
+      {
+        nodes: ["n1", "n2"].map((name, i) => ({
+          name,
+          host: { kind: "remote" as const, address: `10.0.0.${i + 1}`, privateKey: pulumi.secret("k") },
+        })),
+        replicationPassword: pulumi.secret("pw"),
+        proxy: { host: { kind: "remote", address: "10.0.0.9", privateKey: pulumi.secret("k") } },
+      },
+      root,
+    );
+    const addresses = { n1: "172.30.0.11", n2: "172.30.0.12", proxy: "172.30.0.20" };
+    for (const p of [docker, remote]) {
+      for (const step of p.steps.filter((s) => s.kind === "config")) {
+        assert.ok(!renderStep(p, step, addresses).create.includes("N_PROXY_TEXT="), step.name);
+      }
+    }
+  });
+
   it("guards: a probe and an ensure script, no stdin, nothing ignored", () => {
     const p = plan(3, { postgresSettings: { max_connections: 150 } });
     const guards = p.steps.filter((s) => s.kind === "guard");

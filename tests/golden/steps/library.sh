@@ -179,6 +179,9 @@ forget_on_peers() {
 #   N_HBA_TEXT        the whole pg_hba.conf
 #   N_OPL_FILE        path of the output_plugin_libraries fragment
 #   N_OUTPUT_PLUGINS  array: the engine's output plugins (empty: no fragment is managed)
+#   N_PROXY_TEXT      optional: the proxy's hand-off script (lib/proxy/scripts.ts
+#                     proxyHandoffScript: the proxy's values, common.sh, proxy.sh), present when
+#                     the proxy runs on this machine; empty or unset: no hand-off
 # Secret (stdin, read_secrets): SECRET_PGPASS, the .pgpass content.
 # Hook: node_after_restart (see node-server.sh) runs after a restart.
 #
@@ -187,7 +190,9 @@ forget_on_peers() {
 #                     output_plugin_libraries fragment; CHANGED=1 when a file the server reads
 #                     changed (the .pgpass is read at each connection and does not count).
 #   server_config     reads the secrets, writes the files, starts a stopped server, reloads on a
-#                     change and restarts when pg_settings has a pending restart. Idempotent.
+#                     change and restarts when pg_settings has a pending restart; with N_PROXY_TEXT,
+#                     writes move off the node through the proxy before the restart and come back
+#                     after it (only when it takes writes). Idempotent.
 #   write_output_plugins FILE POSTGRES DATA LIB...: see below.
 
 CHANGED=0
@@ -248,11 +253,19 @@ node_write_files() {
 }
 opl_sum() { { cat "$N_OPL_FILE" 2>/dev/null || true; } | cksum; }
 
+# proxy_handoff_run away|back: the proxy's hand-off for this node (lib/sh/proxy.sh
+# proxy_handoff), a separate bash with the proxy's own values; nothing without N_PROXY_TEXT. The
+# script comes through a pipe (never an argument); stdin stays free of it.
+proxy_handoff_run() {
+  if [ -z "${N_PROXY_TEXT:-}" ]; then return 0; fi
+  bash <(printf '%s' "$N_PROXY_TEXT") "$1" "$N_NAME" </dev/null
+}
+
 server_config() {
   local t0 pending
   read_secrets
   node_write_files
-  if ! pg_running; then pg_start; pg_wait_ready; exit 0; fi
+  if ! pg_running; then pg_start; pg_wait_ready; proxy_handoff_run back; exit 0; fi
   if [ "$CHANGED" = 1 ]; then
     t0=$(echo 'SELECT pg_conf_load_time()' | sql_local postgres)
     echo 'SELECT pg_reload_conf()' | sql_local postgres >/dev/null
@@ -266,10 +279,14 @@ server_config() {
   pending=$(echo "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart" | sql_local postgres)
   if [ -n "$pending" ]; then
     log "restarting for: $pending"
+    # Writes leave the node first (when it takes them): clients see a switchover, not a restart.
+    proxy_handoff_run away || log "hand-off of $N_NAME failed: restarting it with writes on it (clients see a failover)"
     pg_restart
     pg_wait_ready
     run_after_restart
   fi
+  # After the restart, or one an interrupted run left: writes come back (nothing when not moved).
+  proxy_handoff_run back
 }
 # ==== lib/sh/node-server.sh ====
 # shellcheck shell=bash
@@ -843,7 +860,8 @@ done
 # optional SECRET_APP_USERS (application roles' auth-file lines, "role" "<SCRAM verifier>").
 #
 # Entry points: proxy_apply, proxy_destroy, proxy_probe (exit 0 when both daemons run, changes
-# nothing), proxy_ensure (starts whichever is down from the files on disk; needs no secret).
+# nothing), proxy_ensure (starts whichever is down from the files on disk; needs no secret),
+# proxy_handoff away|back NODE (a node's config step, around its restart; common values only).
 
 # a switchover in progress is recorded so that a re-run after a failed drain drains again
 PENDING=""
@@ -971,21 +989,34 @@ drain_old() {
   fi
 }
 old_servers() { printf '%s\n' "$1" | awk -F, -v n="$NEW_WRITE" '$1!=n{print $1}'; }
-switchover_reconnect() {
-  local servers=$1 old=$2 old_status cmds="" s
-  old_status=$(status_of "$servers" "$old")
-  for s in $(old_servers "$servers"); do cmds="${cmds}set server $HA_BACKEND/$s state drain; "; done
-  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
-  log "switchover $old -> $NEW_WRITE: old nodes draining, new server connections go to $NEW_WRITE"
+# pgb_move: PgBouncer RECONNECT + WAIT_CLOSE (each server connection closes when its transaction
+# ends and reopens wherever HAProxy sends new connections now); bounded by WAIT_SECONDS.
+pgb_move() {
   if pgb_running; then
     pgb_admin "$WAIT_SECONDS" RECONNECT
     if ! pgb_admin "$WAIT_SECONDS" WAIT_CLOSE; then
-      log "PgBouncer WAIT_CLOSE did not finish within ${WAIT_SECONDS}s: the remaining server connections to the old nodes are cut"
+      log "PgBouncer WAIT_CLOSE did not finish within ${WAIT_SECONDS}s: the remaining server connections are cut"
     fi
   fi
-  cmds=""
-  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
+}
+# move_off SERVER...: moves traffic off the servers without failing a transaction: drain + clear
+# table (new connections go elsewhere), PgBouncer RECONNECT + WAIT_CLOSE, then maintenance (cuts
+# only sessions that bypass PgBouncer) + clear table. Used by the switchover and the hand-off.
+move_off() {
+  local cmds="" s
+  for s in "$@"; do cmds="${cmds}set server $HA_BACKEND/$s state drain; "; done
   ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
+  pgb_move
+  cmds=""
+  for s in "$@"; do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
+  ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
+}
+switchover_reconnect() {
+  local servers=$1 old=$2 old_status
+  old_status=$(status_of "$servers" "$old")
+  log "switchover $old -> $NEW_WRITE: old nodes draining, new server connections go to $NEW_WRITE"
+  # shellcheck disable=SC2046
+  move_off $(old_servers "$servers")
   printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
   drain_old "$old" "$old_status"
   ha_cmd "clear table $HA_BACKEND" >/dev/null
@@ -1205,6 +1236,52 @@ proxy_ensure() {
     pgb_start
   fi
 }
+
+# proxy_handoff away|back NODE: a node's config step runs this (lib/proxy/scripts.ts
+# proxyHandoffScript) around a restart of NODE, so clients never see it.
+#   away  when HAProxy sends writes to NODE and another server is UP: records the hand-off
+#         ($BASE/handoff.NODE) and moves traffic off NODE (move_off: drain, PgBouncer RECONNECT +
+#         WAIT_CLOSE, maintenance); HAProxy's first backup takes the writes. Otherwise nothing.
+#   back  when the hand-off of NODE is recorded: puts NODE's server back in service, waits until
+#         HAProxy's check sees it UP, clears the stick table (new connections go to the declared
+#         write node again), PgBouncer RECONNECT + WAIT_CLOSE (pooled connections follow), removes
+#         the record. Otherwise nothing: the proxy is not touched. Idempotent; a run interrupted
+#         after `away` is finished by the next `back`.
+proxy_handoff() {
+  local op=${1:-} node=${2:-} servers current record
+  proxy_check_base
+  [[ "$node" =~ ^[a-z][a-z0-9_]*$ ]] || { log "proxy_handoff: bad node name '$node'"; exit 1; }
+  record="$BASE/handoff.$node"
+  case "$op" in
+    away)
+      if [ ! -S "$HA_SOCK" ] || ! ha_running; then log "proxy not running: no hand-off of $node"; return 0; fi
+      servers=$(ha_servers)
+      current=$(ha_current "$servers")
+      if [ "$current" != "$node" ]; then log "$node does not take writes (HAProxy sends them to ${current:-no server}): no hand-off"; return 0; fi
+      case "$(status_of "$servers" "$node")" in MAINT*) log "$node is already out of service in HAProxy: nothing to move"; return 0 ;; esac
+      if ! printf '%s\n' "$servers" | awk -F, -v n="$node" '$1!=n && $2 ~ /^UP/{f=1} END{exit !f}'; then
+        log "no other node is UP in HAProxy: $node restarts with writes on it"; return 0
+      fi
+      printf '%s\n' "$node" | put_file "$record" 0600 || true
+      log "hand-off: moving writes off $node before its restart"
+      move_off "$node"
+      log "hand-off: writes left $node ($(ha_servers | awk -F, '$2 ~ /^UP/{print $1; exit}') takes them)"
+      ;;
+    back)
+      [ -e "$record" ] || return 0
+      if ! ha_running; then log "proxy not running: $node's hand-off is finished by its next start"; rm -f "$record"; return 0; fi
+      ha_cmd "set server $HA_BACKEND/$node state ready" >/dev/null
+      wait_for "$WAIT_SECONDS" "HAProxy to see $node UP" ha_server_up "$node"
+      ha_cmd "clear table $HA_BACKEND" >/dev/null
+      pgb_move
+      rm -f "$record"
+      log "hand-off: writes are back on $node"
+      ;;
+    *) log "proxy_handoff: unknown operation '$op' (away or back)"; exit 1 ;;
+  esac
+}
+# ha_server_up NODE: HAProxy reports the server UP
+ha_server_up() { case "$(status_of "$(ha_servers)" "$1")" in UP*) return 0 ;; *) return 1 ;; esac; }
 # ==== lib/sh/watch-ctl.sh ====
 # shellcheck shell=bash
 # pulumi-bdr: control of a node's replication watcher (the engine's watcher body, e.g.

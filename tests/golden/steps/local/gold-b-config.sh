@@ -42,6 +42,37 @@ host    all            all         ::/0          reject
 '
 N_OPL_FILE=/var/lib/pulumi-bdr/gold/b/data/pulumi-bdr-output-plugins.conf
 N_OUTPUT_PLUGINS=(pglogical_output)
+N_PROXY_TEXT='#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/proxy/run
+PG_PORT=6432
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/proxy/.pgpass
+# <lib/sh/common.sh>
+
+# pulumi-bdr step: the step'\''s values
+BASE=/var/lib/pulumi-bdr/gold/proxy
+HA_CFG=/var/lib/pulumi-bdr/gold/proxy/haproxy.cfg
+HA_PID=/var/lib/pulumi-bdr/gold/proxy/haproxy.pid
+HA_PIDS=/var/lib/pulumi-bdr/gold/proxy/haproxy.pids
+HA_SOCK=/var/lib/pulumi-bdr/gold/proxy/haproxy.sock
+HA_BACKEND=bk_db
+PGB_INI=/var/lib/pulumi-bdr/gold/proxy/pgbouncer.ini
+PGB_PID=/var/lib/pulumi-bdr/gold/proxy/pgbouncer.pid
+PGB_LOG=/var/lib/pulumi-bdr/gold/proxy/pgbouncer.log
+PGB_SOCKDIR=/var/lib/pulumi-bdr/gold/proxy/run
+PGB_PORT=6432
+PGB_USERLIST=/var/lib/pulumi-bdr/gold/proxy/userlist.txt
+ADMIN_USER=bdr
+HAPROXY_BIN=haproxy
+PGBOUNCER_BIN=pgbouncer
+WAIT_SECONDS=30
+# <lib/sh/proxy.sh>
+# ---- pulumi-bdr: proxy hand-off around a node'\''s restart ----
+proxy_handoff "$@"
+'
 # <lib/sh/node-server.sh>
 # <lib/sh/node-config.sh>
 node_after_restart() {
@@ -143,6 +174,37 @@ host    all            all         ::/0          reject
 '
 N_OPL_FILE=/var/lib/pulumi-bdr/gold/b/data/pulumi-bdr-output-plugins.conf
 N_OUTPUT_PLUGINS=(pglogical_output)
+N_PROXY_TEXT='#!/bin/bash
+# pulumi-bdr step: values
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_RUN=/var/lib/pulumi-bdr/gold/proxy/run
+PG_PORT=6432
+PG_DB=bdrdb
+PG_OS_USER=postgres
+PGPASSFILE=/var/lib/pulumi-bdr/gold/proxy/.pgpass
+# <lib/sh/common.sh>
+
+# pulumi-bdr step: the step'\''s values
+BASE=/var/lib/pulumi-bdr/gold/proxy
+HA_CFG=/var/lib/pulumi-bdr/gold/proxy/haproxy.cfg
+HA_PID=/var/lib/pulumi-bdr/gold/proxy/haproxy.pid
+HA_PIDS=/var/lib/pulumi-bdr/gold/proxy/haproxy.pids
+HA_SOCK=/var/lib/pulumi-bdr/gold/proxy/haproxy.sock
+HA_BACKEND=bk_db
+PGB_INI=/var/lib/pulumi-bdr/gold/proxy/pgbouncer.ini
+PGB_PID=/var/lib/pulumi-bdr/gold/proxy/pgbouncer.pid
+PGB_LOG=/var/lib/pulumi-bdr/gold/proxy/pgbouncer.log
+PGB_SOCKDIR=/var/lib/pulumi-bdr/gold/proxy/run
+PGB_PORT=6432
+PGB_USERLIST=/var/lib/pulumi-bdr/gold/proxy/userlist.txt
+ADMIN_USER=bdr
+HAPROXY_BIN=haproxy
+PGBOUNCER_BIN=pgbouncer
+WAIT_SECONDS=30
+# <lib/sh/proxy.sh>
+# ---- pulumi-bdr: proxy hand-off around a node'\''s restart ----
+proxy_handoff "$@"
+'
 # <lib/sh/node-server.sh>
 # <lib/sh/node-config.sh>
 node_after_restart() {
