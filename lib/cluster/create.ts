@@ -289,8 +289,8 @@ export function renderStep(
  * Turns a plan into child resources of `parent`, one per plan step, with the plan's `dependsOn`
  * edges. Node steps (server, config, setup) run in parallel across nodes; `config` steps chain so
  * a change rolls one node at a time; `join` steps chain from the first node; the proxy waits for
- * every join; guards (local and docker hosts) follow each node's setup and the proxy. Secrets reach
- * scripts only on stdin, as secret Outputs; guards get none. `hooks` (lib/roles) add resources
+ * every join; guards follow each node's setup and the proxy. Secrets reach scripts only on stdin,
+ * as secret Outputs; guards get none but a remote host's SSH key (a secret input of the guard). `hooks` (lib/roles) add resources
  * around the steps and the proxy's extra secrets; `planOut` (arguments known only at deploy time)
  * gives the values of every script, address and port while `plan` gives the graph's shape.
  */
@@ -410,11 +410,9 @@ export function createCluster(
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
       const r = withPlan((p) => renderStep(p, step));
-      const target = driver.guardTarget();
-      if (!target) throw new Error(`${step.name}: ${host.kind} hosts have no guard`);
       resource = newProcessGuard(
         step.name,
-        { ...target, probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
+        { ...driver.guardTarget(), probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
         { ...opts, deleteBeforeReplace: true },
       );
     } else {
