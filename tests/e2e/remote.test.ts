@@ -541,18 +541,13 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       );
     }
     const data = `${baseDirOf(hostOf("r2"))}/${CLUSTER}/r2/data`;
+    // From outside the library: straight in r2's namespace, as the postgres OS user (from /, which
+    // it can read: pg_ctl needs its working directory).
+    const pgCtl = PSQL.replace(/psql$/, "pg_ctl");
     await netnsExec(hostOf("r2"), [
-      "runuser",
-      "-u",
-      "postgres",
-      "--",
-      `${PSQL.replace(/psql$/, "pg_ctl")}`,
-      "-D",
-      data,
-      "-m",
-      "fast",
-      "-w",
-      "stop",
+      "bash",
+      "-c",
+      `cd / && runuser -u postgres -- ${pgCtl} -D ${data} -m fast -w stop`,
     ]);
     await waitFor("r2 to be gone", async () => !(await listening(hostOf("r2").address, PG_PORT)), 30000);
     // Without a refresh nothing notices. A refresh has r2's guard probe it over SSH. (Not a plain
