@@ -91,10 +91,15 @@ describe("BdrCluster (mocks)", () => {
       ].sort(),
     );
     for (const k of kids) assert.strictEqual(k.parent, component.urn, `${k.name} parent`);
-    // Every step waits for the salt (whose registration fails on an empty password).
+    // Every step waits for the salt (whose registration fails on an empty password), but the
+    // servers: they wait for the same checks through their password input, and run while the
+    // engine starts the salt's plugin.
     const salt = byName("loc-scram-salt");
-    for (const k of kids.filter((x) => x.name !== salt.name))
-      assert.ok(k.dependencies.includes(salt.urn), k.name);
+    for (const k of kids.filter((x) => x.name !== salt.name)) {
+      const server = k.name.endsWith("-server");
+      assert.strictEqual(k.dependencies.includes(salt.urn), !server, k.name);
+    }
+    assert.ok(isSecret(byName("loc-n1-server").raw.stdin), "the server's stdin (its .pgpass) is a secret");
     assert.deepStrictEqual(depNames(byName("loc-n1-server")), []);
     assert.deepStrictEqual(depNames(byName("loc-n2-config")), ["loc-n1-config", "loc-n2-server"]);
     assert.deepStrictEqual(depNames(byName("loc-n3-join")), [
