@@ -54,9 +54,18 @@ export interface ClusterSecrets {
   verifier: pulumi.Output<string>;
   /**
    * A resource every step waits for (the salt, whose registration fails on an empty password):
-   * nothing touches a host before the password is known to be usable.
+   * nothing touches a host before the password is known to be usable. Server steps of local and
+   * remote hosts wait for {@link checkedPassword} instead, when it is given.
    */
   gate?: pulumi.Resource;
+  /**
+   * The password, resolved only once it is known to be usable (not empty, the deferred arguments
+   * valid): a secret. The server steps of local and remote hosts read it (their `.pgpass`) instead
+   * of waiting for {@link gate}, so they run while the engine starts the Node.js plugin that
+   * serves the salt (docs/remote.md, "The dynamic-provider start-up cost"); on bad input their
+   * inputs fail as the salt does, and nothing is created.
+   */
+  checkedPassword?: pulumi.Output<string>;
 }
 
 /** What {@link createCluster} returns to the component. */
@@ -292,8 +301,8 @@ export function renderStep(
  * Turns a plan into child resources of `parent`, one per plan step, with the plan's `dependsOn`
  * edges. Node steps (server, config, setup) run in parallel across nodes; `config` steps chain so
  * a change rolls one node at a time; `join` steps chain from the first node; the proxy waits for
- * every join; guards (local and docker hosts) follow each node's setup and the proxy. Secrets reach
- * scripts only on stdin, as secret Outputs; guards get none. `hooks` (lib/roles) add resources
+ * every join; guards follow each node's setup and the proxy. Secrets reach scripts only on stdin,
+ * as secret Outputs; guards get none but a remote host's SSH key (a secret input of the guard). `hooks` (lib/roles) add resources
  * around the steps and the proxy's extra secrets; `planOut` (arguments known only at deploy time)
  * gives the values of every script, address and port while `plan` gives the graph's shape.
  */
@@ -323,7 +332,14 @@ export function createCluster(
   const nodeByName = new Map(ctx.nodes.map((n) => [n.name, n]));
   const hostOf = (step: PlanStep) => (step.node ? plan.hosts[step.node] : plan.proxyHost!);
   const gate = secrets.gate ? [secrets.gate] : [];
-  const depsOf = (step: PlanStep) => [...step.dependsOn.map((d) => resources.get(d)!), ...gate];
+  // Server steps of local and remote hosts need only the checked password: they do not wait for
+  // the gate (see ClusterSecrets.checkedPassword). Docker servers follow their container anyway.
+  const early = (step: PlanStep) =>
+    step.kind === "server" && hostOf(step).kind !== "docker" && secrets.checkedPassword !== undefined;
+  const depsOf = (step: PlanStep) => [
+    ...step.dependsOn.map((d) => resources.get(d)!),
+    ...(early(step) ? [] : gate),
+  ];
   const needDocker = () => {
     if (!docker) throw new Error("createCluster: docker hosts need a DockerTarget");
     return docker;
@@ -413,11 +429,9 @@ export function createCluster(
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
       const r = withPlan((p) => renderStep(p, step));
-      const target = driver.guardTarget();
-      if (!target) throw new Error(`${step.name}: ${host.kind} hosts have no guard`);
       resource = newProcessGuard(
         step.name,
-        { ...target, probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
+        { ...driver.guardTarget(), probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
         { ...opts, deleteBeforeReplace: true },
       );
     } else {
@@ -431,6 +445,11 @@ export function createCluster(
       // The shape (which scripts exist, stdin, ignoreChanges) from the plan's stand-ins.
       const r0 = renderStep(plan, step, shapeAddresses);
       const secretsOf = r0.stdin;
+      // An early server step's stdin is its .pgpass: from the checked password alone (the
+      // verifier, which waits for the salt, is not part of it).
+      const secretInput: pulumi.Output<PlainSecrets> = early(step)
+        ? secrets.checkedPassword!.apply((password) => ({ password, verifier: "" }))
+        : plain;
       if (step.kind === "join" && engine.forgetNodeSql) {
         // Runs after the join's delete (the join depends on it): every surviving peer forgets the
         // leaving node locally, through its own transport, whatever its pg_hba.conf admits by then.
@@ -442,7 +461,7 @@ export function createCluster(
           create: rendered.apply((r) => r.create),
           update: r0.update === undefined ? undefined : rendered.apply((r) => r.update!),
           delete: r0.delete === undefined ? undefined : rendered.apply((r) => r.delete!),
-          secretLines: secretsOf ? pulumi.secret(plain.apply((s) => secretsOf(s))) : undefined,
+          secretLines: secretsOf ? pulumi.secret(secretInput.apply((s) => secretsOf(s))) : undefined,
         },
         { ...opts, ignoreChanges: r0.ignoreChanges },
       );

@@ -155,9 +155,21 @@ export const PROXY_DEFAULTS = {
   switchoverMethod: "reconnect",
 } as const satisfies Partial<ProxyPlan>;
 
-/** Whether a host gets a process guard: not remote ones for now (the guard would need the SSH key in its state). */
+/**
+ * Whether a host gets a process guard: every kind does (remote hosts' guards hold the SSH key as a
+ * secret). Kept as the one place that decides.
+ */
 export function hasGuard(host: Pick<ResolvedHost, "kind">): boolean {
-  return host.kind !== "remote";
+  switch (host.kind) {
+    case "local":
+    case "docker":
+    case "remote":
+      return true;
+    default: {
+      const never: never = host.kind;
+      throw new Error(`unknown host kind ${String(never)}`);
+    }
+  }
 }
 
 /**
@@ -248,8 +260,8 @@ export function resolveHost(cluster: string, unit: string, host: HostArgs, env: 
  *
  * Order: per node (in parallel) `volume` → `container` (docker) → `server` → `config` → `setup`; `config` steps
  * form a chain so a configuration change rolls one node at a time; `join` steps form a chain from
- * the first node (joins run one at a time); the `proxy` step waits for every join. Each node on a
- * local or docker host gets a `guard` after its `setup`, and the proxy one after the `proxy` step.
+ * the first node (joins run one at a time); the `proxy` step waits for every join. Each node gets
+ * a `guard` after its `setup`, and the proxy one after the `proxy` step.
  */
 export function resolve(name: string, args: BdrClusterArgs, env: RunnerEnv): ClusterPlan {
   const engine = args.engine ?? "pglogical";

@@ -13,6 +13,7 @@ import type { ResolvedHost } from "../cluster/plan";
 import { shellQuote } from "../render/quote";
 import { shellAssign, shippedScript } from "../render/shell";
 import { bundleCommand, renderBundle, type BundleOp } from "./bundle";
+import type { GuardTarget } from "./guard";
 
 /** The scripts of one step. Each is a complete bash script (values and library included). */
 export interface StepScripts {
@@ -71,9 +72,8 @@ export interface HostDriver {
   createStep(name: string, scripts: StepScripts, opts: StepOptions): StepResource;
   /** How the runner reaches this host as a peer (`unit` names it in variable names and logs). */
   peerTransport(unit: string): PeerTransport;
-  /** Guards: how the probe/ensure scripts reach the host, or undefined when it has none. */
-  guardTarget():
-    { host: "local" | "docker"; container?: string; dockerHost?: pulumi.Input<string> } | undefined;
+  /** Guards: how the probe/ensure scripts reach the host (the runner's bash, docker exec, ssh). */
+  guardTarget(): GuardTarget;
 }
 
 /** The bundle (an Output) and the step's stdin: the bundle, then the secret lines (a secret). */
@@ -133,8 +133,9 @@ export function sshKeyVariable(unit: string): string {
 
 /**
  * Remote hosts: `command.remote.Command` over SSH with the private key as a secret; `sudo -n` in
- * front for a non-root user. As a peer, the runner reaches it with OpenSSH's `ssh` and the key
- * from a secret environment variable, written to a private temporary file for the call only.
+ * front for a non-root user. As a peer (forget) and for its guard, the runner reaches it with
+ * OpenSSH's `ssh` (lib/sh/ssh-run.sh) and the key from a secret environment variable, written to
+ * a private temporary file for the call only.
  */
 export function remoteDriver(
   host: ResolvedHost,
@@ -176,7 +177,14 @@ export function remoteDriver(
         environment: { [keyVar]: pulumi.secret(pulumi.output(r.privateKey)) },
       };
     },
-    guardTarget: () => undefined,
+    guardTarget: () => ({
+      host: "remote",
+      sshHost: address,
+      sshPort: ssh.port,
+      sshUser: ssh.user,
+      sudo: host.sudo,
+      privateKey: pulumi.secret(pulumi.output(r.privateKey)),
+    }),
   };
 }
 
@@ -285,6 +293,7 @@ export const END_OF_PEERS = "--end-of-peers--";
 export function forgetOnPeersScript(leaving: string): string {
   return [
     shellAssign("FP_LEAVING", leaving),
+    shippedScript("ssh-run.sh").replace(/\n$/, ""),
     shippedScript("forget-peers.sh").replace(/\n$/, ""),
     "forget_on_peers",
     "",

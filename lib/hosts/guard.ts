@@ -12,28 +12,54 @@
  * - `delete` does nothing: the server and proxy steps own the processes.
  *
  * So a healthy cluster previews with no change, and `pulumi up --refresh` (or `refresh` then `up`)
- * restores dead processes. Inputs and state hold only scripts without secrets, the host kind and a
- * container name. Remote (SSH) hosts get no guard for now: the provider would need the SSH key,
- * a secret, in its inputs and state.
+ * restores dead processes. Inputs and state hold scripts without secrets, the host kind and how to
+ * reach the host: a container name (docker), or the SSH address, port, user and private key
+ * (remote). The key is the one secret a guard holds: a `pulumi.secret` input, so its state keeps
+ * it encrypted (`additionalSecretOutputs` too); the provider hands it to the runner-side script
+ * (lib/sh/ssh-run.sh, the one the peers' forget uses) in an environment variable, never as an
+ * argument, and that script writes it to a private temporary file for the one `ssh` call.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { ClusterContext, ProxyPlan } from "../types";
-import { stepScript } from "../render/shell";
+import { shippedScript, stepScript } from "../render/shell";
 import { commonVars, proxyContext } from "../proxy/scripts";
 
 /** The Pulumi type token of guards. */
 export const PROCESS_GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";
 
-/** Where a guard's scripts run: a local host, or a container through `docker exec`. */
-export type GuardHostKind = "local" | "docker";
+/**
+ * Where a guard's scripts run: a local host, a container through `docker exec`, or a remote host
+ * through the runner's OpenSSH client.
+ */
+export type GuardHostKind = "local" | "docker" | "remote";
 
-/** Inputs of a {@link ProcessGuard}. No secret may appear here: they are stored in plain state. */
-export interface ProcessGuardArgs {
+/** How a guard reaches its host (everything of {@link ProcessGuardArgs} but the scripts). */
+export interface GuardTarget {
   host: GuardHostKind;
   /** Docker: the container the scripts run in (`docker -H <dockerHost> exec -i <container> bash -s`, the script on stdin). */
   container?: string;
   /** Docker: the daemon address, from the cluster's Docker provider (never an ambient `DOCKER_HOST`). */
   dockerHost?: pulumi.Input<string>;
+  /** Remote: the address SSH connects to. */
+  sshHost?: pulumi.Input<string>;
+  /** Remote: the SSH port. */
+  sshPort?: number;
+  /** Remote: the SSH user. */
+  sshUser?: string;
+  /** Remote: run the scripts with `sudo -n` (a user other than root). */
+  sudo?: boolean;
+  /**
+   * Remote: the SSH private key. The guard's one secret: always stored as a secret (the guard
+   * wraps it in `pulumi.secret` and lists it in `additionalSecretOutputs`).
+   */
+  privateKey?: pulumi.Input<string>;
+}
+
+/**
+ * Inputs of a {@link ProcessGuard}. Stored in state: no secret may appear here but `privateKey`,
+ * which the guard keeps a secret.
+ */
+export interface ProcessGuardArgs extends GuardTarget {
   /** Bash script: exit 0 when every watched process runs. Must change nothing. */
   probe: pulumi.Input<string>;
   /** Bash script: starts whatever is down; idempotent; exit 0 when all run. */
@@ -41,12 +67,50 @@ export interface ProcessGuardArgs {
 }
 
 /** Properties of a guard as the provider sees them (inputs and state). */
-interface GuardProps extends Omit<ProcessGuardArgs, "dockerHost" | "probe" | "ensure"> {
+interface GuardProps extends Omit<
+  ProcessGuardArgs,
+  "dockerHost" | "sshHost" | "privateKey" | "probe" | "ensure"
+> {
   dockerHost?: string;
+  sshHost?: string;
+  /** Plain (a dynamic provider), or a wire-format secret (the pulumi-bdr plugin accepts secrets). */
+  privateKey?: string | { value?: unknown };
   probe: string;
   ensure: string;
   healthy: boolean;
 }
+
+/** The properties that say what a guard runs and where: a change of any of them is an update. */
+const GUARD_KEYS = [
+  "host",
+  "container",
+  "dockerHost",
+  "sshHost",
+  "sshPort",
+  "sshUser",
+  "sudo",
+  "privateKey",
+  "probe",
+  "ensure",
+] as const;
+
+/**
+ * The runner-side script of a remote guard: lib/sh/ssh-run.sh (the same functions the peers'
+ * forget uses), then `ssh_bash` with the host's values as arguments (`$1`…`$5`); the guard's
+ * script comes on stdin and goes on to the host's `bash -s`. Read once here: the dynamic
+ * provider's serialized code keeps the text.
+ */
+export const SSH_GUARD_SCRIPT = [
+  shippedScript("ssh-run.sh").replace(/\n$/, ""),
+  "# ---- pulumi-bdr: remote guard transport ----",
+  "set -uo pipefail",
+  "ssh_keys_private",
+  'ssh_bash "$1" "$2" "$3" "$4" "$5"',
+  "",
+].join("\n");
+
+/** The environment variable that carries a remote guard's key to {@link SSH_GUARD_SCRIPT}. */
+export const GUARD_KEY_VARIABLE = "PULUMI_BDR_SSH_KEY_GUARD";
 
 /**
  * Runs a guard script on its host and resolves with its exit code and output. Daemons started by
@@ -54,7 +118,10 @@ interface GuardProps extends Omit<ProcessGuardArgs, "dockerHost" | "probe" | "en
  * only. A script that runs longer than `timeoutMs` is killed (code null).
  */
 async function runGuardScript(
-  props: Pick<GuardProps, "host" | "container" | "dockerHost">,
+  props: Pick<
+    GuardProps,
+    "host" | "container" | "dockerHost" | "sshHost" | "sshPort" | "sshUser" | "sudo" | "privateKey"
+  >,
   script: string,
   timeoutMs: number,
 ): Promise<{ code: number | null; output: string }> {
@@ -66,7 +133,29 @@ async function runGuardScript(
   // bash parses all of it before running any, so nothing the script runs can read its text.
   const text = `{\n${script.replace(/\n$/, "")}\n}; exit "$?"\n`;
   let argv = ["-s"];
-  if (props.host === "docker") {
+  let env: NodeJS.ProcessEnv | undefined;
+  if (props.host === "remote") {
+    // The key: plain from a dynamic provider, a wire-format secret inside the pulumi-bdr plugin.
+    const k = props.privateKey;
+    const key = typeof k === "object" && k !== null ? k.value : k;
+    if (typeof key !== "string" || key === "")
+      throw new Error("ProcessGuard: a remote guard needs the SSH private key");
+    if (!props.sshHost || !props.sshPort || !props.sshUser) {
+      throw new Error("ProcessGuard: a remote guard needs the SSH address, port and user");
+    }
+    // The runner-side script is an argument (no secret in it); the key only in its environment.
+    argv = [
+      "-c",
+      SSH_GUARD_SCRIPT,
+      "pulumi-bdr-guard",
+      props.sshHost,
+      String(props.sshPort),
+      props.sshUser,
+      GUARD_KEY_VARIABLE,
+      props.sudo ? "1" : "0",
+    ];
+    env = { ...process.env, [GUARD_KEY_VARIABLE]: key };
+  } else if (props.host === "docker") {
     if (!props.container) throw new Error("ProcessGuard: a docker guard needs a container name");
     if (!props.dockerHost) throw new Error("ProcessGuard: a docker guard needs the Docker daemon address");
     cmd = "docker";
@@ -81,6 +170,7 @@ async function runGuardScript(
     // `timeout` makes Node kill a script that runs too long (exit code null).
     const child = cp.spawn(cmd, argv, {
       cwd: "/",
+      env,
       stdio: ["pipe", "pipe", "pipe"],
       timeout: timeoutMs,
       killSignal: "SIGKILL",
@@ -136,9 +226,9 @@ export const guardProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async diff(_id: string, olds: GuardProps, news: GuardProps): Promise<pulumi.dynamic.DiffResult> {
-    const same = (["host", "container", "dockerHost", "probe", "ensure"] as const).every(
-      (k) => (olds[k] ?? "") === (news[k] ?? ""),
-    );
+    // Secrets compare by value (inside the plugin they come wrapped).
+    const plain = (v: unknown) => JSON.stringify(v ?? "");
+    const same = GUARD_KEYS.every((k) => plain(olds[k]) === plain(news[k]));
     return { changes: olds.healthy !== true || !same };
   },
 
@@ -153,6 +243,27 @@ export const guardProvider: pulumi.dynamic.ResourceProvider = {
 };
 
 /**
+ * A guard's inputs: the target and scripts that are set, the private key wrapped in
+ * `pulumi.secret` (whatever the caller passed). Exported for tests.
+ */
+export function guardInputs(args: ProcessGuardArgs): Record<string, unknown> {
+  const props: Record<string, unknown> = {};
+  for (const k of GUARD_KEYS) {
+    if (args[k] !== undefined) props[k] = k === "privateKey" ? pulumi.secret(args[k]) : args[k];
+  }
+  return props;
+}
+
+/** The resource options, with `privateKey` among the secret outputs when the guard has a key. */
+function withSecretKey(
+  args: ProcessGuardArgs,
+  opts?: pulumi.CustomResourceOptions,
+): pulumi.CustomResourceOptions {
+  if (args.privateKey === undefined) return opts ?? {};
+  return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "privateKey"] };
+}
+
+/**
  * Watches processes on a host and restores them on `pulumi up --refresh`; see the module comment.
  * Its `healthy` output is what the last refresh observed (true after a create or update).
  */
@@ -161,15 +272,14 @@ export class ProcessGuard extends pulumi.dynamic.Resource {
   declare readonly healthy: pulumi.Output<boolean>;
 
   constructor(name: string, args: ProcessGuardArgs, opts?: pulumi.CustomResourceOptions) {
-    const props: Record<string, unknown> = {
-      host: args.host,
-      probe: args.probe,
-      ensure: args.ensure,
-      healthy: true,
-    };
-    if (args.container !== undefined) props.container = args.container;
-    if (args.dockerHost !== undefined) props.dockerHost = args.dockerHost;
-    super(guardProvider, name, props, opts, "bdr", "ProcessGuard");
+    super(
+      guardProvider,
+      name,
+      { ...guardInputs(args), healthy: true },
+      withSecretKey(args, opts),
+      "bdr",
+      "ProcessGuard",
+    );
   }
 }
 
@@ -237,7 +347,7 @@ export class PluginProcessGuard extends pulumi.CustomResource {
   declare readonly healthy: pulumi.Output<boolean>;
 
   constructor(name: string, args: ProcessGuardArgs, opts?: pulumi.CustomResourceOptions) {
-    super(PLUGIN_GUARD_TYPE, name, { ...args, healthy: undefined }, opts);
+    super(PLUGIN_GUARD_TYPE, name, { ...guardInputs(args), healthy: undefined }, withSecretKey(args, opts));
   }
 }
 

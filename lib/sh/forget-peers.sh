@@ -13,25 +13,12 @@
 #   docker NAME DAEMON CONTAINER ARGS...        docker -H DAEMON exec -i CONTAINER, skipped when
 #                                               the container is not running
 # ARGS are the peer's forget arguments (lib/hosts/bundle.ts forgetArgs).
-# Entry point: forget_on_peers (always exits 0).
+# Entry point: forget_on_peers (always exits 0). Needs ssh-run.sh (sourced before it).
 set -uo pipefail
-
-# ssh_run HOST PORT USER KEYVAR REMOTE-COMMAND: OpenSSH with the key from the environment variable
-# named KEYVAR (a private temporary file, removed afterwards), stdin passed through. Host keys are
-# not checked, as the command provider's own SSH connection does not check them either.
-ssh_run() {
-  local host=$1 port=$2 user=$3 keyvar=$4 cmd=$5 kf rc=0
-  kf=$(mktemp) || return 1
-  printf "%s\n" "${!keyvar}" > "$kf"
-  ssh -i "$kf" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o ConnectTimeout=10 -o LogLevel=ERROR "$user@$host" "$cmd" || rc=$?
-  rm -f "$kf"
-  return "$rc"
-}
 
 # forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
 forget_on_peer() {
-  local bundle=$1 kind=$2 cmd h c
+  local bundle=$1 kind=$2 h c
   shift 3
   case "$kind" in
     local)
@@ -40,9 +27,7 @@ forget_on_peer() {
     remote)
       local host=$1 port=$2 user=$3 keyvar=$4 sudo=$5
       shift 5
-      cmd="bash -s -- forget$(printf ' %q' "$@")"
-      [ "$sudo" != 1 ] || cmd="sudo -n $cmd"
-      printf '%s\n' "$bundle" | ssh_run "$host" "$port" "$user" "$keyvar" "$cmd"
+      printf '%s\n' "$bundle" | ssh_bash "$host" "$port" "$user" "$keyvar" "$sudo" forget "$@"
       ;;
     docker)
       h=$1 c=$2
@@ -61,10 +46,10 @@ forget_on_peer() {
 }
 
 forget_on_peers() {
-  local key_var line bundle fields
+  local line bundle fields
   local peers=()
   # The SSH keys stay shell variables of this script: no child process inherits them.
-  while read -r key_var; do export -n "${key_var?}"; done < <(compgen -e | grep "^PULUMI_BDR_SSH_KEY_" || true)
+  ssh_keys_private
   while IFS= read -r line && [ "$line" != "--end-of-peers--" ]; do
     [ -z "$line" ] || peers+=("$line")
   done

@@ -27,7 +27,15 @@ import {
   rowsEverywhere as rowsOn,
   waitFor,
 } from "./harness";
-import { NetnsFixture, NetnsHost, netnsDown, netnsUnavailableReason, netnsUp, sshExec } from "./netns";
+import {
+  NetnsFixture,
+  NetnsHost,
+  netnsDown,
+  netnsExec,
+  netnsUnavailableReason,
+  netnsUp,
+  sshExec,
+} from "./netns";
 
 const CLUSTER = "rem";
 /** Every node the suite uses; r4 joins in the resize steps. */
@@ -41,7 +49,7 @@ const PGBOUNCER_PORT = 6432;
 const PSQL = "/usr/lib/postgresql/15/bin/psql";
 const OWNER_PW = "e2e-rem-owner-Pa55-not-in-state";
 const RW_PW = "e2e-rem-rw-Pa55-not-in-state";
-/** Resources of one node with roles (pglogical): 5 steps, its provider, 2 roles, the schema, the grant. */
+/** Resources of one node with roles (pglogical): 6 steps, its provider, 2 roles, the schema, the grant. */
 const nodeResources = (n: string) =>
   [
     "server",
@@ -49,6 +57,7 @@ const nodeResources = (n: string) =>
     "setup",
     "join",
     "join-forget",
+    "guard",
     "postgresql",
     "role-app_owner",
     "role-app_rw",
@@ -57,6 +66,10 @@ const nodeResources = (n: string) =>
   ].map((r) => `${CLUSTER}-${n}-${r}`);
 
 const baseDirOf = (host: NetnsHost) => `/var/lib/pulumi-bdr-${host.name}`;
+/** The key of a secret in `pulumi stack export` (its value is the ciphertext). */
+const SECRET_SIG: [string, string] = ["4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"];
+const isSecretValue = (v: unknown) =>
+  !!v && typeof v === "object" && (v as Record<string, unknown>)[SECRET_SIG[0]] === SECRET_SIG[1];
 
 function changes(summary: Record<string, number> | undefined): Record<string, number> {
   const c = { ...(summary ?? {}) };
@@ -269,18 +282,33 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
   it("1. up creates the cluster on the remote hosts over SSH", async () => {
     const t = Date.now();
     let r: UpResult;
+    // When each step began and ended (ms after the start of `up`, as the events arrive): where the
+    // Node.js dynamic-provider plugin (the salt's and the guards' provider) starts on the timeline.
+    const timeline: string[] = [];
+    const onEvent = (e: EngineEvent) => {
+      const s = stepEvent(e);
+      if (s) timeline.push(`${Date.now() - t} ${s.at} ${s.op} ${s.name}`);
+    };
     try {
-      r = await bounded("up", stack!.up({ onOutput: () => undefined }), 10 * 60 * 1000);
+      r = await bounded("up", stack!.up({ onOutput: () => undefined, onEvent }), 10 * 60 * 1000);
     } catch (e) {
       throw new Error(`up failed after ${Date.now() - t} ms: ${String(e)}`);
     }
     log(`up: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r.summary.resourceChanges))}`);
+    const at = (re: RegExp) => timeline.find((l) => re.test(l))?.split(" ")[0] ?? "?";
+    log(
+      `timeline (ms): salt pre ${at(/ pre create .*-scram-salt$/)} done ${at(/ done create .*-scram-salt$/)}, ` +
+        `first server pre ${at(/ pre create .*-server$/)}, first setup done ${at(/ done create .*-setup$/)}, ` +
+        `first guard pre ${at(/ pre create .*-guard$/)} done ${at(/ done create .*-guard$/)}, ` +
+        `proxy pre ${at(/ pre create rem-proxy$/)}`,
+    );
+    fs.writeFileSync("/tmp/pulumi-bdr-remote-up-timeline.txt", `${timeline.join("\n")}\n`);
     assert.strictEqual(r.summary.result, "succeeded");
-    // stack + component + scram salt + 3 x (server, config, setup, join, join-forget) + proxy
-    // + write provider + 3 x (provider, 2 roles, schema, grant); remote hosts have no guards
+    // stack + component + scram salt + 3 x (server, config, setup, join, join-forget, guard) + proxy
+    // + proxy guard + write provider + 3 x (provider, 2 roles, schema, grant)
     assert.strictEqual(
       changes(r.summary.resourceChanges).create,
-      35,
+      39,
       JSON.stringify(r.summary.resourceChanges),
     );
     assert.deepStrictEqual(r.outputs.pgbouncer.value, { host: proxyHost.address, port: PGBOUNCER_PORT });
@@ -323,9 +351,45 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       .filter((e) => e.isFile())
       .map((e) => fs.readFileSync(`${e.parentPath}/${e.name}`, "utf8"))
       .join("\n");
-    for (const secret of [OWNER_PW, RW_PW, PASSWORD, "SCRAM-SHA-256$"]) {
+    const keyLine = fx!.privateKey.split("\n")[1];
+    for (const secret of [OWNER_PW, RW_PW, PASSWORD, "SCRAM-SHA-256$", keyLine]) {
       assert.ok(!stateText.includes(secret), `${secret.slice(0, 6)}... in the state files`);
     }
+  });
+
+  it("1b. every remote node and the proxy host has a guard; its SSH key is a secret in the exported state", async () => {
+    const state = await stack!.exportStack();
+    const exported = JSON.stringify(state);
+    assert.ok(
+      !exported.includes(fx!.privateKey.split("\n")[1]),
+      "the private key in plain text in the state",
+    );
+    type StateResource = {
+      urn: string;
+      type: string;
+      inputs?: Record<string, unknown>;
+      outputs?: Record<string, unknown>;
+    };
+    const guards = ((state.deployment.resources ?? []) as StateResource[]).filter((r) =>
+      r.urn.endsWith("-guard"),
+    );
+    assert.deepStrictEqual(
+      guards.map((g) => g.urn.split("::").pop()).sort(),
+      [...NODES.map((n) => `${CLUSTER}-${n}-guard`), `${CLUSTER}-proxy-guard`].sort(),
+    );
+    for (const g of guards) {
+      const name = g.urn.split("::").pop();
+      assert.strictEqual(g.type, "pulumi-nodejs:dynamic/bdr:ProcessGuard", name);
+      assert.strictEqual(g.inputs?.host, "remote", name);
+      assert.ok(isSecretValue(g.inputs?.privateKey), `${name}: the key input is not a secret`);
+      assert.ok(isSecretValue(g.outputs?.privateKey), `${name}: the key output is not a secret`);
+      assert.strictEqual(g.outputs?.healthy, true, name);
+    }
+    const r2 = guards.find((g) => g.urn.endsWith(`-r2-guard`))!;
+    assert.deepStrictEqual(
+      [r2.inputs?.sshHost, r2.inputs?.sshPort, r2.inputs?.sshUser],
+      [hostOf("r2").address, 22, "root"],
+    );
   });
 
   it("2. pg_hba admits only the members, the proxy and the named runner: a non-member is refused, the runner only where runnerCidrs reaches", async () => {
@@ -463,6 +527,88 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     assert.deepStrictEqual(changes(p.changeSummary as Record<string, number>), {});
   });
 
+  it("5b. r2's PostgreSQL stopped from outside: a refresh notices it (r2's guard, over SSH), up brings it back; replication resumes both ways; preview --refresh then shows 0 changes", async () => {
+    await sqlOn("r1", ddl("CREATE TABLE public.guarded (id bigint PRIMARY KEY, origin text)"));
+    for (const n of NODES) {
+      await waitFor(
+        `public.guarded on ${n}`,
+        async () => (await sqlOn(n, "SELECT to_regclass('public.guarded') IS NOT NULL")) === "t",
+        60000,
+        250,
+      );
+    }
+    const data = `${baseDirOf(hostOf("r2"))}/${CLUSTER}/r2/data`;
+    // From outside the library: straight in r2's namespace, as the postgres OS user (from /, which
+    // it can read: pg_ctl needs its working directory).
+    const pgCtl = PSQL.replace(/psql$/, "pg_ctl");
+    await netnsExec(hostOf("r2"), [
+      "bash",
+      "-c",
+      `cd / && runuser -u postgres -- ${pgCtl} -D ${data} -m fast -w stop`,
+    ]);
+    await waitFor("r2 to be gone", async () => !(await listening(hostOf("r2").address, PG_PORT)), 30000);
+    // Without a refresh nothing notices. A refresh has r2's guard probe it over SSH. (Not a plain
+    // `up --refresh`: with `roles`, the refresh of r2's role resources needs a connection to r2,
+    // and the postgresql provider fails while r2 is down; so the guards are refreshed by target,
+    // as docs/remote.md says.)
+    assert.deepStrictEqual(
+      changes((await stack!.preview({ onOutput: () => undefined })).changeSummary as Record<string, number>),
+      {},
+    );
+    const state = await stack!.exportStack();
+    const guardUrns = ((state.deployment.resources ?? []) as { urn: string }[])
+      .map((x) => x.urn)
+      .filter((u) => u.endsWith("-guard"));
+    assert.strictEqual(guardUrns.length, NODES.length + 1, guardUrns.join());
+    const t = Date.now();
+    await bounded(
+      "refresh of the guards",
+      stack!.refresh({ target: guardUrns, onOutput: () => undefined }),
+      5 * 60 * 1000,
+    );
+    log(`refresh of the guards: ${Date.now() - t} ms`);
+    const updated: string[] = [];
+    const t2 = Date.now();
+    const r = await bounded(
+      "up after the refresh",
+      stack!.up({
+        onOutput: () => undefined,
+        onEvent: (e: EngineEvent) => {
+          const m = e.resourcePreEvent?.metadata;
+          if (m && m.op !== "same" && m.op !== "refresh") updated.push(`${m.op} ${m.urn.split("::").pop()}`);
+        },
+      }),
+      10 * 60 * 1000,
+    );
+    log(`up after r2 stopped: ${Date.now() - t2} ms, ${JSON.stringify(changes(r.summary.resourceChanges))}`);
+    assert.strictEqual(r.summary.result, "succeeded");
+    assert.deepStrictEqual(updated, [`update ${CLUSTER}-r2-guard`]);
+    assert.deepStrictEqual(changes(r.summary.resourceChanges), { update: 1 });
+    assert.ok(await listening(hostOf("r2").address, PG_PORT), "r2 runs again");
+    // Both ways: r2's write reaches the others, and theirs reach r2.
+    await sqlOn("r2", "INSERT INTO public.guarded VALUES (2, 'r2 after restart')");
+    await sqlOn("r1", "INSERT INTO public.guarded VALUES (1, 'r1 after r2 restart')");
+    await sqlOn("r3", "INSERT INTO public.guarded VALUES (3, 'r3 after r2 restart')");
+    for (const n of NODES) {
+      await waitFor(
+        `3 rows in public.guarded on ${n}`,
+        async () => (await sqlOn(n, "SELECT count(*) FROM public.guarded")) === "3",
+        60000,
+        250,
+      );
+    }
+    const pr = await bounded(
+      "preview --refresh",
+      stack!.preview({ refresh: true, onOutput: () => undefined }),
+      3 * 60 * 1000,
+    );
+    assert.deepStrictEqual(
+      changes(pr.changeSummary as Record<string, number>),
+      {},
+      "preview --refresh after restore",
+    );
+  });
+
   /**
    * `gone` left the cluster cleanly: on every survivor no subscription from or to it, no pglogical
    * node row, no replication slot or origin for it, and every remaining slot keeps up (a write's
@@ -546,7 +692,9 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     for (const role of ["app_owner", "app_rw"]) {
       assert.ok(indexOf(events, "done", `${CLUSTER}-r4-role-${role}`) < join, `${role} before r4's join`);
     }
-    for (const name of nodeResources("r4").filter((x) => !x.endsWith("-join-forget"))) {
+    for (const name of nodeResources("r4").filter(
+      (x) => !x.endsWith("-join-forget") && !x.endsWith("-guard"),
+    )) {
       assert.ok(indexOf(events, "done", name) < proxyUpdate, `${name} before the proxy update`);
     }
     assert.strictEqual(await sameVerifierEverywhere("app_owner"), owner);

@@ -91,10 +91,15 @@ describe("BdrCluster (mocks)", () => {
       ].sort(),
     );
     for (const k of kids) assert.strictEqual(k.parent, component.urn, `${k.name} parent`);
-    // Every step waits for the salt (whose registration fails on an empty password).
+    // Every step waits for the salt (whose registration fails on an empty password), but the
+    // servers: they wait for the same checks through their password input, and run while the
+    // engine starts the salt's plugin.
     const salt = byName("loc-scram-salt");
-    for (const k of kids.filter((x) => x.name !== salt.name))
-      assert.ok(k.dependencies.includes(salt.urn), k.name);
+    for (const k of kids.filter((x) => x.name !== salt.name)) {
+      const server = k.name.endsWith("-server");
+      assert.strictEqual(k.dependencies.includes(salt.urn), !server, k.name);
+    }
+    assert.ok(isSecret(byName("loc-n1-server").raw.stdin), "the server's stdin (its .pgpass) is a secret");
     assert.deepStrictEqual(depNames(byName("loc-n1-server")), []);
     assert.deepStrictEqual(depNames(byName("loc-n2-config")), ["loc-n1-config", "loc-n2-server"]);
     assert.deepStrictEqual(depNames(byName("loc-n3-join")), [
@@ -244,15 +249,44 @@ describe("BdrCluster (mocks)", () => {
     });
     await settle();
     await new Promise((r) => setTimeout(r, 500));
+    await registeredAll(["rem-r1-guard", "rem-r2-guard", "rem-proxy-guard"]);
     const kids = children("rem");
-    // No guards on remote hosts (they would need the SSH key in their state).
     assert.ok(
       kids.every(
-        (k) => k.type === "command:remote:Command" || k.type === SALT_TYPE || k.name.endsWith("-join-forget"),
+        (k) =>
+          k.type === "command:remote:Command" ||
+          k.type === SALT_TYPE ||
+          k.type === GUARD_TYPE ||
+          k.name.endsWith("-join-forget"),
       ),
       kids.map((k) => k.type).join(),
     );
-    assert.ok(!kids.some((k) => k.name.endsWith("-guard")));
+    // Guards on remote hosts too: reached over SSH from the runner, the key a secret input (so a
+    // secret in state) and a secret output; sudo for a non-root user; after the node's setup.
+    const expected: Record<string, object> = {
+      "rem-r1-guard": { sshHost: "10.77.0.11", sshPort: 22, sshUser: "deploy", sudo: true },
+      "rem-r2-guard": { sshHost: "10.77.0.12", sshPort: 22, sshUser: "root", sudo: false },
+      "rem-proxy-guard": { sshHost: "10.77.0.20", sshPort: 22, sshUser: "root", sudo: false },
+    };
+    for (const [name, target] of Object.entries(expected)) {
+      const g = byName(name);
+      assert.strictEqual(g.type, GUARD_TYPE, name);
+      const { host, sshHost, sshPort, sshUser, sudo } = g.inputs;
+      assert.deepStrictEqual({ host, sshHost, sshPort, sshUser, sudo }, { host: "remote", ...target }, name);
+      assert.ok(isSecret(g.raw.privateKey), `${name}: the key is a secret input`);
+      assert.strictEqual(g.inputs.privateKey, KEY, name);
+      assert.deepStrictEqual(g.additionalSecretOutputs, ["privateKey"], name);
+      assert.deepStrictEqual(plainOccurrences(g.raw, "keymaterial"), [], name);
+      // Plain scripts: the transport is the provider's, not part of them.
+      assert.ok(
+        !/ssh|PULUMI_BDR_SSH_KEY/.test(`${g.inputs.probe}${g.inputs.ensure}`.replace(/#.*$/gm, "")),
+        name,
+      );
+    }
+    assert.match(byName("rem-r1-guard").inputs.probe, /\nserver_probe\n$/);
+    assert.match(byName("rem-proxy-guard").inputs.ensure, /\nproxy_ensure\n$/);
+    assert.deepStrictEqual(depNames(byName("rem-r2-guard")), ["rem-r2-setup"]);
+    assert.deepStrictEqual(depNames(byName("rem-proxy-guard")), ["rem-proxy"]);
     const r1 = byName("rem-r1-server");
     assert.deepStrictEqual(
       { host: r1.inputs.connection.host, port: r1.inputs.connection.port, user: r1.inputs.connection.user },
@@ -274,6 +308,36 @@ describe("BdrCluster (mocks)", () => {
     const hba = op("rem-r1-server", "create");
     for (const a of ["10.77.0.11/32", "10.77.0.12/32", "10.77.0.20/32"]) assert.ok(hba.includes(a), a);
     assert.ok(!/\btrust\b|\bmd5\b/.test(hba.replace(/#.*$/gm, "")), "no trust or md5 lines");
+  });
+
+  it("a guard keeps a remote host's key a secret whatever the caller passed (dynamic and plugin guards)", async () => {
+    const guard = await import("../../lib/hosts/guard");
+    const args = {
+      host: "remote" as const,
+      sshHost: "10.77.0.30",
+      sshPort: 22,
+      sshUser: "root",
+      sudo: false,
+      privateKey: KEY, // plain on purpose: the guard wraps it
+      probe: "exit 0",
+      ensure: "exit 0",
+    };
+    new guard.ProcessGuard("kg-dynamic", args);
+    new guard.PluginProcessGuard("kg-plugin", args);
+    await registeredAll(["kg-dynamic", "kg-plugin"]);
+    for (const name of ["kg-dynamic", "kg-plugin"]) {
+      const g = byName(name);
+      assert.ok(isSecret(g.raw.privateKey), `${name}: key not a secret input`);
+      assert.deepStrictEqual(g.additionalSecretOutputs, ["privateKey"], name);
+      assert.deepStrictEqual(plainOccurrences(g.raw, "keymaterial"), [], name);
+      assert.strictEqual(g.inputs.sshHost, "10.77.0.30");
+    }
+    assert.strictEqual(byName("kg-plugin").type, guard.PLUGIN_GUARD_TYPE);
+    // Local guards have no key and no secret output.
+    new guard.ProcessGuard("kg-local", { host: "local", probe: "exit 0", ensure: "exit 0" });
+    await registeredAll(["kg-local"]);
+    assert.deepStrictEqual(byName("kg-local").additionalSecretOutputs, []);
+    assertNoSecret(byName("kg-local"));
   });
 
   it("builds the shipped image, a volume and a container per node for docker hosts, all through its own provider", async () => {

@@ -28,6 +28,8 @@ export interface Registered {
   custom: boolean;
   /** Provider reference (`<urn>::<id>`) the resource was registered with, or "" for the default. */
   provider: string;
+  /** The resource's `additionalSecretOutputs`. */
+  additionalSecretOutputs: string[];
 }
 
 export interface OutputsRecord {
@@ -61,6 +63,7 @@ export function installMocks(): void {
       raw,
       custom: req.getCustom(),
       provider: req.getProvider(),
+      additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
     });
     return original.call(this, req, callback);
   };

@@ -47,7 +47,7 @@ describe("planCluster", () => {
     assert.ok(kinds.includes("db-proxy-guard:guard:-"), kinds.join());
   });
 
-  it("plans no guard for remote hosts (the guard would need the SSH key in its state)", () => {
+  it("plans a guard for every host kind, remote ones included (their SSH key a secret of the guard)", () => {
     const key = pulumi.secret("k");
     const a: BdrClusterArgs = {
       nodes: [
@@ -60,7 +60,7 @@ describe("planCluster", () => {
     const guards = planCluster("db", a, root)
       .steps.filter((s) => s.kind === "guard")
       .map((s) => s.name);
-    assert.deepStrictEqual(guards, ["db-l2-guard"]);
+    assert.deepStrictEqual(guards, ["db-r1-guard", "db-l2-guard", "db-proxy-guard"]);
     const noProxy = planCluster("db", args(["n1", "n2"], { proxy: { enabled: false } }), root).steps;
     assert.deepStrictEqual(
       noProxy.filter((s) => s.kind === "guard").map((s) => s.name),

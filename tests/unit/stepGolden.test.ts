@@ -15,6 +15,8 @@ import { getEngine } from "../../lib/engines";
 import { localSql } from "../../lib/engines/types";
 import type { BdrClusterArgs, HostArgs } from "../../lib/cluster/args";
 import { shippedScript } from "../../lib/render/shell";
+import { SSH_GUARD_SCRIPT } from "../../lib/hosts/guard";
+import { forgetOnPeersScript } from "../../lib/hosts/commands";
 import { expectGolden, SHELL_LIBRARY as LIBRARY, withLibraryMarkers as stepPart } from "./golden";
 
 const root: RunnerEnv = { isRoot: true, currentUser: "root", homeDir: "/root" };
@@ -49,6 +51,16 @@ describe("golden: every rendered step of every host kind", () => {
       "steps/library.sh",
       LIBRARY.map((name) => `# ==== lib/sh/${name} ====\n${shippedScript(name)}`).join(""),
     );
+  });
+
+  it("the runner-side transports: a remote guard's ssh script, the peers' forget", () => {
+    for (const [name, text] of [
+      ["remote/guard-transport.sh", SSH_GUARD_SCRIPT],
+      ["forget-on-peers.sh", forgetOnPeersScript("b")],
+    ]) {
+      bashSyntaxOk(name, text);
+      expectGolden(`steps/${name}`, stepPart(text));
+    }
   });
 
   for (const kind of Object.keys(hosts)) {

@@ -1,0 +1,4 @@
+FP_LEAVING=b
+# <lib/sh/ssh-run.sh>
+# <lib/sh/forget-peers.sh>
+forget_on_peers
