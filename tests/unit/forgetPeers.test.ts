@@ -11,7 +11,6 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { END_OF_PEERS, forgetOnPeersScript, forgetPeersStdin } from "../../lib/hosts/commands";
 import { renderBundle } from "../../lib/hosts/bundle";
-import { FAKE_SSH, readFakeSshLog } from "./fakeSsh";
 
 function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));
@@ -42,58 +41,6 @@ describe("forget on peers (lib/sh/forget-peers.sh)", () => {
       "forget|/usr/lib/postgresql/15/bin|/fail|5432|db b|postgres|/p/pgpass|",
       "forget|/usr/lib/postgresql/15/bin|/r3|5432|db b|postgres|/p/pgpass|",
     ]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("reaches a remote peer through ssh-run.sh's ssh_bash: its arguments quoted, the key only in a private file", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pbdr-forget-ssh-"));
-    fs.mkdirSync(path.join(dir, "bin"));
-    fs.mkdirSync(path.join(dir, "tmp"));
-    fs.writeFileSync(path.join(dir, "bin", "ssh"), FAKE_SSH, { mode: 0o755 });
-    const out = path.join(dir, "out");
-    const log = path.join(dir, "ssh.log");
-    const bundle = renderBundle({ create: "exit 0", forget: `printf '%s|' "$@" >> ${out}` });
-    const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAforgetkeyAAAA\n-----END OPENSSH PRIVATE KEY-----";
-    const stdin = await valueOf(
-      forgetPeersStdin(
-        [
-          {
-            name: "r1",
-            transport: {
-              fields: pulumi.output(["remote", "10.77.0.11", "2222", "deploy", "PULUMI_BDR_SSH_KEY_R1", "0"]),
-              environment: {},
-            },
-            args: ["/usr/lib/postgresql/15/bin", "/r 1", "5432", "db", "postgres", "/p/pgpass"],
-          },
-        ],
-        bundle,
-      ),
-    );
-    const r = spawnSync("bash", ["-c", forgetOnPeersScript("r2")], {
-      input: stdin,
-      encoding: "utf8",
-      env: {
-        ...process.env,
-        PATH: `${path.join(dir, "bin")}:${process.env.PATH}`,
-        TMPDIR: path.join(dir, "tmp"),
-        FAKE_SSH_LOG: log,
-        PULUMI_BDR_SSH_KEY_R1: key,
-      },
-    });
-    assert.strictEqual(r.status, 0, r.stderr);
-    assert.doesNotMatch(r.stderr, /WARNING/);
-    assert.strictEqual(
-      fs.readFileSync(out, "utf8"),
-      "forget|/usr/lib/postgresql/15/bin|/r 1|5432|db|postgres|/p/pgpass|",
-    );
-    const l = readFakeSshLog(log);
-    assert.deepStrictEqual(l.dest, ["deploy@10.77.0.11"]);
-    assert.deepStrictEqual(l.cmd, [
-      "bash -s -- forget /usr/lib/postgresql/15/bin /r\\ 1 5432 db postgres /p/pgpass",
-    ]);
-    assert.deepStrictEqual([l.keymode, l.envkeys, l.keyafterlogin], [["600"], ["0"], ["gone"]]);
-    assert.strictEqual(Buffer.from(l.key[0], "base64").toString(), `${key}\n`);
-    assert.deepStrictEqual(fs.readdirSync(path.join(dir, "tmp")), []);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
