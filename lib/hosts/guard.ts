@@ -100,7 +100,7 @@ const GUARD_KEYS = [
  * script comes on stdin and goes on to the host's `bash -s`. Read once here: the dynamic
  * provider's serialized code keeps the text.
  */
-export const SSH_GUARD_SCRIPT = [
+const sshGuardScript = [
   shippedScript("ssh-run.sh").replace(/\n$/, ""),
   "# ---- pulumi-bdr: remote guard transport ----",
   "set -uo pipefail",
@@ -110,7 +110,12 @@ export const SSH_GUARD_SCRIPT = [
 ].join("\n");
 
 /** The environment variable that carries a remote guard's key to {@link SSH_GUARD_SCRIPT}. */
-export const GUARD_KEY_VARIABLE = "PULUMI_BDR_SSH_KEY_GUARD";
+const guardKeyVariable = "PULUMI_BDR_SSH_KEY_GUARD";
+// The provider's code uses the module-local names: a serialized dynamic provider that read
+// `exports.X` would `require` this module by its path inside the installed package, which the
+// package's `exports` map refuses (ERR_PACKAGE_PATH_NOT_EXPORTED, e2e pack).
+export const SSH_GUARD_SCRIPT = sshGuardScript;
+export const GUARD_KEY_VARIABLE = guardKeyVariable;
 
 /**
  * Runs a guard script on its host and resolves with its exit code and output. Daemons started by
@@ -146,15 +151,15 @@ async function runGuardScript(
     // The runner-side script is an argument (no secret in it); the key only in its environment.
     argv = [
       "-c",
-      SSH_GUARD_SCRIPT,
+      sshGuardScript,
       "pulumi-bdr-guard",
       props.sshHost,
       String(props.sshPort),
       props.sshUser,
-      GUARD_KEY_VARIABLE,
+      guardKeyVariable,
       props.sudo ? "1" : "0",
     ];
-    env = { ...process.env, [GUARD_KEY_VARIABLE]: key };
+    env = { ...process.env, [guardKeyVariable]: key };
   } else if (props.host === "docker") {
     if (!props.container) throw new Error("ProcessGuard: a docker guard needs a container name");
     if (!props.dockerHost) throw new Error("ProcessGuard: a docker guard needs the Docker daemon address");
