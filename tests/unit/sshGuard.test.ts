@@ -2,7 +2,8 @@
  * The process guard's provider on remote hosts, without a connection: its argument checks, its
  * diff and the runner-side script it runs. The guard over the real `ssh` to real hosts (the key
  * only in the environment and a private file, never in argv nor in state) is exercised by
- * tests/e2e/remote.test.ts; there is no stand-in ssh.
+ * tests/real/sshRun.test.ts (a real sshd on 127.0.0.1) and tests/e2e/remote.test.ts; there is no
+ * stand-in ssh.
  */
 import * as assert from "assert";
 import * as fs from "fs";
