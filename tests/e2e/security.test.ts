@@ -625,12 +625,21 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
       const masked = stableState(await exportWithoutSecrets(s), true);
       return `${crypto.createHash("sha256").update(decrypted).digest("hex")} ${masked}`;
     };
-    const processes = async () =>
-      (await runProgram("pgrep", ["-af", "pulumi-bdr/sec"])).stdout
+    // The cluster's long-lived processes: those whose parent is not one of them (servers, proxies,
+    // each node's watcher). A watcher's own short-lived children (its loop's subshells and psql)
+    // come and go on their own and say nothing about what a rejected run did.
+    const processes = async () => {
+      const rows = (await runProgram("ps", ["-eo", "pid=,ppid=,args="])).stdout
         .split("\n")
-        .filter((l) => l.trim() !== "")
+        .map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null && m[3].includes("pulumi-bdr/sec"));
+      const mine = new Set(rows.map((m) => m[1]));
+      return rows
+        .filter((m) => !mine.has(m[2]))
+        .map((m) => `${m[1]} ${m[3]}`)
         .sort()
         .join("\n");
+    };
     const tree = async () =>
       (await sh(`cd ${CLUSTER_DIR} && find . -maxdepth 2 -not -path './*/data/*' | sort`)).trim();
     const before = {
