@@ -25,7 +25,8 @@
 #
 # Entry points: proxy_apply, proxy_destroy, proxy_probe (exit 0 when both daemons run, changes
 # nothing), proxy_ensure (starts whichever is down from the files on disk; needs no secret),
-# proxy_handoff away|back NODE (a node's config step, around its restart; common values only).
+# proxy_handoff away|back NODE (a node's config step, around its restart; common values only: it
+# reads the node list and the drain SQL that proxy_apply left in $BASE/nodes.tsv and drain.sql).
 
 # a switchover in progress is recorded so that a re-run after a failed drain drains again
 PENDING=""
@@ -76,7 +77,6 @@ pgb_admin() {
 }
 # node_dsn NAME: connection string of a cluster node (for the drain), from P_NODE_NAMES/P_NODE_DSNS
 node_dsn() {
-  local i
   for i in "${!P_NODE_NAMES[@]}"; do
     if [ "${P_NODE_NAMES[$i]}" = "$1" ]; then printf '%s\n' "${P_NODE_DSNS[$i]}"; return 0; fi
   done
@@ -269,7 +269,7 @@ proxy_check_secrets() {
 # with haproxy -c); PGB_CHANGED=1 when the ini or the auth file changed.
 PGB_CHANGED=0
 proxy_write_files() {
-  local pw_escaped
+  local pw_escaped i
   # Parents stay traversable by the proxy's OS user (a proxy-only host has no node to make them).
   (umask 022; mkdir -p "$(dirname "$BASE")")
   mkdir -p "$BASE" "$PGB_SOCKDIR"
@@ -290,6 +290,12 @@ proxy_write_files() {
   unset pw_escaped
   if printf '%s' "$P_PGB_INI_TEXT" | put_file "$PGB_INI" 0600; then PGB_CHANGED=1; fi
   printf '%s' "$P_HA_CFG_TEXT" | put_file "$HA_CFG.new" 0600 || true
+  # For proxy_handoff back (whose step carries no node list, so a resize leaves it unchanged):
+  # the nodes (name TAB dsn; no secret: the password is in .pgpass) and the engine's drain SQL.
+  local i
+  for i in "${!P_NODE_NAMES[@]}"; do printf '%s\t%s\n' "${P_NODE_NAMES[$i]}" "${P_NODE_DSNS[$i]}"; done |
+    put_file "$BASE/nodes.tsv" 0600 || true
+  printf '%s' "$P_DRAIN_SQL" | put_file "$BASE/drain.sql" 0600 || true
   if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
 }
 
@@ -406,11 +412,14 @@ proxy_ensure() {
 #   away  when HAProxy sends writes to NODE and another server is UP: records the hand-off
 #         ($BASE/handoff.NODE) and moves traffic off NODE (move_off: drain, PgBouncer RECONNECT +
 #         WAIT_CLOSE, maintenance); HAProxy's first backup takes the writes. Otherwise nothing.
-#   back  when the hand-off of NODE is recorded: puts NODE's server back in service, waits until
-#         HAProxy's check sees it UP, clears the stick table (new connections go to the declared
-#         write node again), PgBouncer RECONNECT + WAIT_CLOSE (pooled connections follow), removes
-#         the record. Otherwise nothing: the proxy is not touched. Idempotent; a run interrupted
-#         after `away` is finished by the next `back`.
+#   back  when the hand-off of NODE is recorded: first drains the node that took the writes
+#         meanwhile (the engine's drain SQL from $BASE/drain.sql on it, so NODE has applied what
+#         was written there before writes return; clients keep writing there while it waits; a
+#         failed or timed-out drain is logged and the hand-off goes on), then puts NODE's server
+#         back in service, waits until HAProxy's check sees it UP, clears the stick table (new
+#         connections go to the declared write node again), PgBouncer RECONNECT + WAIT_CLOSE
+#         (pooled connections follow), removes the record. Otherwise nothing: the proxy is not
+#         touched. Idempotent; a run interrupted after `away` is finished by the next `back`.
 proxy_handoff() {
   local op=${1:-} node=${2:-} servers current record
   proxy_check_base
@@ -434,6 +443,13 @@ proxy_handoff() {
     back)
       [ -e "$record" ] || return 0
       if ! ha_running; then log "proxy not running: $node's hand-off is finished by its next start"; rm -f "$record"; return 0; fi
+      # the node that took the writes: the stuck server, else HAProxy's first UP server but NODE
+      servers=$(ha_servers)
+      current=$(ha_current "$servers")
+      if [ -z "$current" ] || [ "$current" = "$node" ]; then
+        current=$(printf '%s\n' "$servers" | awk -F, -v n="$node" '$1!=n && $2 ~ /^UP/{print $1; exit}')
+      fi
+      handoff_drain "$node" "$current"
       ha_cmd "set server $HA_BACKEND/$node state ready" >/dev/null
       wait_for "$WAIT_SECONDS" "HAProxy to see $node UP" ha_server_up "$node"
       ha_cmd "clear table $HA_BACKEND" >/dev/null
@@ -443,6 +459,23 @@ proxy_handoff() {
       ;;
     *) log "proxy_handoff: unknown operation '$op' (away or back)"; exit 1 ;;
   esac
+}
+# handoff_drain NODE INTERIM: before writes return to NODE, waits (the engine's drain SQL, its own
+# timeout) until INTERIM's changes have replicated. Never fails the hand-off: a missing file, an
+# unknown or unreachable node, a failed or timed-out wait is logged.
+handoff_drain() {
+  local node=$1 interim=$2 name d dsn="" rc=0
+  if [ -z "$interim" ] || [ "$interim" = "$node" ]; then return 0; fi
+  if [ ! -s "$BASE/nodes.tsv" ] || [ ! -s "$BASE/drain.sql" ]; then
+    log "hand-off: no node list or drain SQL in $BASE (written by the proxy step): $interim is not drained"; return 0
+  fi
+  while IFS=$'\t' read -r name d; do
+    if [ "$name" = "$interim" ]; then dsn=$d; fi
+  done < "$BASE/nodes.tsv"
+  if [ -z "$dsn" ]; then log "hand-off: $interim is not in $BASE/nodes.tsv: not drained"; return 0; fi
+  log "hand-off: waiting for the changes written on $interim to replicate before writes return to $node"
+  sql_peer "$dsn" < "$BASE/drain.sql" >/dev/null || rc=$?
+  if [ "$rc" != 0 ]; then log "hand-off: the drain of $interim failed (psql exit $rc): writes return to $node anyway"; fi
 }
 # ha_server_up NODE: HAProxy reports the server UP
 ha_server_up() { case "$(status_of "$(ha_servers)" "$1")" in UP*) return 0 ;; *) return 1 ;; esac; }

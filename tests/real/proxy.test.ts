@@ -502,6 +502,25 @@ describe("real proxy: HAProxy + PgBouncer apply, switchover, destroy", function 
     assert.match(r.stderr, /hand-off: moving writes off n2/);
     assert.match(r.stderr, /hand-off: writes left n2 \(n1 takes them\)/);
     assert.match(r.stderr, /hand-off: writes are back on n2/);
+    // Before writes return, n1 (which took them meanwhile) is drained into the restarted n2, with the
+    // node list and drain SQL the proxy step left beside its files (no secret in them, mode 0600).
+    const drainAt = r.stderr.indexOf(
+      "hand-off: waiting for the changes written on n1 to replicate before writes return to n2",
+    );
+    assert.ok(drainAt >= 0 && drainAt < r.stderr.indexOf("hand-off: writes are back on n2"), r.stderr);
+    assert.doesNotMatch(r.stderr, /hand-off: the drain of n1 failed|not drained/);
+    for (const f of ["nodes.tsv", "drain.sql"]) {
+      assert.strictEqual(fs.statSync(path.join(proxy.baseDir, f)).mode & 0o777, 0o600, f);
+    }
+    const listed = fs.readFileSync(path.join(proxy.baseDir, "nodes.tsv"), "utf8");
+    assert.deepStrictEqual(
+      listed
+        .trim()
+        .split("\n")
+        .map((l) => l.split("\t")[0]),
+      h!.plan().ctx.nodes.map((n) => n.name),
+    );
+    assert.ok(!listed.includes(PASSWORD), "the password in nodes.tsv");
     assert.notStrictEqual(await started("n2"), before, "n2 was restarted");
     assertCleanRun(result);
     assert.strictEqual(landsOn(), nodePort("n2"), "writes are back on the write node");
