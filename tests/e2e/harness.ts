@@ -457,12 +457,15 @@ export function pgbench(
 export function reconnectingLoad(
   conn: { host: string; port: number; database: string; user: string; password: string },
   sql: (i: number) => string,
-): { stop(): Promise<{ ok: number; failed: number; maxGapMs: number; committed: number[] }> } {
+): {
+  stop(): Promise<{ ok: number; failed: number; maxGapMs: number; maxGapEnd: number; committed: number[] }>;
+} {
   let running = true;
   let ok = 0;
   let failed = 0;
   let lastOk = Date.now();
   let maxGapMs = 0;
+  let maxGapEnd = 0;
   const committed: number[] = [];
   const loop = (async () => {
     let i = 0;
@@ -476,7 +479,10 @@ export function reconnectingLoad(
         ok++;
         committed.push(i);
         const now = Date.now();
-        maxGapMs = Math.max(maxGapMs, now - lastOk);
+        if (now - lastOk > maxGapMs) {
+          maxGapMs = now - lastOk;
+          maxGapEnd = now;
+        }
         lastOk = now;
       } catch {
         failed++;
@@ -490,7 +496,7 @@ export function reconnectingLoad(
     async stop() {
       running = false;
       await loop;
-      return { ok, failed, maxGapMs, committed };
+      return { ok, failed, maxGapMs, maxGapEnd, committed };
     },
   };
 }
