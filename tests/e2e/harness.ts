@@ -500,3 +500,16 @@ export function reconnectingLoad(
     },
   };
 }
+
+/**
+ * Every file of a file-backend state directory, concatenated: what `pulumi stack export` prints
+ * (secrets as ciphertext). The Automation API's `exportStack` runs `stack export --show-secrets`,
+ * so plain-text checks read these files instead.
+ */
+export function stateFilesText(stateDir: string): string {
+  return fs
+    .readdirSync(stateDir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => fs.readFileSync(`${e.parentPath}/${e.name}`, "utf8"))
+    .join("\n");
+}

@@ -26,6 +26,7 @@ import {
   query,
   rowsEverywhere as rowsOn,
   waitFor,
+  stateFilesText,
 } from "./harness";
 import {
   NetnsFixture,
@@ -346,11 +347,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       userlist.includes(`"app_owner" "${owner}"`) && userlist.includes(`"app_rw" "${rw}"`),
       "auth file",
     );
-    const stateText = fs
-      .readdirSync(stateDir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile())
-      .map((e) => fs.readFileSync(`${e.parentPath}/${e.name}`, "utf8"))
-      .join("\n");
+    const stateText = stateFilesText(stateDir);
     const keyLine = fx!.privateKey.split("\n")[1];
     for (const secret of [OWNER_PW, RW_PW, PASSWORD, "SCRAM-SHA-256$", keyLine]) {
       assert.ok(!stateText.includes(secret), `${secret.slice(0, 6)}... in the state files`);
@@ -361,11 +358,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     // The automation API exports with --show-secrets (a secret carries its plaintext beside the
     // signature there): the plain-text check reads the backend's own files, as `pulumi stack export`.
     const state = await stack!.exportStack();
-    const onDisk = fs
-      .readdirSync(stateDir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile())
-      .map((e) => fs.readFileSync(`${e.parentPath}/${e.name}`, "utf8"))
-      .join("\n");
+    const onDisk = stateFilesText(stateDir);
     assert.ok(onDisk.includes("-guard"), "the guards are in the state files");
     assert.ok(
       !onDisk.includes(fx!.privateKey.split("\n")[1]),

@@ -23,6 +23,7 @@ import {
   suiteCluster,
   upOk,
   waitFor,
+  stateFilesText,
 } from "./harness";
 
 const PASSWORD = "e2e-roles-Repl-Pa55";
@@ -150,11 +151,7 @@ describe("e2e: application roles through @pulumi/postgresql on local hosts (real
     await loginFails("app_rw", "wrong");
     // Nothing in plain text: not in the state, not in PgBouncer's auth file.
     // (the Automation API's exportStack decrypts secrets: read the backend's files instead)
-    const stateText = fs
-      .readdirSync(stateDir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile())
-      .map((e) => fs.readFileSync(`${e.parentPath}/${e.name}`, "utf8"))
-      .join("\n");
+    const stateText = stateFilesText(stateDir);
     assert.ok(stateText.includes("ciphertext"), "the state holds encrypted secrets");
     for (const secret of [OWNER_PW, RW_PW_1, PASSWORD, "SCRAM-SHA-256$"]) {
       assert.ok(!stateText.includes(secret), `${secret.slice(0, 6)}... in the state files`);
