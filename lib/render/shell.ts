@@ -41,8 +41,9 @@ export function shippedScript(name: string): string {
  * The bash preamble every rendered step script starts with: the context's values as shell
  * variables, then the library `lib/sh/common.sh`, which checks them and defines:
  *
- * - `as_pg CMD...`: run a command as the server's OS user (directly, with `runuser` as root, or
- *   `sudo -n -u` otherwise);
+ * - `as_pg CMD...`: run a command as the server's OS user (directly, with `setpriv` as root, or
+ *   `runuser` when the host has no `setpriv`, or `sudo -n -u` otherwise); `daemon` goes through
+ *   `runuser`'s PAM session as root (limits);
  * - `sql_local [DB [PSQL-ARGS...]]`: run the SQL read from stdin on this host's server through its Unix socket,
  *   unaligned and tuples-only (`-At`), stopping at the first error;
  * - `sql_peer CONNINFO [PSQL-ARGS...]`: the same against a peer, authenticated through `PGPASSFILE`;

@@ -3,8 +3,9 @@
 # pulumi-bdr host library: sourced (prepended) by every step script, after the step's values
 # (PG_BIN, PG_RUN, PG_PORT, PG_DB, PG_OS_USER, PGPASSFILE), which it checks first.
 #
-# - as_pg CMD...: run a command as the server's OS user (directly, with runuser as root, or
-#   sudo -n -u otherwise);
+# - as_pg CMD...: run a command as the server's OS user (directly, with setpriv as root, runuser
+#   when setpriv is missing, or sudo -n -u otherwise); as_pg_session: the same through runuser's
+#   PAM session when root (daemons);
 # - sql_local [DB [PSQL-ARGS...]]: the SQL on stdin on this host's server through its Unix socket,
 #   unaligned and tuples-only (-At), stopping at the first error;
 # - sql_peer CONNINFO [PSQL-ARGS...]: the same against a peer, authenticated through PGPASSFILE;
@@ -43,10 +44,28 @@ case "${PGPASSFILE:-}" in /*) ;; *) log "PGPASSFILE must be an absolute path, go
 [[ "${PG_OS_USER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { log "PG_OS_USER must be an OS user name, got '${PG_OS_USER:-}'"; exit 1; }
 export PGPASSFILE
 export PGCONNECT_TIMEOUT=10
+# How as_pg changes user, decided once: "self" (already the server's user), "setpriv" (root:
+# setpriv from util-linux switches uid, gid and groups with no PAM session: ~10 ms against
+# runuser's ~30-100 ms, and a step calls as_pg dozens of times), "runuser" (root without setpriv),
+# "sudo" (any other user). Daemons always start through runuser's PAM session (see daemon).
+if [ "$(id -un)" = "$PG_OS_USER" ]; then PG_AS=self
+elif [ "$(id -u)" = 0 ]; then
+  if command -v setpriv >/dev/null 2>&1; then PG_AS=setpriv; else PG_AS=runuser; fi
+else PG_AS=sudo; fi
 as_pg() {
-  if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@";
-  elif [ "$(id -u)" = 0 ]; then runuser -u "$PG_OS_USER" -- "$@";
-  else sudo -n -u "$PG_OS_USER" -- "$@"; fi
+  case $PG_AS in
+  self) "$@" ;;
+  setpriv) setpriv --reuid="$PG_OS_USER" --regid="$PG_OS_USER" --init-groups -- "$@" ;;
+  runuser) runuser -u "$PG_OS_USER" -- "$@" ;;
+  *) sudo -n -u "$PG_OS_USER" -- "$@" ;;
+  esac
+}
+# as_pg_session CMD...: as_pg, through runuser's PAM session (limits) when root.
+as_pg_session() {
+  case $PG_AS in
+  setpriv | runuser) runuser -u "$PG_OS_USER" -- "$@" ;;
+  *) as_pg "$@" ;;
+  esac
 }
 sql_local() {
   local db="${1:-$PG_DB}"; [ "$#" -eq 0 ] || shift
@@ -65,15 +84,25 @@ sql_peer() {
   local dsn=$1; shift
   as_pg env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"
 }
-daemon() { as_pg env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
+daemon() { as_pg_session env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/ PGPASSFILE="$PGPASSFILE" "$@"; }
 safe_write() {
-  local target=$1 mode=$2 tmp
-  tmp=$(as_pg mktemp "$target.XXXXXX") || { log "cannot create a temporary file beside $target"; exit 1; }
-  if ! as_pg sh -c 'cat > "$1"' _ "$tmp"; then as_pg rm -f "$tmp"; log "cannot write $target"; exit 1; fi
-  if as_pg cmp -s "$tmp" "$target"; then as_pg rm -f "$tmp"; return 1; fi
-  if ! { as_pg chmod "$mode" "$tmp" && as_pg mv -f "$tmp" "$target"; }; then
-    as_pg rm -f "$tmp"; log "cannot replace $target"; exit 1
-  fi
+  local target=$1 mode=$2 rc=0
+  # One process as the server's user: mktemp beside the target, write, compare, chmod, rename.
+  # Its status: 0 replaced, 1 same content, 3 no temporary file, 4 write failed, 5 replace failed.
+  # shellcheck disable=SC2016 # the program's variables expand in the inner sh
+  as_pg sh -c '
+    t=$(mktemp "$1.XXXXXX") || exit 3
+    if ! cat >"$t"; then rm -f "$t"; exit 4; fi
+    if cmp -s "$t" "$1"; then rm -f "$t"; exit 1; fi
+    if chmod "$2" "$t" && mv -f "$t" "$1"; then exit 0; fi
+    rm -f "$t"; exit 5' sh "$target" "$mode" || rc=$?
+  case $rc in
+  0) return 0 ;;
+  1) return 1 ;;
+  3) log "cannot create a temporary file beside $target"; exit 1 ;;
+  4) log "cannot write $target"; exit 1 ;;
+  *) log "cannot replace $target"; exit 1 ;;
+  esac
 }
 install_packages() {
   local p missing=()
