@@ -26,6 +26,8 @@ export interface ClusterHandle {
   haproxyPort: number;
   pgbouncerPort: number;
   haproxySocket: string;
+  /** The replication user's password. @default PASSWORD */
+  password?: string;
 }
 
 export const direct = (h: ClusterHandle, node: string): Conn => ({
@@ -33,21 +35,21 @@ export const direct = (h: ClusterHandle, node: string): Conn => ({
   port: h.port(node),
   database: DATABASE,
   user: USER,
-  password: PASSWORD,
+  password: h.password ?? PASSWORD,
 });
 export const viaHaproxy = (h: ClusterHandle): Conn => ({
   host: "127.0.0.1",
   port: h.haproxyPort,
   database: DATABASE,
   user: USER,
-  password: PASSWORD,
+  password: h.password ?? PASSWORD,
 });
 export const viaBouncer = (h: ClusterHandle): Conn => ({
   host: "127.0.0.1",
   port: h.pgbouncerPort,
   database: DATABASE,
   user: USER,
-  password: PASSWORD,
+  password: h.password ?? PASSWORD,
 });
 
 // ------------------------------------------------------------------------------------ baseline

@@ -83,6 +83,7 @@ function metText(f: Figure): string {
 
 const SECTION_TITLES: Record<string, string> = {
   up: "1. `pulumi up` from nothing vs. the shell baseline, and destroy",
+  command: "1a. The README's command: `npm run up` and `npm run destroy`, end to end, vs. the hand script",
   curve: "1b. Up time by cluster size (chart: bench/up-curve.svg)",
   preview: "2a. No-op `preview`",
   resize: "2b. Resize 3 → 4 (and back)",

@@ -41,7 +41,7 @@ import {
 } from "./measure";
 import { renderLineChartSvg, type Series } from "./chart";
 import { Figure, Results, figure, mergeFigures, readResults, renderMarkdown } from "./report";
-import { loadAverage, now, pgbench, query, sh, sleep, waitFor } from "./util";
+import { loadAverage, now, pgbench, query, sh, shOk, sleep, waitFor } from "./util";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const RESULTS_FILE = path.join(ROOT, "bench", "results.json");
@@ -93,7 +93,17 @@ const cfg = {
   BENCH_ONLY: process.env.BENCH_ONLY ?? "",
 };
 
-const SECTIONS = ["up", "curve", "preview", "lag", "throughput", "switchover", "resize", "failover"] as const;
+const SECTIONS = [
+  "up",
+  "command",
+  "curve",
+  "preview",
+  "lag",
+  "throughput",
+  "switchover",
+  "resize",
+  "failover",
+] as const;
 type Section = (typeof SECTIONS)[number];
 const only = new Set(
   cfg.BENCH_ONLY.split(",")
@@ -399,6 +409,141 @@ async function sectionUp(hasPulumi: boolean): Promise<void> {
       label: "pulumi destroy, 5 nodes",
       unit: "s",
       runs: d5.map(sec),
+      command: cmd,
+    }),
+  );
+}
+
+/** Where `npm run up` of the command section puts its cluster (away from every other port). */
+const CMD_PORT = 22432;
+const CMD_HAPROXY_PORT = 22533;
+const CMD_PGBOUNCER_PORT = 22532;
+const CMD_CLUSTER = "benchcmd";
+
+/**
+ * The README's own command as a person runs it after `scripts/setup.sh` (the build is current):
+ * `npm run up` on a new stack (the first-use path: passphrase, stack, random password, then
+ * `pulumi up`), timed end to end, then `npm run destroy`; paired with bench/baseline.sh up and
+ * down of 3 nodes. Each run starts from no stack and no state directory.
+ */
+async function sectionCommand(): Promise<void> {
+  const runs = cfg.BENCH_UP_RUNS;
+  const whole: number[] = [];
+  const destroy: number[] = [];
+  const base: number[] = [];
+  const baseDown: number[] = [];
+  const ratioUp: number[] = [];
+  const ratioDown: number[] = [];
+  const record: Record<string, unknown>[] = [];
+  const root = path.resolve(__dirname, "..", "..");
+  for (let i = 1; i <= runs; i++) {
+    log(`command run ${i}: baseline 3 nodes`);
+    const b = await baselineStart(3);
+    await verifyCluster(baselineHandle(3));
+    const bd = await baselineStop();
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pbdr-bench-cmd-"));
+    const env =
+      `env -u PULUMI_CONFIG_PASSPHRASE -u PULUMI_CONFIG_PASSPHRASE_FILE STACK=benchcmd ` +
+      `PULUMI_BACKEND_URL=file://${tmp}/state XDG_CONFIG_HOME=${tmp}/config`;
+    const cfgArgs = [
+      `basePort=${CMD_PORT}`,
+      `haproxyPort=${CMD_HAPROXY_PORT}`,
+      `pgbouncerPort=${CMD_PGBOUNCER_PORT}`,
+      `clusterName=${CMD_CLUSTER}`,
+    ]
+      .map((c) => `-c ${c}`)
+      .join(" ");
+    let live = false;
+    try {
+      log(`command run ${i}: npm run up`);
+      const t0 = now();
+      live = true;
+      await shOk(`cd ${root} && ${env} npm run --silent up -- ${cfgArgs} >${tmp}/up.log 2>&1`, {}, 900_000);
+      const up = now() - t0;
+      const password = (
+        await shOk(
+          `cd ${root} && ${env} bash -c '. scripts/pulumi-env.sh && pulumi config get replicationPassword'`,
+        )
+      ).trim();
+      const h: ClusterHandle = {
+        label: "npm run up",
+        nodes: ["n1", "n2", "n3"],
+        port: (n) => CMD_PORT + Number(n.slice(1)) - 1,
+        nodeDir: (n) => `/var/lib/pulumi-bdr/${CMD_CLUSTER}/${n}`,
+        haproxyPort: CMD_HAPROXY_PORT,
+        pgbouncerPort: CMD_PGBOUNCER_PORT,
+        haproxySocket: `/var/lib/pulumi-bdr/${CMD_CLUSTER}/proxy/haproxy.sock`,
+        password,
+      };
+      await verifyCluster(h);
+      const t1 = now();
+      await shOk(`cd ${root} && ${env} npm run --silent destroy >${tmp}/destroy.log 2>&1`, {}, 900_000);
+      const down = now() - t1;
+      live = false;
+      whole.push(up);
+      destroy.push(down);
+      base.push(b.ms);
+      baseDown.push(bd);
+      ratioUp.push(up / b.ms);
+      ratioDown.push(down / bd);
+      record.push({ run: i, npmRunUpMs: up, npmRunDestroyMs: down, baselineUpMs: b.ms, baselineDownMs: bd });
+      log(
+        `  npm run up ${sec(up).toFixed(1)} s (baseline ${sec(b.ms).toFixed(1)} s); ` +
+          `npm run destroy ${sec(down).toFixed(1)} s (baseline down ${sec(bd).toFixed(1)} s)`,
+      );
+    } catch (e) {
+      problems.push(`command run ${i}: ${String(e).slice(0, 1500)}`);
+      log(`command run ${i} FAILED: ${String(e).slice(0, 3000)}`);
+      if (live) await sh(`cd ${root} && ${env} npm run --silent destroy`, {}, 900_000);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  details.command = { runs: record };
+  const cmd = reproduce("command", [`BENCH_UP_RUNS=${runs}`]);
+  figures.push(
+    figure({
+      id: "command.up",
+      section: "command",
+      label: "`npm run up` from a new stack, 3 nodes + proxies, end to end",
+      unit: "s",
+      runs: whole.map(sec),
+      command: cmd,
+    }),
+    figure({
+      id: "command.baseline",
+      section: "command",
+      label: "baseline.sh up, 3 nodes + proxies (the hand script)",
+      unit: "s",
+      runs: base.map(sec),
+      command: baselineCommand(3),
+    }),
+    figure({
+      id: "command.up.ratio",
+      section: "command",
+      label: "`npm run up` ÷ baseline.sh up (paired runs)",
+      unit: "ratio",
+      runs: ratioUp,
+      target: "≤ 2",
+      judge: (s) => s.median <= 2,
+      command: cmd,
+    }),
+    figure({
+      id: "command.destroy",
+      section: "command",
+      label: "`npm run destroy`, 3 nodes + proxies, end to end",
+      unit: "s",
+      runs: destroy.map(sec),
+      command: cmd,
+    }),
+    figure({
+      id: "command.destroy.ratio",
+      section: "command",
+      label: "`npm run destroy` ÷ baseline.sh down (paired runs)",
+      unit: "ratio",
+      runs: ratioDown,
+      target: "≤ 1.5",
+      judge: (s) => s.median <= 1.5,
       command: cmd,
     }),
   );
@@ -1089,6 +1234,7 @@ async function main(): Promise<void> {
   };
 
   if (wants("up")) await run("up", () => sectionUp(hasPulumi));
+  if (wants("command") && hasPulumi) await run("command", () => sectionCommand());
   if (wants("curve")) await run("curve", () => sectionCurve(hasPulumi));
 
   const needsPulumi = (

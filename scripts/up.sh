@@ -2,7 +2,10 @@
 # The quick start's second command: a real `pulumi up` of the embedded default (examples/local)
 # with a local file backend. On first use it creates the stack (default `dev`, or $STACK) with a
 # generated passphrase and stores a random replication password as a secret stack config value.
-# Extra arguments go to `pulumi up`.
+# Extra arguments go to `pulumi up`, after `--yes --skip-preview`: the command approves anyway,
+# so the preview pass is skipped (`pulumi preview` shows the change first; `npm run up --
+# --skip-preview=false` brings the pass back). Bad input still fails before anything is created.
+# The build runs only when a source file is newer than the last build (dist/.up-built).
 #
 # The passphrase encrypts the stack's secrets. It is never a built-in default: unless you give one
 # (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE), a random one is generated when the
@@ -16,8 +19,13 @@ stack=${STACK:-dev}
 export STACK="$stack"
 # shellcheck disable=SC1091
 source scripts/pulumi-env.sh
-# Build errors are shown (tsc prints only problems).
-npm run --silent build
+# Build errors are shown (tsc prints only problems). Skipped when no file the program is built
+# from is newer than the last `npm run build` (which ends by touching dist/.up-built).
+stamp=dist/.up-built
+if [ ! -e "$stamp" ] || [ ! -e dist/examples/local/index.js ] || [ -n "$(find lib examples package.json \
+  package-lock.json tsconfig.json Pulumi.yaml -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+  npm run --silent build
+fi
 
 passfile="${XDG_CONFIG_HOME:-$HOME/.config}/pulumi-bdr/$stack.passphrase"
 stack_exists() { pulumi stack ls --json 2>/dev/null | grep -q "\"name\": \"$1\""; }
@@ -40,13 +48,12 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
   echo "up: keep it: the stack's secrets cannot be decrypted without it."
 fi
 
-if ! stack_exists "$stack"; then
+if ! pulumi stack select "$stack" >/dev/null 2>&1; then
   pulumi stack init "$stack" >/dev/null
   echo "up: created stack '$stack' (state: $PULUMI_BACKEND_URL; Pulumi.$stack.yaml is git-ignored)"
 fi
-pulumi stack select "$stack" >/dev/null
 if ! pulumi config get replicationPassword >/dev/null 2>&1; then
   # The value goes through stdin, never through a command line.
   head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 | pulumi config set --secret replicationPassword
 fi
-exec pulumi up --yes "$@"
+exec pulumi up --yes --skip-preview "$@"

@@ -1,7 +1,18 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import * as docker from "@pulumi/docker";
+import type * as docker from "@pulumi/docker";
 import type { ResolvedHost } from "../cluster/plan";
+
+/**
+ * `@pulumi/docker`, loaded when the first docker host needs it: the SDK takes 1–2 s to load, which
+ * every `up` and `preview` of a cluster without docker hosts would otherwise pay.
+ */
+let dockerSdk: typeof docker | undefined;
+function dockerModule(): typeof docker {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  dockerSdk ??= require("@pulumi/docker") as typeof docker;
+  return dockerSdk;
+}
 
 /** Directory of the Dockerfile the library ships (PostgreSQL 15 + pglogical + proxies). */
 export const SHIPPED_DOCKER_CONTEXT = path.resolve(__dirname, "..", "..", "..", "docker");
@@ -47,7 +58,7 @@ export function dockerTarget(
     return { provider: p, host };
   }
   const host = hostArg ?? DEFAULT_DOCKER_HOST;
-  const provider = new docker.Provider(
+  const provider = new (dockerModule().Provider)(
     `${name}-docker`,
     { host },
     { parent, version: DOCKER_PLUGIN_VERSION },
@@ -66,7 +77,7 @@ export function createImage(
   baseImage: string,
   opts: { parent: pulumi.Resource; provider: docker.Provider },
 ): docker.Image {
-  return new docker.Image(
+  return new (dockerModule().Image)(
     name,
     {
       imageName: `pulumi-bdr/${cluster.toLowerCase()}:pg15`,
@@ -87,7 +98,7 @@ export function createVolume(
   host: ResolvedHost,
   opts: { parent: pulumi.Resource; provider: docker.Provider },
 ): docker.Volume {
-  return new docker.Volume(
+  return new (dockerModule().Volume)(
     name,
     {
       name: host.docker!.volumeName,
@@ -118,7 +129,7 @@ export function createContainer(
   network?: pulumi.Input<string>,
 ): docker.Container {
   const d = host.docker!;
-  return new docker.Container(
+  return new (dockerModule().Container)(
     name,
     {
       name: d.containerName,

@@ -7,7 +7,7 @@
  */
 import * as net from "net";
 import * as pulumi from "@pulumi/pulumi";
-import * as postgresql from "@pulumi/postgresql";
+import type * as postgresql from "@pulumi/postgresql";
 import type { ClusterPlan, PlanSource, PlanStep } from "../cluster/plan";
 import { planValues, stepName } from "../cluster/plan";
 import { scramVerifier } from "../render/scram";
@@ -15,6 +15,17 @@ import { userlistField } from "../render/pgbouncer";
 import { connString } from "../render/quote";
 import type { AppRoleArgs } from "./args";
 import { roleSalt } from "./salt";
+
+/**
+ * `@pulumi/postgresql`, loaded when the first app role needs it: the SDK takes 1.5–3.5 s to load,
+ * which every `up` and `preview` of a cluster without app roles would otherwise pay.
+ */
+let postgresqlSdk: typeof postgresql | undefined;
+function postgresqlModule(): typeof postgresql {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  postgresqlSdk ??= require("@pulumi/postgresql") as typeof postgresql;
+  return postgresqlSdk;
+}
 export { loginRoleNames, managesRoles } from "./names";
 
 /** Child resource names of this module (part of the API). */
@@ -266,7 +277,7 @@ export function roleHooks(
     expectedVersion: String(ctx.postgresVersion),
   });
   const we = resolved().apply((p) => runnerEndpoint(p, p.proxy?.writeNode ?? p.ctx.nodes[0].name));
-  result.writeProvider = new postgresql.Provider(
+  result.writeProvider = new (postgresqlModule().Provider)(
     roleResourceName.writeProvider(cluster),
     providerArgs(
       we.apply((e) => e.host),
@@ -296,7 +307,7 @@ export function roleHooks(
         return ep.host;
       }),
     );
-    const provider = new postgresql.Provider(
+    const provider = new (postgresqlModule().Provider)(
       roleResourceName.provider(cluster, node),
       providerArgs(
         host,
@@ -318,7 +329,7 @@ export function roleHooks(
         if (other) deps.push(make(other));
       }
       const name = roleResourceName.role(cluster, node, r.name);
-      const role = new postgresql.Role(
+      const role = new (postgresqlModule().Role)(
         name,
         {
           name: r.name,
@@ -356,7 +367,7 @@ export function roleHooks(
         ? roleResourceName.clusterSchema(cluster, s.name)
         : roleResourceName.schema(cluster, node, s.name);
       const deps = [join, ...gate, ...roleOf(owner)];
-      const schema = new postgresql.Schema(
+      const schema = new (postgresqlModule().Schema)(
         name,
         { name: s.name, database: ctx.database, owner, ifNotExists: true, dropCascade: false },
         { parent, provider, dependsOn: deps, retainOnDelete: true },
@@ -371,7 +382,7 @@ export function roleHooks(
       const deps = [join, ...gate, ...roleOf(g.role), schemaRes.get(g.schema)].filter(
         (x): x is pulumi.Resource => x !== undefined,
       );
-      const grant = new postgresql.Grant(
+      const grant = new (postgresqlModule().Grant)(
         name,
         {
           database: ctx.database,
