@@ -85,7 +85,7 @@ const SECTION_TITLES: Record<string, string> = {
   up: "1. `pulumi up` from nothing vs. the shell baseline, and destroy",
   command: "1a. The README's command: `npm run up` and `npm run destroy`, end to end, vs. the hand script",
   curve: "1b. Up time by cluster size (chart: bench/up-curve.svg)",
-  preview: "2a. No-op `preview`",
+  preview: "2a. No-op `preview` and `up`",
   resize: "2b. Resize 3 → 4 (and back)",
   switchover: "3. Switchover under pgbench through PgBouncer",
   failover: "4. Failover: kill -9 of the write node's postmaster",

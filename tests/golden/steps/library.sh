@@ -722,20 +722,25 @@ log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARL
 # Why: pglogical's manager restarts a failed apply worker about 5 s after it failed and then only
 # every 180 s. A provider restarted by anything but `pulumi up` (an operator, systemd, a crash)
 # would leave its peers' apply workers idle for up to 3 minutes. Every WATCH_INTERVAL seconds the
-# watcher lists the local enabled subscriptions and, per provider that accepts connections,
-# restarts (alter_subscription_disable + alter_subscription_enable, both immediate):
-#   - every enabled subscription from a provider whose postmaster start time changed since the
-#     last poll (its apply worker may still show 'replicating' on a connection that died without
-#     a FIN);
-#   - every subscription whose status was 'down' (enabled, no apply worker) on two polls in a
-#     row, at most once per WATCH_COOLDOWN seconds per provider.
+# watcher runs one local query (this node's postmaster start time, its pglogical node name and its
+# enabled, synced subscriptions) and restarts (alter_subscription_disable +
+# alter_subscription_enable, both immediate):
+#   - on every peer, the enabled subscriptions from THIS node, when this node's postmaster start
+#     time changed since the last poll (or since the last one recorded in $PG_RUN/watch.state, for
+#     a watcher started after the restart, e.g. by a container's entrypoint): the peers' apply
+#     workers may still show 'replicating' on a connection that died without a FIN;
+#   - locally, every subscription whose status was 'down' (enabled, no apply worker) on two polls
+#     in a row, once its provider accepts connections, at most once per WATCH_COOLDOWN seconds per
+#     provider (this node restarted, or a provider was away).
+# So a quiet cluster costs one local psql per node per poll; peers are contacted only after a
+# restart or while a subscription is down. (Until 2026-11-30 every watcher asked every provider
+# for its start time on every poll: N psql processes and N-1 TCP logins per node every 2 s, 28% of
+# this 2-core machine for an idle 3-node cluster.)
 # Only subscriptions whose initial sync is done (subscription-level local_sync_status 'r') are
 # touched: a join in progress (creating, syncing, parking subscriptions) is left alone.
-# A node that itself restarted is covered by the second rule: its apply workers that failed
-# while a provider was away are restarted as soon as that provider answers.
 #
 # Local connections go through the Unix socket as the OS user (peer authentication); connections
-# to providers use the DSN pglogical stores and PGPASSFILE. No password is on a command line or in
+# to peers use the DSN pglogical stores and PGPASSFILE. No password is on a command line or in
 # the environment. Only one watcher runs per node (flock on $PG_RUN/watch.lock); it exits when its
 # pid file is gone or names another process (watch_stop, the node's delete) or the run directory
 # is removed. It logs its actions to $PG_RUN/watch.log.
@@ -754,26 +759,33 @@ wlog() { printf '%s watcher %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$$" 
 wsql_local() {
   PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -d "$PG_DB" "$@"
 }
-# The provider's postmaster start time, or a failure when it does not accept connections.
-provider_started() {
-  PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -X -q -At -d "$1" -c 'SELECT pg_postmaster_start_time()' 2>/dev/null
+# wsql DSN [PSQL-ARGS...]: the same on this node (DSN empty) or on the peer at DSN.
+wsql() {
+  local dsn=$1
+  shift
+  if [ -z "$dsn" ]; then wsql_local "$@"; else PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 -d "$dsn" "$@"; fi
 }
-# Restart one subscription's apply worker. The enable is retried: a subscription this watcher
-# disabled must never stay disabled (a concurrent bounce by `pulumi up` can make one call fail).
+# Whether the server at DSN accepts connections.
+accepts() {
+  PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -X -q -At -d "$1" -c 'SELECT 1' >/dev/null 2>&1
+}
+# bounce DSN SUB: restart one subscription's apply worker on this node (DSN empty) or a peer. The
+# enable is retried: a subscription this watcher disabled must never stay disabled (a concurrent
+# bounce by `pulumi up` can make one call fail); one that still fails is retried on every poll.
 bounce() {
-  local sub=$1
-  wsql_local -v sub="$sub" >/dev/null <<'SQL'
+  local dsn=$1 sub=$2
+  wsql "$dsn" -v sub="$sub" >/dev/null <<'SQL'
 SELECT pglogical.alter_subscription_disable(:'sub', true);
 SQL
   for _ in 1 2 3 4 5 6 7 8 9 10; do
-    if wsql_local -v sub="$sub" >/dev/null <<'SQL'
+    if wsql "$dsn" -v sub="$sub" >/dev/null <<'SQL'
 SELECT pglogical.alter_subscription_enable(:'sub', true);
 SQL
     then return 0; fi
     sleep 0.2
   done
-  wlog "could not enable $sub again: retrying on the next poll"
-  pending_enable[$sub]=1
+  wlog "could not enable $sub${dsn:+ on a peer}: retrying on the next poll"
+  pending_enable["$dsn|$sub"]=1
   return 1
 }
 
@@ -783,19 +795,43 @@ ms_since() {
   printf '%s' "$(((now - then) / 1000))"
 }
 
-declare -A started=() bounced_at=() pending_enable=() was_down=()
+# wake_peers ME DSN...: on each peer, restart the enabled subscriptions whose origin is node ME.
+wake_peers() {
+  local me=$1 dsn subs sub t0
+  shift
+  for dsn in "$@"; do
+    subs=$(wsql "$dsn" -v me="$me" 2>/dev/null <<'SQL'
+SELECT u.sub_name FROM pglogical.subscription u JOIN pglogical.node n ON n.node_id = u.sub_origin
+ WHERE n.node_name = :'me' AND u.sub_enabled ORDER BY 1;
+SQL
+    ) || { wlog "could not reach a peer to wake its subscriptions from $me"; continue; }
+    while IFS= read -r sub; do
+      [ -n "$sub" ] || continue
+      t0=$EPOCHREALTIME
+      if bounce "$dsn" "$sub"; then wlog "restarted $sub on its node in $(ms_since "$t0") ms"; fi
+    done <<<"$subs"
+  done
+}
+
+STATE_FILE="$PG_RUN/watch.state"
+declare -A bounced_at=() pending_enable=() was_down=()
+last_start=$(cat "$STATE_FILE" 2>/dev/null)
 watch_once() {
-  local rows sub status prov dsn st prev now todo why t0
-  local -A subs_of=() down_of=() dsn_of=() now_down=()
-  for sub in "${!pending_enable[@]}"; do
-    if wsql_local -v sub="$sub" >/dev/null <<'SQL'
+  local out head rows me st sub status prov dsn key t0 now todo
+  local -A down_of=() dsn_of=() now_down=()
+  local peers=()
+  for key in "${!pending_enable[@]}"; do
+    if wsql "${key%%|*}" -v sub="${key#*|}" >/dev/null <<'SQL'
 SELECT pglogical.alter_subscription_enable(:'sub', true)
  FROM pglogical.subscription WHERE sub_name = :'sub' AND NOT sub_enabled;
 SQL
-    then unset "pending_enable[$sub]"; wlog "enabled $sub again"; fi
+    then unset "pending_enable[$key]"; wlog "enabled ${key#*|} again"; fi
   done
-  # Fails (quietly) while the server is down or before the extension exists.
-  rows=$(wsql_local 2>/dev/null <<'SQL'
+  # One query; fails (quietly) while the server is down or before the extension exists. First
+  # line: start time and node name; then one line per synced, enabled subscription.
+  out=$(wsql_local 2>/dev/null <<'SQL'
+SELECT pg_catalog.pg_postmaster_start_time(),
+       (SELECT n.node_name FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id);
 SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
   FROM pglogical.show_subscription_status() s
   JOIN pglogical.subscription u ON u.sub_name = s.subscription_name
@@ -805,9 +841,13 @@ SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
  ORDER BY s.provider_node, s.subscription_name;
 SQL
   ) || return 0
+  head=${out%%$'\n'*}
+  rows=${out#"$head"}
+  st=${head%%|*}
+  me=${head#*|}
   while IFS='|' read -r sub status prov dsn; do
     [ -n "$sub" ] && [ -n "$prov" ] || continue
-    subs_of[$prov]+="$sub"$'\n'
+    if [ -z "${dsn_of[$prov]:-}" ]; then peers+=("$dsn"); fi
     dsn_of[$prov]=$dsn
     if [ "$status" = down ]; then
       # Down on two polls in a row: not a worker the manager is just starting.
@@ -817,26 +857,26 @@ SQL
   done <<<"$rows"
   was_down=()
   for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
-  now=$(date +%s)
-  for prov in "${!subs_of[@]}"; do
-    st=$(provider_started "${dsn_of[$prov]}") || continue
-    prev=${started[$prov]:-}
-    started[$prov]=$st
-    todo=""
-    if [ -n "$prev" ] && [ "$prev" != "$st" ]; then
-      todo=${subs_of[$prov]}
-      why="provider $prov restarted ($prev -> $st)"
-    elif [ -n "${down_of[$prov]:-}" ] && ((now - ${bounced_at[$prov]:-0} >= WATCH_COOLDOWN)); then
-      todo=${down_of[$prov]}
-      why="apply worker down while provider $prov accepts connections"
+  # This node restarted: its peers' apply workers for it may be idle.
+  if [ -n "$st" ] && [ "$st" != "$last_start" ]; then
+    if [ -n "$last_start" ] && [ -n "$me" ] && [ "${#peers[@]}" -gt 0 ]; then
+      wlog "this node restarted ($last_start -> $st): waking the peers' subscriptions from $me"
+      wake_peers "$me" "${peers[@]}"
     fi
-    [ -n "$todo" ] || continue
+    last_start=$st
+    printf '%s\n' "$st" >"$STATE_FILE.tmp" && mv -f "$STATE_FILE.tmp" "$STATE_FILE"
+  fi
+  now=$EPOCHSECONDS
+  for prov in "${!down_of[@]}"; do
+    ((now - ${bounced_at[$prov]:-0} >= WATCH_COOLDOWN)) || continue
+    accepts "${dsn_of[$prov]}" || continue
     bounced_at[$prov]=$now
+    todo=${down_of[$prov]}
     while IFS= read -r sub; do
       [ -n "$sub" ] || continue
       t0=$EPOCHREALTIME
-      wlog "restarting $sub: $why"
-      if bounce "$sub"; then wlog "restarted $sub in $(ms_since "$t0") ms"; fi
+      wlog "restarting $sub: apply worker down while provider $prov accepts connections"
+      if bounce "" "$sub"; then wlog "restarted $sub in $(ms_since "$t0") ms"; fi
     done <<<"$todo"
   done
 }
