@@ -80,15 +80,22 @@ ms_since() {
 }
 
 # wake_peers ME DSN...: on each peer, restart the enabled subscriptions whose origin is node ME.
+# Peers it could not reach stay in wake_pending: watch_once tries them again on the next polls.
+wake_pending=()
 wake_peers() {
   local me=$1 dsn subs sub t0
   shift
+  wake_pending=()
   for dsn in "$@"; do
     subs=$(wsql "$dsn" -v me="$me" 2>/dev/null <<'SQL'
 SELECT u.sub_name FROM pglogical.subscription u JOIN pglogical.node n ON n.node_id = u.sub_origin
  WHERE n.node_name = :'me' AND u.sub_enabled ORDER BY 1;
 SQL
-    ) || { wlog "could not reach a peer to wake its subscriptions from $me"; continue; }
+    ) || {
+      wlog "could not reach a peer to wake its subscriptions from $me: retrying on the next poll"
+      wake_pending+=("$dsn")
+      continue
+    }
     while IFS= read -r sub; do
       [ -n "$sub" ] || continue
       t0=$EPOCHREALTIME
@@ -149,6 +156,8 @@ SQL
     fi
     last_start=$st
     printf '%s\n' "$st" >"$STATE_FILE.tmp" && mv -f "$STATE_FILE.tmp" "$STATE_FILE"
+  elif [ "${#wake_pending[@]}" -gt 0 ] && [ -n "$me" ]; then
+    wake_peers "$me" "${wake_pending[@]}"
   fi
   now=$EPOCHSECONDS
   for prov in "${!down_of[@]}"; do
@@ -167,7 +176,10 @@ SQL
 
 wlog "watching port $PG_PORT every ${WATCH_INTERVAL}s"
 while :; do
-  [ -d "$PG_RUN" ] && [ "$(cat "$PG_RUN/watch.pid" 2>/dev/null)" = "$$" ] || exit 0
+  # A builtin read: no process per poll for the pid check.
+  pid=""
+  read -r pid 2>/dev/null <"$PG_RUN/watch.pid"
+  [ "$pid" = "$$" ] || exit 0
   watch_once
   sleep "$WATCH_INTERVAL"
 done
