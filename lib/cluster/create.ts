@@ -14,7 +14,8 @@ import {
   type HostAccess,
 } from "../hosts/commands";
 import { forgetArgs, forgetPreamble, renderBundle } from "../hosts/bundle";
-import { newProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
+import { proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
+import { guardToken } from "../hosts/probe";
 import {
   containerAddress,
   containerGateway,
@@ -204,6 +205,7 @@ export function renderStep(
   plan: ClusterPlan,
   step: PlanStep,
   dockerAddresses: DockerAddresses = {},
+  guardToken = "0",
 ): StepRender {
   const { ctx } = plan;
   const engine = getEngine(ctx.engine);
@@ -279,11 +281,12 @@ export function renderStep(
           ctx.database,
           engine.afterRestartScript?.(ctx, node),
           watcher,
+          guardToken,
         );
         return { create: ensure, update: ensure, probe: serverProbeScript(node, ctx.database, watcher) };
       }
       const input = { ctx, proxy: plan.proxy!, binDir: ctx.nodes[0].binDir };
-      const ensure = proxyEnsureScript(input);
+      const ensure = proxyEnsureScript(input, guardToken);
       return { create: ensure, update: ensure, probe: proxyProbeScript(input) };
     }
     case "image":
@@ -428,11 +431,16 @@ export function createCluster(
     const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
-      const r = withPlan((p) => renderStep(p, step));
-      resource = newProcessGuard(
+      // The host's guard token, asked on every preview and up (lib/hosts/probe.ts): a process
+      // that is down changes it, and so the ensure script, which then runs.
+      const unit = node?.name ?? "proxy";
+      const probe = withPlan((p) => renderStep(p, step).probe!);
+      const token = guardToken(unit, driver.peerTransport(unit), probe, { parent });
+      const rendered = withPlan((p) => token.apply((t) => renderStep(p, step, {}, t)));
+      resource = driver.createStep(
         step.name,
-        { ...driver.guardTarget(), probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
-        { ...opts, deleteBeforeReplace: true },
+        { create: rendered.apply((r) => r.create), update: rendered.apply((r) => r.update!) },
+        opts,
       );
     } else {
       // pg_hba.conf (server, config) admits the docker containers' current addresses: those steps
