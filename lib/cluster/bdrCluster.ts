@@ -105,8 +105,8 @@ export class BdrCluster extends pulumi.ComponentResource {
     // The password is checked again once known (an Output is empty-checked at deploy time), and so
     // are the deferred arguments: the salt waits for both checks, and every step waits for the salt
     // (invalid args known only at deploy time create nothing), except the server steps of local and
-    // remote hosts, which wait for the same checks through their password input (so they run while
-    // the engine starts the salt's Node.js plugin).
+    // remote hosts, which wait for the same checks through their password input (so they start
+    // while the salt is drawn).
     const password = pulumi.secret(plan.replicationPassword);
     const passwordOk = password.apply((p) => requireNonEmptyPassword(name, p));
     const ready = planOut ? planOut().apply(() => passwordOk) : passwordOk;

@@ -62,9 +62,8 @@ export interface ClusterSecrets {
   /**
    * The password, resolved only once it is known to be usable (not empty, the deferred arguments
    * valid): a secret. The server steps of local and remote hosts read it (their `.pgpass`) instead
-   * of waiting for {@link gate}, so they run while the engine starts the Node.js plugin that
-   * serves the salt (docs/remote.md, "The dynamic-provider start-up cost"); on bad input their
-   * inputs fail as the salt does, and nothing is created.
+   * of waiting for {@link gate}, so they start while the salt is drawn; on bad input their inputs
+   * fail as the salt does, and nothing is created.
    */
   checkedPassword?: pulumi.Output<string>;
 }
@@ -79,7 +78,7 @@ export interface CreatedCluster {
 
 /**
  * Derives the verifier from the password and the cluster's random salt (base64, kept in state by
- * `ScramSalt`): the same on every node and in PgBouncer's auth file; a new password gives a new
+ * `<name>-scram-salt`): the same on every node and in PgBouncer's auth file; a new password gives a new
  * verifier with the same salt.
  */
 export function deriveSecrets(password: pulumi.Input<string>, salt: pulumi.Input<string>): ClusterSecrets {
@@ -197,9 +196,10 @@ export interface StepRender {
 
 /**
  * Renders the scripts of a host step (`server`, `config`, `setup`, `join`, `proxy` or `guard`) from
- * the plan. Pure: the component wraps the result in a command resource (a {@link ProcessGuard} for
- * `guard` steps); real-process tests run it directly. `dockerAddresses` (docker clusters) are the
- * containers' addresses that `pg_hba.conf` admits.
+ * the plan. Pure: the component wraps the result in a command resource; real-process tests run it
+ * directly. `dockerAddresses` (docker clusters) are the containers' addresses that `pg_hba.conf`
+ * admits; `guardToken` is the token a guard's ensure stores (the one its probe reported,
+ * lib/hosts/probe.ts).
  */
 export function renderStep(
   plan: ClusterPlan,

@@ -31,7 +31,7 @@ export interface BundleScripts {
    * arguments (see {@link forgetArgs}); the script starts with {@link forgetPreamble}.
    */
   forget?: string;
-  /** A guard's probe: prints the host's guard token (lib/sh/common.sh `guard_probe`); changes nothing. */
+  /** A guard's probe: prints the host's guard token (lib/sh/guard.sh `guard_probe`); changes nothing. */
   probe?: string;
 }
 

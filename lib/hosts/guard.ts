@@ -254,11 +254,11 @@ export interface ProxyGuardInput {
   binDir: string;
 }
 
-/** Where the proxy's guard token lives (lib/sh/common.sh `guard_probe`), a shell word. */
+/** Where the proxy's guard token lives (lib/sh/guard.sh `guard_probe`), a shell word. */
 const PROXY_GUARD_TOKEN_FILE = '"$BASE"/guard.token';
 
 /**
- * Proxy guard probe (lib/sh/common.sh `guard_probe` around lib/sh/proxy.sh `proxy_probe`): prints
+ * Proxy guard probe (lib/sh/guard.sh `guard_probe` around lib/sh/proxy.sh `proxy_probe`): prints
  * the proxy's guard token, the stored one when HAProxy and PgBouncer run per their pid files (a
  * live process of the right name), the next one otherwise. Changes nothing.
  */

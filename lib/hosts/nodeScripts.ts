@@ -218,11 +218,11 @@ export function setupScript(
  */
 export const RESTART_MARKER = "restarted-by-entrypoint";
 
-/** Where a node's guard token lives (lib/sh/common.sh `guard_probe`), a shell word. */
+/** Where a node's guard token lives (lib/sh/guard.sh `guard_probe`), a shell word. */
 const NODE_GUARD_TOKEN_FILE = '"$PG_RUN"/guard.token';
 
 /**
- * Guard probe (lib/sh/common.sh `guard_probe` around node-server.sh `server_probe`): prints the
+ * Guard probe (lib/sh/guard.sh `guard_probe` around node-server.sh `server_probe`): prints the
  * node's guard token, the stored one when the node's postmaster runs (`pg_ctl status`), no
  * container restart is pending a wake-up ({@link RESTART_MARKER}) and the node's watcher runs
  * (when the engine has one), the next one otherwise. Reads nothing on stdin and changes nothing.

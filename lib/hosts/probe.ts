@@ -6,7 +6,7 @@
  * - The probe is an invoke of the command provider (`local.run`, the Go plugin the steps already
  *   load): lib/sh/guard-probe.sh on the runner reaches the host through the same transports as a
  *   peer's forget (the runner's bash, `docker exec`, or OpenSSH with the key from a secret
- *   environment variable) and runs the bundle's `probe` operation there (lib/sh/common.sh
+ *   environment variable) and runs the bundle's `probe` operation there (lib/sh/guard.sh
  *   `guard_probe`): it prints the token the host stored after the last successful ensure while
  *   every watched process runs, the next number when one is down, `unreachable` when the host
  *   cannot be asked.
