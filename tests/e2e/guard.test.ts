@@ -130,7 +130,7 @@ describe("e2e: guards restore killed proxies and a stopped server (real pulumi p
     const state = await stack.exportStack();
     const guards = (
       state.deployment.resources as { type: string; urn: string; inputs?: any; outputs?: any }[]
-    ).filter((x) => x.urn.endsWith("-guard"));
+    ).filter((x) => x.type.startsWith("command:") && x.urn.endsWith("-guard"));
     assert.deepStrictEqual(guards.map((g) => g.urn.split("::").pop()).sort(), [
       "grd-n1-guard",
       "grd-n2-guard",

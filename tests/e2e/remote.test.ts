@@ -370,8 +370,8 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       inputs?: Record<string, unknown>;
       outputs?: Record<string, unknown>;
     };
-    const guards = ((state.deployment.resources ?? []) as StateResource[]).filter((r) =>
-      r.urn.endsWith("-guard"),
+    const guards = ((state.deployment.resources ?? []) as StateResource[]).filter(
+      (r) => r.type.startsWith("command:") && r.urn.endsWith("-guard"),
     );
     assert.deepStrictEqual(
       guards.map((g) => g.urn.split("::").pop()).sort(),
