@@ -228,8 +228,6 @@ guard_probe_on_host() {
 # (guard_ensure), which starts what is down and then stores that token: the next probe agrees with
 # the state again, and a healthy cluster previews with no change.
 #
-# Process guards (lib/hosts/probe.ts): the program asks the host for its token on every preview
-# and up; the guard's ensure stores the token it was given once all runs, so the next probe agrees.
 # guard_probe FILE FN: the stored token (FILE) while FN (a probe) exits 0, the next number when it
 # fails, printed as `pulumi-bdr-guard-token=<token>`; always status 0; changes nothing.
 guard_probe() {
