@@ -105,15 +105,15 @@ export class BdrCluster extends pulumi.ComponentResource {
     // The password is checked again once known (an Output is empty-checked at deploy time), and so
     // are the deferred arguments: the salt waits for both checks, and every step waits for the salt
     // (invalid args known only at deploy time create nothing), except the server steps of local and
-    // remote hosts, which wait for the same checks through their password input (so they run while
-    // the engine starts the salt's Node.js plugin).
+    // remote hosts, which wait for the same checks through their password input (so they start
+    // while the salt is drawn).
     const password = pulumi.secret(plan.replicationPassword);
     const passwordOk = password.apply((p) => requireNonEmptyPassword(name, p));
     const ready = planOut ? planOut().apply(() => passwordOk) : passwordOk;
     const salt = newScramSalt(stepName.scramSalt(name), ready, { parent: this });
     // The server steps of local and remote hosts wait for these checks instead of the salt.
     const checkedPassword = pulumi.secret(pulumi.all([ready, password]).apply(([, p]) => p));
-    const secrets = { ...deriveSecrets(password, salt.salt), gate: salt, checkedPassword };
+    const secrets = { ...deriveSecrets(password, salt.salt), gate: salt.resource, checkedPassword };
     const anyDocker =
       Object.values(plan.hosts).some((h) => h.kind === "docker") || plan.proxyHost?.kind === "docker";
     // Every docker resource and every `docker exec` goes to one daemon: the Docker provider passed
@@ -122,7 +122,7 @@ export class BdrCluster extends pulumi.ComponentResource {
       ? dockerTarget(name, this.getProvider("docker:index:Container"), plan.docker.host, this)
       : undefined;
     const roles = plan.app.providers
-      ? roleHooks(this, plan, secrets.password, { gate: salt, planOut, clusterSalt: salt.salt })
+      ? roleHooks(this, plan, secrets.password, { gate: salt.resource, planOut, clusterSalt: salt.salt })
       : undefined;
     const created = createCluster(this, plan, secrets, docker, roles, planOut);
     this.nodeProviders = roles?.result.nodeProviders ?? {};

@@ -14,7 +14,8 @@ import {
   type HostAccess,
 } from "../hosts/commands";
 import { forgetArgs, forgetPreamble, renderBundle } from "../hosts/bundle";
-import { newProcessGuard, proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
+import { proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
+import { guardToken } from "../hosts/probe";
 import {
   containerAddress,
   containerGateway,
@@ -61,9 +62,8 @@ export interface ClusterSecrets {
   /**
    * The password, resolved only once it is known to be usable (not empty, the deferred arguments
    * valid): a secret. The server steps of local and remote hosts read it (their `.pgpass`) instead
-   * of waiting for {@link gate}, so they run while the engine starts the Node.js plugin that
-   * serves the salt (docs/remote.md, "The dynamic-provider start-up cost"); on bad input their
-   * inputs fail as the salt does, and nothing is created.
+   * of waiting for {@link gate}, so they start while the salt is drawn; on bad input their inputs
+   * fail as the salt does, and nothing is created.
    */
   checkedPassword?: pulumi.Output<string>;
 }
@@ -78,7 +78,7 @@ export interface CreatedCluster {
 
 /**
  * Derives the verifier from the password and the cluster's random salt (base64, kept in state by
- * `ScramSalt`): the same on every node and in PgBouncer's auth file; a new password gives a new
+ * `<name>-scram-salt`): the same on every node and in PgBouncer's auth file; a new password gives a new
  * verifier with the same salt.
  */
 export function deriveSecrets(password: pulumi.Input<string>, salt: pulumi.Input<string>): ClusterSecrets {
@@ -196,14 +196,16 @@ export interface StepRender {
 
 /**
  * Renders the scripts of a host step (`server`, `config`, `setup`, `join`, `proxy` or `guard`) from
- * the plan. Pure: the component wraps the result in a command resource (a {@link ProcessGuard} for
- * `guard` steps); real-process tests run it directly. `dockerAddresses` (docker clusters) are the
- * containers' addresses that `pg_hba.conf` admits.
+ * the plan. Pure: the component wraps the result in a command resource; real-process tests run it
+ * directly. `dockerAddresses` (docker clusters) are the containers' addresses that `pg_hba.conf`
+ * admits; `guardToken` is the token a guard's ensure stores (the one its probe reported,
+ * lib/hosts/probe.ts).
  */
 export function renderStep(
   plan: ClusterPlan,
   step: PlanStep,
   dockerAddresses: DockerAddresses = {},
+  guardToken = "0",
 ): StepRender {
   const { ctx } = plan;
   const engine = getEngine(ctx.engine);
@@ -279,11 +281,12 @@ export function renderStep(
           ctx.database,
           engine.afterRestartScript?.(ctx, node),
           watcher,
+          guardToken,
         );
         return { create: ensure, update: ensure, probe: serverProbeScript(node, ctx.database, watcher) };
       }
       const input = { ctx, proxy: plan.proxy!, binDir: ctx.nodes[0].binDir };
-      const ensure = proxyEnsureScript(input);
+      const ensure = proxyEnsureScript(input, guardToken);
       return { create: ensure, update: ensure, probe: proxyProbeScript(input) };
     }
     case "image":
@@ -428,11 +431,16 @@ export function createCluster(
     const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
-      const r = withPlan((p) => renderStep(p, step));
-      resource = newProcessGuard(
+      // The host's guard token, asked on every preview and up (lib/hosts/probe.ts): a process
+      // that is down changes it, and so the ensure script, which then runs.
+      const unit = node?.name ?? "proxy";
+      const probe = withPlan((p) => renderStep(p, step).probe!);
+      const token = guardToken(unit, driver.peerTransport(unit), probe, { parent });
+      const rendered = withPlan((p) => token.apply((t) => renderStep(p, step, {}, t)));
+      resource = driver.createStep(
         step.name,
-        { ...driver.guardTarget(), probe: r.apply((x) => x.probe!), ensure: r.apply((x) => x.create) },
-        { ...opts, deleteBeforeReplace: true },
+        { create: rendered.apply((r) => r.create), update: rendered.apply((r) => r.update!) },
+        opts,
       );
     } else {
       // pg_hba.conf (server, config) admits the docker containers' current addresses: those steps

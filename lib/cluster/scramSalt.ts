@@ -1,5 +1,6 @@
 /**
- * `ScramSalt`: a random SCRAM salt kept in the stack's state, shared by every node and PgBouncer.
+ * The cluster's SCRAM salt: random bytes kept in the stack's state, shared by every node and
+ * PgBouncer.
  *
  * PgBouncer's SCRAM pass-through needs the very same verifier (same salt) on every node, so the
  * salt cannot be drawn per node; deriving it from the password would let anyone who reads a
@@ -7,11 +8,15 @@
  * random bytes drawn once, when the resource is created, and kept in state as a secret: previews
  * and later updates reuse it (0 changes), a new password gets a new verifier with the same salt.
  *
- * A Pulumi dynamic resource: no plugin beyond the Node.js language host and no shell. `diff`
- * reports no change unless the salt length changes; `delete` has nothing to remove.
+ * The resource is a `command.local.Command` (the Go plugin the steps load anyway) whose create
+ * prints the bytes in base64 from the runner's `/dev/urandom`; its `stdout` is a secret output,
+ * its logging off, and every input ignored after the create, so nothing ever draws it again.
+ * (Until 2026-11 it was a Node.js dynamic resource, whose plugin took ~2 s to start on every
+ * preview; {@link scramSaltProvider} stays for the `pulumi-bdr` plugin, which still serves the
+ * salts of stacks made then until they are replaced.)
  */
 import * as pulumi from "@pulumi/pulumi";
-import { servedByPlugin } from "../hosts/guard";
+import * as command from "@pulumi/command";
 
 /** The Pulumi type token of the salt resource. */
 export const SCRAM_SALT_TYPE = "pulumi-nodejs:dynamic/bdr:ScramSalt";
@@ -47,55 +52,59 @@ export const scramSaltProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
-/** The inputs and options both salt resources register with (`salt` an output, kept secret). */
-function saltArgs(
-  ready: pulumi.Input<boolean>,
-  opts: pulumi.CustomResourceOptions | undefined,
-): [pulumi.Inputs, pulumi.CustomResourceOptions] {
-  return [
-    { bytes: SCRAM_SALT_BYTES, ready, salt: undefined },
-    { ...opts, additionalSecretOutputs: ["salt"], deleteBeforeReplace: true },
-  ];
-}
-
-/** A random SCRAM salt kept in state; see the module comment. `salt` is base64 and a secret. */
-export class ScramSalt extends pulumi.dynamic.Resource {
-  /** The salt, base64 (a secret). */
-  declare readonly salt: pulumi.Output<string>;
-
-  /**
-   * @param ready an Output the salt waits for; when it fails (the password is empty) the salt is
-   * not created, and neither is any step that waits for it.
-   */
-  constructor(name: string, ready: pulumi.Input<boolean>, opts?: pulumi.CustomResourceOptions) {
-    const [props, options] = saltArgs(ready, opts);
-    super(scramSaltProvider, name, props, options, "bdr", "ScramSalt");
-  }
-}
-
 /**
- * Type token of the salt when the cluster is built by the `pulumi-bdr` component provider plugin
- * (a YAML, Go, ... program): there a dynamic provider cannot start (see `PLUGIN_GUARD_TYPE`), so the
- * plugin serves the salt itself with the same {@link scramSaltProvider} code.
+ * Type token of the salt that the `pulumi-bdr` component provider plugin served for YAML, Go, ...
+ * programs before the salt became a command resource: the plugin still serves it (with
+ * {@link scramSaltProvider}) so such stacks can delete it.
  */
 export const PLUGIN_SALT_TYPE = "pulumi-bdr:index:ScramSalt";
 
-/** A salt served by the `pulumi-bdr` plugin (see {@link PLUGIN_SALT_TYPE}). */
-export class PluginScramSalt extends pulumi.CustomResource {
-  /** The salt, base64 (a secret). */
-  declare readonly salt: pulumi.Output<string>;
+/** The salt's create: {@link SCRAM_SALT_BYTES} random bytes, base64 on one line. */
+export const SCRAM_SALT_COMMAND = `head -c ${SCRAM_SALT_BYTES} /dev/urandom | base64 -w0`;
 
-  constructor(name: string, ready: pulumi.Input<boolean>, opts?: pulumi.CustomResourceOptions) {
-    const [props, options] = saltArgs(ready, opts);
-    super(PLUGIN_SALT_TYPE, name, props, options);
-  }
+/** The salt's resource and its value. */
+export interface ScramSalt {
+  /** The command resource that drew the salt: every step waits for it. */
+  resource: command.local.Command;
+  /** The salt, base64 (a secret). */
+  salt: pulumi.Output<string>;
 }
 
-/** A {@link ScramSalt}, or inside the component provider plugin a {@link PluginScramSalt}. */
+/** Checks a drawn salt: base64 of {@link SCRAM_SALT_BYTES} bytes. */
+export function checkSalt(text: string): string {
+  const s = text.trim();
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(s) || Buffer.from(s, "base64").length !== SCRAM_SALT_BYTES) {
+    throw new Error(`the cluster's SCRAM salt is not base64 of ${SCRAM_SALT_BYTES} bytes`);
+  }
+  return s;
+}
+
+/**
+ * A random SCRAM salt kept in state; see the module comment.
+ * @param ready an Output the salt waits for; when it fails (the password is empty) the salt is
+ * not created, and neither is any step that waits for it.
+ */
 export function newScramSalt(
   name: string,
   ready: pulumi.Input<boolean>,
   opts?: pulumi.CustomResourceOptions,
-): ScramSalt | PluginScramSalt {
-  return servedByPlugin() ? new PluginScramSalt(name, ready, opts) : new ScramSalt(name, ready, opts);
+): ScramSalt {
+  const resource = new command.local.Command(
+    name,
+    {
+      create: SCRAM_SALT_COMMAND,
+      environment: { PULUMI_BDR_SALT: pulumi.output(ready).apply(() => "ready") },
+      interpreter: ["/bin/bash", "-c"],
+      logging: command.types.enums.local.Logging.None,
+      addPreviousOutputInEnv: false,
+    },
+    {
+      ...opts,
+      additionalSecretOutputs: ["stdout"],
+      // Drawn once: no later change of the library's command reaches a salt in state.
+      ignoreChanges: ["create", "environment", "interpreter", "logging", "addPreviousOutputInEnv"],
+      deleteBeforeReplace: true,
+    },
+  );
+  return { resource, salt: pulumi.secret(resource.stdout.apply(checkSalt)) };
 }

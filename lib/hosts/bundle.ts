@@ -15,8 +15,11 @@
 import { shellQuote } from "../render/quote";
 import { shippedScript, type ShellNodeContext } from "../render/shell";
 
-/** The operations a bundle offers: the command resource's three, and a peer's `forget`. */
-export type BundleOp = "create" | "update" | "delete" | "forget";
+/**
+ * The operations a bundle offers: the command resource's three, a peer's `forget`, and a guard's
+ * `probe` (run by the program on every preview and up, lib/hosts/probe.ts).
+ */
+export type BundleOp = "create" | "update" | "delete" | "forget" | "probe";
 
 /** The scripts of one step, each a complete bash script (values + library + body). */
 export interface BundleScripts {
@@ -28,6 +31,8 @@ export interface BundleScripts {
    * arguments (see {@link forgetArgs}); the script starts with {@link forgetPreamble}.
    */
   forget?: string;
+  /** A guard's probe: prints the host's guard token (lib/sh/guard.sh `guard_probe`); changes nothing. */
+  probe?: string;
 }
 
 /**
@@ -45,6 +50,7 @@ export function renderBundle(scripts: BundleScripts): string {
     ...branch("update", scripts.update),
     ...branch("delete", scripts.delete),
     ...branch("forget", scripts.forget),
+    ...branch("probe", scripts.probe),
     '*) printf "pulumi-bdr: this step has no operation %s\\n" "${1:-}" >&2; exit 2 ;;',
     'esac; exit "$?"',
     "",

@@ -13,7 +13,6 @@ import type { ResolvedHost } from "../cluster/plan";
 import { shellQuote } from "../render/quote";
 import { shellAssign, shippedScript } from "../render/shell";
 import { bundleCommand, renderBundle, type BundleOp } from "./bundle";
-import type { GuardTarget } from "./guard";
 
 /** The scripts of one step. Each is a complete bash script (values and library included). */
 export interface StepScripts {
@@ -72,8 +71,6 @@ export interface HostDriver {
   createStep(name: string, scripts: StepScripts, opts: StepOptions): StepResource;
   /** How the runner reaches this host as a peer (`unit` names it in variable names and logs). */
   peerTransport(unit: string): PeerTransport;
-  /** Guards: how the probe/ensure scripts reach the host (the runner's bash, docker exec, ssh). */
-  guardTarget(): GuardTarget;
 }
 
 /** The bundle (an Output) and the step's stdin: the bundle, then the secret lines (a secret). */
@@ -122,7 +119,6 @@ export function localDriver(): HostDriver {
     command: commandFor,
     createStep: (name, scripts, opts) => localStep(name, commandFor, scripts, opts),
     peerTransport: () => ({ fields: pulumi.output(["local"]), environment: {} }),
-    guardTarget: () => ({ host: "local" }),
   };
 }
 
@@ -177,14 +173,6 @@ export function remoteDriver(
         environment: { [keyVar]: pulumi.secret(pulumi.output(r.privateKey)) },
       };
     },
-    guardTarget: () => ({
-      host: "remote",
-      sshHost: address,
-      sshPort: ssh.port,
-      sshUser: ssh.user,
-      sudo: host.sudo,
-      privateKey: pulumi.secret(pulumi.output(r.privateKey)),
-    }),
   };
 }
 
@@ -226,7 +214,6 @@ export function dockerDriver(host: ResolvedHost, dockerHost: pulumi.Input<string
       fields: pulumi.output(dockerHost).apply((h) => ["docker", h, container]),
       environment: {},
     }),
-    guardTarget: () => ({ host: "docker", container, dockerHost }),
   };
 }
 

@@ -1,31 +1,29 @@
 /**
- * `ProcessGuard`: a Pulumi dynamic resource that notices a dead PostgreSQL server, HAProxy or
- * PgBouncer and starts it again. `command` resources cannot: their `read` observes nothing, so a
- * killed process never shows up as a diff.
+ * Process guards: the proxy guard's scripts, and the provider of the guards that the `pulumi-bdr`
+ * component provider plugin served before guards became command steps.
  *
- * - `read` (`pulumi refresh`, `pulumi up --refresh`) runs the `probe` script and records
- *   `healthy` as observed (exit 0: true).
+ * Guards are now ordinary steps whose ensure script carries the host's guard token, asked on every
+ * preview and up (lib/hosts/probe.ts). Until 2026-11 a guard was a Node.js dynamic resource
+ * (`pulumi-nodejs:dynamic/bdr:ProcessGuard`, or `pulumi-bdr:index:ProcessGuard` inside the plugin)
+ * whose `read` ran the probe on `pulumi refresh`; the dynamic provider's plugin took ~2 s to start
+ * on every preview. {@link guardProvider} is that provider's code: the plugin still serves it so
+ * that stacks made then can read, update and delete their old guards (a state's dynamic guards
+ * carry their own serialized copy).
+ *
+ * - `read` runs the `probe` script and records `healthy` as observed (exit 0: true).
  * - `diff` reports a change when the recorded `healthy` is not true, or when the scripts or the
  *   host changed.
- * - `create` and `update` run the `ensure` script (start whatever is down), then record
- *   `healthy: true`.
+ * - `create` and `update` run the `ensure` script, then record `healthy: true`.
  * - `delete` does nothing: the server and proxy steps own the processes.
  *
- * So a healthy cluster previews with no change, and `pulumi up --refresh` (or `refresh` then `up`)
- * restores dead processes. Inputs and state hold scripts without secrets, the host kind and how to
- * reach the host: a container name (docker), or the SSH address, port, user and private key
- * (remote). The key is the one secret a guard holds: a `pulumi.secret` input, so its state keeps
- * it encrypted (`additionalSecretOutputs` too); the provider hands it to the runner-side script
- * (lib/sh/ssh-run.sh, the one the peers' forget uses) in an environment variable, never as an
- * argument, and that script writes it to a private temporary file for the one `ssh` call.
+ * A remote guard's key reaches the runner-side script (lib/sh/ssh-run.sh) in an environment
+ * variable, never as an argument, and that script writes it to a private temporary file for the
+ * one `ssh` call.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { ClusterContext, ProxyPlan } from "../types";
-import { shippedScript, stepScript } from "../render/shell";
+import { shellAssign, shippedScript, stepScript } from "../render/shell";
 import { commonVars, proxyContext } from "../proxy/scripts";
-
-/** The Pulumi type token of guards. */
-export const PROCESS_GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";
 
 /**
  * Where a guard's scripts run: a local host, a container through `docker exec`, or a remote host
@@ -247,47 +245,6 @@ export const guardProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
-/**
- * A guard's inputs: the target and scripts that are set, the private key wrapped in
- * `pulumi.secret` (whatever the caller passed). Exported for tests.
- */
-export function guardInputs(args: ProcessGuardArgs): Record<string, unknown> {
-  const props: Record<string, unknown> = {};
-  for (const k of GUARD_KEYS) {
-    if (args[k] !== undefined) props[k] = k === "privateKey" ? pulumi.secret(args[k]) : args[k];
-  }
-  return props;
-}
-
-/** The resource options, with `privateKey` among the secret outputs when the guard has a key. */
-function withSecretKey(
-  args: ProcessGuardArgs,
-  opts?: pulumi.CustomResourceOptions,
-): pulumi.CustomResourceOptions {
-  if (args.privateKey === undefined) return opts ?? {};
-  return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "privateKey"] };
-}
-
-/**
- * Watches processes on a host and restores them on `pulumi up --refresh`; see the module comment.
- * Its `healthy` output is what the last refresh observed (true after a create or update).
- */
-export class ProcessGuard extends pulumi.dynamic.Resource {
-  /** Whether the watched processes ran at the last refresh (true after create/update). */
-  declare readonly healthy: pulumi.Output<boolean>;
-
-  constructor(name: string, args: ProcessGuardArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      guardProvider,
-      name,
-      { ...guardInputs(args), healthy: true },
-      withSecretKey(args, opts),
-      "bdr",
-      "ProcessGuard",
-    );
-  }
-}
-
 /** What the proxy guard's scripts need: the proxy, the replication user, and where psql lives. */
 export interface ProxyGuardInput {
   /** The cluster (only `database` and `replicationUser` reach the scripts). */
@@ -297,70 +254,47 @@ export interface ProxyGuardInput {
   binDir: string;
 }
 
+/** Where the proxy's guard token lives (lib/sh/guard.sh `guard_probe`), a shell word. */
+const PROXY_GUARD_TOKEN_FILE = '"$BASE"/guard.token';
+
 /**
- * Proxy guard probe: exits 0 when HAProxy and PgBouncer run per their pid files (a live process
- * of the right name), 1 otherwise (lib/sh/proxy.sh `proxy_probe`). Changes nothing.
+ * Proxy guard probe (lib/sh/guard.sh `guard_probe` around lib/sh/proxy.sh `proxy_probe`): prints
+ * the proxy's guard token, the stored one when HAProxy and PgBouncer run per their pid files (a
+ * live process of the right name), the next one otherwise. Changes nothing.
  */
 export function proxyProbeScript(input: ProxyGuardInput): string {
   return stepScript(
     proxyContext(input),
     commonVars(input),
-    ["proxy.sh"],
-    ["# ---- pulumi-bdr: proxy guard probe (HAProxy + PgBouncer) ----", "proxy_probe"],
+    ["proxy.sh", "guard.sh"],
+    [
+      "# ---- pulumi-bdr: proxy guard probe (HAProxy + PgBouncer) ----",
+      `guard_probe ${PROXY_GUARD_TOKEN_FILE} proxy_probe`,
+    ],
   );
 }
 
 /**
  * Proxy guard ensure: starts HAProxy and/or PgBouncer, whichever is down, from the configuration
  * files the proxy step left under `proxy.baseDir` (no secret needed: PgBouncer's auth file is on
- * disk; lib/sh/proxy.sh `proxy_ensure`). Does nothing when both run.
+ * disk; lib/sh/proxy.sh `proxy_ensure`), then stores `token` (the one the program's probe
+ * reported) as the proxy's guard token. Starts nothing when both run.
  */
-export function proxyEnsureScript(input: ProxyGuardInput): string {
+export function proxyEnsureScript(input: ProxyGuardInput, token = "0"): string {
   return stepScript(
     proxyContext(input),
-    commonVars(input),
-    ["proxy.sh"],
-    ["# ---- pulumi-bdr: proxy guard ensure (HAProxy + PgBouncer) ----", "proxy_ensure"],
+    [...commonVars(input), shellAssign("GUARD_TOKEN", token)],
+    ["proxy.sh", "guard.sh"],
+    [
+      "# ---- pulumi-bdr: proxy guard ensure (HAProxy + PgBouncer) ----",
+      `guard_ensure ${PROXY_GUARD_TOKEN_FILE} "$GUARD_TOKEN" proxy_ensure`,
+    ],
   );
 }
 
 /**
- * Type token of guards when the cluster is built by the `pulumi-bdr` component provider plugin (a
- * YAML, Go, ... program). There a dynamic provider cannot run: the engine starts Node.js dynamic
- * providers through `pulumi-resource-pulumi-nodejs`, which resolves `@pulumi/pulumi` from the
- * program's directory, and a YAML or Go project has none ("could not read plugin
- * [pulumi-resource-pulumi-nodejs]: EOF"). So the plugin serves its guards itself, with the same
- * {@link guardProvider} code, as resources of this type.
+ * Type token of the guards that the `pulumi-bdr` component provider plugin served (YAML, Go, ...
+ * programs) before guards became command steps: the plugin still serves it, with
+ * {@link guardProvider}, so such stacks can delete them.
  */
 export const PLUGIN_GUARD_TYPE = "pulumi-bdr:index:ProcessGuard";
-
-let guardsFromPlugin = false;
-
-/** Whether the component provider plugin serves the cluster's custom resources (guards, the salt). */
-export function servedByPlugin(): boolean {
-  return guardsFromPlugin;
-}
-
-/** Called by the component provider plugin: guards created from now on are {@link PLUGIN_GUARD_TYPE} resources. */
-export function serveGuardsFromPlugin(on = true): void {
-  guardsFromPlugin = on;
-}
-
-/** A guard served by the `pulumi-bdr` plugin (see {@link PLUGIN_GUARD_TYPE}). */
-export class PluginProcessGuard extends pulumi.CustomResource {
-  /** Whether the watched processes ran at the last refresh (true after create/update). */
-  declare readonly healthy: pulumi.Output<boolean>;
-
-  constructor(name: string, args: ProcessGuardArgs, opts?: pulumi.CustomResourceOptions) {
-    super(PLUGIN_GUARD_TYPE, name, { ...guardInputs(args), healthy: undefined }, withSecretKey(args, opts));
-  }
-}
-
-/** A {@link ProcessGuard}, or inside the component provider plugin a {@link PluginProcessGuard}. */
-export function newProcessGuard(
-  name: string,
-  args: ProcessGuardArgs,
-  opts?: pulumi.CustomResourceOptions,
-): pulumi.CustomResource {
-  return guardsFromPlugin ? new PluginProcessGuard(name, args, opts) : new ProcessGuard(name, args, opts);
-}

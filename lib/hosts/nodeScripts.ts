@@ -180,13 +180,13 @@ function serverEntryScript(
   node: NodePlan,
   database: string,
   watcher: NodeWatcher | undefined,
-  entry: "server_delete" | "server_probe",
+  entry: string,
 ): string {
   const w = watcherParts(watcher, false);
   return stepScript(
     nodeShellContext(node, database),
     [...nodeValues(node), ...w.values],
-    ["node-server.sh", ...w.libs],
+    ["node-server.sh", ...w.libs, ...(entry === "server_delete" ? [] : ["guard.sh"])],
     [entry],
   );
 }
@@ -218,13 +218,17 @@ export function setupScript(
  */
 export const RESTART_MARKER = "restarted-by-entrypoint";
 
+/** Where a node's guard token lives (lib/sh/guard.sh `guard_probe`), a shell word. */
+const NODE_GUARD_TOKEN_FILE = '"$PG_RUN"/guard.token';
+
 /**
- * Guard probe: exits 0 when the node's postmaster runs (`pg_ctl status`), no container restart
- * is pending a wake-up ({@link RESTART_MARKER}) and the node's watcher runs (when the engine has
- * one), 1 otherwise. Reads nothing on stdin and changes nothing.
+ * Guard probe (lib/sh/guard.sh `guard_probe` around node-server.sh `server_probe`): prints the
+ * node's guard token, the stored one when the node's postmaster runs (`pg_ctl status`), no
+ * container restart is pending a wake-up ({@link RESTART_MARKER}) and the node's watcher runs
+ * (when the engine has one), the next one otherwise. Reads nothing on stdin and changes nothing.
  */
 export function serverProbeScript(node: NodePlan, database: string, watcher?: NodeWatcher): string {
-  return serverEntryScript(node, database, watcher, "server_probe");
+  return serverEntryScript(node, database, watcher, `guard_probe ${NODE_GUARD_TOKEN_FILE} server_probe`);
 }
 
 /**
@@ -232,19 +236,21 @@ export function serverProbeScript(node: NodePlan, database: string, watcher?: No
  * `PGPASSFILE`), waits until it accepts connections, starts the node's watcher (when the engine
  * has one, also when the server runs), then runs `afterRestart` (the engine's hook that wakes the
  * peers' apply workers for this node). Does nothing when both run. Needs no secret: the `.pgpass`
- * the server step wrote is already on disk.
+ * the server step wrote is already on disk. Once all runs it stores `token` (the one the program's
+ * probe reported, lib/hosts/probe.ts) as the node's guard token.
  */
 export function serverEnsureScript(
   node: NodePlan,
   database: string,
   afterRestart?: string,
   watcher?: NodeWatcher,
+  token = "0",
 ): string {
   const w = watcherParts(watcher, true);
   return stepScript(
     nodeShellContext(node, database),
-    [...nodeValues(node), ...w.values],
-    ["node-server.sh", ...w.libs],
-    [...afterRestartHook(afterRestart), "server_ensure"],
+    [...nodeValues(node), ...w.values, shellAssign("GUARD_TOKEN", token)],
+    ["node-server.sh", ...w.libs, "guard.sh"],
+    [...afterRestartHook(afterRestart), `guard_ensure ${NODE_GUARD_TOKEN_FILE} "$GUARD_TOKEN" server_ensure`],
   );
 }

@@ -5,7 +5,6 @@
 import * as fs from "fs";
 import * as path from "path";
 import { main } from "@pulumi/pulumi/provider";
-import { serveGuardsFromPlugin } from "../hosts/guard";
 import { BdrProvider } from "./provider";
 
 /** The package root: `dist/lib/provider/` → three levels up. */
@@ -15,7 +14,5 @@ const ROOT = path.resolve(__dirname, "..", "..", "..");
 export function serve(args: string[]): Promise<void> {
   const schema = fs.readFileSync(path.join(ROOT, "provider", "schema.json"), "utf8");
   const version = (JSON.parse(schema) as { version: string }).version;
-  // In this process the component's guards are resources of this plugin, not dynamic resources.
-  serveGuardsFromPlugin();
   return main(new BdrProvider(version, schema), args);
 }

@@ -7,7 +7,7 @@
  * the same password). Roles are not replicated, so each node gets `CREATE ROLE … PASSWORD
  * '<verifier>'` with the verifier from {@link scramVerifier}; with per-node random salts, logins
  * through PgBouncer would fail after a switchover. The one salt is random and kept in the stack's
- * state (`ScramSalt`, lib/cluster/scramSalt.ts), never derived from the password.
+ * state (`<name>-scram-salt`, lib/cluster/scramSalt.ts), never derived from the password.
  */
 import { createHash, createHmac, pbkdf2Sync } from "crypto";
 

@@ -16,24 +16,25 @@
 # Entry point: forget_on_peers (always exits 0). Needs ssh-run.sh (sourced before it).
 set -uo pipefail
 
-# forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
-forget_on_peer() {
-  local bundle=$1 kind=$2 h c
-  shift 3
+# run_on_peer OP BUNDLE FIELDS...: runs the bundle's operation OP on one host, reached through
+# the transport of its data line's fields (also guard-probe.sh's `probe`).
+run_on_peer() {
+  local op=$1 bundle=$2 kind=$3 h c
+  shift 4
   case "$kind" in
     local)
-      printf '%s\n' "$bundle" | bash -s -- forget "$@"
+      printf '%s\n' "$bundle" | bash -s -- "$op" "$@"
       ;;
     remote)
       local host=$1 port=$2 user=$3 keyvar=$4 sudo=$5
       shift 5
-      printf '%s\n' "$bundle" | ssh_bash "$host" "$port" "$user" "$keyvar" "$sudo" forget "$@"
+      printf '%s\n' "$bundle" | ssh_bash "$host" "$port" "$user" "$keyvar" "$sudo" "$op" "$@"
       ;;
     docker)
       h=$1 c=$2
       shift 2
       if [ "$(docker -H "$h" inspect --type container -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ]; then
-        printf '%s\n' "$bundle" | docker -H "$h" exec -i "$c" bash -s -- forget "$@"
+        printf '%s\n' "$bundle" | docker -H "$h" exec -i "$c" bash -s -- "$op" "$@"
       elif docker -H "$h" inspect --type container "$c" >/dev/null 2>&1; then
         echo "pulumi-bdr: container $c is not running: nothing to do in it" >&2
       fi
@@ -44,6 +45,8 @@ forget_on_peer() {
       ;;
   esac
 }
+# forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
+forget_on_peer() { run_on_peer forget "$@"; }
 
 forget_on_peers() {
   local line bundle fields

@@ -109,7 +109,7 @@ export function componentProgramScenario(opts: {
     assert.doesNotMatch(message, /goroutine \d+ \[|\.go:\d+/, "a Go stack trace is shown");
   });
 
-  it("up builds 3 nodes and the proxies, guards served by the plugin; DDL and rows replicate", async () => {
+  it("up builds 3 nodes and the proxies, guards as command steps (probes through the command plugin); DDL and rows replicate", async () => {
     const stack = opts.stack();
     const t0 = Date.now();
     const up = await stack.up({ onOutput: () => undefined });
@@ -121,7 +121,13 @@ export function componentProgramScenario(opts: {
     const state = await exportWithoutSecrets(stack);
     assert.ok(!state.includes(password), "the password is in the state in plain text");
     const types = (JSON.parse(state).deployment.resources as { type: string }[]).map((r) => r.type);
-    assert.strictEqual(types.filter((t) => t === "pulumi-bdr:index:ProcessGuard").length, 4, types.join(" "));
+    const urns = (JSON.parse(state).deployment.resources as { urn: string; type: string }[]).filter((r) =>
+      r.urn.endsWith("-guard"),
+    );
+    assert.strictEqual(urns.length, 4, types.join(" "));
+    for (const g of urns) assert.strictEqual(g.type, "command:local:Command", g.urn);
+    // Nothing the plugin serves itself any more, and no Node.js dynamic provider.
+    assert.strictEqual(types.filter((t) => /^pulumi-bdr:index:(ProcessGuard|ScramSalt)$/.test(t)).length, 0);
     assert.strictEqual(types.filter((t) => t.startsWith("pulumi-nodejs:dynamic")).length, 0);
 
     const t1 = Date.now();

@@ -1,7 +1,9 @@
 /**
  * Issue #4, proven by the Pulumi engine: HAProxy and PgBouncer killed with SIGKILL and a PostgreSQL
- * server stopped behind Pulumi's back are restored by `pulumi up --refresh`, through the
- * `ProcessGuard` children; a healthy cluster previews with no change before and after.
+ * server stopped behind Pulumi's back are restored by `pulumi up` (with or without `--refresh`),
+ * through the guard steps: the program asks each host for its guard token on every preview and up
+ * (lib/hosts/probe.ts), so a dead process shows as a guard update; a healthy cluster previews with
+ * no change before and after.
  */
 import * as assert from "assert";
 import * as fs from "fs";
@@ -104,7 +106,7 @@ async function cleanLeftovers(): Promise<void> {
   fs.rmSync(CLUSTER_DIR, { recursive: true, force: true });
 }
 
-describe("e2e: ProcessGuard restores killed proxies and a stopped server (real pulumi up --refresh)", function () {
+describe("e2e: guards restore killed proxies and a stopped server (real pulumi preview and up)", function () {
   this.timeout(15 * 60 * 1000);
   let stack: Stack;
   const log = (line: string) => console.log(`      ${line}`);
@@ -126,20 +128,32 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
     // stack + component + scram salt + 2 x (server, config, setup, join, join-forget, guard) + proxy + proxy guard
     assert.deepStrictEqual(upChanges(r), { create: 17 });
     const state = await stack.exportStack();
-    const guards = (state.deployment.resources as { type: string; urn: string; outputs?: any }[]).filter(
-      (x) => x.type.endsWith(":ProcessGuard"),
-    );
+    const guards = (
+      state.deployment.resources as { type: string; urn: string; inputs?: any; outputs?: any }[]
+    ).filter((x) => x.type.startsWith("command:") && x.urn.endsWith("-guard"));
     assert.deepStrictEqual(guards.map((g) => g.urn.split("::").pop()).sort(), [
       "grd-n1-guard",
       "grd-n2-guard",
       "grd-proxy-guard",
     ]);
     for (const g of guards) {
-      assert.strictEqual(g.outputs.healthy, true);
+      assert.strictEqual(g.type, "command:local:Command");
+      // The ensure ran with the token the probe reported, and the host stored it.
+      const token = /\nGUARD_TOKEN=([A-Za-z0-9]+)\n/.exec(String(g.inputs.stdin))?.[1];
+      assert.ok(token, `${g.urn}: no token in its script`);
+      const file = g.urn.endsWith("proxy-guard")
+        ? `${PROXY_DIR}/guard.token`
+        : `${CLUSTER_DIR}/${g.urn.split("::").pop()!.split("-")[1]}/run/guard.token`;
+      assert.strictEqual(fs.readFileSync(file, "utf8").trim(), token, file);
       // Plain state: no secret, no secret marker.
       assert.deepStrictEqual(occurrences(g, PASSWORD), [], `the password is in ${g.urn}`);
       assert.ok(!JSON.stringify(g).includes("4dabf18193072939515e22adb298388d"), `${g.urn} holds a secret`);
     }
+    // No Node.js dynamic provider left in the stack (its plugin took ~2 s to start on every preview).
+    assert.deepStrictEqual(
+      (state.deployment.resources as { type: string }[]).filter((x) => x.type.startsWith("pulumi-nodejs:")),
+      [],
+    );
     await query(
       direct("n1"),
       getEngine("pglogical").ddlSql("CREATE TABLE public.items (id bigint PRIMARY KEY, origin text)"),
@@ -159,7 +173,7 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
     assert.deepStrictEqual(previewChanges(pr), {});
   });
 
-  it("3. kill -9 HAProxy and PgBouncer, stop n2 (immediate): up --refresh restores all three", async () => {
+  it("3. kill -9 HAProxy and PgBouncer, stop n2 (immediate): preview shows it, up restores all three", async () => {
     const haPid = await livePid(`${PROXY_DIR}/haproxy.pid`, "haproxy");
     const pgbPid = await livePid(`${PROXY_DIR}/pgbouncer.pid`, "pgbouncer");
     assert.ok(haPid && pgbPid, `haproxy ${haPid}, pgbouncer ${pgbPid}`);
@@ -175,17 +189,18 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
     ] as const) {
       await waitFor(`${what} to be gone`, async () => !(await listening("127.0.0.1", port)), 10000);
     }
-    // Without a refresh nothing notices (command resources read nothing); with one, the two guards
-    // watching dead processes (n2's and the proxy's) show an update.
-    assert.deepStrictEqual(previewChanges(await stack.preview({ onOutput: () => undefined })), {});
+    // The probes notice with or without a refresh: the two guards watching dead processes (n2's
+    // and the proxy's) show an update.
+    const p = await timed("preview with dead processes", () => stack.preview({ onOutput: () => undefined }));
+    assert.deepStrictEqual(previewChanges(p), { update: 2 });
     const pr = await timed("preview --refresh with dead processes", () =>
       stack.preview({ refresh: true, onOutput: () => undefined }),
     );
     assert.deepStrictEqual(previewChanges(pr), { update: 2 });
 
-    const r = await timed("up --refresh", () => stack.up({ refresh: true, onOutput: () => undefined }));
+    const r = await timed("up", () => stack.up({ onOutput: () => undefined }));
     assert.strictEqual(r.summary.result, "succeeded");
-    log(`up --refresh changes ${JSON.stringify(upChanges(r))}`);
+    log(`up changes ${JSON.stringify(upChanges(r))}`);
     assert.deepStrictEqual(upChanges(r), { update: 2 });
 
     assert.ok(await livePid(`${PROXY_DIR}/haproxy.pid`, "haproxy"), "HAProxy runs");
@@ -215,14 +230,14 @@ describe("e2e: ProcessGuard restores killed proxies and a stopped server (real p
     );
   });
 
-  it("4. after the restore, preview --refresh and a second up --refresh show no change", async () => {
+  it("4. after the restore, preview, preview --refresh and an up --refresh show no change", async () => {
+    const p = await timed("preview after restore", () => stack.preview({ onOutput: () => undefined }));
+    assert.deepStrictEqual(previewChanges(p), {});
     const pr = await timed("preview --refresh after restore", () =>
       stack.preview({ refresh: true, onOutput: () => undefined }),
     );
     assert.deepStrictEqual(previewChanges(pr), {});
-    const r = await timed("second up --refresh", () =>
-      stack.up({ refresh: true, onOutput: () => undefined }),
-    );
+    const r = await timed("up --refresh", () => stack.up({ refresh: true, onOutput: () => undefined }));
     assert.deepStrictEqual(upChanges(r), {});
   });
 

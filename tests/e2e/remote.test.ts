@@ -354,7 +354,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     }
   });
 
-  it("1b. every remote node and the proxy host has a guard; its SSH key is a secret in the exported state", async () => {
+  it("1b. every remote node and the proxy host has a guard (a remote step); the SSH key is a secret in the exported state", async () => {
     // The automation API exports with --show-secrets (a secret carries its plaintext beside the
     // signature there): the plain-text check reads the backend's own files, as `pulumi stack export`.
     const state = await stack!.exportStack();
@@ -370,8 +370,8 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       inputs?: Record<string, unknown>;
       outputs?: Record<string, unknown>;
     };
-    const guards = ((state.deployment.resources ?? []) as StateResource[]).filter((r) =>
-      r.urn.endsWith("-guard"),
+    const guards = ((state.deployment.resources ?? []) as StateResource[]).filter(
+      (r) => r.type.startsWith("command:") && r.urn.endsWith("-guard"),
     );
     assert.deepStrictEqual(
       guards.map((g) => g.urn.split("::").pop()).sort(),
@@ -379,16 +379,26 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     );
     for (const g of guards) {
       const name = g.urn.split("::").pop();
-      assert.strictEqual(g.type, "pulumi-nodejs:dynamic/bdr:ProcessGuard", name);
-      assert.strictEqual(g.inputs?.host, "remote", name);
-      assert.ok(isSecretValue(g.inputs?.privateKey), `${name}: the key input is not a secret`);
-      assert.ok(isSecretValue(g.outputs?.privateKey), `${name}: the key output is not a secret`);
-      assert.strictEqual(g.outputs?.healthy, true, name);
+      // A remote step: the ensure runs over the command provider's SSH connection, its key a secret.
+      assert.strictEqual(g.type, "command:remote:Command", name);
+      const connection = g.inputs?.connection as Record<string, unknown> | undefined;
+      assert.ok(
+        isSecretValue(connection) || isSecretValue(connection?.privateKey),
+        `${name}: the key input is not a secret`,
+      );
+      assert.match(String(g.inputs?.stdin), /\nGUARD_TOKEN=[A-Za-z0-9]+\n/, name);
     }
     const r2 = guards.find((g) => g.urn.endsWith(`-r2-guard`))!;
+    const conn = r2.inputs?.connection as Record<string, unknown>;
+    if (!isSecretValue(conn))
+      assert.deepStrictEqual([conn.host, conn.port, conn.user], [hostOf("r2").address, 22, "root"]);
+    // The probes reach the hosts from the runner over SSH (an invoke, never in state): no
+    // Node.js dynamic provider in the stack.
     assert.deepStrictEqual(
-      [r2.inputs?.sshHost, r2.inputs?.sshPort, r2.inputs?.sshUser],
-      [hostOf("r2").address, 22, "root"],
+      ((state.deployment.resources ?? []) as StateResource[]).filter((r) =>
+        r.type.startsWith("pulumi-nodejs:"),
+      ),
+      [],
     );
   });
 
@@ -527,7 +537,7 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
     assert.deepStrictEqual(changes(p.changeSummary as Record<string, number>), {});
   });
 
-  it("5b. r2's PostgreSQL stopped from outside: a refresh notices it (r2's guard, over SSH), up brings it back; replication resumes both ways; preview --refresh then shows 0 changes", async () => {
+  it("5b. r2's PostgreSQL stopped from outside: a preview notices it (r2's guard probe, over SSH), up brings it back; replication resumes both ways; preview --refresh then shows 0 changes", async () => {
     await sqlOn("r1", ddl("CREATE TABLE public.guarded (id bigint PRIMARY KEY, origin text)"));
     for (const n of NODES) {
       await waitFor(
@@ -547,30 +557,19 @@ describe("e2e: BdrCluster on remote hosts over SSH (network namespaces, real pul
       `cd / && runuser -u postgres -- ${pgCtl} -D ${data} -m fast -w stop`,
     ]);
     await waitFor("r2 to be gone", async () => !(await listening(hostOf("r2").address, PG_PORT)), 30000);
-    // Without a refresh nothing notices. A refresh has r2's guard probe it over SSH. (Not a plain
-    // `up --refresh`: with `roles`, the refresh of r2's role resources needs a connection to r2,
-    // and the postgresql provider fails while r2 is down; so the guards are refreshed by target,
-    // as docs/remote.md says.)
+    // The program's probe reaches r2 over SSH on every preview: r2's guard shows an update (no
+    // refresh needed; with `roles` a plain `up --refresh` would also refresh r2's role resources,
+    // which need a connection to r2).
+    const t = Date.now();
     assert.deepStrictEqual(
       changes((await stack!.preview({ onOutput: () => undefined })).changeSummary as Record<string, number>),
-      {},
+      { update: 1 },
     );
-    const state = await stack!.exportStack();
-    const guardUrns = ((state.deployment.resources ?? []) as { urn: string }[])
-      .map((x) => x.urn)
-      .filter((u) => u.endsWith("-guard"));
-    assert.strictEqual(guardUrns.length, NODES.length + 1, guardUrns.join());
-    const t = Date.now();
-    await bounded(
-      "refresh of the guards",
-      stack!.refresh({ target: guardUrns, onOutput: () => undefined }),
-      5 * 60 * 1000,
-    );
-    log(`refresh of the guards: ${Date.now() - t} ms`);
+    log(`preview with r2 down: ${Date.now() - t} ms`);
     const updated: string[] = [];
     const t2 = Date.now();
     const r = await bounded(
-      "up after the refresh",
+      "up with r2 down",
       stack!.up({
         onOutput: () => undefined,
         onEvent: (e: EngineEvent) => {

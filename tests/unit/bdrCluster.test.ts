@@ -13,6 +13,8 @@ import {
   reset,
   settle,
   valueOf,
+  invokes,
+  MOCK_GUARD_TOKEN,
 } from "./mocks";
 import * as mocks from "./mocks";
 import { scramVerifier } from "../../lib/render/scram";
@@ -30,7 +32,7 @@ function children(component: string): Registered[] {
   return registered.filter((r) => r.name !== component && r.name.startsWith(`${component}-`));
 }
 
-const GUARD_TYPE = "pulumi-nodejs:dynamic/bdr:ProcessGuard";
+const GUARD_TYPE = "command:local:Command";
 
 /** No secret marker anywhere in a guard's inputs: its state is plain. */
 function assertNoSecret(r: Registered): void {
@@ -45,7 +47,7 @@ function depNames(r: Registered): string[] {
     .sort();
 }
 
-const SALT_TYPE = "pulumi-nodejs:dynamic/bdr:ScramSalt";
+const SALT_TYPE = "command:local:Command";
 /** One operation's script from a step's bundle (its stdin); secret lines after the bundle left out. */
 function op(name: string, which: "create" | "update" | "delete" | "forget"): string {
   const stdin: string = byName(name).inputs.stdin;
@@ -122,24 +124,32 @@ describe("BdrCluster (mocks)", () => {
     // Guards run after what they watch: a node's setup, the proxy step.
     assert.deepStrictEqual(depNames(byName("loc-n2-guard")), ["loc-n2-setup"]);
     assert.deepStrictEqual(depNames(byName("loc-proxy-guard")), ["loc-proxy"]);
+    // Guards are steps too: their ensure carries the token the program's probe reported (an
+    // invoke of the command plugin's local.run, on every preview and up).
     for (const name of ["loc-n2-guard", "loc-proxy-guard"]) {
       const g = byName(name);
-      assert.deepStrictEqual(Object.keys(g.inputs).sort(), [
-        "__provider",
-        "ensure",
-        "healthy",
-        "host",
-        "probe",
-      ]);
-      assert.strictEqual(g.inputs.host, "local");
-      assert.strictEqual(g.inputs.healthy, true);
-      assert.strictEqual(typeof g.raw.__provider, "string", "the provider is plain serialized code");
+      assert.strictEqual(g.inputs.create, "bash -s -- create", name);
+      assert.strictEqual(op(name, "update"), op(name, "create"), name);
+      assert.match(op(name, "create"), new RegExp(`\nGUARD_TOKEN=${MOCK_GUARD_TOKEN}\n`), name);
       assertNoSecret(g);
     }
-    assert.match(byName("loc-n2-guard").inputs.probe, /\nN_DATA=\/var\/lib\/pulumi-bdr\/loc\/n2\/data\n/);
-    assert.match(byName("loc-n2-guard").inputs.probe, /\nserver_probe\n$/);
-    assert.match(byName("loc-n2-guard").inputs.ensure, /PG_PORT=15433/);
-    assert.match(byName("loc-proxy-guard").inputs.ensure, /pgbouncer\.ini/);
+    assert.match(
+      op("loc-n2-guard", "create"),
+      /\nguard_ensure "\$PG_RUN"\/guard\.token "\$GUARD_TOKEN" server_ensure$/,
+    );
+    assert.match(op("loc-n2-guard", "create"), /PG_PORT=15433/);
+    assert.match(op("loc-proxy-guard", "create"), /pgbouncer\.ini/);
+    const probes = invokes.filter((i) => i.token === "command:local:run");
+    assert.strictEqual(probes.length, 4, "one probe per guard");
+    for (const p of probes) {
+      assert.deepStrictEqual(p.inputs.interpreter, ["/bin/bash", "-c"]);
+      assert.strictEqual(p.inputs.logging, "none");
+      assert.match(p.inputs.command, /\nguard_probe_on_host\n$/);
+    }
+    const n2probe = probes.find((p) => /^local\tn2\n/.test(p.inputs.stdin));
+    assert.ok(n2probe, probes.map((p) => p.inputs.stdin.split("\n")[0]).join(" | "));
+    assert.match(n2probe.inputs.stdin, /\nN_DATA=\/var\/lib\/pulumi-bdr\/loc\/n2\/data\n/);
+    assert.match(n2probe.inputs.stdin, /\nguard_probe "\$PG_RUN"\/guard\.token server_probe\n/);
     // The server step ignores later file changes (the config step rolls them out).
     assert.deepStrictEqual(byName("loc-n1-server").ignoreChanges.sort(), ["create", "stdin"]);
     // A join runs once; later changes only refresh the delete kept in state (a no-op update).
@@ -207,11 +217,11 @@ describe("BdrCluster (mocks)", () => {
     for (const name of ["sec-a-server", "sec-a-config", "sec-a-setup", "sec-proxy"]) {
       assert.ok(isSecret(byName(name).raw.stdin), `${name} stdin must be secret`);
     }
-    // Guards get no secret at all: not on stdin, not in their inputs or state.
+    // Guards get no secret at all: their stdin is the bundle alone (no secret lines), not a secret.
     for (const name of ["sec-a-guard", "sec-b-guard", "sec-proxy-guard"]) {
       assertNoSecret(byName(name));
-      assert.strictEqual(byName(name).inputs.stdin, undefined);
-      assert.deepStrictEqual(plainOccurrences(byName(name).raw.__provider, "Sup3r"), [], name);
+      assert.match(byName(name).inputs.stdin, /esac; exit "\$\?"\n$/, name);
+      assert.deepStrictEqual(plainOccurrences(byName(name).raw, "Sup3r"), [], name);
     }
     const componentOutputs = outputs.find((o) => o.urn.endsWith("::sec"))!;
     assert.ok(isSecret(componentOutputs.raw.connectionString));
@@ -228,10 +238,22 @@ describe("BdrCluster (mocks)", () => {
       stdin.slice(stdin.indexOf('esac; exit "$?"\n')),
     );
     assert.strictEqual(verifier.split("$")[1], `4096:${mocks.MOCK_SALTS["sec-scram-salt"]}`);
+    const salt = byName("sec-scram-salt");
     assert.ok(
-      isSecret(byName("sec-scram-salt").raw.ready),
+      isSecret(salt.raw.environment) || isSecret(salt.raw.environment?.PULUMI_BDR_SALT),
       "the salt's input derived from the password is a secret",
     );
+    // The salt itself: a secret output, never logged, drawn once (no later input change reaches it).
+    assert.deepStrictEqual(salt.additionalSecretOutputs, ["stdout"]);
+    assert.strictEqual(salt.inputs.logging, "none");
+    assert.strictEqual(salt.inputs.create, "head -c 16 /dev/urandom | base64 -w0");
+    assert.deepStrictEqual(salt.ignoreChanges.sort(), [
+      "addPreviousOutputInEnv",
+      "create",
+      "environment",
+      "interpreter",
+      "logging",
+    ]);
   });
 
   it("runs steps over SSH for remote hosts, with sudo for a non-root user and the key as a secret", async () => {
@@ -261,30 +283,33 @@ describe("BdrCluster (mocks)", () => {
       ),
       kids.map((k) => k.type).join(),
     );
-    // Guards on remote hosts too: reached over SSH from the runner, the key a secret input (so a
-    // secret in state) and a secret output; sudo for a non-root user; after the node's setup.
-    const expected: Record<string, object> = {
-      "rem-r1-guard": { sshHost: "10.77.0.11", sshPort: 22, sshUser: "deploy", sudo: true },
-      "rem-r2-guard": { sshHost: "10.77.0.12", sshPort: 22, sshUser: "root", sudo: false },
-      "rem-proxy-guard": { sshHost: "10.77.0.20", sshPort: 22, sshUser: "root", sudo: false },
+    // Guards on remote hosts too: the ensure is a remote step (the key a secret, as every step's);
+    // the probe reaches the host from the runner over SSH, the key only in its environment.
+    const expected: Record<string, string> = {
+      "rem-r1-guard": "remote\tr1\t10.77.0.11\t22\tdeploy\tPULUMI_BDR_SSH_KEY_R1\t1",
+      "rem-r2-guard": "remote\tr2\t10.77.0.12\t22\troot\tPULUMI_BDR_SSH_KEY_R2\t0",
+      "rem-proxy-guard": "remote\tproxy\t10.77.0.20\t22\troot\tPULUMI_BDR_SSH_KEY_PROXY\t0",
     };
-    for (const [name, target] of Object.entries(expected)) {
+    const probes = invokes.filter((i) => i.token === "command:local:run");
+    for (const [name, line] of Object.entries(expected)) {
       const g = byName(name);
-      assert.strictEqual(g.type, GUARD_TYPE, name);
-      const { host, sshHost, sshPort, sshUser, sudo } = g.inputs;
-      assert.deepStrictEqual({ host, sshHost, sshPort, sshUser, sudo }, { host: "remote", ...target }, name);
-      assert.ok(isSecret(g.raw.privateKey), `${name}: the key is a secret input`);
-      assert.strictEqual(g.inputs.privateKey, KEY, name);
-      assert.deepStrictEqual(g.additionalSecretOutputs, ["privateKey"], name);
+      assert.strictEqual(g.type, "command:remote:Command", name);
+      assert.ok(isSecret(g.raw.connection.privateKey) || isSecret(g.raw.connection), name);
       assert.deepStrictEqual(plainOccurrences(g.raw, "keymaterial"), [], name);
-      // Plain scripts: the transport is the provider's, not part of them.
+      assert.match(op(name, "create"), new RegExp(`\nGUARD_TOKEN=${MOCK_GUARD_TOKEN}\n`), name);
+      const probe = probes.find((p) => p.inputs.stdin.split("\n")[0] === line);
       assert.ok(
-        !/ssh|PULUMI_BDR_SSH_KEY/.test(`${g.inputs.probe}${g.inputs.ensure}`.replace(/#.*$/gm, "")),
-        name,
+        probe,
+        `${name}: no probe for ${line}; have ${probes.map((p) => p.inputs.stdin.split("\n")[0]).join(" | ")}`,
       );
+      const keyVar = line.split("\t")[5];
+      assert.deepStrictEqual(Object.keys(probe.inputs.environment), [keyVar], name);
+      assert.ok(!`${probe.inputs.command}${probe.inputs.stdin}`.includes("keymaterial"), name);
     }
-    assert.match(byName("rem-r1-guard").inputs.probe, /\nserver_probe\n$/);
-    assert.match(byName("rem-proxy-guard").inputs.ensure, /\nproxy_ensure\n$/);
+    assert.match(
+      op("rem-proxy-guard", "create"),
+      /\nguard_ensure "\$BASE"\/guard\.token "\$GUARD_TOKEN" proxy_ensure$/,
+    );
     assert.deepStrictEqual(depNames(byName("rem-r2-guard")), ["rem-r2-setup"]);
     assert.deepStrictEqual(depNames(byName("rem-proxy-guard")), ["rem-proxy"]);
     const r1 = byName("rem-r1-server");
@@ -308,36 +333,6 @@ describe("BdrCluster (mocks)", () => {
     const hba = op("rem-r1-server", "create");
     for (const a of ["10.77.0.11/32", "10.77.0.12/32", "10.77.0.20/32"]) assert.ok(hba.includes(a), a);
     assert.ok(!/\btrust\b|\bmd5\b/.test(hba.replace(/#.*$/gm, "")), "no trust or md5 lines");
-  });
-
-  it("a guard keeps a remote host's key a secret whatever the caller passed (dynamic and plugin guards)", async () => {
-    const guard = await import("../../lib/hosts/guard");
-    const args = {
-      host: "remote" as const,
-      sshHost: "10.77.0.30",
-      sshPort: 22,
-      sshUser: "root",
-      sudo: false,
-      privateKey: KEY, // plain on purpose: the guard wraps it
-      probe: "exit 0",
-      ensure: "exit 0",
-    };
-    new guard.ProcessGuard("kg-dynamic", args);
-    new guard.PluginProcessGuard("kg-plugin", args);
-    await registeredAll(["kg-dynamic", "kg-plugin"]);
-    for (const name of ["kg-dynamic", "kg-plugin"]) {
-      const g = byName(name);
-      assert.ok(isSecret(g.raw.privateKey), `${name}: key not a secret input`);
-      assert.deepStrictEqual(g.additionalSecretOutputs, ["privateKey"], name);
-      assert.deepStrictEqual(plainOccurrences(g.raw, "keymaterial"), [], name);
-      assert.strictEqual(g.inputs.sshHost, "10.77.0.30");
-    }
-    assert.strictEqual(byName("kg-plugin").type, guard.PLUGIN_GUARD_TYPE);
-    // Local guards have no key and no secret output.
-    new guard.ProcessGuard("kg-local", { host: "local", probe: "exit 0", ensure: "exit 0" });
-    await registeredAll(["kg-local"]);
-    assert.deepStrictEqual(byName("kg-local").additionalSecretOutputs, []);
-    assertNoSecret(byName("kg-local"));
   });
 
   it("builds the shipped image, a volume and a container per node for docker hosts, all through its own provider", async () => {
@@ -463,16 +458,19 @@ describe("BdrCluster (mocks)", () => {
       "dk-b-join",
       "dk-proxy-container",
     ]);
-    // Guards reach containers through docker -H <daemon> exec: container and daemon are their host inputs.
+    // Guards reach containers through docker -H <daemon> exec, the probe as a peer's forget does.
     const guard = byName("dk-a-guard");
     assert.strictEqual(guard.type, GUARD_TYPE);
-    assert.deepStrictEqual(
-      { host: guard.inputs.host, container: guard.inputs.container, dockerHost: guard.inputs.dockerHost },
-      { host: "docker", container: "dk-a", dockerHost: "unix:///run/test/docker.sock" },
+    assert.strictEqual(
+      guard.inputs.create,
+      "docker -H unix:///run/test/docker.sock exec -i dk-a bash -s -- create",
     );
-    assert.ok(!guard.inputs.ensure.startsWith("docker"), "the provider wraps scripts itself");
+    const dprobes = invokes
+      .filter((i) => i.token === "command:local:run")
+      .map((p) => p.inputs.stdin.split("\n")[0]);
+    assert.ok(dprobes.includes("docker\ta\tunix:///run/test/docker.sock\tdk-a"), dprobes.join(" | "));
+    assert.ok(dprobes.includes("docker\tproxy\tunix:///run/test/docker.sock\tdk-proxy"), dprobes.join(" | "));
     assert.deepStrictEqual(depNames(guard), ["dk-a-setup"]);
-    assert.strictEqual(byName("dk-proxy-guard").inputs.container, "dk-proxy");
     assert.deepStrictEqual(depNames(byName("dk-proxy-guard")), ["dk-proxy"]);
     assertNoSecret(guard);
     for (const r of children("dk")) assert.deepStrictEqual(plainOccurrences(r.raw, PASSWORD), [], r.name);
@@ -509,7 +507,7 @@ describe("BdrCluster (mocks)", () => {
       byName("dp-a-setup").inputs.create,
       "docker -H tcp://127.0.0.1:23750 exec -i dp-a bash -s -- create",
     );
-    assert.strictEqual(byName("dp-b-guard").inputs.dockerHost, "tcp://127.0.0.1:23750");
+    assert.match(byName("dp-b-guard").inputs.create, /^docker -H tcp:\/\/127\.0\.0\.1:23750 exec /);
     // a publishes its port: connections to it from the Docker host come from the network's gateway.
     const admitted = [
       ...op("dp-b-config", "create").matchAll(/^host +\S+ +"bdr" +(\S+) +scram-sha-256$/gm),
@@ -536,7 +534,7 @@ describe("BdrCluster (mocks)", () => {
     assert.ok(
       byName("dd-a-join").inputs.create.startsWith("docker -H unix:///var/run/docker.sock exec -i dd-a "),
     );
-    assert.strictEqual(byName("dd-b-guard").inputs.dockerHost, "unix:///var/run/docker.sock");
+    assert.match(byName("dd-b-guard").inputs.create, /^docker -H unix:\/\/\/var\/run\/docker\.sock exec /);
     assert.deepStrictEqual(byName("dd-image").inputs.build.args, { BASE_IMAGE: "debian:bookworm-slim" });
   });
 

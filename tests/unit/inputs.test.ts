@@ -108,7 +108,7 @@ describe("composition: pulumi.Input arguments", () => {
     const proxy = bundleOf("inp-proxy");
     assert.match(proxy, /NEW_WRITE=n2/);
     assert.match(proxy, /listen_port = 31132/);
-    assert.match(String(byName("inp-proxy-guard").inputs.ensure), /31132/);
+    assert.match(bundleOf("inp-proxy-guard"), /31132/);
     const p1 = byName("inp-n1-postgresql");
     assert.deepStrictEqual([p1.inputs.host, p1.inputs.port], ["127.0.0.11", "31100"]);
     const w = byName("inp-write-postgresql");

@@ -76,9 +76,14 @@ export function installMocks(): void {
     {
       newResource: (args: pulumi.runtime.MockResourceArgs) => ({
         id: `${args.name}-id`,
-        state: { ...args.inputs, ...dockerOutputs(args), ...saltOutputs(args), stdout: "", stderr: "" },
+        state: { ...args.inputs, ...dockerOutputs(args), stdout: "", stderr: "", ...saltOutputs(args) },
       }),
-      call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
+      call: (args: pulumi.runtime.MockCallArgs) => {
+        invokes.push({ token: args.token, inputs: args.inputs });
+        // A guard's probe (lib/hosts/probe.ts): the host answers with its token.
+        if (args.token === "command:local:run") return { stdout: `${MOCK_GUARD_TOKEN}\n`, stderr: "" };
+        return args.inputs;
+      },
     },
     "project",
     "stack",
@@ -86,14 +91,20 @@ export function installMocks(): void {
   );
 }
 
-/** Salts the mock `ScramSalt` resources drew, by resource name (random, as the real provider's). */
+/** Salts the mock salt commands (`<cluster>-scram-salt`) drew, by resource name (random, as the real one). */
 export const MOCK_SALTS: Record<string, string> = {};
 
-/** A `ScramSalt` gets a random salt, as its real provider draws at create. */
+/** The token every mock guard probe reports. */
+export const MOCK_GUARD_TOKEN = "7";
+
+/** Invokes the program made (a guard's probe is `command:local:run`), in order. */
+export const invokes: { token: string; inputs: Record<string, any> }[] = [];
+
+/** A salt command gets a random salt on stdout, as `head -c 16 /dev/urandom | base64 -w0` prints. */
 function saltOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
-  if (args.type !== "pulumi-nodejs:dynamic/bdr:ScramSalt") return {};
+  if (args.type !== "command:local:Command" || !args.name.endsWith("-scram-salt")) return {};
   MOCK_SALTS[args.name] = randomBytes(16).toString("base64");
-  return { salt: MOCK_SALTS[args.name] };
+  return { stdout: MOCK_SALTS[args.name] };
 }
 
 /** Addresses the mock Docker daemon gives containers: `MOCK_CONTAINER_IPS[<container name>]`. */
@@ -161,6 +172,7 @@ export async function settle(): Promise<void> {
 export function reset(): void {
   registered.length = 0;
   outputs.length = 0;
+  invokes.length = 0;
 }
 
 /** The registered resource named `name` (fails naming the ones registered). */

@@ -1,6 +1,12 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
-import { scramSaltProvider, SCRAM_SALT_BYTES } from "../../lib/cluster/scramSalt";
+import { execFileSync } from "child_process";
+import {
+  checkSalt,
+  scramSaltProvider,
+  SCRAM_SALT_BYTES,
+  SCRAM_SALT_COMMAND,
+} from "../../lib/cluster/scramSalt";
 import { deriveSecrets } from "../../lib/cluster/create";
 import { scramVerifier } from "../../lib/render/scram";
 import { installMocks, valueOf } from "./mocks";
@@ -8,7 +14,20 @@ import { installMocks, valueOf } from "./mocks";
 describe("ScramSalt (random SCRAM salt kept in state)", () => {
   before(() => installMocks());
 
-  it("draws 16 random bytes per create: two clusters never share a salt", async () => {
+  it("the salt command prints base64 of 16 random bytes, different each time; checkSalt refuses anything else", () => {
+    const draw = () => execFileSync("/bin/bash", ["-c", SCRAM_SALT_COMMAND], { encoding: "utf8" });
+    const a = draw();
+    const b = draw();
+    assert.strictEqual(checkSalt(a), a, "one line, no newline");
+    assert.strictEqual(Buffer.from(a, "base64").length, SCRAM_SALT_BYTES);
+    assert.notStrictEqual(a, b);
+    assert.strictEqual(checkSalt(`${a}\n`), a);
+    for (const bad of ["", "c2FsdA==", "not base64!", Buffer.alloc(32).toString("base64")]) {
+      assert.throws(() => checkSalt(bad), /SCRAM salt is not base64 of 16 bytes/, bad);
+    }
+  });
+
+  it("(legacy provider, served by the plugin for old stacks) draws 16 random bytes per create", async () => {
     const a = await scramSaltProvider.create!({ bytes: SCRAM_SALT_BYTES });
     const b = await scramSaltProvider.create!({ bytes: SCRAM_SALT_BYTES });
     assert.strictEqual(Buffer.from(a.outs.salt, "base64").length, 16);

@@ -150,9 +150,15 @@ describe("renderStep", () => {
       for (const text of [r.create, r.probe!]) {
         assert.ok(text.startsWith("#!/bin/bash\n"), step.name);
         assert.ok(text.includes("\nset -euo pipefail\n"), step.name);
-        // The entry point (the last line) is a library function that reads no stdin.
-        const entry = text.trimEnd().split("\n").pop()!;
-        assert.match(entry, /^(server|proxy)_(probe|ensure)$/, step.name);
+        // The entry point (the last line): the library's guard wrapper around a function that
+        // reads no stdin.
+        const last = text.trimEnd().split("\n").pop()!;
+        assert.match(
+          last,
+          /^guard_(probe|ensure) "\$(PG_RUN|BASE)"\/guard\.token ("\$GUARD_TOKEN" )?(server|proxy)_(probe|ensure)$/,
+          step.name,
+        );
+        const entry = last.split(" ").pop()!;
         const fn = new RegExp(`^${entry}\\(\\) \\{\\n[\\s\\S]*?^\\}`, "m").exec(text);
         assert.ok(fn && !fn[0].includes("read_secrets"), `${step.name} reads no secret`);
         assert.ok(!text.includes("max_connections"), `${step.name} does not depend on settings`);
@@ -161,7 +167,7 @@ describe("renderStep", () => {
     const node = renderStep(p, guards[1]);
     // Values, then the library's entry point (lib/sh/node-server.sh).
     assert.match(node.probe!, /\nN_DATA=\/var\/lib\/pulumi-bdr\/db\/n2\/data\n/);
-    assert.match(node.probe!, /\nserver_probe\n$/);
+    assert.match(node.probe!, /\nguard_probe "\$PG_RUN"\/guard\.token server_probe\n$/);
     // pglogical has a replication watcher: the probe checks it, the ensure writes and starts it.
     assert.match(node.probe!, /\nN_WATCHER=1\n/);
     assert.match(node.probe!, /^watch_pid\(\) \{$/m);
@@ -171,7 +177,7 @@ describe("renderStep", () => {
     // pglogical: the peers' apply workers are woken after the start (they retry only every ~180 s).
     assert.match(
       node.create,
-      /\nnode_after_restart\(\) \{\n[\s\S]*waking the peers.{1,6}subscriptions from n2[\s\S]*\n\}\nserver_ensure\n$/,
+      /\nnode_after_restart\(\) \{\n[\s\S]*waking the peers.{1,6}subscriptions from n2[\s\S]*\n\}\nguard_ensure "\$PG_RUN"\/guard\.token "\$GUARD_TOKEN" server_ensure\n$/,
     );
     const lib = shippedScript("node-server.sh");
     const fnOf = (text: string, name: string) =>
@@ -200,8 +206,8 @@ describe("renderStep", () => {
     const proxy = renderStep(p, guards[3]);
     assert.match(proxy.probe!, /HA_PID=\/var\/lib\/pulumi-bdr\/db\/proxy\/haproxy\.pid/);
     assert.match(proxy.probe!, /PGB_PID=\/var\/lib\/pulumi-bdr\/db\/proxy\/pgbouncer\.pid/);
-    assert.match(proxy.probe!, /\nproxy_probe\n$/);
-    assert.match(proxy.create, /\nproxy_ensure\n$/);
+    assert.match(proxy.probe!, /\nguard_probe "\$BASE"\/guard\.token proxy_probe\n$/);
+    assert.match(proxy.create, /\nguard_ensure "\$BASE"\/guard\.token "\$GUARD_TOKEN" proxy_ensure\n$/);
     const plib = shippedScript("proxy.sh");
     assert.match(fnOf(plib, "proxy_probe"), /^ {2}ha_running \|\|/m);
     assert.match(fnOf(plib, "proxy_probe"), /^ {2}pgb_running \|\|/m);

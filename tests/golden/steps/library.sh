@@ -135,24 +135,25 @@ install_packages() {
 # Entry point: forget_on_peers (always exits 0). Needs ssh-run.sh (sourced before it).
 set -uo pipefail
 
-# forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
-forget_on_peer() {
-  local bundle=$1 kind=$2 h c
-  shift 3
+# run_on_peer OP BUNDLE FIELDS...: runs the bundle's operation OP on one host, reached through
+# the transport of its data line's fields (also guard-probe.sh's `probe`).
+run_on_peer() {
+  local op=$1 bundle=$2 kind=$3 h c
+  shift 4
   case "$kind" in
     local)
-      printf '%s\n' "$bundle" | bash -s -- forget "$@"
+      printf '%s\n' "$bundle" | bash -s -- "$op" "$@"
       ;;
     remote)
       local host=$1 port=$2 user=$3 keyvar=$4 sudo=$5
       shift 5
-      printf '%s\n' "$bundle" | ssh_bash "$host" "$port" "$user" "$keyvar" "$sudo" forget "$@"
+      printf '%s\n' "$bundle" | ssh_bash "$host" "$port" "$user" "$keyvar" "$sudo" "$op" "$@"
       ;;
     docker)
       h=$1 c=$2
       shift 2
       if [ "$(docker -H "$h" inspect --type container -f '{{.State.Running}}' "$c" 2>/dev/null)" = true ]; then
-        printf '%s\n' "$bundle" | docker -H "$h" exec -i "$c" bash -s -- forget "$@"
+        printf '%s\n' "$bundle" | docker -H "$h" exec -i "$c" bash -s -- "$op" "$@"
       elif docker -H "$h" inspect --type container "$c" >/dev/null 2>&1; then
         echo "pulumi-bdr: container $c is not running: nothing to do in it" >&2
       fi
@@ -163,6 +164,8 @@ forget_on_peer() {
       ;;
   esac
 }
+# forget_on_peer BUNDLE FIELDS...: runs the bundle's forget on one peer (fields of its data line).
+forget_on_peer() { run_on_peer forget "$@"; }
 
 forget_on_peers() {
   local line bundle fields
@@ -180,6 +183,71 @@ forget_on_peers() {
     fi
   done
   exit 0
+}
+# ==== lib/sh/guard-probe.sh ====
+# shellcheck shell=bash
+# pulumi-bdr process guard, runner side: asks one host for its guard token (common.sh
+# guard_probe). The program runs this through the command provider's `local.run` on every preview
+# and up (lib/hosts/probe.ts), so a process that died behind Pulumi's back shows up as a change of
+# the host's guard without a refresh.
+#
+# stdin: one data line in forget-peers.sh's format without ARGS (`local NAME`, `remote NAME HOST
+# PORT USER KEYVAR SUDO` or `docker NAME DAEMON CONTAINER`), the line `--end-of-peers--`, then
+# the bundle (lib/hosts/bundle.ts) whose `probe` operation runs on the host.
+# stdout: the token, or `unreachable` when the host could not be asked (no SSH connection, no
+# running container, no answer). The host's messages are dropped. Always exits 0.
+# Needs ssh-run.sh and forget-peers.sh (sourced before it).
+set -uo pipefail
+
+guard_probe_on_host() {
+  local line end bundle out token fields
+  # The SSH key stays a shell variable of this script: no child process inherits it.
+  ssh_keys_private
+  IFS= read -r line || true
+  IFS= read -r end || true
+  if [ "$end" != "--end-of-peers--" ]; then
+    echo "pulumi-bdr: guard probe: malformed input" >&2
+    exit 1
+  fi
+  bundle=$(cat)
+  IFS=$'\t' read -r -a fields <<<"$line"
+  out=$(run_on_peer probe "$bundle" "${fields[@]}" 2>/dev/null </dev/null) || true
+  token=$(printf '%s\n' "$out" | sed -n 's/^pulumi-bdr-guard-token=\([A-Za-z0-9]\{1,32\}\)$/\1/p' | tail -n 1)
+  printf '%s\n' "${token:-unreachable}"
+  exit 0
+}
+# ==== lib/sh/guard.sh ====
+# shellcheck shell=bash
+# pulumi-bdr process guards, host side (after common.sh and the library whose probe and ensure
+# functions it wraps: node-server.sh or proxy.sh). See lib/hosts/probe.ts.
+#
+# A guard is a step whose ensure script carries the host's guard *token*. The program asks the
+# host for it on every preview and up (guard_probe, through the command provider's `local.run`):
+# the stored token while every watched process runs, the next number when one is down. A new token
+# changes the guard's script, so the preview shows the guard updating and the up runs its ensure
+# (guard_ensure), which starts what is down and then stores that token: the next probe agrees with
+# the state again, and a healthy cluster previews with no change.
+#
+# guard_probe FILE FN: the stored token (FILE) while FN (a probe) exits 0, the next number when it
+# fails, printed as `pulumi-bdr-guard-token=<token>`; always status 0; changes nothing.
+guard_probe() {
+  local file=$1 fn=$2 rc=0 t=""
+  ("$fn") >&2 || rc=$?
+  if [ -r "$file" ]; then IFS= read -r t <"$file" || true; fi
+  case "$t" in "" | *[!A-Za-z0-9]*) t=0 ;; esac
+  if [ "$rc" -ne 0 ]; then
+    [[ "$t" =~ ^(0|[1-9][0-9]{0,8})$ ]] || t=0
+    t=$((t + 1))
+  fi
+  printf 'pulumi-bdr-guard-token=%s\n' "$t"
+}
+# guard_ensure FILE TOKEN FN: runs FN (starts what is down), then stores TOKEN in FILE.
+guard_ensure() {
+  local file=$1 token=$2 fn=$3 rc=0
+  [[ "$token" =~ ^[A-Za-z0-9]{1,32}$ ]] || { log "guard token must be 1-32 letters or digits, got '$token'"; exit 1; }
+  ("$fn") || rc=$?
+  [ "$rc" -eq 0 ] || exit "$rc"
+  printf '%s\n' "$token" | safe_write "$file" 0600 || true
 }
 # ==== lib/sh/node-config.sh ====
 # shellcheck shell=bash

@@ -28,9 +28,11 @@ ADMIN_USER=bdr
 HAPROXY_BIN=haproxy
 PGBOUNCER_BIN=pgbouncer
 WAIT_SECONDS=30
+GUARD_TOKEN=0
 # <lib/sh/proxy.sh>
+# <lib/sh/guard.sh>
 # ---- pulumi-bdr: proxy guard ensure (HAProxy + PgBouncer) ----
-proxy_ensure
+guard_ensure "$BASE"/guard.token "$GUARD_TOKEN" proxy_ensure
 ;;
 update)
 #!/bin/bash
@@ -61,8 +63,9 @@ HAPROXY_BIN=haproxy
 PGBOUNCER_BIN=pgbouncer
 WAIT_SECONDS=30
 # <lib/sh/proxy.sh>
+# <lib/sh/guard.sh>
 # ---- pulumi-bdr: proxy guard probe (HAProxy + PgBouncer) ----
-proxy_probe
+guard_probe "$BASE"/guard.token proxy_probe
 ;;
 *) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
 esac; exit "$?"

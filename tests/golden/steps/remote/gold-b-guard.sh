@@ -28,8 +28,10 @@ PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
 # <lib/sh/common.sh>
 # <lib/sh/pglogical-watch.sh>
 '
+GUARD_TOKEN=0
 # <lib/sh/node-server.sh>
 # <lib/sh/watch-ctl.sh>
+# <lib/sh/guard.sh>
 node_after_restart() {
 # pglogical: after this server restarted, restart the peers' apply workers for its subscriptions
 log 'pglogical: waking the peers'\'' subscriptions from b'
@@ -85,7 +87,7 @@ while :; do
   sleep 0.5
 done
 }
-server_ensure
+guard_ensure "$PG_RUN"/guard.token "$GUARD_TOKEN" server_ensure
 ;;
 update)
 #!/bin/bash
@@ -106,7 +108,8 @@ N_MAJOR=15
 N_WATCHER=1
 # <lib/sh/node-server.sh>
 # <lib/sh/watch-ctl.sh>
-server_probe
+# <lib/sh/guard.sh>
+guard_probe "$PG_RUN"/guard.token server_probe
 ;;
 *) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
 esac; exit "$?"
