@@ -8,8 +8,10 @@
  *   peer's forget (the runner's bash, `docker exec`, or OpenSSH with the key from a secret
  *   environment variable) and runs the bundle's `probe` operation there (lib/sh/guard.sh
  *   `guard_probe`): it prints the token the host stored after the last successful ensure while
- *   every watched process runs, the next number when one is down, `unreachable` when the host
- *   cannot be asked.
+ *   every watched process runs, the next number when one is down, a fresh `u<nanoseconds>` each
+ *   time the host cannot be asked (never equal to a stored token: the first probe of a container
+ *   that does not exist yet reports one, which its ensure then stores, and a later probe of the
+ *   stopped container must still differ).
  * - The guard step's ensure script holds the token as a value; a different token is a different
  *   script, so the preview shows the guard updating and the `up` runs the ensure (start whatever is
  *   down, then store the token on the host). The next probe agrees with the state again: a healthy
@@ -25,8 +27,14 @@ import { shippedScript } from "../render/shell";
 import { renderBundle } from "./bundle";
 import { forgetPeersStdin, type PeerTransport } from "./commands";
 
-/** The token a probe reports when it cannot reach the host. */
+/**
+ * The token when the probe's output holds none (the runner script itself failed); the runner
+ * script reports a host it cannot ask as a fresh `u<nanoseconds>` instead.
+ */
 export const GUARD_UNREACHABLE = "unreachable";
+
+/** A token the runner script gives a host it cannot ask. */
+export const UNREACHABLE_TOKEN = /^u\d{10,25}$/;
 
 /**
  * The runner-side script of a probe (lib/sh/ssh-run.sh, forget-peers.sh's transports,

@@ -9,7 +9,13 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { GUARD_UNREACHABLE, guardProbeScript, guardProbeStdin, parseGuardToken } from "../../lib/hosts/probe";
+import {
+  GUARD_UNREACHABLE,
+  UNREACHABLE_TOKEN,
+  guardProbeScript,
+  guardProbeStdin,
+  parseGuardToken,
+} from "../../lib/hosts/probe";
 import { shellAssign, shippedScript } from "../../lib/render/shell";
 
 function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
@@ -106,11 +112,15 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
     assert.ok(!fs.existsSync(tokenFile));
   });
 
-  it("a host that cannot be asked reports unreachable (a docker container that does not exist)", async () => {
-    const t = await probe(
-      pulumi.output(["docker", "unix:///nonexistent/docker.sock", "pbdr-no-such-container"]),
-    );
-    assert.strictEqual(t, GUARD_UNREACHABLE);
+  it("a host that cannot be asked reports a fresh word each time (a docker container that does not exist)", async () => {
+    const where = pulumi.output(["docker", "unix:///nonexistent/docker.sock", "pbdr-no-such-container"]);
+    const t = await probe(where);
+    assert.match(t, UNREACHABLE_TOKEN);
+    // Never the same twice: a stored one (the first probe's, before the container existed) is not
+    // reported again while the host cannot be asked (a stopped container), so the guard changes.
+    assert.notStrictEqual(await probe(where), t);
+    assert.strictEqual(ensure(t).status, 0);
+    assert.strictEqual(await probe(), t, "once stored, the healthy host reports it");
     assert.strictEqual(parseGuardToken("garbage\n"), "garbage");
     assert.strictEqual(parseGuardToken("two words\n"), GUARD_UNREACHABLE);
     assert.strictEqual(parseGuardToken(""), GUARD_UNREACHABLE);

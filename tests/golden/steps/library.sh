@@ -194,8 +194,11 @@ forget_on_peers() {
 # stdin: one data line in forget-peers.sh's format without ARGS (`local NAME`, `remote NAME HOST
 # PORT USER KEYVAR SUDO` or `docker NAME DAEMON CONTAINER`), the line `--end-of-peers--`, then
 # the bundle (lib/hosts/bundle.ts) whose `probe` operation runs on the host.
-# stdout: the token, or `unreachable` when the host could not be asked (no SSH connection, no
-# running container, no answer). The host's messages are dropped. Always exits 0.
+# stdout: the token, or, when the host could not be asked (no SSH connection, no running
+# container, no answer), a fresh word `u<nanoseconds>` each time: it never equals a stored token,
+# so the guard shows a change for as long as the host cannot be asked, and the ensure that runs
+# once it can (a container recreated by `up --refresh`) stores that word. The host's messages are
+# dropped. Always exits 0.
 # Needs ssh-run.sh and forget-peers.sh (sourced before it).
 set -uo pipefail
 
@@ -213,7 +216,7 @@ guard_probe_on_host() {
   IFS=$'\t' read -r -a fields <<<"$line"
   out=$(run_on_peer probe "$bundle" "${fields[@]}" 2>/dev/null </dev/null) || true
   token=$(printf '%s\n' "$out" | sed -n 's/^pulumi-bdr-guard-token=\([A-Za-z0-9]\{1,32\}\)$/\1/p' | tail -n 1)
-  printf '%s\n' "${token:-unreachable}"
+  printf '%s\n' "${token:-u$(date +%s%N)}"
   exit 0
 }
 # ==== lib/sh/guard.sh ====
