@@ -420,10 +420,12 @@ describe("e2e security: secrets, pg_hba, sockets and bad input (real pulumi up)"
       (x) => x.urn.endsWith(`::${CLUSTER}-scram-salt`),
     );
     assert.ok(saltRes, "a <cluster>-scram-salt resource in state");
+    // A command resource whose stdout (the salt) is an additional secret output.
     assert.ok(
-      saltRes.outputs?.salt?.ciphertext,
+      saltRes.outputs?.stdout?.ciphertext,
       `the salt is a secret in state: ${JSON.stringify(saltRes.outputs)}`,
     );
+    assert.ok(!JSON.stringify(state).includes(salt), "the salt in plain text in the state");
     log(
       `verifier salt ${salt.length} base64 chars, same on ${NODES.length} nodes and in userlist.txt; secret in state`,
     );
