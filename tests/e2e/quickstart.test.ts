@@ -18,6 +18,7 @@ import {
   countVia,
   loopbackConn,
   stateFilesText,
+  waitFor,
 } from "./harness";
 import { ROOT } from "./componentProgram";
 
@@ -123,6 +124,15 @@ describe("quick start: npm run up / npm run destroy (README)", function () {
 
     const viaBouncer = loopbackConn(PGBOUNCER_PORT, password);
     await query(viaBouncer, ddl("CREATE TABLE public.qs_items (id int PRIMARY KEY, note text)"));
+    // The DDL reaches the other nodes asynchronously (tens of ms): wait before writing on n3.
+    for (const n of NODES) {
+      await waitFor(
+        `public.qs_items on ${n}`,
+        async () => (await query(conn(n), "SELECT to_regclass('public.qs_items') AS t"))[0].t !== null,
+        30000,
+        50,
+      );
+    }
     await query(viaBouncer, "INSERT INTO public.qs_items VALUES (1, 'through PgBouncer')");
     await query(conn("n3"), "INSERT INTO public.qs_items VALUES (2, 'on n3')");
     await rowsEverywhere(countVia(conn), "public.qs_items", NODES, 2);
