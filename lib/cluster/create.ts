@@ -262,6 +262,7 @@ export function renderStep(
         proxy: plan.proxy!,
         installPackages: install,
         drainSql: engine.drainSql(ctx.waitTimeoutSeconds),
+        drainProgress: engine.drainProgressSql?.(),
         binDir: ctx.nodes[0].binDir,
       };
       const apply = proxyApplyScript(input);

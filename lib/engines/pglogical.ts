@@ -11,6 +11,7 @@ import { ClusterContext, NodePlan } from "../types";
 import { quoteLiteral, shellQuote } from "../render/quote";
 import { shippedScript } from "../render/shell";
 import {
+  DrainProgressSql,
   Engine,
   QualifiedName,
   SEQUENCE_STEP,
@@ -334,12 +335,65 @@ function forgetNodeSql(ctx: ClusterContext, node: NodePlan): string {
   ].join("\n");
 }
 
+/** Command the drain marker runs on every node (pglogical.queue keeps one row per drain). */
+export const DRAIN_MARKER_COMMAND = "SELECT 1 /* pulumi-bdr drain marker */";
+
+/**
+ * pglogical's {@link Engine.drainProgressSql}. The marker is a `replicate_ddl_command` of a no-op:
+ * a row in `pglogical.queue`, replicated through the `ddl_sql` set every subscription receives (a
+ * transactional logical message is not: pglogical applies no empty transaction, so a peer's origin
+ * would not move). The LSN is read inside the marker's transaction (one statement), so the marker's commit comes
+ * after it and every earlier commit before it. A peer has applied the source's changes up to it
+ * once the replication origin of each enabled subscription from the source (pglogical names the
+ * origin after the subscription's slot) reports a `remote_lsn` at or after it.
+ */
+export function pglogicalDrainProgress(): DrainProgressSql {
+  // One statement, one transaction: the function scan queues the marker before the target list
+  // reads the insert position.
+  const mark = dedent`
+    SELECT pg_catalog.pg_current_wal_insert_lsn()
+      FROM pglogical.replicate_ddl_command(${lit(DRAIN_MARKER_COMMAND)}, '{ddl_sql}') AS marker;
+  `;
+  const applied = [
+    doBlock(
+      dedent`
+        DECLARE
+          source text := pg_catalog.current_setting('pulumi_bdr.drain_source');
+          target pg_lsn := pg_catalog.current_setting('pulumi_bdr.drain_lsn')::pg_lsn;
+          seconds int := pg_catalog.current_setting('pulumi_bdr.drain_seconds')::int;
+          deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+          behind text;
+        BEGIN
+          LOOP
+            SELECT string_agg(s.sub_name || ' at ' || coalesce(o.remote_lsn::text, 'nothing'), ', ') INTO behind
+              FROM pglogical.subscription s
+              JOIN pglogical.node n ON n.node_id = s.sub_origin
+              LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+             WHERE n.node_name = source AND s.sub_enabled
+               AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+            EXIT WHEN behind IS NULL;
+            IF pg_catalog.clock_timestamp() > deadline THEN
+              RAISE EXCEPTION 'changes of % up to % not applied within % s (%)', source, target, seconds, behind;
+            END IF;
+            PERFORM pg_catalog.pg_sleep(0.005);
+          END LOOP;
+        END
+      `,
+    ),
+  ].join("\n");
+  return { mark, applied };
+}
+
 function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
   const t = ctx.waitTimeoutSeconds;
   const fallback = [...ctx.nodes].filter((n) => n.name !== node.name).sort((a, b) => a.index - b.index);
   const leaving = lit(node.name);
+  const drain = pglogicalDrainProgress();
   return [
     "# pglogical: a node leaves the group",
+    `DRAIN_MARK_SQL=${shellQuote(drain.mark)}`,
+    `DRAIN_APPLIED_SQL=${shellQuote(drain.applied)}`,
+    shippedScript("drain.sh").replace(/\n$/, ""),
     logLine(`pglogical: parting node ${node.name}`),
     "peer_names=()",
     "peer_dsns=()",
@@ -354,25 +408,7 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "  )",
     "fi",
     'if [ "$has_node" = 1 ]; then',
-    "  # 1. Let the peers confirm what this node committed (best effort: a dead peer must not block",
-    "  #    the removal; its subscription from this node is dropped below anyway).",
-    indent(
-      [
-        `if ! ${local(
-          dedent`
-            ${statementTimeout(t)}
-            SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
-             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
-                            WHERE slot_type = 'logical' AND database = current_database());
-          `,
-        )}`,
-        "then",
-        `  ${logLine(`pglogical: WARNING: peers did not confirm all changes of ${node.name} within ${t}s; parting anyway`)}`,
-        "fi",
-      ].join("\n"),
-      2,
-    ),
-    "  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:",
+    "  # 1. Peers from the catalog (every node this one subscribes to), before dropping anything:",
     "  #    dropping a node's last subscription also drops its node record.",
     `  catalog_peers=$(${local(
       dedent`
@@ -384,7 +420,7 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     )}`,
     "  )",
     '  while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"',
-    "  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).",
+    "  # 2. Drop this node's subscriptions (each also drops its slot on the provider when it can).",
     indent(
       local(
         dedent`
@@ -399,6 +435,16 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "fi",
     "# Peers from the plan, in case the catalog is gone already (it may be stale: best effort).",
     ...fallback.map((n) => `add_peer ${shellQuote(n.name)} ${shellQuote(n.dsn)}`),
+    'if [ "$has_node" = 1 ]; then',
+    "  # 3. Let every peer apply what this node committed (drain.sh: a marker, then each peer's",
+    "  #    replication origin; best effort: an unreachable peer must not block the removal, its",
+    "  #    subscription from this node is dropped below anyway).",
+    "  drain_args=()",
+    '  for i in "${!peer_names[@]}"; do drain_args+=("${peer_names[$i]}" "${peer_dsns[$i]}"); done',
+    `  if ! drain_to ${t} ${shellQuote(node.name)} "" "\${drain_args[@]}"; then`,
+    `    ${logLine(`pglogical: WARNING: peers did not apply all changes of ${node.name} within ${t}s; parting anyway`)}`,
+    "  fi",
+    "fi",
     "# 4. On every peer: drop its subscriptions from this node, this node's record, and any slot",
     "#    still kept there for this node's subscription.",
     "#    All peers in parallel: each drop waits for the peer's apply worker to exit.",
@@ -615,6 +661,10 @@ export const pglogicalEngine: Engine = {
                       WHERE slot_type = 'logical' AND database = current_database());
       RESET statement_timeout;
     `;
+  },
+
+  drainProgressSql(): DrainProgressSql {
+    return pglogicalDrainProgress();
   },
 
   ddlSql(statement: string): string {

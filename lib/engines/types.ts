@@ -55,6 +55,14 @@ export interface SequenceOptions {
   base?: number;
 }
 
+/** The two SQL texts of {@link Engine.drainProgressSql}. */
+export interface DrainProgressSql {
+  /** Runs on the source node; prints one LSN (its last output line). */
+  mark: string;
+  /** Runs on a peer with the settings `pulumi_bdr.drain_source` and `pulumi_bdr.drain_lsn` set. */
+  applied: string;
+}
+
 /**
  * One replication engine. All methods are pure: they render text and never touch a host.
  *
@@ -151,6 +159,18 @@ export interface Engine {
    * "canceling statement due to statement timeout" otherwise.
    */
   drainSql(timeoutSeconds: number): string;
+
+  /**
+   * Optional faster drain for callers that can reach the peers (lib/sh/drain.sh `drain_to`):
+   * `mark` runs on the source node, commits a marker that replicates to every peer and prints one
+   * LSN at or after the commit of everything the node committed before; `applied` runs on a peer
+   * after the settings `pulumi_bdr.drain_source` (the source's node name), `pulumi_bdr.drain_lsn`
+   * and `pulumi_bdr.drain_seconds` are set, and returns once that peer has applied the source's
+   * changes up to the LSN (failing after the seconds). It reads what the peer applied (its
+   * replication origin), not the flush feedback `drainSql` waits for, which an idle peer sends
+   * seconds late. Engines without it are drained with `drainSql`.
+   */
+  drainProgressSql?(): DrainProgressSql;
 
   /**
    * SQL that applies one DDL statement on every node (`replicate_ddl_command`), the statement

@@ -14,6 +14,7 @@ import { checkPackages } from "../hosts/nodeScripts";
 import { HAPROXY_BACKEND, renderHaproxyCfg } from "../render/haproxy";
 import { renderPgbouncerIni, userlistField } from "../render/pgbouncer";
 import { ClusterContext, ProxyPlan } from "../types";
+import type { DrainProgressSql } from "../engines/types";
 
 /** Where the proxy keeps its files, all under `proxy.baseDir` (mode 0700, owned by `proxy.osUser`). */
 export interface ProxyPaths {
@@ -88,6 +89,12 @@ export function proxyShellContext(
 }
 
 /**
+ * Upper bound (seconds) of the drain a pause switchover runs while PgBouncer holds the clients
+ * (capped by `waitTimeoutSeconds`); past it, clients resume and the full drain follows.
+ */
+export const PAUSE_DRAIN_SECONDS = 5;
+
+/**
  * Input of {@link proxyApplyScript} and {@link proxyDestroyScript}: plain resolved values.
  */
 export interface ProxyScriptInput {
@@ -105,6 +112,12 @@ export interface ProxyScriptInput {
    * Required by the apply script, unused by the destroy script.
    */
   drainSql?: string;
+  /**
+   * The engine's faster drain (its `drainProgressSql`), when it has one: the switchover and the
+   * hand-off then mark the old node and wait until every other node has applied its changes
+   * (lib/sh/drain.sh), instead of running `drainSql`. Default: none (`drainSql`).
+   */
+  drainProgress?: DrainProgressSql;
   /** Directory of `psql` on the proxy host (`/usr/lib/postgresql/<major>/bin`). */
   binDir: string;
   /**
@@ -264,6 +277,7 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
       shellAssign("NEW_WRITE", proxy.writeNode),
       shellAssign("SWITCHOVER_METHOD", proxy.switchoverMethod),
       shellAssign("DRAIN_TIMEOUT", drainTimeout),
+      shellAssign("PAUSE_DRAIN_SECONDS", Math.min(PAUSE_DRAIN_SECONDS, drainTimeout)),
       shellArray(
         "P_NODE_NAMES",
         nodes.map((n) => n.name),
@@ -273,13 +287,15 @@ export function proxyApplyScript(input: ProxyScriptInput): string {
         nodes.map((n) => n.dsn),
       ),
       shellAssign("P_DRAIN_SQL", drainSql),
+      shellAssign("DRAIN_MARK_SQL", input.drainProgress?.mark ?? ""),
+      shellAssign("DRAIN_APPLIED_SQL", input.drainProgress?.applied ?? ""),
       shellArray("P_PACKAGES", packages),
       shellAssign("P_USERLIST_USER", userlistField(ctx.replicationUser)),
       shellAssign("P_PGPASS_USER", pgpassField(ctx.replicationUser)),
       shellText("P_PGB_INI_TEXT", configs.pgbouncerIni),
       shellText("P_HA_CFG_TEXT", configs.haproxyCfg),
     ],
-    ["proxy.sh"],
+    ["drain.sh", "proxy.sh"],
     ["# ---- pulumi-bdr: proxy apply (HAProxy + PgBouncer) ----", "proxy_apply"],
   );
 }
@@ -293,7 +309,7 @@ export function proxyDestroyScript(input: ProxyScriptInput): string {
   return stepScript(
     proxyContext(input),
     commonVars(input),
-    ["proxy.sh"],
+    ["drain.sh", "proxy.sh"],
     ["# ---- pulumi-bdr: proxy destroy (HAProxy + PgBouncer) ----", "proxy_destroy"],
   );
 }
@@ -315,7 +331,7 @@ export function proxyHandoffScript(
   return stepScript(
     proxyContext(input),
     commonVars(input),
-    ["proxy.sh"],
+    ["drain.sh", "proxy.sh"],
     ["# ---- pulumi-bdr: proxy hand-off around a node's restart ----", 'proxy_handoff "$@"'],
   );
 }

@@ -16,6 +16,9 @@
 #   NEW_WRITE  SWITCHOVER_METHOD (reconnect | pause)  DRAIN_TIMEOUT (seconds)
 #   P_NODE_NAMES P_NODE_DSNS  arrays: the cluster's nodes and their DSNs (for the drain)
 #   P_DRAIN_SQL         the engine's drain SQL, run on the old write node (its own timeout)
+#   DRAIN_MARK_SQL DRAIN_APPLIED_SQL  the engine's faster drain (lib/sh/drain.sh), empty when it
+#                       has none: the drain then marks the old node and waits on every other node
+#   PAUSE_DRAIN_SECONDS bound of the drain inside a pause switchover (then RESUME and the full drain)
 #   P_PACKAGES          array: Debian packages to install when missing (empty: none)
 #   P_USERLIST_USER     the replication user as an auth-file field ("name")
 #   P_PGPASS_USER       the replication user as a .pgpass field (\ and : escaped)
@@ -26,7 +29,8 @@
 # Entry points: proxy_apply, proxy_destroy, proxy_probe (exit 0 when both daemons run, changes
 # nothing), proxy_ensure (starts whichever is down from the files on disk; needs no secret),
 # proxy_handoff away|back NODE (a node's config step, around its restart; common values only: it
-# reads the node list and the drain SQL that proxy_apply left in $BASE/nodes.tsv and drain.sql).
+# reads the node list and the drain SQL that proxy_apply left in $BASE/nodes.tsv, drain.sql,
+# drain-mark.sql, drain-applied.sql and drain.seconds).
 
 # a switchover in progress is recorded so that a re-run after a failed drain drains again
 PENDING=""
@@ -135,17 +139,26 @@ pgb_reconnect() {
     pgb_admin "$WAIT_SECONDS" RECONNECT || log "PgBouncer RECONNECT failed (pooled connections move at their next reconnect)"
   fi
 }
-# drain_old NAME STATUS: wait until the old write node's changes have replicated
+# drain_old NAME STATUS [SECONDS]: wait until the old write node's changes have replicated: with the
+# engine's faster drain, until every other node applied them (drain_to, bounded by SECONDS, default
+# DRAIN_TIMEOUT; a node that cannot be reached is logged and skipped), else the engine's drain SQL
+# on the old node. Status 1 when the wait failed or timed out.
 drain_old() {
-  local dsn
+  local dsn secs=${3:-$DRAIN_TIMEOUT} i rc=0 args=()
   if ! dsn=$(node_dsn "$1"); then log "old write node $1 is no longer in the cluster: nothing to drain"; return 0; fi
   case "$2" in
     DOWN*) log "old write node $1 is DOWN: its unreplicated changes cannot be drained"; return 0 ;;
   esac
-  log "waiting up to ${DRAIN_TIMEOUT}s for the changes of $1 to replicate"
-  local rc=0
-  printf '%s' "$P_DRAIN_SQL" | sql_peer "$dsn" >/dev/null || rc=$?
-  # psql exits with 2 when it cannot connect (or loses the connection)
+  log "waiting up to ${secs}s for the changes of $1 to replicate"
+  if [ -n "$DRAIN_MARK_SQL" ] && [ -n "$DRAIN_APPLIED_SQL" ]; then
+    for i in "${!P_NODE_NAMES[@]}"; do
+      if [ "${P_NODE_NAMES[$i]}" != "$1" ]; then args+=("${P_NODE_NAMES[$i]}" "${P_NODE_DSNS[$i]}"); fi
+    done
+    drain_to "$secs" "$1" "$dsn" "${args[@]}" || rc=$?
+  else
+    printf '%s' "$P_DRAIN_SQL" | sql_peer "$dsn" >/dev/null || rc=$?
+  fi
+  # psql (and drain_to) exit with 2 when the old node cannot be reached
   if [ "$rc" = 2 ]; then log "old write node $1 is unreachable: its unreplicated changes cannot be drained now"; return 0; fi
   if [ "$rc" != 0 ]; then
     log "drain of $1 failed or timed out: traffic is on $NEW_WRITE, $1 stays in maintenance; re-run to retry"
@@ -214,13 +227,17 @@ switchover_pause() {
   for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
   ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
   printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
-  # Clients resume as soon as HAProxy sends new connections to the new node; the drain follows (as
-  # with reconnect): holding the pause across it stalled every client for ~1.1 s (BENCHMARKS.md).
+  # The drain runs inside the pause, so no client writes on the new node before it holds every
+  # change of the old one (no conflict between a late change and a newer one). With the engine's
+  # faster drain this takes milliseconds; it is bounded by PAUSE_DRAIN_SECONDS, after which
+  # clients resume and the full drain follows, as with reconnect.
+  local drained=0
+  if [ "$PAUSED" = 1 ] && drain_old "$old" "$old_status" "$PAUSE_DRAIN_SECONDS"; then drained=1; fi
   if [ -n "$(status_of "$servers" "$NEW_WRITE")" ]; then
     # The running HAProxy has the new node: with every other server disabled, it takes the traffic.
     resume_if_paused
     trap - EXIT
-    drain_old "$old" "$old_status"
+    if [ "$drained" = 0 ]; then drain_old "$old" "$old_status"; fi
     install_cfg
     ha_reload
   else
@@ -229,7 +246,7 @@ switchover_pause() {
     resume_if_paused
     trap - EXIT
     ha_reload_finish
-    drain_old "$old" "$old_status"
+    if [ "$drained" = 0 ]; then drain_old "$old" "$old_status"; fi
   fi
   rm -f "$PENDING"
 }
@@ -296,6 +313,9 @@ proxy_write_files() {
   for i in "${!P_NODE_NAMES[@]}"; do printf '%s\t%s\n' "${P_NODE_NAMES[$i]}" "${P_NODE_DSNS[$i]}"; done |
     put_file "$BASE/nodes.tsv" 0600 || true
   printf '%s' "$P_DRAIN_SQL" | put_file "$BASE/drain.sql" 0600 || true
+  printf '%s' "$DRAIN_MARK_SQL" | put_file "$BASE/drain-mark.sql" 0600 || true
+  printf '%s' "$DRAIN_APPLIED_SQL" | put_file "$BASE/drain-applied.sql" 0600 || true
+  printf '%s\n' "$DRAIN_TIMEOUT" | put_file "$BASE/drain.seconds" 0600 || true
   if ! "$HAPROXY_BIN" -c -q -f "$HA_CFG.new" >&2; then log "haproxy -c rejected the rendered configuration $HA_CFG.new"; exit 1; fi
 }
 
@@ -464,18 +484,25 @@ proxy_handoff() {
 # timeout) until INTERIM's changes have replicated. Never fails the hand-off: a missing file, an
 # unknown or unreachable node, a failed or timed-out wait is logged.
 handoff_drain() {
-  local node=$1 interim=$2 name d dsn="" rc=0
+  local node=$1 interim=$2 name d dsn="" rc=0 secs args=()
   if [ -z "$interim" ] || [ "$interim" = "$node" ]; then return 0; fi
   if [ ! -s "$BASE/nodes.tsv" ] || [ ! -s "$BASE/drain.sql" ]; then
     log "hand-off: no node list or drain SQL in $BASE (written by the proxy step): $interim is not drained"; return 0
   fi
   while IFS=$'\t' read -r name d; do
-    if [ "$name" = "$interim" ]; then dsn=$d; fi
+    if [ "$name" = "$interim" ]; then dsn=$d; else args+=("$name" "$d"); fi
   done < "$BASE/nodes.tsv"
   if [ -z "$dsn" ]; then log "hand-off: $interim is not in $BASE/nodes.tsv: not drained"; return 0; fi
   log "hand-off: waiting for the changes written on $interim to replicate before writes return to $node"
-  sql_peer "$dsn" < "$BASE/drain.sql" >/dev/null || rc=$?
-  if [ "$rc" != 0 ]; then log "hand-off: the drain of $interim failed (psql exit $rc): writes return to $node anyway"; fi
+  secs=$(cat "$BASE/drain.seconds" 2>/dev/null || true)
+  if [ -s "$BASE/drain-mark.sql" ] && [ -s "$BASE/drain-applied.sql" ] && [[ "$secs" =~ ^[1-9][0-9]*$ ]]; then
+    DRAIN_MARK_SQL=$(cat "$BASE/drain-mark.sql")
+    DRAIN_APPLIED_SQL=$(cat "$BASE/drain-applied.sql")
+    drain_to "$secs" "$interim" "$dsn" "${args[@]}" || rc=$?
+  else
+    sql_peer "$dsn" < "$BASE/drain.sql" >/dev/null || rc=$?
+  fi
+  if [ "$rc" != 0 ]; then log "hand-off: the drain of $interim failed (exit $rc): writes return to $node anyway"; fi
 }
 # ha_server_up NODE: HAProxy reports the server UP
 ha_server_up() { case "$(status_of "$(ha_servers)" "$1")" in UP*) return 0 ;; *) return 1 ;; esac; }

@@ -9,6 +9,8 @@
 import * as assert from "assert";
 import { getEngine, pglogicalSubscriptionName } from "../../lib/engines";
 import { NodePlan } from "../../lib/types";
+import { shellQuote } from "../../lib/render/quote";
+import { shippedScript } from "../../lib/render/shell";
 import { waitFor } from "./proc";
 import { StepCluster } from "./stepCluster";
 
@@ -203,6 +205,70 @@ describe("pglogical engine on real servers", function () {
     for (const n of [n0, n2]) {
       assert.strictEqual(await h.sql(n, `SELECT v FROM ${TABLE} WHERE id = ${k};`), "drain", n.name);
     }
+  });
+
+  /** A script that runs lib/sh/drain.sh's drain_to on `source` toward `targets`. */
+  function drainScript(seconds: number, sourceName: string, targets: NodePlan[]): string {
+    const d = engine.drainProgressSql!();
+    return [
+      `DRAIN_MARK_SQL=${shellQuote(d.mark)}`,
+      `DRAIN_APPLIED_SQL=${shellQuote(d.applied)}`,
+      shippedScript("drain.sh"),
+      `drain_to ${seconds} ${shellQuote(sourceName)} "" ${targets.map((t) => `${shellQuote(t.name)} ${shellQuote(t.dsn)}`).join(" ")}`,
+      'echo "DRAIN_MS=$DRAIN_MS"',
+    ].join("\n");
+  }
+
+  it("drainProgressSql (drain.sh drain_to) returns once every peer applied a write burst, and fails on time", async () => {
+    const [n0, n1, n2] = ["node0", "node1", "node2"].map((n) => h.node(n));
+    const first = nextKey;
+    const burst = 300;
+    nextKey += burst;
+    // 300 transactions, one row each, then at once the drain: every row must be on every peer when it returns.
+    const inserts = Array.from(
+      { length: burst },
+      (_, i) => `INSERT INTO ${TABLE} (id, origin, v) VALUES (${first + i}, 'node1', 'burst');`,
+    ).join("\n");
+    await h.sql(n1, inserts);
+    const r = await h.runScriptOk(n1, drainScript(30, "node1", [n0, n2]), "drain");
+    timings["drain_to after a 300-transaction burst (script)"] = r.durationMs;
+    const ms = Number(/DRAIN_MS=(\d+)/.exec(r.stdout)?.[1]);
+    assert.ok(Number.isFinite(ms), r.stdout);
+    timings["drain_to after a 300-transaction burst (DRAIN_MS)"] = ms;
+    for (const n of [n0, n2]) {
+      const got = await h.sql(
+        n,
+        `SELECT count(*) FROM ${TABLE} WHERE id >= ${first} AND id < ${first + burst};`,
+      );
+      assert.strictEqual(got, String(burst), `${n.name} returned from the drain without every row`);
+    }
+    // The same burst, waited for with drainSql (wait_slot_confirm_lsn): for the timings only.
+    const second = nextKey;
+    nextKey += burst;
+    await h.sql(
+      n1,
+      inserts.replace(/VALUES \((\d+)/g, (_m, k: string) => `VALUES (${Number(k) - first + second}`),
+    );
+    const t0 = Date.now();
+    await h.sql(n1, engine.drainSql(60));
+    timings["drainSql after a 300-transaction burst"] = Date.now() - t0;
+    // An LSN no peer reaches: the wait fails after its bound, naming the source and the subscription.
+    await assert.rejects(
+      h.sql(
+        n0,
+        [
+          "SELECT pg_catalog.set_config('pulumi_bdr.drain_source', 'node1', false),",
+          "  pg_catalog.set_config('pulumi_bdr.drain_lsn', 'FFFFFFF/0', false),",
+          "  pg_catalog.set_config('pulumi_bdr.drain_seconds', '1', false);",
+          engine.drainProgressSql!().applied,
+        ].join("\n"),
+      ),
+      /changes of node1 up to FFFFFFF\/0 not applied within 1 s \(sub_node1_node0 at /,
+    );
+    // A source name that is not a node (quotes and all) waits for nothing: psql variables quote it.
+    const odd = await h.runScriptOk(n1, drainScript(5, "x'; DROP TABLE public.items; --", [n0]), "drain-odd");
+    assert.match(odd.stdout, /DRAIN_MS=\d+/);
+    assert.strictEqual(await h.sql(n0, `SELECT count(*) > 0 FROM ${TABLE};`), "t");
   });
 
   it("afterRestartScript gets the peers replicating from a restarted node again", async () => {

@@ -115,6 +115,12 @@ function artifacts(
     ...(e.forgetNodeSql ? { "forget-node2.sql": e.forgetNodeSql(ctx, n2) + "\n" } : {}),
     ...(e.afterRestartScript ? { "after-restart-node1.sh": e.afterRestartScript(ctx, n1) } : {}),
     "drain.sql": e.drainSql(30) + "\n",
+    ...(e.drainProgressSql
+      ? {
+          "drain-mark.sql": e.drainProgressSql().mark + "\n",
+          "drain-applied.sql": e.drainProgressSql().applied + "\n",
+        }
+      : {}),
     "ddl.sql": e.ddlSql(ddl) + "\n",
   };
   if (e.sequenceStrategy(ctx).perNode) {

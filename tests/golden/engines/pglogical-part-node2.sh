@@ -1,4 +1,102 @@
 # pglogical: a node leaves the group
+DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
+  FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
+DRAIN_APPLIED_SQL='DO $pb$
+DECLARE
+  source text := pg_catalog.current_setting('\''pulumi_bdr.drain_source'\'');
+  target pg_lsn := pg_catalog.current_setting('\''pulumi_bdr.drain_lsn'\'')::pg_lsn;
+  seconds int := pg_catalog.current_setting('\''pulumi_bdr.drain_seconds'\'')::int;
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+  behind text;
+BEGIN
+  LOOP
+    SELECT string_agg(s.sub_name || '\'' at '\'' || coalesce(o.remote_lsn::text, '\''nothing'\''), '\'', '\'') INTO behind
+      FROM pglogical.subscription s
+      JOIN pglogical.node n ON n.node_id = s.sub_origin
+      LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+     WHERE n.node_name = source AND s.sub_enabled
+       AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+    EXIT WHEN behind IS NULL;
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '\''changes of % up to % not applied within % s (%)'\'', source, target, seconds, behind;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.005);
+  END LOOP;
+END
+$pb$;'
+# shellcheck shell=bash
+# pulumi-bdr drain: waits until peers have applied what one node committed. Sourced after
+# common.sh; functions only. Used by the proxy (switchover, hand-off) and by the pglogical part.
+#
+# Values:
+#   DRAIN_MARK_SQL     the engine's SQL run on the source node: commits a replicated marker and
+#                      prints one LSN, at or after the commit of every transaction the node
+#                      committed before (lib/engines/types.ts drainProgressSql)
+#   DRAIN_APPLIED_SQL  the engine's SQL run on a target node once the settings
+#                      pulumi_bdr.drain_source (the source's node name), pulumi_bdr.drain_lsn and
+#                      pulumi_bdr.drain_seconds are set: returns once the target has applied the
+#                      source's changes up to that LSN, fails when that takes longer than the seconds
+#
+# Why not the engine's wait_slot_confirm_lsn: it waits for the peers' *flush feedback*, which an
+# idle apply worker sends late (7-18 s after a write burst, BENCHMARKS.md); the peers' replication
+# origins show what they have applied the moment they commit it (a few ms here).
+#
+# drain_to SECONDS SOURCE SOURCE_DSN [TARGET TARGET_DSN]...: SOURCE_DSN "" is this host's own
+# server (sql_local). All targets are asked in parallel, each bounded by SECONDS (a whole number). Status: 0 when every reachable target applied
+# the changes; 1 when a target failed or timed out; 2 when the source is unreachable (nothing
+# marked). DRAIN_UNREACHED and DRAIN_FAILED list the targets that could not be asked (psql exit
+# 2: connection) or that failed; DRAIN_MS is the time the wait took.
+DRAIN_UNREACHED=()
+DRAIN_FAILED=()
+DRAIN_MS=0
+drain_now_ms() { date +%s%3N; }
+drain_to() {
+  local secs=$1 source=$2 source_dsn=$3 lsn rc=0 start i mark
+  shift 3
+  [[ "$secs" =~ ^[1-9][0-9]{0,5}$ ]] || { log "drain_to: SECONDS must be a positive whole number, got '$secs'"; return 1; }
+  local names=() dsns=() pids=()
+  while [ "$#" -ge 2 ]; do names+=("$1"); dsns+=("$2"); shift 2; done
+  DRAIN_UNREACHED=()
+  DRAIN_FAILED=()
+  DRAIN_MS=0
+  start=$(drain_now_ms)
+  mark=$(printf "SET statement_timeout = '%ss';\n%s\n" "$secs" "$DRAIN_MARK_SQL")
+  if [ -z "$source_dsn" ]; then
+    lsn=$(printf '%s\n' "$mark" | sql_local "$PG_DB") || rc=$?
+  else
+    lsn=$(printf '%s\n' "$mark" | sql_peer "$source_dsn") || rc=$?
+  fi
+  if [ "$rc" = 2 ]; then log "drain: $source is unreachable: nothing marked"; return 2; fi
+  if [ "$rc" != 0 ]; then log "drain: the marker on $source failed (psql exit $rc)"; return 1; fi
+  lsn=$(printf '%s\n' "$lsn" | tail -n1)
+  if ! [[ "$lsn" =~ ^[0-9A-F]+/[0-9A-F]+$ ]]; then log "drain: the marker on $source printed no LSN: '$lsn'"; return 1; fi
+  for i in "${!names[@]}"; do
+    {
+      printf '%s\n' "SELECT pg_catalog.set_config('pulumi_bdr.drain_source', :'source', false)," \
+        "  pg_catalog.set_config('pulumi_bdr.drain_lsn', :'lsn', false)," \
+        "  pg_catalog.set_config('pulumi_bdr.drain_seconds', :'secs', false)," \
+        "  pg_catalog.set_config('statement_timeout', ((:'secs')::int + 5) || 's', false);"
+      printf '%s\n' "$DRAIN_APPLIED_SQL"
+    } | sql_peer "${dsns[$i]}" -v source="$source" -v lsn="$lsn" -v secs="$secs" >/dev/null &
+    pids+=("$!")
+  done
+  for i in "${!pids[@]}"; do
+    rc=0
+    wait "${pids[$i]}" || rc=$?
+    case $rc in
+    0) ;;
+    2) DRAIN_UNREACHED+=("${names[$i]}") ;;
+    *) DRAIN_FAILED+=("${names[$i]}") ;;
+    esac
+  done
+  DRAIN_MS=$(($(drain_now_ms) - start))
+  if [ "${#DRAIN_UNREACHED[@]}" -gt 0 ]; then log "drain: unreachable, not drained: ${DRAIN_UNREACHED[*]}"; fi
+  if [ "${#DRAIN_FAILED[@]}" -gt 0 ]; then
+    log "drain: ${DRAIN_FAILED[*]} did not apply the changes of $source up to $lsn"
+    return 1
+  fi
+  log "drain: ${#names[@]} peer(s) applied the changes of $source up to $lsn in ${DRAIN_MS} ms"
+}
 log 'pglogical: parting node node2'
 peer_names=()
 peer_dsns=()
@@ -15,18 +113,7 @@ SQL
   )
 fi
 if [ "$has_node" = 1 ]; then
-  # 1. Let the peers confirm what this node committed (best effort: a dead peer must not block
-  #    the removal; its subscription from this node is dropped below anyway).
-  if ! sql_local <<'SQL'
-SET statement_timeout = '300000ms';
-SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
- WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
-                WHERE slot_type = 'logical' AND database = current_database());
-SQL
-  then
-    log 'pglogical: WARNING: peers did not confirm all changes of node2 within 300s; parting anyway'
-  fi
-  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:
+  # 1. Peers from the catalog (every node this one subscribes to), before dropping anything:
   #    dropping a node's last subscription also drops its node record.
   catalog_peers=$(sql_local <<'SQL'
 SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
@@ -36,7 +123,7 @@ SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
 SQL
   )
   while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
-  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).
+  # 2. Drop this node's subscriptions (each also drops its slot on the provider when it can).
   sql_local <<'SQL'
 SET statement_timeout = '300000ms';
 -- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
@@ -47,6 +134,16 @@ fi
 # Peers from the plan, in case the catalog is gone already (it may be stale: best effort).
 add_peer node0 'host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
 add_peer node1 'host=10.0.0.12 port=5432 dbname=app user=bdr_repl'
+if [ "$has_node" = 1 ]; then
+  # 3. Let every peer apply what this node committed (drain.sh: a marker, then each peer's
+  #    replication origin; best effort: an unreachable peer must not block the removal, its
+  #    subscription from this node is dropped below anyway).
+  drain_args=()
+  for i in "${!peer_names[@]}"; do drain_args+=("${peer_names[$i]}" "${peer_dsns[$i]}"); done
+  if ! drain_to 300 node2 "" "${drain_args[@]}"; then
+    log 'pglogical: WARNING: peers did not apply all changes of node2 within 300s; parting anyway'
+  fi
+fi
 # 4. On every peer: drop its subscriptions from this node, this node's record, and any slot
 #    still kept there for this node's subscription.
 #    All peers in parallel: each drop waits for the peer's apply worker to exit.

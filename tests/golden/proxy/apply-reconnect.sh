@@ -28,11 +28,14 @@ WAIT_SECONDS=30
 NEW_WRITE=beta
 SWITCHOVER_METHOD=reconnect
 DRAIN_TIMEOUT=120
+PAUSE_DRAIN_SECONDS=5
 P_NODE_NAMES=(alpha beta gamma)
 P_NODE_DSNS=('host=10.0.0.11 port=5432 dbname=appdb user=bdr_repl' 'host=10.0.0.12 port=5432 dbname=appdb user=bdr_repl' 'host=10.0.0.13 port=5432 dbname=appdb user=bdr_repl')
 P_DRAIN_SQL='SET statement_timeout = '\''120s'\'';
 SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL);
 '
+DRAIN_MARK_SQL=''
+DRAIN_APPLIED_SQL=''
 P_PACKAGES=()
 P_USERLIST_USER='"bdr_repl"'
 P_PGPASS_USER=bdr_repl
@@ -89,6 +92,7 @@ backend bk_db
     server alpha 10.0.0.11:5432 backup check
     server gamma 10.0.0.13:5432 backup check
 '
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy apply (HAProxy + PgBouncer) ----
 proxy_apply

@@ -25,6 +25,7 @@ ADMIN_USER=bdr_repl
 HAPROXY_BIN=haproxy
 PGBOUNCER_BIN=pgbouncer
 WAIT_SECONDS=30
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy destroy (HAProxy + PgBouncer) ----
 proxy_destroy

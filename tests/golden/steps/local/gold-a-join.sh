@@ -113,6 +113,32 @@ PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
 # <lib/sh/common.sh>
 # pglogical: a node leaves the group
+DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
+  FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
+DRAIN_APPLIED_SQL='DO $pb$
+DECLARE
+  source text := pg_catalog.current_setting('\''pulumi_bdr.drain_source'\'');
+  target pg_lsn := pg_catalog.current_setting('\''pulumi_bdr.drain_lsn'\'')::pg_lsn;
+  seconds int := pg_catalog.current_setting('\''pulumi_bdr.drain_seconds'\'')::int;
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+  behind text;
+BEGIN
+  LOOP
+    SELECT string_agg(s.sub_name || '\'' at '\'' || coalesce(o.remote_lsn::text, '\''nothing'\''), '\'', '\'') INTO behind
+      FROM pglogical.subscription s
+      JOIN pglogical.node n ON n.node_id = s.sub_origin
+      LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+     WHERE n.node_name = source AND s.sub_enabled
+       AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+    EXIT WHEN behind IS NULL;
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '\''changes of % up to % not applied within % s (%)'\'', source, target, seconds, behind;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.005);
+  END LOOP;
+END
+$pb$;'
+# <lib/sh/drain.sh>
 log 'pglogical: parting node a'
 peer_names=()
 peer_dsns=()
@@ -129,18 +155,7 @@ SQL
   )
 fi
 if [ "$has_node" = 1 ]; then
-  # 1. Let the peers confirm what this node committed (best effort: a dead peer must not block
-  #    the removal; its subscription from this node is dropped below anyway).
-  if ! sql_local <<'SQL'
-SET statement_timeout = '300000ms';
-SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
- WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots
-                WHERE slot_type = 'logical' AND database = current_database());
-SQL
-  then
-    log 'pglogical: WARNING: peers did not confirm all changes of a within 300s; parting anyway'
-  fi
-  # 2. Peers from the catalog (every node this one subscribes to), before dropping anything:
+  # 1. Peers from the catalog (every node this one subscribes to), before dropping anything:
   #    dropping a node's last subscription also drops its node record.
   catalog_peers=$(sql_local <<'SQL'
 SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
@@ -150,7 +165,7 @@ SELECT DISTINCT ON (n.node_name) n.node_name || '|' || i.if_dsn
 SQL
   )
   while IFS="|" read -r pname pdsn; do [ -n "$pname" ] && add_peer "$pname" "$pdsn"; done <<< "$catalog_peers"
-  # 3. Drop this node's subscriptions (each also drops its slot on the provider when it can).
+  # 2. Drop this node's subscriptions (each also drops its slot on the provider when it can).
   sql_local <<'SQL'
 SET statement_timeout = '300000ms';
 -- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
@@ -160,6 +175,16 @@ SQL
 fi
 # Peers from the plan, in case the catalog is gone already (it may be stale: best effort).
 add_peer b 'host=127.0.0.1 port=15433 dbname=bdrdb user=bdr'
+if [ "$has_node" = 1 ]; then
+  # 3. Let every peer apply what this node committed (drain.sh: a marker, then each peer's
+  #    replication origin; best effort: an unreachable peer must not block the removal, its
+  #    subscription from this node is dropped below anyway).
+  drain_args=()
+  for i in "${!peer_names[@]}"; do drain_args+=("${peer_names[$i]}" "${peer_dsns[$i]}"); done
+  if ! drain_to 300 a "" "${drain_args[@]}"; then
+    log 'pglogical: WARNING: peers did not apply all changes of a within 300s; parting anyway'
+  fi
+fi
 # 4. On every peer: drop its subscriptions from this node, this node's record, and any slot
 #    still kept there for this node's subscription.
 #    All peers in parallel: each drop waits for the peer's apply worker to exit.

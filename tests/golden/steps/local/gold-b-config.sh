@@ -69,6 +69,7 @@ ADMIN_USER=bdr
 HAPROXY_BIN=haproxy
 PGBOUNCER_BIN=pgbouncer
 WAIT_SECONDS=30
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy hand-off around a node'\''s restart ----
 proxy_handoff "$@"
@@ -201,6 +202,7 @@ ADMIN_USER=bdr
 HAPROXY_BIN=haproxy
 PGBOUNCER_BIN=pgbouncer
 WAIT_SECONDS=30
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy hand-off around a node'\''s restart ----
 proxy_handoff "$@"

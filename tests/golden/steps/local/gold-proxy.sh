@@ -31,6 +31,7 @@ WAIT_SECONDS=30
 NEW_WRITE=a
 SWITCHOVER_METHOD=reconnect
 DRAIN_TIMEOUT=300
+PAUSE_DRAIN_SECONDS=5
 P_NODE_NAMES=(a b)
 P_NODE_DSNS=('host=127.0.0.1 port=15432 dbname=bdrdb user=bdr' 'host=127.0.0.1 port=15433 dbname=bdrdb user=bdr')
 P_DRAIN_SQL='SET statement_timeout = '\''300s'\'';
@@ -41,6 +42,31 @@ SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
                 WHERE slot_type = '\''logical'\'' AND database = current_database());
 RESET statement_timeout;
 '
+DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
+  FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
+DRAIN_APPLIED_SQL='DO $pb$
+DECLARE
+  source text := pg_catalog.current_setting('\''pulumi_bdr.drain_source'\'');
+  target pg_lsn := pg_catalog.current_setting('\''pulumi_bdr.drain_lsn'\'')::pg_lsn;
+  seconds int := pg_catalog.current_setting('\''pulumi_bdr.drain_seconds'\'')::int;
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+  behind text;
+BEGIN
+  LOOP
+    SELECT string_agg(s.sub_name || '\'' at '\'' || coalesce(o.remote_lsn::text, '\''nothing'\''), '\'', '\'') INTO behind
+      FROM pglogical.subscription s
+      JOIN pglogical.node n ON n.node_id = s.sub_origin
+      LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+     WHERE n.node_name = source AND s.sub_enabled
+       AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+    EXIT WHEN behind IS NULL;
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '\''changes of % up to % not applied within % s (%)'\'', source, target, seconds, behind;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.005);
+  END LOOP;
+END
+$pb$;'
 P_PACKAGES=()
 P_USERLIST_USER='"bdr"'
 P_PGPASS_USER=bdr
@@ -96,6 +122,7 @@ backend bk_db
     server a 127.0.0.1:15432 check
     server b 127.0.0.1:15433 backup check
 '
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy apply (HAProxy + PgBouncer) ----
 proxy_apply
@@ -131,6 +158,7 @@ WAIT_SECONDS=30
 NEW_WRITE=a
 SWITCHOVER_METHOD=reconnect
 DRAIN_TIMEOUT=300
+PAUSE_DRAIN_SECONDS=5
 P_NODE_NAMES=(a b)
 P_NODE_DSNS=('host=127.0.0.1 port=15432 dbname=bdrdb user=bdr' 'host=127.0.0.1 port=15433 dbname=bdrdb user=bdr')
 P_DRAIN_SQL='SET statement_timeout = '\''300s'\'';
@@ -141,6 +169,31 @@ SELECT pglogical.wait_slot_confirm_lsn(NULL, NULL)
                 WHERE slot_type = '\''logical'\'' AND database = current_database());
 RESET statement_timeout;
 '
+DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
+  FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
+DRAIN_APPLIED_SQL='DO $pb$
+DECLARE
+  source text := pg_catalog.current_setting('\''pulumi_bdr.drain_source'\'');
+  target pg_lsn := pg_catalog.current_setting('\''pulumi_bdr.drain_lsn'\'')::pg_lsn;
+  seconds int := pg_catalog.current_setting('\''pulumi_bdr.drain_seconds'\'')::int;
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+  behind text;
+BEGIN
+  LOOP
+    SELECT string_agg(s.sub_name || '\'' at '\'' || coalesce(o.remote_lsn::text, '\''nothing'\''), '\'', '\'') INTO behind
+      FROM pglogical.subscription s
+      JOIN pglogical.node n ON n.node_id = s.sub_origin
+      LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+     WHERE n.node_name = source AND s.sub_enabled
+       AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+    EXIT WHEN behind IS NULL;
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '\''changes of % up to % not applied within % s (%)'\'', source, target, seconds, behind;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.005);
+  END LOOP;
+END
+$pb$;'
 P_PACKAGES=()
 P_USERLIST_USER='"bdr"'
 P_PGPASS_USER=bdr
@@ -196,6 +249,7 @@ backend bk_db
     server a 127.0.0.1:15432 check
     server b 127.0.0.1:15433 backup check
 '
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy apply (HAProxy + PgBouncer) ----
 proxy_apply
@@ -228,6 +282,7 @@ ADMIN_USER=bdr
 HAPROXY_BIN=haproxy
 PGBOUNCER_BIN=pgbouncer
 WAIT_SECONDS=30
+# <lib/sh/drain.sh>
 # <lib/sh/proxy.sh>
 # ---- pulumi-bdr: proxy destroy (HAProxy + PgBouncer) ----
 proxy_destroy
