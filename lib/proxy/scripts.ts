@@ -238,11 +238,14 @@ function commonVars(
  * holds new queries) and a wait until `SHOW SERVERS` is empty (PgBouncer 1.18 may answer `PAUSE`
  * at once with the reply of an earlier `WAIT_CLOSE`: without this check, `disable server` killed
  * transactions still in flight), `disable server` for every node but the new one and `clear table`,
- * then `RESUME` at once (the running HAProxy now sends new connections to the new node; when the new
- * node is not in the running configuration, the new config and a soft reload come first), then the
- * drain of the old node, the new config and a soft reload. `RESUME` also runs if any step before it
- * fails: clients wait only for the hand-over, none fails. As with `"reconnect"`, the new node takes
- * writes while the old node's last changes are still on their way to it (the drain then waits for them).
+ * the drain of the old node *inside the pause* (bounded by {@link PAUSE_DRAIN_SECONDS}: no client
+ * writes on the new node before the others hold the old node's last changes; past the bound clients
+ * resume and the full drain follows), then `RESUME` (the running HAProxy now sends new connections to
+ * the new node; when the new node is not in the running configuration, the new config and a soft
+ * reload come first), then the new config and a soft reload. `RESUME` also runs if any step before
+ * it fails: clients wait only for the hand-over and the drain, none fails.
+ * The drain: with `drainProgress` (pglogical), a marker on the old node and a wait on every other
+ * node for what it applied (lib/sh/drain.sh, milliseconds); else `drainSql` on the old node.
  * Used as well for "reconnect" when the new write node is not in the running configuration.
  *
  * Why `drain` before maintenance: with `on-marked-down shutdown-sessions`, `disable server` closes
