@@ -15,7 +15,7 @@ import {
 } from "../hosts/commands";
 import { forgetArgs, forgetPreamble, renderBundle } from "../hosts/bundle";
 import { proxyEnsureScript, proxyProbeScript } from "../hosts/guard";
-import { guardToken } from "../hosts/probe";
+import { guardTokens } from "../hosts/probe";
 import {
   containerAddress,
   containerGateway,
@@ -424,6 +424,22 @@ export function createCluster(
     ...plan.steps.filter((s) => s.kind === "server"),
     ...plan.steps.filter((s) => s.kind !== "server"),
   ];
+  // Every host's guard token, asked in one invoke on every preview and up (lib/hosts/probe.ts): a
+  // process that is down changes its host's token, and so its guard's ensure script, which then runs.
+  const tokens = guardTokens(
+    ordered
+      .filter((step) => step.kind === "guard")
+      .map((step) => {
+        const node = step.node ? nodeByName.get(step.node)! : undefined;
+        const unit = node?.name ?? "proxy";
+        return {
+          unit,
+          transport: driverOf(hostOf(step), node?.name).peerTransport(unit),
+          probe: withPlan((p) => renderStep(p, step).probe!),
+        };
+      }),
+    { parent },
+  );
   for (const step of ordered) {
     if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;
     const node = step.node ? nodeByName.get(step.node)! : undefined;
@@ -432,11 +448,7 @@ export function createCluster(
     const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
-      // The host's guard token, asked on every preview and up (lib/hosts/probe.ts): a process
-      // that is down changes it, and so the ensure script, which then runs.
-      const unit = node?.name ?? "proxy";
-      const probe = withPlan((p) => renderStep(p, step).probe!);
-      const token = guardToken(unit, driver.peerTransport(unit), probe, { parent });
+      const token = tokens[node?.name ?? "proxy"];
       const rendered = withPlan((p) => token.apply((t) => renderStep(p, step, {}, t)));
       resource = driver.createStep(
         step.name,

@@ -3,9 +3,9 @@
  * every `preview` and `up`, and the guard is an ordinary step whose ensure script carries that
  * token.
  *
- * - The probe is an invoke of the command provider (`local.run`, the Go plugin the steps already
- *   load): lib/sh/guard-probe.sh on the runner reaches the host through the same transports as a
- *   peer's forget (the runner's bash, `docker exec`, or OpenSSH with the key from a secret
+ * - The probe is one invoke of the command provider per cluster (`local.run`, the Go plugin the
+ *   steps already load): lib/sh/guard-probe.sh on the runner reaches every host, in parallel,
+ *   through the same transports as a peer's forget (the runner's bash, `docker exec`, or OpenSSH with the key from a secret
  *   environment variable) and runs the bundle's `probe` operation there (lib/sh/guard.sh
  *   `guard_probe`): it prints the token the host stored after the last successful ensure while
  *   every watched process runs, the next number when one is down, a fresh `u<nanoseconds>` each
@@ -25,7 +25,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { shippedScript } from "../render/shell";
 import { renderBundle } from "./bundle";
-import { forgetPeersStdin, type PeerTransport } from "./commands";
+import { type PeerTransport } from "./commands";
 
 /**
  * The token when the probe's output holds none (the runner script itself failed); the runner
@@ -37,51 +37,93 @@ export const GUARD_UNREACHABLE = "unreachable";
 export const UNREACHABLE_TOKEN = /^u\d{10,25}$/;
 
 /**
- * The runner-side script of a probe (lib/sh/ssh-run.sh, forget-peers.sh's transports,
- * guard-probe.sh): the same text for every host; the host comes on stdin ({@link guardProbeStdin}).
+ * The runner-side script of the probe (lib/sh/ssh-run.sh, forget-peers.sh's transports,
+ * guard-probe.sh): the same text for every cluster; the hosts come on stdin ({@link guardProbeStdin}).
  */
 export function guardProbeScript(): string {
   return [
     shippedScript("ssh-run.sh").replace(/\n$/, ""),
     shippedScript("forget-peers.sh").replace(/\n$/, ""),
     shippedScript("guard-probe.sh").replace(/\n$/, ""),
-    "guard_probe_on_host",
+    "guard_probe_hosts",
     "",
   ].join("\n");
 }
 
-/** The probe's stdin: the host's data line, the end marker, the bundle with the `probe` operation. */
-export function guardProbeStdin(
-  unit: string,
-  transport: PeerTransport,
-  probe: pulumi.Input<string>,
-): pulumi.Output<string> {
-  const bundle = pulumi.output(probe).apply((p) => renderBundle({ create: "exit 0", probe: p }));
-  return forgetPeersStdin([{ name: unit, transport, args: [] }], bundle);
+/** One host a guard watches: its unit name (a node's, or `proxy`), transport and probe script. */
+export interface GuardProbeHost {
+  unit: string;
+  transport: PeerTransport;
+  /** The host's `probe` operation (lib/sh/guard.sh `guard_probe` around the host's probe). */
+  probe: pulumi.Input<string>;
 }
 
-/** A probe's output as a token: its last line if it is 1-32 letters or digits, else unreachable. */
-export function parseGuardToken(stdout: string): string {
-  const last = stdout.trim().split("\n").pop() ?? "";
-  return /^[A-Za-z0-9]{1,32}$/.test(last) ? last : GUARD_UNREACHABLE;
+/** A host's probe data line fields (`kind unit transport...`); throws on an empty field or one with a tab or line break. */
+export function checkProbeFields(unit: string, fields: readonly string[]): string[] {
+  const [kind, ...transport] = fields;
+  const row = [kind, unit, ...transport];
+  for (const f of row) {
+    if (f === undefined || f === "" || /[\t\r\n\0]/.test(f)) {
+      throw new Error(
+        `guard probe data line for ${unit}: field ${JSON.stringify(f)} is empty or holds a tab or line break`,
+      );
+    }
+  }
+  return row;
 }
 
 /**
- * Asks a host for its guard token (see the module comment): an Output that resolves on every
- * `preview` and `up` (unknown while the host's address or bundle is).
+ * The probe's stdin: per host, its data line (as in forget-peers.sh, no arguments) and its bundle
+ * with the `probe` operation, in base64 on one line.
  */
-export function guardToken(
-  unit: string,
-  transport: PeerTransport,
-  probe: pulumi.Input<string>,
+export function guardProbeStdin(hosts: GuardProbeHost[]): pulumi.Output<string> {
+  const parts = hosts.map((h) =>
+    pulumi.all([h.transport.fields, h.probe]).apply(([fields, probe]) => {
+      const row = checkProbeFields(h.unit, fields);
+      const bundle = renderBundle({ create: "exit 0", probe });
+      return `${row.join("\t")}\n${Buffer.from(bundle, "utf8").toString("base64")}\n`;
+    }),
+  );
+  return pulumi.all(parts).apply((p) => p.join(""));
+}
+
+/**
+ * The probe's output as one token per unit: the `NAME<TAB>TOKEN` line of each, its token if it is
+ * 1-32 letters or digits, else {@link GUARD_UNREACHABLE} (also for a unit with no line).
+ */
+export function parseGuardTokens(stdout: string, units: readonly string[]): Record<string, string> {
+  const found = new Map<string, string>();
+  for (const line of stdout.split("\n")) {
+    const tab = line.indexOf("\t");
+    if (tab > 0) found.set(line.slice(0, tab), line.slice(tab + 1).trim());
+  }
+  return Object.fromEntries(
+    units.map((u) => {
+      const t = found.get(u) ?? "";
+      return [u, /^[A-Za-z0-9]{1,32}$/.test(t) ? t : GUARD_UNREACHABLE];
+    }),
+  );
+}
+
+/**
+ * Asks every host of a cluster for its guard token in one invoke (see the module comment): per
+ * unit an Output that resolves on every `preview` and `up` (unknown while a host's address or
+ * bundle is).
+ */
+export function guardTokens(
+  hosts: GuardProbeHost[],
   opts: pulumi.InvokeOutputOptions,
-): pulumi.Output<string> {
-  const environment =
-    Object.keys(transport.environment).length > 0 ? pulumi.secret(transport.environment) : undefined;
+): Record<string, pulumi.Output<string>> {
+  if (hosts.length === 0) return {};
+  const env = Object.assign({}, ...hosts.map((h) => h.transport.environment)) as Record<
+    string,
+    pulumi.Output<string>
+  >;
+  const environment = Object.keys(env).length > 0 ? pulumi.secret(env) : undefined;
   const result = command.local.runOutput(
     {
       command: guardProbeScript(),
-      stdin: guardProbeStdin(unit, transport, probe),
+      stdin: guardProbeStdin(hosts),
       environment,
       interpreter: ["/bin/bash", "-c"],
       logging: command.types.enums.local.Logging.None,
@@ -89,5 +131,7 @@ export function guardToken(
     },
     opts,
   );
-  return pulumi.unsecret(result.stdout.apply(parseGuardToken));
+  const units = hosts.map((h) => h.unit);
+  const tokens = pulumi.unsecret(result.stdout.apply((out) => parseGuardTokens(out, units)));
+  return Object.fromEntries(units.map((u) => [u, tokens.apply((t) => t[u])]));
 }

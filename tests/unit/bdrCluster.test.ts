@@ -140,16 +140,24 @@ describe("BdrCluster (mocks)", () => {
     assert.match(op("loc-n2-guard", "create"), /PG_PORT=15433/);
     assert.match(op("loc-proxy-guard", "create"), /pgbouncer\.ini/);
     const probes = invokes.filter((i) => i.token === "command:local:run");
-    assert.strictEqual(probes.length, 4, "one probe per guard");
-    for (const p of probes) {
-      assert.deepStrictEqual(p.inputs.interpreter, ["/bin/bash", "-c"]);
-      assert.strictEqual(p.inputs.logging, "none");
-      assert.match(p.inputs.command, /\nguard_probe_on_host\n$/);
-    }
-    const n2probe = probes.find((p) => /^local\tn2\n/.test(p.inputs.stdin));
-    assert.ok(n2probe, probes.map((p) => p.inputs.stdin.split("\n")[0]).join(" | "));
-    assert.match(n2probe.inputs.stdin, /\nN_DATA=\/var\/lib\/pulumi-bdr\/loc\/n2\/data\n/);
-    assert.match(n2probe.inputs.stdin, /\nguard_probe "\$PG_RUN"\/guard\.token server_probe\n/);
+    assert.strictEqual(probes.length, 1, "one probe for every guard of the cluster");
+    const [all] = probes;
+    assert.deepStrictEqual(all.inputs.interpreter, ["/bin/bash", "-c"]);
+    assert.strictEqual(all.inputs.logging, "none");
+    assert.match(all.inputs.command, /\nguard_probe_hosts\n$/);
+    const lines: string[] = all.inputs.stdin.split("\n");
+    const hosts = lines.filter((_, i) => i % 2 === 0 && lines[i] !== "");
+    assert.deepStrictEqual(
+      hosts.map((l) => l.split("\t").slice(0, 2).join(" ")),
+      ["local n1", "local n2", "local n3", "local proxy"].filter((h) =>
+        hosts.some((l) => l.startsWith(h.replace(" ", "\t"))),
+      ),
+    );
+    const n2 = lines.indexOf("local\tn2");
+    assert.ok(n2 >= 0, hosts.join(" | "));
+    const n2bundle = Buffer.from(lines[n2 + 1], "base64").toString("utf8");
+    assert.match(n2bundle, /\nN_DATA=\/var\/lib\/pulumi-bdr\/loc\/n2\/data\n/);
+    assert.match(n2bundle, /\nguard_probe "\$PG_RUN"\/guard\.token server_probe\n/);
     // The server step ignores later file changes (the config step rolls them out).
     assert.deepStrictEqual(byName("loc-n1-server").ignoreChanges.sort(), ["create", "stdin"]);
     // A join runs once; later changes only refresh the delete kept in state (a no-op update).
@@ -291,21 +299,24 @@ describe("BdrCluster (mocks)", () => {
       "rem-proxy-guard": "remote\tproxy\t10.77.0.20\t22\troot\tPULUMI_BDR_SSH_KEY_PROXY\t0",
     };
     const probes = invokes.filter((i) => i.token === "command:local:run");
+    assert.strictEqual(probes.length, 1, "one probe for every guard of the cluster");
+    const [probe] = probes;
+    const probeLines: string[] = probe.inputs.stdin.split("\n");
     for (const [name, line] of Object.entries(expected)) {
       const g = byName(name);
       assert.strictEqual(g.type, "command:remote:Command", name);
       assert.ok(isSecret(g.raw.connection.privateKey) || isSecret(g.raw.connection), name);
       assert.deepStrictEqual(plainOccurrences(g.raw, "keymaterial"), [], name);
       assert.match(op(name, "create"), new RegExp(`\nGUARD_TOKEN=${MOCK_GUARD_TOKEN}\n`), name);
-      const probe = probes.find((p) => p.inputs.stdin.split("\n")[0] === line);
-      assert.ok(
-        probe,
-        `${name}: no probe for ${line}; have ${probes.map((p) => p.inputs.stdin.split("\n")[0]).join(" | ")}`,
-      );
-      const keyVar = line.split("\t")[5];
-      assert.deepStrictEqual(Object.keys(probe.inputs.environment), [keyVar], name);
-      assert.ok(!`${probe.inputs.command}${probe.inputs.stdin}`.includes("keymaterial"), name);
+      assert.ok(probeLines.includes(line), `${name}: no probe line ${line}; have ${probeLines.join(" | ")}`);
     }
+    // Every host's key in the probe's environment, and none in its command or stdin.
+    assert.deepStrictEqual(Object.keys(probe.inputs.environment).sort(), [
+      "PULUMI_BDR_SSH_KEY_PROXY",
+      "PULUMI_BDR_SSH_KEY_R1",
+      "PULUMI_BDR_SSH_KEY_R2",
+    ]);
+    assert.ok(!`${probe.inputs.command}${probe.inputs.stdin}`.includes("keymaterial"));
     assert.match(
       op("rem-proxy-guard", "create"),
       /\nguard_ensure "\$BASE"\/guard\.token "\$GUARD_TOKEN" proxy_ensure$/,
@@ -467,7 +478,7 @@ describe("BdrCluster (mocks)", () => {
     );
     const dprobes = invokes
       .filter((i) => i.token === "command:local:run")
-      .map((p) => p.inputs.stdin.split("\n")[0]);
+      .flatMap((p) => p.inputs.stdin.split("\n") as string[]);
     assert.ok(dprobes.includes("docker\ta\tunix:///run/test/docker.sock\tdk-a"), dprobes.join(" | "));
     assert.ok(dprobes.includes("docker\tproxy\tunix:///run/test/docker.sock\tdk-proxy"), dprobes.join(" | "));
     assert.deepStrictEqual(depNames(guard), ["dk-a-setup"]);

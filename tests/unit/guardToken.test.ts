@@ -14,7 +14,8 @@ import {
   UNREACHABLE_TOKEN,
   guardProbeScript,
   guardProbeStdin,
-  parseGuardToken,
+  parseGuardTokens,
+  checkProbeFields,
 } from "../../lib/hosts/probe";
 import { shellAssign, shippedScript } from "../../lib/render/shell";
 
@@ -42,19 +43,32 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
       body,
       "",
     ].join("\n");
-  const probe = async (transport: pulumi.Output<string[]> = pulumi.output(["local"])) => {
+  /** One run of the runner script over `hosts` (unit -> transport fields): the parsed tokens. */
+  const probeAll = async (hosts: Record<string, pulumi.Output<string[]>>) => {
     const stdin = await valueOf(
       guardProbeStdin(
-        "n1",
-        { fields: transport, environment: {} },
-        hostScript(`guard_probe "$PG_RUN"/guard.token watched_probe`),
+        Object.entries(hosts).map(([unit, fields]) => ({
+          unit,
+          transport: { fields, environment: {} },
+          probe: hostScript(`guard_probe "$PG_RUN"/guard.token watched_probe`),
+        })),
       ),
     );
     const r = spawnSync("bash", ["-c", guardProbeScript()], { input: stdin, encoding: "utf8" });
     assert.strictEqual(r.status, 0, r.stderr);
     assert.strictEqual(r.stderr, "", "the host's messages are dropped");
-    return parseGuardToken(r.stdout);
+    assert.deepStrictEqual(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split("\t")[0]),
+      Object.keys(hosts),
+      "one line per host, in input order",
+    );
+    return parseGuardTokens(r.stdout, Object.keys(hosts));
   };
+  const probe = async (transport: pulumi.Output<string[]> = pulumi.output(["local"])) =>
+    (await probeAll({ n1: transport })).n1;
   const ensure = (token: string) =>
     spawnSync(
       "bash",
@@ -121,8 +135,30 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
     assert.notStrictEqual(await probe(where), t);
     assert.strictEqual(ensure(t).status, 0);
     assert.strictEqual(await probe(), t, "once stored, the healthy host reports it");
-    assert.strictEqual(parseGuardToken("garbage\n"), "garbage");
-    assert.strictEqual(parseGuardToken("two words\n"), GUARD_UNREACHABLE);
-    assert.strictEqual(parseGuardToken(""), GUARD_UNREACHABLE);
+    assert.deepStrictEqual(parseGuardTokens("a\tgarbage\nb\ttwo words\nc\t\n", ["a", "b", "c", "d"]), {
+      a: "garbage",
+      b: GUARD_UNREACHABLE,
+      c: GUARD_UNREACHABLE,
+      d: GUARD_UNREACHABLE,
+    });
+  });
+
+  it("asks every host in one run, in parallel, each with its own answer", async () => {
+    assert.strictEqual(ensure("4").status, 0);
+    const t0 = Date.now();
+    const got = await probeAll({
+      n1: pulumi.output(["local"]),
+      gone: pulumi.output(["docker", "unix:///nonexistent/docker.sock", "pbdr-no-such-container"]),
+      proxy: pulumi.output(["local"]),
+    });
+    assert.strictEqual(got.n1, "4");
+    assert.strictEqual(got.proxy, "4");
+    assert.match(got.gone, UNREACHABLE_TOKEN);
+    assert.ok(Date.now() - t0 < 60000);
+    // A field with a tab or line break would break the data line: refused before anything runs.
+    assert.throws(
+      () => checkProbeFields("n1", ["remote", "h\tx"]),
+      /guard probe data line for n1: field "h\\tx" is empty or holds a tab or line break/,
+    );
   });
 });

@@ -80,8 +80,15 @@ export function installMocks(): void {
       }),
       call: (args: pulumi.runtime.MockCallArgs) => {
         invokes.push({ token: args.token, inputs: args.inputs });
-        // A guard's probe (lib/hosts/probe.ts): the host answers with its token.
-        if (args.token === "command:local:run") return { stdout: `${MOCK_GUARD_TOKEN}\n`, stderr: "" };
+        // The guards' probe (lib/hosts/probe.ts): every host on stdin answers with its token.
+        if (args.token === "command:local:run") {
+          const units = String(args.inputs.stdin ?? "")
+            .split("\n")
+            .filter((_, i) => i % 2 === 0)
+            .map((l) => l.split("\t")[1])
+            .filter((u): u is string => !!u);
+          return { stdout: units.map((u) => `${u}\t${MOCK_GUARD_TOKEN}\n`).join(""), stderr: "" };
+        }
         return args.inputs;
       },
     },
