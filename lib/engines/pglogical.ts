@@ -278,6 +278,7 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
   const q = shellQuote;
   // Values only: the code (lib/sh/pglogical-join.sh) is the same text for every node and cluster
   // size, so a join's script grows by one short data line per earlier node.
+  const drain = pglogicalDrainProgress();
   return [
     "# pglogical join: data (the code after it is the same for every node)",
     `J_NODE=${q(node.name)}`,
@@ -291,10 +292,13 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "J_EARLIER_DSNS=(",
     ...earlier.map((e) => `  ${q(e.dsn)}`),
     ")",
+    `DRAIN_MARK_SQL=${q(drain.mark)}`,
+    `DRAIN_APPLIED_SQL=${q(drain.applied)}`,
     "# This node's own replication set and the event trigger for tables created later.",
     "pglogical_own_set() {",
     indent(local([autoReplicateSql(), ensureTablesSql()].join("\n")), 2),
     "}",
+    shippedScript("drain.sh"),
     shippedScript("pglogical-join.sh"),
   ].join("\n");
 }

@@ -10,6 +10,31 @@ J_EARLIER_NAMES=(
 J_EARLIER_DSNS=(
   'host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
 )
+DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
+  FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
+DRAIN_APPLIED_SQL='DO $pb$
+DECLARE
+  source text := pg_catalog.current_setting('\''pulumi_bdr.drain_source'\'');
+  target pg_lsn := pg_catalog.current_setting('\''pulumi_bdr.drain_lsn'\'')::pg_lsn;
+  seconds int := pg_catalog.current_setting('\''pulumi_bdr.drain_seconds'\'')::int;
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+  behind text;
+BEGIN
+  LOOP
+    SELECT string_agg(s.sub_name || '\'' at '\'' || coalesce(o.remote_lsn::text, '\''nothing'\''), '\'', '\'') INTO behind
+      FROM pglogical.subscription s
+      JOIN pglogical.node n ON n.node_id = s.sub_origin
+      LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+     WHERE n.node_name = source AND s.sub_enabled
+       AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+    EXIT WHEN behind IS NULL;
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '\''changes of % up to % not applied within % s (%)'\'', source, target, seconds, behind;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.005);
+  END LOOP;
+END
+$pb$;'
 # This node's own replication set and the event trigger for tables created later.
 pglogical_own_set() {
   sql_local <<'SQL'
@@ -83,6 +108,80 @@ $pb$;
 SQL
 }
 # shellcheck shell=bash
+# pulumi-bdr drain: waits until peers have applied what one node committed. Sourced after
+# common.sh; functions only. Used by the proxy (switchover, hand-off) and by the pglogical part.
+#
+# Values:
+#   DRAIN_MARK_SQL     the engine's SQL run on the source node: commits a replicated marker and
+#                      prints one LSN, at or after the commit of every transaction the node
+#                      committed before (lib/engines/types.ts drainProgressSql)
+#   DRAIN_APPLIED_SQL  the engine's SQL run on a target node once the settings
+#                      pulumi_bdr.drain_source (the source's node name), pulumi_bdr.drain_lsn and
+#                      pulumi_bdr.drain_seconds are set: returns once the target has applied the
+#                      source's changes up to that LSN, fails when that takes longer than the seconds
+#
+# Why not the engine's wait_slot_confirm_lsn: it waits for the peers' *flush feedback*, which an
+# idle apply worker sends late (7-18 s after a write burst, BENCHMARKS.md); the peers' replication
+# origins show what they have applied the moment they commit it (a few ms here).
+#
+# drain_to SECONDS SOURCE SOURCE_DSN [TARGET TARGET_DSN]...: SOURCE_DSN "" is this host's own
+# server (sql_local). All targets are asked in parallel, each bounded by SECONDS (a whole number). Status: 0 when every reachable target applied
+# the changes; 1 when a target failed or timed out; 2 when the source is unreachable (nothing
+# marked). DRAIN_UNREACHED and DRAIN_FAILED list the targets that could not be asked (psql exit
+# 2: connection) or that failed; DRAIN_MS is the time the wait took.
+DRAIN_UNREACHED=()
+DRAIN_FAILED=()
+DRAIN_MS=0
+drain_now_ms() { date +%s%3N; }
+drain_to() {
+  local secs=$1 source=$2 source_dsn=$3 lsn rc=0 start i mark
+  shift 3
+  [[ "$secs" =~ ^[1-9][0-9]{0,5}$ ]] || { log "drain_to: SECONDS must be a positive whole number, got '$secs'"; return 1; }
+  local names=() dsns=() pids=()
+  while [ "$#" -ge 2 ]; do names+=("$1"); dsns+=("$2"); shift 2; done
+  DRAIN_UNREACHED=()
+  DRAIN_FAILED=()
+  DRAIN_MS=0
+  start=$(drain_now_ms)
+  mark=$(printf "SET statement_timeout = '%ss';\n%s\n" "$secs" "$DRAIN_MARK_SQL")
+  if [ -z "$source_dsn" ]; then
+    lsn=$(printf '%s\n' "$mark" | sql_local "$PG_DB") || rc=$?
+  else
+    lsn=$(printf '%s\n' "$mark" | sql_peer "$source_dsn") || rc=$?
+  fi
+  if [ "$rc" = 2 ]; then log "drain: $source is unreachable: nothing marked"; return 2; fi
+  if [ "$rc" != 0 ]; then log "drain: the marker on $source failed (psql exit $rc)"; return 1; fi
+  lsn=$(printf '%s\n' "$lsn" | tail -n1)
+  if ! [[ "$lsn" =~ ^[0-9A-F]+/[0-9A-F]+$ ]]; then log "drain: the marker on $source printed no LSN: '$lsn'"; return 1; fi
+  for i in "${!names[@]}"; do
+    {
+      printf '%s\n' "SELECT pg_catalog.set_config('pulumi_bdr.drain_source', :'source', false)," \
+        "  pg_catalog.set_config('pulumi_bdr.drain_lsn', :'lsn', false)," \
+        "  pg_catalog.set_config('pulumi_bdr.drain_seconds', :'secs', false)," \
+        "  pg_catalog.set_config('statement_timeout', ((:'secs')::int + 5) || 's', false);"
+      printf '%s\n' "$DRAIN_APPLIED_SQL"
+    } | sql_peer "${dsns[$i]}" -v source="$source" -v lsn="$lsn" -v secs="$secs" >/dev/null &
+    pids+=("$!")
+  done
+  for i in "${!pids[@]}"; do
+    rc=0
+    wait "${pids[$i]}" || rc=$?
+    case $rc in
+    0) ;;
+    2) DRAIN_UNREACHED+=("${names[$i]}") ;;
+    *) DRAIN_FAILED+=("${names[$i]}") ;;
+    esac
+  done
+  DRAIN_MS=$(($(drain_now_ms) - start))
+  if [ "${#DRAIN_UNREACHED[@]}" -gt 0 ]; then log "drain: unreachable, not drained: ${DRAIN_UNREACHED[*]}"; fi
+  if [ "${#DRAIN_FAILED[@]}" -gt 0 ]; then
+    log "drain: ${DRAIN_FAILED[*]} did not apply the changes of $source up to $lsn"
+    return 1
+  fi
+  log "drain: ${#names[@]} peer(s) applied the changes of $source up to $lsn in ${DRAIN_MS} ms"
+}
+
+# shellcheck shell=bash
 # pglogical: a node joins the group through the join target.
 #
 # The same text for every node and every cluster size: the values come from the data lines the
@@ -90,7 +189,9 @@ SQL
 # J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
 # join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
 # substitute, read them back with current_setting('pulumi_bdr.x').
-# Needs the preamble library (sql_local, sql_peer, log).
+# Needs the preamble library (sql_local, sql_peer, log) and lib/sh/drain.sh (drain_to, with the
+# engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL). Waits that do not depend on each other (one per
+# earlier node) run in parallel: only the genuine ordering constraints stay serial.
 : "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
 case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
 if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
@@ -102,6 +203,14 @@ for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
 done
 J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
 J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
+
+# wait_all PID...: waits for every background job; exits 1 after all ended if any failed (each
+# job logged its own failure).
+wait_all() {
+  local p rc=0
+  for p in "$@"; do wait "$p" || rc=1; done
+  [ "$rc" = 0 ] || exit 1
+}
 
 # on DSN [PSQL-ARGS...]: the SQL on stdin runs on this node (DSN empty) or on the peer at DSN.
 on() {
@@ -239,13 +348,18 @@ if [ "$target_sync" != r ]; then
   for i in "${!other_names[@]}"; do
     create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
   done
+  pids=()
   for i in "${!other_names[@]}"; do
-    wait_sync "" "$J_NODE" "${other_subs[$i]}"
-    on "" -v sub="${other_subs[$i]}" <<'SQL'
+    {
+      wait_sync "" "$J_NODE" "${other_subs[$i]}"
+      on "" -v sub="${other_subs[$i]}" <<'SQL'
 SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
  WHERE sub_name = :'sub' AND sub_enabled;
 SQL
+    } &
+    pids+=("$!")
   done
+  wait_all "${pids[@]}"
   if [ "${#other_names[@]}" -gt 0 ]; then
     # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
     #     commit time, and last_update_wins would then discard every update the other nodes
@@ -297,20 +411,20 @@ $pb$;
 SQL
     fi
     # 2. Make sure the join target already holds everything those nodes committed before their
-    #    slot for this node existed: wait until the target confirmed their current WAL position.
+    #    slot for this node existed: a drain of each of them toward the join target (drain.sh: a
+    #    marker there, then the target's applied position for it), all in parallel.
+    pids=()
     for i in "${!other_names[@]}"; do
-      if ! on "${other_dsns[$i]}" -v node="${other_names[$i]}" -v sub="sub_${other_names[$i]}_${J_TARGET}" \
-        -v tms="$J_TIMEOUT_MS" <<'SQL'
-SET statement_timeout = :'tms';
-SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)
-  FROM pg_catalog.pg_replication_slots
- WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), :'node', :'sub');
-SQL
-      then
-        log "pglogical: $J_TARGET did not confirm the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
-        exit 1
-      fi
+      {
+        if ! drain_to "$J_TIMEOUT" "${other_names[$i]}" "${other_dsns[$i]}" "$J_TARGET" "$J_TARGET_DSN" ||
+          [ "${#DRAIN_UNREACHED[@]}" -gt 0 ]; then
+          log "pglogical: $J_TARGET did not apply the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
+          exit 1
+        fi
+      } &
+      pids+=("$!")
     done
+    wait_all "${pids[@]}"
   fi
   # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
   create_sub "" "$target_sub" "$J_TARGET_DSN" true
@@ -332,17 +446,25 @@ SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscr
  WHERE sub_name = :'sub' AND NOT sub_enabled;
 SQL
 done
+pids=()
 for i in "${!other_names[@]}"; do
-  wait_sync "" "$J_NODE" "${other_subs[$i]}"
+  wait_sync "" "$J_NODE" "${other_subs[$i]}" &
+  pids+=("$!")
 done
+wait_all "${pids[@]}"
 # 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
 for i in "${!J_EARLIER_NAMES[@]}"; do
   create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false
 done
+pids=()
 for i in "${!J_EARLIER_NAMES[@]}"; do
-  wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
-  wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  {
+    wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+    wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  } &
+  pids+=("$!")
 done
+wait_all "${pids[@]}"
 # 7. Everything this node receives is replicating.
 wait_replicating "" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"

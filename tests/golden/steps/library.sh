@@ -615,7 +615,9 @@ SQL
 # J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
 # join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
 # substitute, read them back with current_setting('pulumi_bdr.x').
-# Needs the preamble library (sql_local, sql_peer, log).
+# Needs the preamble library (sql_local, sql_peer, log) and lib/sh/drain.sh (drain_to, with the
+# engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL). Waits that do not depend on each other (one per
+# earlier node) run in parallel: only the genuine ordering constraints stay serial.
 : "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
 case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
 if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
@@ -627,6 +629,14 @@ for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
 done
 J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
 J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
+
+# wait_all PID...: waits for every background job; exits 1 after all ended if any failed (each
+# job logged its own failure).
+wait_all() {
+  local p rc=0
+  for p in "$@"; do wait "$p" || rc=1; done
+  [ "$rc" = 0 ] || exit 1
+}
 
 # on DSN [PSQL-ARGS...]: the SQL on stdin runs on this node (DSN empty) or on the peer at DSN.
 on() {
@@ -764,13 +774,18 @@ if [ "$target_sync" != r ]; then
   for i in "${!other_names[@]}"; do
     create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
   done
+  pids=()
   for i in "${!other_names[@]}"; do
-    wait_sync "" "$J_NODE" "${other_subs[$i]}"
-    on "" -v sub="${other_subs[$i]}" <<'SQL'
+    {
+      wait_sync "" "$J_NODE" "${other_subs[$i]}"
+      on "" -v sub="${other_subs[$i]}" <<'SQL'
 SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription
  WHERE sub_name = :'sub' AND sub_enabled;
 SQL
+    } &
+    pids+=("$!")
   done
+  wait_all "${pids[@]}"
   if [ "${#other_names[@]}" -gt 0 ]; then
     # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
     #     commit time, and last_update_wins would then discard every update the other nodes
@@ -822,20 +837,20 @@ $pb$;
 SQL
     fi
     # 2. Make sure the join target already holds everything those nodes committed before their
-    #    slot for this node existed: wait until the target confirmed their current WAL position.
+    #    slot for this node existed: a drain of each of them toward the join target (drain.sh: a
+    #    marker there, then the target's applied position for it), all in parallel.
+    pids=()
     for i in "${!other_names[@]}"; do
-      if ! on "${other_dsns[$i]}" -v node="${other_names[$i]}" -v sub="sub_${other_names[$i]}_${J_TARGET}" \
-        -v tms="$J_TIMEOUT_MS" <<'SQL'
-SET statement_timeout = :'tms';
-SELECT pglogical.wait_slot_confirm_lsn(slot_name, NULL)
-  FROM pg_catalog.pg_replication_slots
- WHERE slot_name = pglogical.pglogical_gen_slot_name(current_database(), :'node', :'sub');
-SQL
-      then
-        log "pglogical: $J_TARGET did not confirm the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
-        exit 1
-      fi
+      {
+        if ! drain_to "$J_TIMEOUT" "${other_names[$i]}" "${other_dsns[$i]}" "$J_TARGET" "$J_TARGET_DSN" ||
+          [ "${#DRAIN_UNREACHED[@]}" -gt 0 ]; then
+          log "pglogical: $J_TARGET did not apply the changes of ${other_names[$i]} within ${J_TIMEOUT}s"
+          exit 1
+        fi
+      } &
+      pids+=("$!")
     done
+    wait_all "${pids[@]}"
   fi
   # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
   create_sub "" "$target_sub" "$J_TARGET_DSN" true
@@ -857,17 +872,25 @@ SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscr
  WHERE sub_name = :'sub' AND NOT sub_enabled;
 SQL
 done
+pids=()
 for i in "${!other_names[@]}"; do
-  wait_sync "" "$J_NODE" "${other_subs[$i]}"
+  wait_sync "" "$J_NODE" "${other_subs[$i]}" &
+  pids+=("$!")
 done
+wait_all "${pids[@]}"
 # 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
 for i in "${!J_EARLIER_NAMES[@]}"; do
   create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false
 done
+pids=()
 for i in "${!J_EARLIER_NAMES[@]}"; do
-  wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
-  wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  {
+    wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+    wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+  } &
+  pids+=("$!")
 done
+wait_all "${pids[@]}"
 # 7. Everything this node receives is replicating.
 wait_replicating "" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"

@@ -22,6 +22,31 @@ J_EARLIER_NAMES=(
 J_EARLIER_DSNS=(
   'host=127.0.0.1 port=15432 dbname=bdrdb user=bdr'
 )
+DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
+  FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
+DRAIN_APPLIED_SQL='DO $pb$
+DECLARE
+  source text := pg_catalog.current_setting('\''pulumi_bdr.drain_source'\'');
+  target pg_lsn := pg_catalog.current_setting('\''pulumi_bdr.drain_lsn'\'')::pg_lsn;
+  seconds int := pg_catalog.current_setting('\''pulumi_bdr.drain_seconds'\'')::int;
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => seconds);
+  behind text;
+BEGIN
+  LOOP
+    SELECT string_agg(s.sub_name || '\'' at '\'' || coalesce(o.remote_lsn::text, '\''nothing'\''), '\'', '\'') INTO behind
+      FROM pglogical.subscription s
+      JOIN pglogical.node n ON n.node_id = s.sub_origin
+      LEFT JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = s.sub_slot_name
+     WHERE n.node_name = source AND s.sub_enabled
+       AND (o.remote_lsn IS NULL OR o.remote_lsn < target);
+    EXIT WHEN behind IS NULL;
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '\''changes of % up to % not applied within % s (%)'\'', source, target, seconds, behind;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.005);
+  END LOOP;
+END
+$pb$;'
 # This node's own replication set and the event trigger for tables created later.
 pglogical_own_set() {
   sql_local <<'SQL'
@@ -94,6 +119,8 @@ END
 $pb$;
 SQL
 }
+# <lib/sh/drain.sh>
+
 # <lib/sh/pglogical-join.sh>
 ;;
 update)
