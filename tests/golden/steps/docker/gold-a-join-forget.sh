@@ -10,6 +10,27 @@ PG_BIN=${2:-}; PG_RUN=${3:-}; PG_PORT=${4:-}; PG_DB=${5:-}; PG_OS_USER=${6:-}; P
 
 sql_local <<'SQL'
 SET statement_timeout = '310000ms';
+SELECT to_regclass('pglogical.local_node') IS NOT NULL AS pulumi_bdr_has_pglogical \gset
+\if :pulumi_bdr_has_pglogical
+SELECT count(pglogical.alter_subscription_disable(s.sub_name, true)) FROM pglogical.subscription s WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'a') AND s.sub_enabled \g /dev/null
+DO $pb$
+DECLARE
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => 10);
+  db oid := (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database());
+BEGIN
+  WHILE EXISTS (SELECT 1 FROM pglogical.subscription s
+                  JOIN pg_catalog.pg_stat_activity a
+                    ON a.backend_type = 'pglogical apply ' || db || ':' || s.sub_id
+                 WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'a')) LOOP
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE WARNING 'pglogical apply workers still running after % s', 10;
+      EXIT;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.01);
+  END LOOP;
+END
+$pb$;
+\endif
 DO $pb$
 DECLARE
   s record;

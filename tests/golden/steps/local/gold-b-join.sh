@@ -192,8 +192,26 @@ SQL
   # 2. Drop this node's subscriptions (each also drops its slot on the provider when it can).
   sql_local <<'SQL'
 SET statement_timeout = '300000ms';
--- Stop every apply worker at once, so each drop does not wait for its own worker to exit.
+-- Stop every apply worker at once and wait until they exited, so no drop waits (1 s each)
+-- for its own worker.
 SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
+DO $pb$
+DECLARE
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => 10);
+  db oid := (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database());
+BEGIN
+  WHILE EXISTS (SELECT 1 FROM pglogical.subscription s
+                  JOIN pg_catalog.pg_stat_activity a
+                    ON a.backend_type = 'pglogical apply ' || db || ':' || s.sub_id
+                 WHERE true) LOOP
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE WARNING 'pglogical apply workers still running after % s', 10;
+      EXIT;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.01);
+  END LOOP;
+END
+$pb$;
 SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
 SQL
 fi
@@ -215,6 +233,27 @@ fi
 peer_cleanup() {
   sql_peer "${peer_dsns[$1]}" <<'SQL'
 SET statement_timeout = '310000ms';
+SELECT to_regclass('pglogical.local_node') IS NOT NULL AS pulumi_bdr_has_pglogical \gset
+\if :pulumi_bdr_has_pglogical
+SELECT count(pglogical.alter_subscription_disable(s.sub_name, true)) FROM pglogical.subscription s WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'b') AND s.sub_enabled \g /dev/null
+DO $pb$
+DECLARE
+  deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => 10);
+  db oid := (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database());
+BEGIN
+  WHILE EXISTS (SELECT 1 FROM pglogical.subscription s
+                  JOIN pg_catalog.pg_stat_activity a
+                    ON a.backend_type = 'pglogical apply ' || db || ':' || s.sub_id
+                 WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'b')) LOOP
+    IF pg_catalog.clock_timestamp() > deadline THEN
+      RAISE WARNING 'pglogical apply workers still running after % s', 10;
+      EXIT;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.01);
+  END LOOP;
+END
+$pb$;
+\endif
 DO $pb$
 DECLARE
   s record;
