@@ -142,28 +142,45 @@ pgb_reconnect() {
 # drain_old NAME STATUS [SECONDS]: wait until the old write node's changes have replicated: with the
 # engine's faster drain, until every other node applied them (drain_to, bounded by SECONDS, default
 # DRAIN_TIMEOUT; a node that cannot be reached is logged and skipped), else the engine's drain SQL
-# on the old node. Status 1 when the wait failed or timed out.
-drain_old() {
-  local dsn secs=${3:-$DRAIN_TIMEOUT} i rc=0 args=()
-  if ! dsn=$(node_dsn "$1"); then log "old write node $1 is no longer in the cluster: nothing to drain"; return 0; fi
+# on the old node. Status 1 when the wait failed or timed out. In two phases for the pause
+# switchover: drain_old_prepare (same arguments; connects the drain's sessions ahead of time) and
+# drain_old_run NAME.
+DRAIN_OLD_MODE=none
+DRAIN_OLD_DSN=""
+drain_old_prepare() {
+  local secs=${3:-$DRAIN_TIMEOUT} i args=()
+  DRAIN_OLD_MODE=none
+  if ! DRAIN_OLD_DSN=$(node_dsn "$1"); then log "old write node $1 is no longer in the cluster: nothing to drain"; return 0; fi
   case "$2" in
     DOWN*) log "old write node $1 is DOWN: its unreplicated changes cannot be drained"; return 0 ;;
   esac
   log "waiting up to ${secs}s for the changes of $1 to replicate"
+  DRAIN_OLD_MODE=sql
   if [ -n "$DRAIN_MARK_SQL" ] && [ -n "$DRAIN_APPLIED_SQL" ]; then
     for i in "${!P_NODE_NAMES[@]}"; do
       if [ "${P_NODE_NAMES[$i]}" != "$1" ]; then args+=("${P_NODE_NAMES[$i]}" "${P_NODE_DSNS[$i]}"); fi
     done
-    drain_to "$secs" "$1" "$dsn" "${args[@]}" || rc=$?
-  else
-    printf '%s' "$P_DRAIN_SQL" | sql_peer "$dsn" >/dev/null || rc=$?
+    if drain_prepare "$secs" "$1" "$DRAIN_OLD_DSN" "${args[@]}"; then DRAIN_OLD_MODE=fast; fi
   fi
-  # psql (and drain_to) exit with 2 when the old node cannot be reached
+}
+drain_old_run() {
+  local rc=0 mode=$DRAIN_OLD_MODE
+  DRAIN_OLD_MODE=none
+  case $mode in
+    none) return 0 ;;
+    fast) drain_run || rc=$? ;;
+    *) printf '%s' "$P_DRAIN_SQL" | sql_peer "$DRAIN_OLD_DSN" >/dev/null || rc=$? ;;
+  esac
+  # psql (and drain_run) exit with 2 when the old node cannot be reached
   if [ "$rc" = 2 ]; then log "old write node $1 is unreachable: its unreplicated changes cannot be drained now"; return 0; fi
   if [ "$rc" != 0 ]; then
     log "drain of $1 failed or timed out: traffic is on $NEW_WRITE, $1 stays in maintenance; re-run to retry"
     return 1
   fi
+}
+drain_old() {
+  drain_old_prepare "$@"
+  drain_old_run "$1"
 }
 old_servers() { printf '%s\n' "$1" | awk -F, -v n="$NEW_WRITE" '$1!=n{print $1}'; }
 # pgb_move: PgBouncer RECONNECT + WAIT_CLOSE (each server connection closes when its transaction
@@ -205,17 +222,72 @@ switchover_reconnect() {
 # pgb_no_servers: PgBouncer holds no server connection (SHOW SERVERS is empty)
 pgb_no_servers() { [ -z "$(pgb_admin 5 "SHOW SERVERS")" ]; }
 PAUSED=0
+PAUSE_START=0
+# A console session connected before PAUSE that runs RESUME when told (pgb_resume_now): RESUME
+# then costs no process start and no login inside the pause. Any failure falls back to pgb_admin.
+PGB_RESUME_FD=""
+PGB_RESUME_PID=""
+PGB_RESUME_DIR=""
+pgb_resume_prepare() {
+  local fd f secs=$((WAIT_SECONDS * 2 + PAUSE_DRAIN_SECONDS + 10))
+  PGB_RESUME_DIR=$(mktemp -d) || return 1
+  mkfifo -m 0600 "$PGB_RESUME_DIR/in" || return 1
+  (
+    for f in "${DRAIN_FDS[@]}"; do if [ -n "$f" ]; then exec {f}>&-; fi; done
+    as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+      -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer <"$PGB_RESUME_DIR/in" >/dev/null 2>"$PGB_RESUME_DIR/err"
+  ) &
+  PGB_RESUME_PID=$!
+  exec {fd}>"$PGB_RESUME_DIR/in"
+  PGB_RESUME_FD=$fd
+}
+# pgb_resume_now: RESUME through the prepared session (status 0 when it ran); ends the session.
+pgb_resume_now() {
+  local fd=$PGB_RESUME_FD rc=0
+  [ -n "$fd" ] || return 1
+  (printf 'RESUME;\n\\q\n' >&"$fd") 2>/dev/null || true
+  exec {fd}>&-
+  PGB_RESUME_FD=""
+  wait "$PGB_RESUME_PID" || rc=$?
+  if [ "$rc" != 0 ]; then log "PgBouncer RESUME through the prepared session failed: $(tail -n2 "$PGB_RESUME_DIR/err" 2>/dev/null)"; fi
+  rm -rf -- "$PGB_RESUME_DIR"
+  return "$rc"
+}
+# pgb_resume_discard: ends the prepared session without RESUME.
+pgb_resume_discard() {
+  local fd=$PGB_RESUME_FD
+  [ -n "$fd" ] || return 0
+  (printf '\\q\n' >&"$fd") 2>/dev/null || true
+  exec {fd}>&-
+  PGB_RESUME_FD=""
+  wait "$PGB_RESUME_PID" 2>/dev/null || true
+  rm -rf -- "$PGB_RESUME_DIR"
+}
 resume_if_paused() {
   if [ "$PAUSED" = 1 ]; then
-    PAUSED=0; log "PgBouncer RESUME"; pgb_admin "$WAIT_SECONDS" RESUME || log "PgBouncer RESUME failed: run RESUME on its console"
+    PAUSED=0
+    if pgb_resume_now; then
+      log "PgBouncer RESUME (paused for $(($(date +%s%3N) - PAUSE_START)) ms)"
+    else
+      log "PgBouncer RESUME"; pgb_admin "$WAIT_SECONDS" RESUME || log "PgBouncer RESUME failed: run RESUME on its console"
+    fi
   fi
+  pgb_resume_discard
 }
 switchover_pause() {
-  local servers=$1 old=$2 old_status cmds="" s left
+  local servers=$1 old=$2 old_status cmds="" s left drained=0
   old_status=$(status_of "$servers" "$old")
+  # Recorded before the pause (a re-run with traffic on the new node drains the old one again).
+  printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
+  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
   if pgb_running; then
+    # Everything that can happen before the pause does: the drain's and RESUME's sessions connect
+    # now, so inside the pause only their queries run.
+    drain_old_prepare "$old" "$old_status" "$PAUSE_DRAIN_SECONDS"
+    pgb_resume_prepare || log "PgBouncer: no console session prepared for RESUME (RESUME will start one)"
     log "switchover $old -> $NEW_WRITE: PgBouncer PAUSE"
     PAUSED=1
+    PAUSE_START=$(date +%s%3N)
     trap resume_if_paused EXIT
     # PgBouncer 1.18 can answer PAUSE at once with the reply of an earlier WAIT_CLOSE (its wait-close
     # flag stays set): trust only SHOW SERVERS being empty (PAUSE closes every server connection).
@@ -224,15 +296,12 @@ switchover_pause() {
     fi
     if [ -n "$left" ] && ! wait_for "$WAIT_SECONDS" "PgBouncer to close its server connections" pgb_no_servers; then exit 1; fi
   fi
-  for s in $(old_servers "$servers"); do cmds="${cmds}disable server $HA_BACKEND/$s; "; done
   ha_cmd "${cmds}clear table $HA_BACKEND" >/dev/null
-  printf '%s\n' "$old" | put_file "$PENDING" 0600 || true
   # The drain runs inside the pause, so no client writes on the new node before it holds every
   # change of the old one (no conflict between a late change and a newer one). With the engine's
   # faster drain this takes milliseconds; it is bounded by PAUSE_DRAIN_SECONDS, after which
   # clients resume and the full drain follows, as with reconnect.
-  local drained=0
-  if [ "$PAUSED" = 1 ] && drain_old "$old" "$old_status" "$PAUSE_DRAIN_SECONDS"; then drained=1; fi
+  if [ "$PAUSED" = 1 ] && drain_old_run "$old"; then drained=1; fi
   if [ -n "$(status_of "$servers" "$NEW_WRITE")" ]; then
     # The running HAProxy has the new node: with every other server disabled, it takes the traffic.
     resume_if_paused
@@ -241,6 +310,8 @@ switchover_pause() {
     install_cfg
     ha_reload
   else
+    # No open session may be inherited by the new HAProxy process.
+    pgb_resume_discard
     install_cfg
     ha_reload_start
     resume_if_paused
