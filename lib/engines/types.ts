@@ -59,7 +59,10 @@ export interface SequenceOptions {
 export interface DrainProgressSql {
   /** Runs on the source node; prints one LSN (its last output line). */
   mark: string;
-  /** Runs on a peer with the settings `pulumi_bdr.drain_source` and `pulumi_bdr.drain_lsn` set. */
+  /**
+   * Runs on a peer with the settings `pulumi_bdr.drain_source`, `pulumi_bdr.drain_lsn` and
+   * `pulumi_bdr.drain_seconds` set.
+   */
   applied: string;
 }
 

@@ -288,24 +288,36 @@ export function forgetOnPeersScript(leaving: string): string {
 }
 
 /**
+ * One tab-separated data line of a runner-side script (forget-peers.sh, guard-probe.sh): the
+ * transport's kind, the host's name, the rest of the transport's fields, then `args`. Throws,
+ * naming `label`, on an empty field or one holding a tab or line break.
+ */
+export function peerDataLine(
+  label: string,
+  name: string,
+  fields: readonly string[],
+  args: readonly string[] = [],
+): string {
+  const [kind, ...transport] = fields;
+  const row = [kind, name, ...transport, ...args];
+  for (const f of row) {
+    if (f === undefined || f === "" || /[\t\r\n\0]/.test(f)) {
+      throw new Error(`${label}: field ${JSON.stringify(f)} is empty or holds a tab or line break`);
+    }
+  }
+  return row.join("\t");
+}
+
+/**
  * The stdin of a forget step: one tab-separated data line per peer (its name, transport fields
  * and forget arguments), {@link END_OF_PEERS}, then the bundle. Fields must hold no tab or line
  * break.
  */
 export function forgetPeersStdin(peers: ForgetPeer[], bundle: pulumi.Input<string>): pulumi.Output<string> {
   return pulumi.all([pulumi.all(peers.map((p) => p.transport.fields)), bundle]).apply(([fields, b]) => {
-    const lines = peers.map((p, i) => {
-      const [kind, ...transport] = fields[i];
-      const row = [kind, p.name, ...transport, ...p.args];
-      for (const f of row) {
-        if (f === "" || /[\t\r\n\0]/.test(f)) {
-          throw new Error(
-            `forget data line for peer ${p.name}: field ${JSON.stringify(f)} is empty or holds a tab or line break`,
-          );
-        }
-      }
-      return row.join("\t");
-    });
+    const lines = peers.map((p, i) =>
+      peerDataLine(`forget data line for peer ${p.name}`, p.name, fields[i], p.args),
+    );
     return [...lines, END_OF_PEERS, b].join("\n");
   });
 }

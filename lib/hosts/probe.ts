@@ -5,8 +5,8 @@
  *
  * - The probe is one invoke of the command provider per cluster (`local.run`, the Go plugin the
  *   steps already load): lib/sh/guard-probe.sh on the runner reaches every host, in parallel,
- *   through the same transports as a peer's forget (the runner's bash, `docker exec`, or OpenSSH with the key from a secret
- *   environment variable) and runs the bundle's `probe` operation there (lib/sh/guard.sh
+ *   through the same transports as a peer's forget (the runner's bash, `docker exec`, or OpenSSH
+ *   with the key from a secret environment variable) and runs the bundle's `probe` operation there (lib/sh/guard.sh
  *   `guard_probe`): it prints the token the host stored after the last successful ensure while
  *   every watched process runs, the next number when one is down, a fresh `u<nanoseconds>` each
  *   time the host cannot be asked (never equal to a stored token: the first probe of a container
@@ -25,7 +25,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { shippedScript } from "../render/shell";
 import { renderBundle } from "./bundle";
-import { type PeerTransport } from "./commands";
+import { peerDataLine, type PeerTransport } from "./commands";
 
 /**
  * The token when the probe's output holds none (the runner script itself failed); the runner
@@ -58,20 +58,6 @@ export interface GuardProbeHost {
   probe: pulumi.Input<string>;
 }
 
-/** A host's probe data line fields (`kind unit transport...`); throws on an empty field or one with a tab or line break. */
-export function checkProbeFields(unit: string, fields: readonly string[]): string[] {
-  const [kind, ...transport] = fields;
-  const row = [kind, unit, ...transport];
-  for (const f of row) {
-    if (f === undefined || f === "" || /[\t\r\n\0]/.test(f)) {
-      throw new Error(
-        `guard probe data line for ${unit}: field ${JSON.stringify(f)} is empty or holds a tab or line break`,
-      );
-    }
-  }
-  return row;
-}
-
 /**
  * The probe's stdin: per host, its data line (as in forget-peers.sh, no arguments) and its bundle
  * with the `probe` operation, in base64 on one line.
@@ -79,9 +65,9 @@ export function checkProbeFields(unit: string, fields: readonly string[]): strin
 export function guardProbeStdin(hosts: GuardProbeHost[]): pulumi.Output<string> {
   const parts = hosts.map((h) =>
     pulumi.all([h.transport.fields, h.probe]).apply(([fields, probe]) => {
-      const row = checkProbeFields(h.unit, fields);
+      const line = peerDataLine(`guard probe data line for ${h.unit}`, h.unit, fields);
       const bundle = renderBundle({ create: "exit 0", probe });
-      return `${row.join("\t")}\n${Buffer.from(bundle, "utf8").toString("base64")}\n`;
+      return `${line}\n${Buffer.from(bundle, "utf8").toString("base64")}\n`;
     }),
   );
   return pulumi.all(parts).apply((p) => p.join(""));

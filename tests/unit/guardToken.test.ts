@@ -15,8 +15,8 @@ import {
   guardProbeScript,
   guardProbeStdin,
   parseGuardTokens,
-  checkProbeFields,
 } from "../../lib/hosts/probe";
+import { peerDataLine } from "../../lib/hosts/commands";
 import { shellAssign, shippedScript } from "../../lib/render/shell";
 
 function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
@@ -157,7 +157,7 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
     assert.ok(Date.now() - t0 < 60000);
     // A field with a tab or line break would break the data line: refused before anything runs.
     assert.throws(
-      () => checkProbeFields("n1", ["remote", "h\tx"]),
+      () => peerDataLine("guard probe data line for n1", "n1", ["remote", "h\tx"]),
       /guard probe data line for n1: field "h\\tx" is empty or holds a tab or line break/,
     );
   });

@@ -1227,12 +1227,17 @@ ha_cmd() {
   if printf '%s\n' "$out" | grep -qiE "^(unknown|no such|require|invalid|.*not found)"; then log "HAProxy refused '$1': $out"; return 1; fi
   printf '%s\n' "$out"
 }
-# pgb_admin SECONDS COMMAND: run a command on PgBouncer's admin console (Unix socket), bounded
+# pgb_psql SECONDS [PSQL-ARGS...]: psql on PgBouncer's admin console (Unix socket), bounded
+pgb_psql() {
+  local secs=$1; shift
+  as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer "$@"
+}
+# pgb_admin SECONDS COMMAND...: run commands on PgBouncer's admin console, bounded
 pgb_admin() {
   local secs=$1 c; shift; local args=()
   for c in "$@"; do args+=(-c "$c"); done
-  as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
-    -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer "${args[@]}"
+  pgb_psql "$secs" "${args[@]}"
 }
 # node_dsn NAME: connection string of a cluster node (for the drain), from P_NODE_NAMES/P_NODE_DSNS
 node_dsn() {
@@ -1389,8 +1394,7 @@ pgb_resume_prepare() {
   mkfifo -m 0600 "$PGB_RESUME_DIR/in" || return 1
   (
     for f in "${DRAIN_FDS[@]}"; do if [ -n "$f" ]; then exec {f}>&-; fi; done
-    as_pg timeout "$secs" env PGPASSFILE="$PGPASSFILE" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
-      -h "$PGB_SOCKDIR" -p "$PGB_PORT" -U "$ADMIN_USER" -d pgbouncer <"$PGB_RESUME_DIR/in" >/dev/null 2>"$PGB_RESUME_DIR/err"
+    pgb_psql "$secs" <"$PGB_RESUME_DIR/in" >/dev/null 2>"$PGB_RESUME_DIR/err"
   ) &
   PGB_RESUME_PID=$!
   exec {fd}>"$PGB_RESUME_DIR/in"
