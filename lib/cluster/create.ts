@@ -340,8 +340,8 @@ export function createCluster(
   // the gate (see ClusterSecrets.checkedPassword). Docker servers follow their container anyway.
   const early = (step: PlanStep) =>
     step.kind === "server" && hostOf(step).kind !== "docker" && secrets.checkedPassword !== undefined;
-  const depsOf = (step: PlanStep) => [
-    ...step.dependsOn.map((d) => resources.get(d)!),
+  const depsOf = (step: PlanStep, names = step.dependsOn) => [
+    ...names.map((d) => resources.get(d)!),
     ...(early(step) ? [] : gate),
   ];
   const needDocker = () => {
@@ -426,7 +426,7 @@ export function createCluster(
   ];
   // Every host's guard token, asked in one invoke on every preview and up (lib/hosts/probe.ts): a
   // process that is down changes its host's token, and so its guard's ensure script, which then runs.
-  const tokens = guardTokens(
+  const probed = guardTokens(
     ordered
       .filter((step) => step.kind === "guard")
       .map((step) => {
@@ -440,12 +440,29 @@ export function createCluster(
       }),
     { parent },
   );
+  const tokens = probed.tokens;
+  // A cluster built from nothing (every node's probe reports a data directory never initialized)
+  // takes the plan's one-pass edges (PlanStep.freshDependsOn): configs in parallel, pglogical
+  // joins at once. Unknown (a preview before the hosts exist) or any other answer: the usual edges.
+  const allFresh = probed.fresh.apply((f) => ctx.nodes.every((n) => f[n.name] === true));
   for (const step of ordered) {
     if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;
     const node = step.node ? nodeByName.get(step.node)! : undefined;
     const host = hostOf(step);
     const driver = driverOf(host, node?.name);
-    const opts = { parent, dependsOn: [...depsOf(step), ...(hooks?.dependsOn(step, resources) ?? [])] };
+    const extra = hooks?.dependsOn(step, resources) ?? [];
+    /** The step's edges, and the forget step a join adds (below). */
+    const edges = (more: pulumi.Resource[] = []): pulumi.Input<pulumi.Resource[]> => {
+      const usual = [...depsOf(step), ...extra, ...more];
+      const freshNames = step.freshDependsOn;
+      if (!freshNames) return usual;
+      const fresh = [...depsOf(step, freshNames), ...extra, ...more];
+      return allFresh.apply((f) => (f ? fresh : usual));
+    };
+    const opts: { parent: pulumi.Resource; dependsOn: pulumi.Input<pulumi.Resource[]> } = {
+      parent,
+      dependsOn: edges(),
+    };
     let resource: pulumi.Resource;
     if (step.kind === "guard") {
       const token = tokens[node?.name ?? "proxy"];
@@ -474,7 +491,7 @@ export function createCluster(
       if (step.kind === "join" && engine.forgetNodeSql) {
         // Runs after the join's delete (the join depends on it): every surviving peer forgets the
         // leaving node locally, through its own transport, whatever its pg_hba.conf admits by then.
-        opts.dependsOn = [...opts.dependsOn, createForgetStep(step.name, node!)];
+        opts.dependsOn = edges([createForgetStep(step.name, node!)]);
       }
       resource = driver.createStep(
         step.name,

@@ -75,6 +75,14 @@ export interface PlanStep {
   node?: string;
   /** Names of the steps that must finish first. */
   dependsOn: string[];
+  /**
+   * The step's edges instead of `dependsOn` when the cluster is built from nothing (every node's
+   * probe reports a data directory never initialized, lib/hosts/probe.ts): configs need no
+   * rolling order, and (pglogical) a join needs only its own setup, every earlier node's setup
+   * and the first node's bootstrap, since no node holds data to copy (lib/sh/pglogical-join.sh
+   * then subscribes in both directions without a copy). Absent: the same as `dependsOn`.
+   */
+  freshDependsOn?: string[];
 }
 
 /** Everything the component needs, resolved from the args. Pure data. */
@@ -369,7 +377,7 @@ export const planCluster = resolve;
 /** The step graph alone (pure), exposed for tests of ordering. */
 export function planSteps(
   cluster: string,
-  ctx: Pick<ClusterContext, "nodes">,
+  ctx: Pick<ClusterContext, "nodes" | "engine">,
   hosts: Record<string, Pick<ResolvedHost, "kind" | "docker">>,
   proxyHost: Pick<ResolvedHost, "kind" | "docker"> | undefined,
 ): PlanStep[] {
@@ -392,6 +400,10 @@ export function planSteps(
   };
   let previousConfig: string | undefined;
   let previousJoin: string | undefined;
+  // pglogical joins of empty nodes may run at once (each subscribes to and from every earlier
+  // node, nothing is copied); BDR's join_node_group keeps its order.
+  const meshJoins = ctx.engine === "pglogical";
+  const setups: string[] = [];
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
     if (hosts[node.name].kind === "docker") serverDeps.push(dockerSteps(hosts[node.name], node.name));
@@ -401,11 +413,20 @@ export function planSteps(
       steps.push({ name, kind, node: node.name, dependsOn });
       return name;
     };
+    /** The last step added, with its edges for a cluster built from nothing. */
+    const fresh = (dependsOn: string[]) => {
+      steps[steps.length - 1].freshDependsOn = dependsOn;
+    };
     const server = add("server", serverDeps);
     const config = add("config", previousConfig ? [server, previousConfig] : [server]);
+    if (previousConfig) fresh([server]);
     previousConfig = config;
     const setup = add("setup", [config]);
+    const firstJoin = stepName.join(cluster, ctx.nodes[0].name);
     previousJoin = add("join", previousJoin ? [setup, previousJoin] : [setup]);
+    // (The first node's join, its bootstrap, follows its setup.)
+    if (meshJoins && setups.length > 0) fresh([setup, firstJoin, ...setups.slice(1)]);
+    setups.push(setup);
     if (hasGuard(hosts[node.name])) add("guard", [setup]);
   }
   if (proxyHost) {

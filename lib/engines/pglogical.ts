@@ -156,6 +156,30 @@ function dollarBody(body: string): string {
   return `${tag}\n${body}\n${tag}`;
 }
 
+/**
+ * SQL (one row, `t` or `f`): whether the node holds nothing of its own a join would copy: no
+ * relation, function, type or large object outside PostgreSQL's, pglogical's and the library's
+ * schemas (extension members aside), and no extension but plpgsql and pglogical. Empty schemas,
+ * roles and grants do not count (each node gets them from its own steps). A join whose node and
+ * earlier nodes all hold nothing subscribes in both directions without a copy
+ * (lib/sh/pglogical-join.sh).
+ */
+export function freshSql(): string {
+  const notExtensionMember = (catalog: string, alias: string) =>
+    `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '${catalog}'::regclass` +
+    ` AND d.objid = ${alias}.oid AND d.deptype = 'e')`;
+  return dedent`
+    SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                        WHERE ${userSchemaFilter("n.nspname")} AND ${notExtensionMember("pg_catalog.pg_class", "c")})
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                        WHERE ${userSchemaFilter("n.nspname")} AND ${notExtensionMember("pg_catalog.pg_proc", "p")})
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                        WHERE ${userSchemaFilter("n.nspname")} AND t.typrelid = 0 AND ${notExtensionMember("pg_catalog.pg_type", "t")})
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata)
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname NOT IN ('plpgsql', 'pglogical'));
+  `;
+}
+
 /** Schema of the join-time helpers on a joining node (dropped when the join completes). */
 export const JOIN_SCHEMA = "pulumi_bdr_join";
 
@@ -322,6 +346,7 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
     "J_EARLIER_DSNS=(",
     ...earlier.map((e) => `  ${q(e.dsn)}`),
     ")",
+    `J_FRESH_SQL=${q(freshSql())}`,
     `DRAIN_MARK_SQL=${q(drain.mark)}`,
     `DRAIN_APPLIED_SQL=${q(drain.applied)}`,
     "# This node's own replication set and the event trigger for tables created later.",

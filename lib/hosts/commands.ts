@@ -28,7 +28,8 @@ export interface StepScripts {
 /** Resource options a step may take; nothing else of the component's options is passed on. */
 export interface StepOptions {
   parent: pulumi.Resource;
-  dependsOn: pulumi.Resource[];
+  /** The steps it waits for; an Output when the edges depend on the probe (a fresh cluster's). */
+  dependsOn: pulumi.Input<pulumi.Resource[]>;
   /** Properties whose changes do not update the resource (used for the server step). */
   ignoreChanges?: string[];
 }

@@ -225,10 +225,17 @@ const NODE_GUARD_TOKEN_FILE = '"$PG_RUN"/guard.token';
  * Guard probe (lib/sh/guard.sh `guard_probe` around node-server.sh `server_probe`): prints the
  * node's guard token, the stored one when the node's postmaster runs (`pg_ctl status`), no
  * container restart is pending a wake-up ({@link RESTART_MARKER}) and the node's watcher runs
- * (when the engine has one), the next one otherwise. Reads nothing on stdin and changes nothing.
+ * (when the engine has one), the next one otherwise; then `pulumi-bdr-guard-fresh=1` when the
+ * node's data directory was never initialized (node-server.sh `server_fresh`). Reads nothing on
+ * stdin and changes nothing.
  */
 export function serverProbeScript(node: NodePlan, database: string, watcher?: NodeWatcher): string {
-  return serverEntryScript(node, database, watcher, `guard_probe ${NODE_GUARD_TOKEN_FILE} server_probe`);
+  return serverEntryScript(
+    node,
+    database,
+    watcher,
+    `guard_probe ${NODE_GUARD_TOKEN_FILE} server_probe\nserver_fresh`,
+  );
 }
 
 /**

@@ -78,29 +78,50 @@ export function guardProbeStdin(hosts: GuardProbeHost[]): pulumi.Output<string> 
  * 1-32 letters or digits, else {@link GUARD_UNREACHABLE} (also for a unit with no line).
  */
 export function parseGuardTokens(stdout: string, units: readonly string[]): Record<string, string> {
-  const found = new Map<string, string>();
-  for (const line of stdout.split("\n")) {
-    const tab = line.indexOf("\t");
-    if (tab > 0) found.set(line.slice(0, tab), line.slice(tab + 1).trim());
-  }
+  const found = probeLines(stdout);
   return Object.fromEntries(
     units.map((u) => {
-      const t = found.get(u) ?? "";
+      const t = found.get(u)?.[0] ?? "";
       return [u, /^[A-Za-z0-9]{1,32}$/.test(t) ? t : GUARD_UNREACHABLE];
     }),
   );
 }
 
 /**
+ * The probe's output as one flag per unit: true when the host reported its node's data directory
+ * never initialized (the third field of its line is `1`), false otherwise (no line, a host that
+ * could not be asked, the proxy).
+ */
+export function parseGuardFresh(stdout: string, units: readonly string[]): Record<string, boolean> {
+  const found = probeLines(stdout);
+  return Object.fromEntries(units.map((u) => [u, found.get(u)?.[1] === "1"]));
+}
+
+/** `NAME<TAB>TOKEN[<TAB>FRESH]` lines: name -> [token, fresh]. */
+function probeLines(stdout: string): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  for (const line of stdout.split("\n")) {
+    const fields = line.split("\t").map((f) => f.trim());
+    if (fields.length > 1 && fields[0] !== "") found.set(fields[0], fields.slice(1));
+  }
+  return found;
+}
+
+/** What {@link guardTokens} learns from one probe of every host. */
+export interface GuardProbeResult {
+  /** Per unit its guard token (see {@link parseGuardTokens}). */
+  tokens: Record<string, pulumi.Output<string>>;
+  /** Per unit whether its node's data directory was never initialized ({@link parseGuardFresh}). */
+  fresh: pulumi.Output<Record<string, boolean>>;
+}
+
+/**
  * Asks every host of a cluster for its guard token in one invoke (see the module comment): per
  * unit an Output that resolves on every `preview` and `up` (unknown while a host's address or
- * bundle is).
+ * bundle is), and which nodes are fresh.
  */
-export function guardTokens(
-  hosts: GuardProbeHost[],
-  opts: pulumi.InvokeOutputOptions,
-): Record<string, pulumi.Output<string>> {
-  if (hosts.length === 0) return {};
+export function guardTokens(hosts: GuardProbeHost[], opts: pulumi.InvokeOutputOptions): GuardProbeResult {
+  if (hosts.length === 0) return { tokens: {}, fresh: pulumi.output<Record<string, boolean>>({}) };
   const env = Object.assign({}, ...hosts.map((h) => h.transport.environment)) as Record<
     string,
     pulumi.Output<string>
@@ -118,6 +139,10 @@ export function guardTokens(
     opts,
   );
   const units = hosts.map((h) => h.unit);
-  const tokens = pulumi.unsecret(result.stdout.apply((out) => parseGuardTokens(out, units)));
-  return Object.fromEntries(units.map((u) => [u, tokens.apply((t) => t[u])]));
+  const stdout = pulumi.unsecret(result.stdout);
+  const tokens = stdout.apply((out) => parseGuardTokens(out, units));
+  return {
+    tokens: Object.fromEntries(units.map((u) => [u, tokens.apply((t) => t[u])])),
+    fresh: stdout.apply((out) => parseGuardFresh(out, units)),
+  };
 }

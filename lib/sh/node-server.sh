@@ -84,6 +84,13 @@ server_probe() {
   exit 1
 }
 
+# server_fresh: prints `pulumi-bdr-guard-fresh=1` when the node's data directory was never
+# initialized (no PG_VERSION): the node holds nothing yet. The program builds a cluster whose
+# nodes are all fresh in one pass (lib/cluster/plan.ts freshDependsOn); the join checks again.
+server_fresh() {
+  [ -s "$N_DATA/PG_VERSION" ] || printf 'pulumi-bdr-guard-fresh=1\n'
+}
+
 server_ensure() {
   # A container's entrypoint that left the marker is starting the server itself: give it 5 s.
   if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then

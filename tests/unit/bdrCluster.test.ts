@@ -15,6 +15,7 @@ import {
   valueOf,
   invokes,
   MOCK_GUARD_TOKEN,
+  MOCK_PROBE,
 } from "./mocks";
 import * as mocks from "./mocks";
 import { scramVerifier } from "../../lib/render/scram";
@@ -62,6 +63,51 @@ describe("BdrCluster (mocks)", () => {
     lib = await import("../../lib");
   });
   beforeEach(() => reset());
+
+  it("a cluster built from nothing (every node's probe says fresh) joins and configures in one pass", async () => {
+    const make = async (name: string, fresh: string[]) => {
+      MOCK_PROBE.freshUnits = fresh;
+      try {
+        new lib.BdrCluster(
+          name,
+          {
+            nodes: ["n1", "n2", "n3"].map((n) => ({ name: n, host: { kind: "local" as const } })),
+            replicationPassword: pulumi.secret(PASSWORD),
+          },
+          { runner: { isRoot: true, currentUser: "root", homeDir: "/root" } },
+        );
+        await registeredAll([`${name}-proxy-guard`]);
+      } finally {
+        MOCK_PROBE.freshUnits = [];
+      }
+    };
+    await make("fr", ["n1", "n2", "n3", "proxy"]);
+    assert.deepStrictEqual(
+      depNames(byName("fr-n2-config")),
+      ["fr-n2-server"],
+      "configs need no rolling order",
+    );
+    assert.deepStrictEqual(depNames(byName("fr-n3-config")), ["fr-n3-server"]);
+    assert.deepStrictEqual(depNames(byName("fr-n2-join")), [
+      "fr-n1-join",
+      "fr-n2-join-forget",
+      "fr-n2-setup",
+    ]);
+    assert.deepStrictEqual(
+      depNames(byName("fr-n3-join")),
+      ["fr-n1-join", "fr-n2-setup", "fr-n3-join-forget", "fr-n3-setup"],
+      "n3 joins beside n2: it needs every earlier node's setup and n1's bootstrap, not n2's join",
+    );
+    assert.deepStrictEqual(depNames(byName("fr-proxy")), ["fr-n1-join", "fr-n2-join", "fr-n3-join"]);
+    // One node that holds data (or cannot be asked): the usual chain.
+    await make("ch", ["n1", "n2", "proxy"]);
+    assert.deepStrictEqual(depNames(byName("ch-n3-config")), ["ch-n2-config", "ch-n3-server"]);
+    assert.deepStrictEqual(depNames(byName("ch-n3-join")), [
+      "ch-n2-join",
+      "ch-n3-join-forget",
+      "ch-n3-setup",
+    ]);
+  });
 
   it("creates exactly the planned children for a local 3-node pglogical cluster, all parented and chained", async () => {
     // The runner's identity is injected: the same children whoever runs the tests.

@@ -14,6 +14,7 @@ import {
   UNREACHABLE_TOKEN,
   guardProbeScript,
   guardProbeStdin,
+  parseGuardFresh,
   parseGuardTokens,
 } from "../../lib/hosts/probe";
 import { peerDataLine } from "../../lib/hosts/commands";
@@ -50,7 +51,10 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
         Object.entries(hosts).map(([unit, fields]) => ({
           unit,
           transport: { fields, environment: {} },
-          probe: hostScript(`guard_probe "$PG_RUN"/guard.token watched_probe`),
+          // Like a node's probe (lib/hosts/nodeScripts.ts): then whether it holds anything yet.
+          probe: hostScript(
+            `guard_probe "$PG_RUN"/guard.token watched_probe\n[ -e ${dir}/data ] || echo pulumi-bdr-guard-fresh=1`,
+          ),
         })),
       ),
     );
@@ -65,8 +69,10 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
       Object.keys(hosts),
       "one line per host, in input order",
     );
+    lastStdout = r.stdout;
     return parseGuardTokens(r.stdout, Object.keys(hosts));
   };
+  let lastStdout = "";
   const probe = async (transport: pulumi.Output<string[]> = pulumi.output(["local"])) =>
     (await probeAll({ n1: transport })).n1;
   const ensure = (token: string) =>
@@ -154,6 +160,21 @@ describe("guard token (lib/sh/guard.sh + lib/sh/guard-probe.sh)", () => {
     assert.strictEqual(got.n1, "4");
     assert.strictEqual(got.proxy, "4");
     assert.match(got.gone, UNREACHABLE_TOKEN);
+    // The fresh flag: the hosts that answered report it; one that could not be asked never does.
+    assert.deepStrictEqual(parseGuardFresh(lastStdout, ["n1", "gone", "proxy", "absent"]), {
+      n1: true,
+      gone: false,
+      proxy: true,
+      absent: false,
+    });
+    fs.mkdirSync(path.join(dir, "data"));
+    await probeAll({ n1: pulumi.output(["local"]) });
+    assert.deepStrictEqual(parseGuardFresh(lastStdout, ["n1"]), { n1: false }, "a data directory: not fresh");
+    assert.deepStrictEqual(parseGuardFresh("n1\t4\nn2\t4\t1\nn3\t4\tyes\n", ["n1", "n2", "n3"]), {
+      n1: false,
+      n2: true,
+      n3: false,
+    });
     assert.ok(Date.now() - t0 < 60000);
     // A field with a tab or line break would break the data line: refused before anything runs.
     assert.throws(

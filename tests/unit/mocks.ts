@@ -87,7 +87,11 @@ export function installMocks(): void {
             .filter((_, i) => i % 2 === 0)
             .map((l) => l.split("\t")[1])
             .filter((u): u is string => !!u);
-          return { stdout: units.map((u) => `${u}\t${MOCK_GUARD_TOKEN}\n`).join(""), stderr: "" };
+          const fresh = MOCK_PROBE.freshUnits;
+          return {
+            stdout: units.map((u) => `${u}\t${MOCK_GUARD_TOKEN}\t${fresh.includes(u) ? 1 : 0}\n`).join(""),
+            stderr: "",
+          };
         }
         return args.inputs;
       },
@@ -100,6 +104,9 @@ export function installMocks(): void {
 
 /** Salts the mock salt commands (`<cluster>-scram-salt`) drew, by resource name (random, as the real one). */
 export const MOCK_SALTS: Record<string, string> = {};
+
+/** Units the mock probe reports fresh (a data directory never initialized); none by default. */
+export const MOCK_PROBE: { freshUnits: string[] } = { freshUnits: [] };
 
 /** The token every mock guard probe reports. */
 export const MOCK_GUARD_TOKEN = "7";

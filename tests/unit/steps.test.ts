@@ -152,7 +152,10 @@ describe("renderStep", () => {
         assert.ok(text.includes("\nset -euo pipefail\n"), step.name);
         // The entry point (the last line): the library's guard wrapper around a function that
         // reads no stdin.
-        const last = text.trimEnd().split("\n").pop()!;
+        // (A node's probe then reports whether its data directory was ever initialized.)
+        const lines = text.trimEnd().split("\n");
+        if (text === r.probe && step.node) assert.strictEqual(lines.pop(), "server_fresh", step.name);
+        const last = lines.pop()!;
         assert.match(
           last,
           /^guard_(probe|ensure) "\$(PG_RUN|BASE)"\/guard\.token ("\$GUARD_TOKEN" )?(server|proxy)_(probe|ensure)$/,
@@ -167,7 +170,7 @@ describe("renderStep", () => {
     const node = renderStep(p, guards[1]);
     // Values, then the library's entry point (lib/sh/node-server.sh).
     assert.match(node.probe!, /\nN_DATA=\/var\/lib\/pulumi-bdr\/db\/n2\/data\n/);
-    assert.match(node.probe!, /\nguard_probe "\$PG_RUN"\/guard\.token server_probe\n$/);
+    assert.match(node.probe!, /\nguard_probe "\$PG_RUN"\/guard\.token server_probe\nserver_fresh\n$/);
     // pglogical has a replication watcher: the probe checks it, the ensure writes and starts it.
     assert.match(node.probe!, /\nN_WATCHER=1\n/);
     assert.match(node.probe!, /^watch_pid\(\) \{$/m);

@@ -12,6 +12,14 @@ J_EARLIER_DSNS=(
   'host=10.0.0.11 port=5432 dbname=app user=bdr_repl'
   'host=10.0.0.12 port=5432 dbname=app user=bdr_repl'
 )
+J_FRESH_SQL='SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname NOT IN ('\''information_schema'\'', '\''pglogical'\'', '\''pulumi_bdr'\'', '\''pulumi_bdr_join'\'') AND n.nspname NOT LIKE '\''pg\_%'\'' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '\''pg_catalog.pg_class'\''::regclass AND d.objid = c.oid AND d.deptype = '\''e'\''))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname NOT IN ('\''information_schema'\'', '\''pglogical'\'', '\''pulumi_bdr'\'', '\''pulumi_bdr_join'\'') AND n.nspname NOT LIKE '\''pg\_%'\'' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '\''pg_catalog.pg_proc'\''::regclass AND d.objid = p.oid AND d.deptype = '\''e'\''))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                    WHERE n.nspname NOT IN ('\''information_schema'\'', '\''pglogical'\'', '\''pulumi_bdr'\'', '\''pulumi_bdr_join'\'') AND n.nspname NOT LIKE '\''pg\_%'\'' AND t.typrelid = 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '\''pg_catalog.pg_type'\''::regclass AND d.objid = t.oid AND d.deptype = '\''e'\''))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname NOT IN ('\''plpgsql'\'', '\''pglogical'\''));'
 DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
   FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
 DRAIN_APPLIED_SQL='DO $pb$
@@ -259,14 +267,14 @@ drain_to() {
 # pglogical: a node joins the group through the join target.
 #
 # The same text for every node and every cluster size: the values come from the data lines the
-# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT and the arrays
+# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT, J_FRESH_SQL and the arrays
 # J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
 # join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
 # substitute, read them back with current_setting('pulumi_bdr.x').
 # Needs the preamble library (sql_local, sql_peer, log) and lib/sh/drain.sh (drain_to, with the
 # engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL). Waits that do not depend on each other (one per
 # earlier node) run in parallel: only the genuine ordering constraints stay serial.
-: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
+: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}" "${J_FRESH_SQL:?}"
 case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
 if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
   log "pglogical join: the earlier nodes' names and DSNs do not match"
@@ -415,7 +423,31 @@ SELECT coalesce((SELECT st.sync_status::text
                     AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
 SQL
 )
-if [ "$target_sync" != r ]; then
+# 0. A cluster built from nothing: when this node and every earlier node hold nothing a copy
+#    would carry (J_FRESH_SQL: no table, function, type, large object or extension of their own),
+#    this node subscribes to every earlier node without a copy (steps 5-7 below, the join target
+#    among them). Such joins may run at once (the program's one-pass plan for a new cluster:
+#    every subscription is made by exactly one of them); they need only every node's setup.
+fresh_dir=$(mktemp -d) || exit 1
+pids=()
+{ on "" <<<"$J_FRESH_SQL" >"$fresh_dir/self" 2>/dev/null || true; } &
+pids+=("$!")
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  { on "${J_EARLIER_DSNS[$i]}" <<<"$J_FRESH_SQL" >"$fresh_dir/$i" 2>/dev/null || true; } &
+  pids+=("$!")
+done
+wait_all "${pids[@]}"
+fresh=1
+for f in "$fresh_dir"/*; do
+  [ "$(cat "$f")" = t ] || fresh=0
+done
+rm -rf -- "$fresh_dir"
+if [ "$fresh" = 1 ] && { [ "$target_sync" = none ] || [ "$target_sync" = r ]; }; then
+  log "pglogical: no node holds data yet: $J_NODE subscribes to ${#J_EARLIER_NAMES[@]} earlier nodes without a copy"
+  other_names=("${J_EARLIER_NAMES[@]}")
+  other_dsns=("${J_EARLIER_DSNS[@]}")
+  other_subs=("${earlier_subs[@]}")
+elif [ "$target_sync" != r ]; then
   # 1. Subscribe to every other earlier node first, without copying: creating the subscription
   #    creates its slot there, so changes committed there from now on stream to this node.
   #    Park each one (disabled) until the tables exist here.

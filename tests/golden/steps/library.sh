@@ -340,21 +340,25 @@ forget_on_peers() {
 # stdin: per host two lines: a data line in forget-peers.sh's format without ARGS (`local NAME`,
 # `remote NAME HOST PORT USER KEYVAR SUDO` or `docker NAME DAEMON CONTAINER`), then the host's
 # bundle (lib/hosts/bundle.ts, whose `probe` operation runs on the host) in base64 on one line.
-# stdout: per host, in input order, `NAME<TAB>TOKEN`: its token or, when the host could not be
+# stdout: per host, in input order, `NAME<TAB>TOKEN<TAB>FRESH`: its token or, when the host could not be
 # asked (no SSH connection, no running container, no answer), a fresh word `u<nanoseconds>` each
 # time: it never equals a stored token, so the guard shows a change for as long as the host cannot
 # be asked, and the ensure that runs once it can (a container recreated by `up --refresh`) stores
-# that word. The hosts' messages are dropped. Always exits 0.
+# that word; FRESH is 1 when the host reported its node's data directory never initialized, else
+# 0 (also for a host that could not be asked). The hosts' messages are dropped. Always exits 0.
 # Needs ssh-run.sh and forget-peers.sh (sourced before it).
 set -uo pipefail
 
-# guard_probe_one OUTFILE BUNDLE FIELDS...: the token of one host into OUTFILE
+# guard_probe_one OUTFILE BUNDLE FIELDS...: the token of one host into OUTFILE, then a tab and 1
+# when the host reported its node fresh (`pulumi-bdr-guard-fresh=1`: a data directory never
+# initialized), else 0
 guard_probe_one() {
-  local outfile=$1 bundle=$2 out token
+  local outfile=$1 bundle=$2 out token fresh=0
   shift 2
   out=$(run_on_peer probe "$bundle" "$@" 2>/dev/null </dev/null) || true
   token=$(printf '%s\n' "$out" | sed -n 's/^pulumi-bdr-guard-token=\([A-Za-z0-9]\{1,32\}\)$/\1/p' | tail -n 1)
-  printf '%s\n' "${token:-u$(date +%s%N)}" >"$outfile"
+  if [ -n "$token" ] && [[ $'\n'"$out"$'\n' == *$'\npulumi-bdr-guard-fresh=1\n'* ]]; then fresh=1; fi
+  printf '%s\t%s\n' "${token:-u$(date +%s%N)}" "$fresh" >"$outfile"
 }
 
 guard_probe_hosts() {
@@ -373,7 +377,7 @@ guard_probe_hosts() {
   done
   for n in "${!pids[@]}"; do wait "${pids[$n]}" || true; done
   for n in "${!names[@]}"; do
-    printf '%s\t%s\n' "${names[$n]}" "$(cat "$dir/$n" 2>/dev/null || echo "u$(date +%s%N)")"
+    printf '%s\t%s\n' "${names[$n]}" "$(cat "$dir/$n" 2>/dev/null || printf 'u%s\t0' "$(date +%s%N)")"
   done
   rm -rf -- "$dir"
   exit 0
@@ -619,6 +623,13 @@ server_probe() {
   exit 1
 }
 
+# server_fresh: prints `pulumi-bdr-guard-fresh=1` when the node's data directory was never
+# initialized (no PG_VERSION): the node holds nothing yet. The program builds a cluster whose
+# nodes are all fresh in one pass (lib/cluster/plan.ts freshDependsOn); the join checks again.
+server_fresh() {
+  [ -s "$N_DATA/PG_VERSION" ] || printf 'pulumi-bdr-guard-fresh=1\n'
+}
+
 server_ensure() {
   # A container's entrypoint that left the marker is starting the server itself: give it 5 s.
   if [ -e "$PG_RUN/$N_RESTART_MARKER" ]; then
@@ -683,14 +694,14 @@ SQL
 # pglogical: a node joins the group through the join target.
 #
 # The same text for every node and every cluster size: the values come from the data lines the
-# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT and the arrays
+# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT, J_FRESH_SQL and the arrays
 # J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
 # join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
 # substitute, read them back with current_setting('pulumi_bdr.x').
 # Needs the preamble library (sql_local, sql_peer, log) and lib/sh/drain.sh (drain_to, with the
 # engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL). Waits that do not depend on each other (one per
 # earlier node) run in parallel: only the genuine ordering constraints stay serial.
-: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}"
+: "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}" "${J_FRESH_SQL:?}"
 case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
 if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
   log "pglogical join: the earlier nodes' names and DSNs do not match"
@@ -839,7 +850,31 @@ SELECT coalesce((SELECT st.sync_status::text
                     AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
 SQL
 )
-if [ "$target_sync" != r ]; then
+# 0. A cluster built from nothing: when this node and every earlier node hold nothing a copy
+#    would carry (J_FRESH_SQL: no table, function, type, large object or extension of their own),
+#    this node subscribes to every earlier node without a copy (steps 5-7 below, the join target
+#    among them). Such joins may run at once (the program's one-pass plan for a new cluster:
+#    every subscription is made by exactly one of them); they need only every node's setup.
+fresh_dir=$(mktemp -d) || exit 1
+pids=()
+{ on "" <<<"$J_FRESH_SQL" >"$fresh_dir/self" 2>/dev/null || true; } &
+pids+=("$!")
+for i in "${!J_EARLIER_NAMES[@]}"; do
+  { on "${J_EARLIER_DSNS[$i]}" <<<"$J_FRESH_SQL" >"$fresh_dir/$i" 2>/dev/null || true; } &
+  pids+=("$!")
+done
+wait_all "${pids[@]}"
+fresh=1
+for f in "$fresh_dir"/*; do
+  [ "$(cat "$f")" = t ] || fresh=0
+done
+rm -rf -- "$fresh_dir"
+if [ "$fresh" = 1 ] && { [ "$target_sync" = none ] || [ "$target_sync" = r ]; }; then
+  log "pglogical: no node holds data yet: $J_NODE subscribes to ${#J_EARLIER_NAMES[@]} earlier nodes without a copy"
+  other_names=("${J_EARLIER_NAMES[@]}")
+  other_dsns=("${J_EARLIER_DSNS[@]}")
+  other_subs=("${earlier_subs[@]}")
+elif [ "$target_sync" != r ]; then
   # 1. Subscribe to every other earlier node first, without copying: creating the subscription
   #    creates its slot there, so changes committed there from now on stream to this node.
   #    Park each one (disabled) until the tables exist here.

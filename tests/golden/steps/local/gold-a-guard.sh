@@ -110,6 +110,7 @@ N_WATCHER=1
 # <lib/sh/watch-ctl.sh>
 # <lib/sh/guard.sh>
 guard_probe "$PG_RUN"/guard.token server_probe
+server_fresh
 ;;
 *) printf "pulumi-bdr: this step has no operation %s\n" "${1:-}" >&2; exit 2 ;;
 esac; exit "$?"

@@ -22,6 +22,14 @@ J_EARLIER_NAMES=(
 J_EARLIER_DSNS=(
   'host=127.0.0.1 port=15432 dbname=bdrdb user=bdr'
 )
+J_FRESH_SQL='SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname NOT IN ('\''information_schema'\'', '\''pglogical'\'', '\''pulumi_bdr'\'', '\''pulumi_bdr_join'\'') AND n.nspname NOT LIKE '\''pg\_%'\'' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '\''pg_catalog.pg_class'\''::regclass AND d.objid = c.oid AND d.deptype = '\''e'\''))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname NOT IN ('\''information_schema'\'', '\''pglogical'\'', '\''pulumi_bdr'\'', '\''pulumi_bdr_join'\'') AND n.nspname NOT LIKE '\''pg\_%'\'' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '\''pg_catalog.pg_proc'\''::regclass AND d.objid = p.oid AND d.deptype = '\''e'\''))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                    WHERE n.nspname NOT IN ('\''information_schema'\'', '\''pglogical'\'', '\''pulumi_bdr'\'', '\''pulumi_bdr_join'\'') AND n.nspname NOT LIKE '\''pg\_%'\'' AND t.typrelid = 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '\''pg_catalog.pg_type'\''::regclass AND d.objid = t.oid AND d.deptype = '\''e'\''))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname NOT IN ('\''plpgsql'\'', '\''pglogical'\''));'
 DRAIN_MARK_SQL='SELECT pg_catalog.pg_current_wal_insert_lsn()
   FROM pglogical.replicate_ddl_command('\''SELECT 1 /* pulumi-bdr drain marker */'\'', '\''{ddl_sql}'\'') AS marker;'
 DRAIN_APPLIED_SQL='DO $pb$
