@@ -78,8 +78,8 @@ export interface PlanStep {
   /**
    * The step's edges instead of `dependsOn` when the cluster is built from nothing (every node's
    * probe reports a data directory never initialized, lib/hosts/probe.ts): configs need no
-   * rolling order, and (pglogical) a join needs only its own setup, every earlier node's setup
-   * and the first node's bootstrap, since no node holds data to copy (lib/sh/pglogical-join.sh
+   * rolling order, and (pglogical) a join needs only its own setup and every earlier node's
+   * setup, since no node holds data to copy (lib/sh/pglogical-join.sh
    * then subscribes in both directions without a copy). Absent: the same as `dependsOn`.
    */
   freshDependsOn?: string[];
@@ -422,10 +422,9 @@ export function planSteps(
     if (previousConfig) fresh([server]);
     previousConfig = config;
     const setup = add("setup", [config]);
-    const firstJoin = stepName.join(cluster, ctx.nodes[0].name);
     previousJoin = add("join", previousJoin ? [setup, previousJoin] : [setup]);
-    // (The first node's join, its bootstrap, follows its setup.)
-    if (meshJoins && setups.length > 0) fresh([setup, firstJoin, ...setups.slice(1)]);
+    // (Nor the first node's bootstrap: its event trigger serves tables created later.)
+    if (meshJoins && setups.length > 0) fresh([setup, ...setups]);
     setups.push(setup);
     if (hasGuard(hosts[node.name])) add("guard", [setup]);
   }

@@ -89,14 +89,14 @@ describe("BdrCluster (mocks)", () => {
     );
     assert.deepStrictEqual(depNames(byName("fr-n3-config")), ["fr-n3-server"]);
     assert.deepStrictEqual(depNames(byName("fr-n2-join")), [
-      "fr-n1-join",
+      "fr-n1-setup",
       "fr-n2-join-forget",
       "fr-n2-setup",
     ]);
     assert.deepStrictEqual(
       depNames(byName("fr-n3-join")),
-      ["fr-n1-join", "fr-n2-setup", "fr-n3-join-forget", "fr-n3-setup"],
-      "n3 joins beside n2: it needs every earlier node's setup and n1's bootstrap, not n2's join",
+      ["fr-n1-setup", "fr-n2-setup", "fr-n3-join-forget", "fr-n3-setup"],
+      "n3 joins beside n2: it needs every earlier node's setup, not n2's join",
     );
     assert.deepStrictEqual(depNames(byName("fr-proxy")), ["fr-n1-join", "fr-n2-join", "fr-n3-join"]);
     // One node that holds data (or cannot be asked): the usual chain.

@@ -75,11 +75,11 @@ describe("planCluster", () => {
         .map((s) => `${s.name} <- ${s.freshDependsOn!.join(", ")}`);
     assert.deepStrictEqual(fresh(args(["n1", "n2", "n3", "n4"])), [
       "db-n2-config <- db-n2-server",
-      "db-n2-join <- db-n2-setup, db-n1-join",
+      "db-n2-join <- db-n2-setup, db-n1-setup",
       "db-n3-config <- db-n3-server",
-      "db-n3-join <- db-n3-setup, db-n1-join, db-n2-setup",
+      "db-n3-join <- db-n3-setup, db-n1-setup, db-n2-setup",
       "db-n4-config <- db-n4-server",
-      "db-n4-join <- db-n4-setup, db-n1-join, db-n2-setup, db-n3-setup",
+      "db-n4-join <- db-n4-setup, db-n1-setup, db-n2-setup, db-n3-setup",
     ]);
     // BDR's join_node_group keeps its order; its configs still need no rolling order.
     assert.deepStrictEqual(fresh(args(["n1", "n2", "n3"], { engine: "bdr" })), [
