@@ -641,6 +641,7 @@ async function sectionCurve(hasPulumi: boolean): Promise<void> {
         await pulumiDestroy();
       } catch (e) {
         problems.push(`curve run ${i}, ${n} nodes: ${String(e).slice(0, 1500)}`);
+        log(`  pulumi ${n}: FAILED: ${String(e).slice(-6000)}`);
         await destroyAfterFailure();
       }
     }

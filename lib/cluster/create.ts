@@ -442,8 +442,8 @@ export function createCluster(
   );
   const tokens = probed.tokens;
   // A cluster built from nothing (every node's probe reports a data directory never initialized)
-  // takes the plan's one-pass edges (PlanStep.freshDependsOn): configs in parallel, pglogical
-  // joins at once. Unknown (a preview before the hosts exist) or any other answer: the usual edges.
+  // takes the plan's one-pass edges (PlanStep.freshDependsOn): configs in parallel. Unknown (a
+  // preview before the hosts exist) or any other answer: the usual edges.
   const allFresh = probed.fresh.apply((f) => ctx.nodes.every((n) => f[n.name] === true));
   for (const step of ordered) {
     if (step.kind === "image" || step.kind === "volume" || step.kind === "container") continue;

@@ -85,8 +85,8 @@ server_probe() {
 }
 
 # server_fresh: prints `pulumi-bdr-guard-fresh=1` when the node's data directory was never
-# initialized (no PG_VERSION): the node holds nothing yet. The program builds a cluster whose
-# nodes are all fresh in one pass (lib/cluster/plan.ts freshDependsOn); the join checks again.
+# initialized (no PG_VERSION): the node holds nothing yet. When all nodes are, the program runs
+# their config steps in parallel (lib/cluster/plan.ts freshDependsOn).
 server_fresh() {
   [ -s "$N_DATA/PG_VERSION" ] || printf 'pulumi-bdr-guard-fresh=1\n'
 }

@@ -7,7 +7,7 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
-import type { Stack } from "@pulumi/pulumi/automation";
+import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { BdrCluster } from "../../lib";
 import { getEngine } from "../../lib/engines";
 import {
@@ -47,10 +47,28 @@ describe(`e2e: ${NODE_COUNT} local nodes through the real Pulumi CLI`, function 
   });
 
   it(`up: ${NODE_COUNT} nodes join one at a time, every pair replicates`, async () => {
+    // When each join step starts and ends (receipt times of the engine's events, ±0.2 s).
+    const joins: Record<string, { start: number; end: number }> = {};
+    const onEvent = (e: EngineEvent) => {
+      const pre = e.resourcePreEvent?.metadata;
+      const out = e.resOutputsEvent?.metadata;
+      const name = (pre ?? out)?.urn.split("::").pop() ?? "";
+      if (!/-join$/.test(name)) return;
+      if (pre) joins[name] = { start: Date.now(), end: NaN };
+      else if (joins[name]) joins[name].end = Date.now();
+    };
     const t = Date.now();
-    const r = await stack.up({ onOutput: () => undefined });
+    const r = await stack.up({ onOutput: () => undefined, onEvent });
     log(`up ${NODE_COUNT} nodes: ${Date.now() - t} ms, changes ${JSON.stringify(changes(r))}`);
     assert.strictEqual(r.summary.result, "succeeded");
+    const order = members.map((n) => joins[`${CLUSTER}-${n}-join`]);
+    assert.ok(
+      order.every((j) => j && Number.isFinite(j.end)),
+      JSON.stringify(joins),
+    );
+    log(
+      `join steps (s from the up's start): ${order.map((j) => `${((j.start - t) / 1000).toFixed(1)}-${((j.end - t) / 1000).toFixed(1)}`).join(", ")}`,
+    );
     for (const n of members) {
       const rows = await query(
         direct(n),

@@ -624,8 +624,8 @@ server_probe() {
 }
 
 # server_fresh: prints `pulumi-bdr-guard-fresh=1` when the node's data directory was never
-# initialized (no PG_VERSION): the node holds nothing yet. The program builds a cluster whose
-# nodes are all fresh in one pass (lib/cluster/plan.ts freshDependsOn); the join checks again.
+# initialized (no PG_VERSION): the node holds nothing yet. When all nodes are, the program runs
+# their config steps in parallel (lib/cluster/plan.ts freshDependsOn).
 server_fresh() {
   [ -s "$N_DATA/PG_VERSION" ] || printf 'pulumi-bdr-guard-fresh=1\n'
 }
@@ -853,8 +853,9 @@ SQL
 # 0. A cluster built from nothing: when this node and every earlier node hold nothing a copy
 #    would carry (J_FRESH_SQL: no table, function, type, large object or extension of their own),
 #    this node subscribes to every earlier node without a copy (steps 5-7 below, the join target
-#    among them). Such joins may run at once (the program's one-pass plan for a new cluster:
-#    every subscription is made by exactly one of them); they need only every node's setup.
+#    among them), and the earlier nodes to it: no copy, no drain. Every subscription is made by
+#    exactly one join, so such joins even tolerate running at once (the program still chains
+#    them: a destroy parts nodes in the reverse order of the recorded edges).
 fresh_dir=$(mktemp -d) || exit 1
 pids=()
 { on "" <<<"$J_FRESH_SQL" >"$fresh_dir/self" 2>/dev/null || true; } &
