@@ -30,6 +30,7 @@ import {
   PROXY_PACKAGES,
   nodePackages,
   nodePreamble,
+  joinStartedLine,
   serverConfigScript,
   serverCreateScript,
   serverDeleteScript,
@@ -248,7 +249,7 @@ export function renderStep(
     case "join": {
       const preamble = nodePreamble(node!, ctx.database);
       return {
-        create: preamble + engine.joinScript(ctx, node!),
+        create: preamble + joinStartedLine() + engine.joinScript(ctx, node!),
         // Joins run once: a later change (the node list, a new package version) only refreshes
         // the delete kept in state, so the part sees the current peers.
         update: "exit 0\n",

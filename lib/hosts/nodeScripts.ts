@@ -218,6 +218,18 @@ export function setupScript(
  */
 export const RESTART_MARKER = "restarted-by-entrypoint";
 
+/**
+ * File a node's server step leaves in its run directory before `initdb`; its join step removes it
+ * when it starts ({@link joinStartedLine}). While it exists (or before `initdb`) the guard's probe
+ * reports the node fresh (lib/sh/node-server.sh: N_FRESH_MARKER, `server_fresh`).
+ */
+export const FRESH_MARKER = "never-joined";
+
+/** The first line of a node's join step after its preamble: the node is no longer fresh. */
+export function joinStartedLine(): string {
+  return `as_pg rm -f -- "$PG_RUN"/${FRESH_MARKER}\n`;
+}
+
 /** Where a node's guard token lives (lib/sh/guard.sh `guard_probe`), a shell word. */
 const NODE_GUARD_TOKEN_FILE = '"$PG_RUN"/guard.token';
 

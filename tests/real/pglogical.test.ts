@@ -7,6 +7,7 @@
  *   npx tsc -p . && npx mocha dist/tests/real/pglogical.test.js
  */
 import * as assert from "assert";
+import { execFileSync, spawn } from "child_process";
 import { getEngine, pglogicalSubscriptionName } from "../../lib/engines";
 import { NodePlan } from "../../lib/types";
 import { shellQuote } from "../../lib/render/quote";
@@ -119,6 +120,10 @@ describe("pglogical engine on real servers", function () {
     // The setup steps ran the node scripts at boot: running them again is what an update does.
     await Promise.all(ctx.nodes.map((n) => h.step("setup", n.name, "update")));
     timings["setup steps x3 again (parallel)"] = Date.now() - t0;
+    // Initialized by their server steps, not joined yet: the guard's probe reports them fresh.
+    const fresh = async (n: string) =>
+      /^pulumi-bdr-guard-fresh=1$/m.test((await h.startStep("guard", n, "update").done).stdout);
+    assert.deepStrictEqual(await Promise.all(ctx.nodes.map((n) => fresh(n.name))), [true, true, true]);
     t0 = Date.now();
     const boot = await h.step("join", "node0");
     timings["bootstrap node0"] = boot.durationMs;
@@ -132,6 +137,7 @@ describe("pglogical engine on real servers", function () {
       );
     }
     timings["3-node mesh (bootstrap + 2 joins)"] = Date.now() - t0;
+    assert.deepStrictEqual(await Promise.all(ctx.nodes.map((n) => fresh(n.name))), [false, false, false]);
     for (const n of ctx.nodes) {
       assert.deepStrictEqual(await counts(n), { subscriptions: 2, slots: 2, nodes: 3 }, n.name);
       const st = await statuses(n);
@@ -543,6 +549,49 @@ describe("pglogical engine on real servers", function () {
         await h.sql(n, "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'pulumi_bdr_join';"),
         "0",
       );
+    }
+  });
+
+  it("a killed node whose PID another process took: the guard's probe reports it down, its ensure starts it", async () => {
+    const n1 = h.node("node1");
+    const pidFile = `${n1.dataDir}/postmaster.pid`;
+    const pm = Number(
+      (await h.runScriptOk(n1, `as_pg head -n 1 ${shellQuote(pidFile)}`, "pid")).stdout.trim(),
+    );
+    const healthy = await h.startStep("guard", "node1", "update").done;
+    const token = /pulumi-bdr-guard-token=(\w+)/.exec(healthy.stdout)?.[1];
+    assert.ok(token, healthy.stdout + healthy.stderr);
+    process.kill(pm, "SIGKILL");
+    await waitFor("node1's postmaster gone", async () => {
+      try {
+        process.kill(pm, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    // Another process of the server's user holds the dead postmaster's PID now (on a busy machine
+    // PIDs wrap within minutes, and the library's own psql sessions run as that user): simulated
+    // by writing such a live PID into the lock file's first line.
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    const other = spawn("sleep", ["300"], { stdio: "ignore", uid, gid });
+    try {
+      await h.runScriptOk(n1, `as_pg sed -i '1s/.*/${other.pid}/' ${shellQuote(pidFile)}`, "pid");
+      const fooled = await h.runScriptOk(
+        n1,
+        `as_pg "$PG_BIN/pg_ctl" -D ${shellQuote(n1.dataDir)} status >/dev/null && echo running || echo stopped`,
+        "status",
+      );
+      assert.strictEqual(fooled.stdout.trim(), "running", "pg_ctl status alone trusts the PID");
+      const probe = await h.startStep("guard", "node1", "update").done;
+      const after = /pulumi-bdr-guard-token=(\w+)/.exec(probe.stdout)?.[1];
+      assert.notStrictEqual(after, token, "the probe reports node1 down");
+      const ensure = await h.step("guard", "node1");
+      assert.match(ensure.stderr, /removing postmaster.pid of a server that is gone/);
+      await insertEverywhereAndConverge(ctxOf("node0", "node1", "node2").nodes);
+    } finally {
+      other.kill("SIGKILL");
     }
   });
 });

@@ -1,4 +1,5 @@
 import * as assert from "assert";
+import { FRESH_MARKER } from "../../lib/hosts/nodeScripts";
 import * as pulumi from "@pulumi/pulumi";
 import { planCluster, RunnerEnv } from "../../lib/cluster/plan";
 import { renderStep } from "../../lib/cluster/create";
@@ -185,7 +186,13 @@ describe("renderStep", () => {
     const lib = shippedScript("node-server.sh");
     const fnOf = (text: string, name: string) =>
       new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}`, "m").exec(text)?.[0] ?? "";
-    assert.match(lib, /^pg_running\(\) \{ as_pg "\$PG_BIN\/pg_ctl" -D "\$N_DATA" status/m);
+    // The fresh marker's name is the same on both sides (the join step removes it).
+    assert.match(lib, new RegExp(`^N_FRESH_MARKER=${FRESH_MARKER}$`, "m"));
+    // Running: pg_ctl status, and the PID it trusts is a PostgreSQL process (not a reused PID).
+    assert.match(
+      fnOf(lib, "pg_running"),
+      /^ {2}as_pg "\$PG_BIN\/pg_ctl" -D "\$N_DATA" status >\/dev\/null 2>&1 && pg_pid_is_postgres$/m,
+    );
     // Running: exit 0, unless a container restart left the marker (then wake the peers first).
     assert.match(
       fnOf(lib, "server_ensure"),

@@ -566,9 +566,30 @@ server_config() {
 
 # The file the docker image's entrypoint leaves in the run directory when it started PostgreSQL.
 N_RESTART_MARKER=restarted-by-entrypoint
+# The file server_create leaves in the run directory before initdb; the node's join step removes
+# it when it starts (lib/cluster/create.ts). While it exists the node holds nothing of its own.
+N_FRESH_MARKER=never-joined
 
-pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; }
+# pg_running: the server runs. `pg_ctl status` alone trusts the PID in postmaster.pid: after a
+# kill -9 another process may hold that PID by now (PIDs wrap within minutes on a busy machine),
+# so the PID must also be a PostgreSQL server process (checked as the server's user, who can read
+# /proc/PID/exe of its own processes only).
+pg_running() {
+  as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1 && pg_pid_is_postgres
+}
+pg_pid_is_postgres() {
+  local pid exe
+  pid=$(as_pg head -n 1 "$N_DATA/postmaster.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[1-9][0-9]{0,9}$ ]] || return 1
+  exe=$(as_pg readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  [ "${exe% (deleted)}" = "$(readlink -f "$PG_BIN/postgres")" ]
+}
 pg_start() {
+  # PostgreSQL refuses to start while the PID in a leftover postmaster.pid is alive, whoever has it.
+  if as_pg test -e "$N_DATA/postmaster.pid" && ! pg_pid_is_postgres; then
+    log "node $N_NAME: removing postmaster.pid of a server that is gone (its PID is not a PostgreSQL process)"
+    as_pg rm -f "$N_DATA/postmaster.pid"
+  fi
   daemon "$PG_BIN/pg_ctl" -D "$N_DATA" -l "$PG_RUN/server.log" -w -t 120 start >/dev/null || { tail -n 20 "$PG_RUN/server.log" >&2; exit 1; }
 }
 pg_restart() {
@@ -596,6 +617,7 @@ server_create() {
   chmod 700 "$N_DIR"
   as_pg mkdir -p "$N_DATA" "$PG_RUN"
   if [ ! -s "$N_DATA/PG_VERSION" ]; then
+    as_pg touch "$PG_RUN/$N_FRESH_MARKER"
     as_pg "$PG_BIN/initdb" -D "$N_DATA" -E UTF8 --locale=C.UTF-8 --auth-local=peer --auth-host=scram-sha-256 >/dev/null
   fi
   node_write_files
@@ -623,11 +645,15 @@ server_probe() {
   exit 1
 }
 
-# server_fresh: prints `pulumi-bdr-guard-fresh=1` when the node's data directory was never
-# initialized (no PG_VERSION): the node holds nothing yet. When all nodes are, the program runs
-# their config steps in parallel (lib/cluster/plan.ts freshDependsOn).
+# server_fresh: prints `pulumi-bdr-guard-fresh=1` while the node holds nothing yet: its data
+# directory was never initialized, or its server step initialized it and its join has not started
+# (N_FRESH_MARKER; so the answer does not depend on whether the probe ran before or after this
+# `up`'s initdb). When all nodes are fresh the program runs their config steps in parallel
+# (lib/cluster/plan.ts freshDependsOn).
 server_fresh() {
-  [ -s "$N_DATA/PG_VERSION" ] || printf 'pulumi-bdr-guard-fresh=1\n'
+  if [ ! -s "$N_DATA/PG_VERSION" ] || [ -e "$PG_RUN/$N_FRESH_MARKER" ]; then
+    printf 'pulumi-bdr-guard-fresh=1\n'
+  fi
 }
 
 server_ensure() {

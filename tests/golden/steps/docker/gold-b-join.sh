@@ -10,6 +10,7 @@ PG_DB=bdrdb
 PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
 # <lib/sh/common.sh>
+as_pg rm -f -- "$PG_RUN"/never-joined
 # pglogical join: data (the code after it is the same for every node)
 J_NODE=b
 J_DSN='host=gold-b port=5432 dbname=bdrdb user=bdr'

@@ -10,6 +10,7 @@ PG_DB=bdrdb
 PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
 # <lib/sh/common.sh>
+as_pg rm -f -- "$PG_RUN"/never-joined
 # pglogical: bootstrap of the group on its first node
 log 'pglogical: bootstrapping group gold on node a'
 sql_local <<'SQL'
