@@ -78,9 +78,12 @@ export interface PlanStep {
   /**
    * The step's edges instead of `dependsOn` when the cluster is built from nothing (every node's
    * probe reports a data directory never initialized, lib/hosts/probe.ts): configs need no
-   * rolling order then. Joins keep their chain: Pulumi deletes in the reverse order of the edges
-   * it recorded, and joins made side by side would be parted side by side by a `destroy` (seen
-   * failing once in 12 bench destroys). Absent: the same as `dependsOn`.
+   * rolling order, and (pglogical) a join needs only its own setup and every earlier node's
+   * setup, since no node holds data to copy (lib/sh/pglogical-join.sh then subscribes in both
+   * directions without a copy). Pulumi deletes in the reverse order of the edges it recorded, so
+   * such joins are parted side by side by a `destroy`: the part and the peers' forget take the
+   * engine's catalog lock on every node they change (lib/engines/pglogical.ts), which makes that
+   * safe. Absent: the same as `dependsOn`.
    */
   freshDependsOn?: string[];
 }
@@ -377,7 +380,7 @@ export const planCluster = resolve;
 /** The step graph alone (pure), exposed for tests of ordering. */
 export function planSteps(
   cluster: string,
-  ctx: Pick<ClusterContext, "nodes">,
+  ctx: Pick<ClusterContext, "nodes" | "engine">,
   hosts: Record<string, Pick<ResolvedHost, "kind" | "docker">>,
   proxyHost: Pick<ResolvedHost, "kind" | "docker"> | undefined,
 ): PlanStep[] {
@@ -400,6 +403,10 @@ export function planSteps(
   };
   let previousConfig: string | undefined;
   let previousJoin: string | undefined;
+  // pglogical joins of empty nodes may run at once (each subscribes to and from every earlier
+  // node, nothing is copied); BDR's join_node_group keeps its order.
+  const meshJoins = ctx.engine === "pglogical";
+  const setups: string[] = [];
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
     if (hosts[node.name].kind === "docker") serverDeps.push(dockerSteps(hosts[node.name], node.name));
@@ -419,6 +426,9 @@ export function planSteps(
     previousConfig = config;
     const setup = add("setup", [config]);
     previousJoin = add("join", previousJoin ? [setup, previousJoin] : [setup]);
+    // (Nor the first node's bootstrap: its event trigger serves tables created later.)
+    if (meshJoins && setups.length > 0) fresh([setup, ...setups]);
+    setups.push(setup);
     if (hasGuard(hosts[node.name])) add("guard", [setup]);
   }
   if (proxyHost) {

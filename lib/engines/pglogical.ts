@@ -80,8 +80,20 @@ function assertLocalNode(name: string): string {
   );
 }
 
-/** Advisory lock key (transaction-scoped) taken around every subscription creation. */
+/**
+ * Advisory lock key (transaction-scoped) taken on a node around every change this library makes to
+ * that node's pglogical subscriptions and node records (create, disable, drop: the join's
+ * `create_sub`, the part, the peers' forget). Joins of a new cluster run side by side and a
+ * `destroy` parts those nodes side by side: two parts then disable or drop the same subscription on
+ * the same node (pglogical's own functions fail with `subscription … not found` when another
+ * transaction dropped it after they looked it up). Under the lock, each re-reads the catalog.
+ */
 export const SUBSCRIPTION_LOCK_KEY = 7262840001;
+
+/** plpgsql statement: takes {@link SUBSCRIPTION_LOCK_KEY} until the transaction ends. */
+function catalogLock(): string {
+  return `PERFORM pg_catalog.pg_advisory_xact_lock(${SUBSCRIPTION_LOCK_KEY});`;
+}
 
 /**
  * SQL (run on the node itself): the helper schema, the event trigger function and the event
@@ -368,7 +380,15 @@ function forgetNodeSql(ctx: ClusterContext, node: NodePlan): string {
     // Stop the apply workers for the leaving node's subscriptions first (see waitAppliesGoneSql).
     "SELECT to_regclass('pglogical.local_node') IS NOT NULL AS pulumi_bdr_has_pglogical \\gset",
     "\\if :pulumi_bdr_has_pglogical",
-    `SELECT count(pglogical.alter_subscription_disable(s.sub_name, true)) FROM pglogical.subscription s WHERE ${fromLeaving} AND s.sub_enabled \\g /dev/null`,
+    doBlock(
+      dedent`
+        BEGIN
+          ${catalogLock()}
+          PERFORM pglogical.alter_subscription_disable(s.sub_name, true)
+             FROM pglogical.subscription s WHERE ${fromLeaving} AND s.sub_enabled;
+        END
+      `,
+    ),
     waitAppliesGoneSql(fromLeaving, 10),
     "\\endif",
     doBlock(
@@ -379,6 +399,7 @@ function forgetNodeSql(ctx: ClusterContext, node: NodePlan): string {
           IF to_regclass('pglogical.local_node') IS NULL THEN
             RETURN;
           END IF;
+          ${catalogLock()}
           FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
                      JOIN pglogical.node n ON n.node_id = sub.sub_origin
                     WHERE n.node_name = ${leaving} LOOP
@@ -492,10 +513,30 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
         dedent`
           ${statementTimeout(t)}
           -- Stop every apply worker at once and wait until they exited, so no drop waits (1 s each)
-          -- for its own worker.
-          SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
+          -- for its own worker. Under the catalog lock: peers parting at the same time drop some
+          -- of these subscriptions on this node too (their forget).
+          ${doBlock(
+            dedent`
+              BEGIN
+                ${catalogLock()}
+                PERFORM pglogical.alter_subscription_disable(sub_name, true)
+                   FROM pglogical.subscription WHERE sub_enabled;
+              END
+            `,
+          )}
           ${waitAppliesGoneSql("true", 10)}
-          SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
+          ${doBlock(
+            dedent`
+              DECLARE
+                s record;
+              BEGIN
+                ${catalogLock()}
+                FOR s IN SELECT sub_name FROM pglogical.subscription ORDER BY sub_name LOOP
+                  PERFORM pglogical.drop_subscription(s.sub_name, true);
+                END LOOP;
+              END
+            `,
+          )}
         `,
       ),
       2,
@@ -543,7 +584,14 @@ function partNodeScript(ctx: ClusterContext, node: NodePlan): string {
             `peers of node ${node.name}`,
             t,
           ),
-          `SELECT pglogical.drop_node(${leaving}, true);`,
+          doBlock(
+            dedent`
+              BEGIN
+                ${catalogLock()}
+                PERFORM pglogical.drop_node(${leaving}, true);
+              END
+            `,
+          ),
         ].join("\n"),
       ),
       2,

@@ -162,8 +162,8 @@ SQL
 #    would carry (J_FRESH_SQL: no table, function, type, large object or extension of their own),
 #    this node subscribes to every earlier node without a copy (steps 5-7 below, the join target
 #    among them), and the earlier nodes to it: no copy, no drain. Every subscription is made by
-#    exactly one join, so such joins even tolerate running at once (the program still chains
-#    them: a destroy parts nodes in the reverse order of the recorded edges).
+#    exactly one join, so such joins run at once (the plan's one-pass edges; a destroy then parts
+#    those nodes at once, which the part and the forget allow: they take the catalog lock).
 fresh_dir=$(mktemp -d) || exit 1
 pids=()
 { on "" <<<"$J_FRESH_SQL" >"$fresh_dir/self" 2>/dev/null || true; } &

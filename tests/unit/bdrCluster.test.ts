@@ -64,7 +64,7 @@ describe("BdrCluster (mocks)", () => {
   });
   beforeEach(() => reset());
 
-  it("a cluster built from nothing (every node's probe says fresh) configures in one pass", async () => {
+  it("a cluster built from nothing (every node's probe says fresh) joins and configures in one pass", async () => {
     const make = async (name: string, fresh: string[]) => {
       MOCK_PROBE.freshUnits = fresh;
       try {
@@ -88,12 +88,16 @@ describe("BdrCluster (mocks)", () => {
       "configs need no rolling order",
     );
     assert.deepStrictEqual(depNames(byName("fr-n3-config")), ["fr-n3-server"]);
-    // Joins keep their chain (a destroy parts in the reverse order of the recorded edges).
-    assert.deepStrictEqual(depNames(byName("fr-n3-join")), [
-      "fr-n2-join",
-      "fr-n3-join-forget",
-      "fr-n3-setup",
+    assert.deepStrictEqual(depNames(byName("fr-n2-join")), [
+      "fr-n1-setup",
+      "fr-n2-join-forget",
+      "fr-n2-setup",
     ]);
+    assert.deepStrictEqual(
+      depNames(byName("fr-n3-join")),
+      ["fr-n1-setup", "fr-n2-setup", "fr-n3-join-forget", "fr-n3-setup"],
+      "n3 joins beside n2: it needs every earlier node's setup, not n2's join",
+    );
     assert.deepStrictEqual(depNames(byName("fr-proxy")), ["fr-n1-join", "fr-n2-join", "fr-n3-join"]);
     // One node that holds data (or cannot be asked): the usual chain.
     await make("ch", ["n1", "n2", "proxy"]);

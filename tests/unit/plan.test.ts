@@ -68,19 +68,24 @@ describe("planCluster", () => {
     );
   });
 
-  it("a cluster built from nothing has one-pass edges: configs unchained, joins still chained", () => {
+  it("a cluster built from nothing has one-pass edges: configs unchained, pglogical joins beside each other", () => {
     const fresh = (a: BdrClusterArgs) =>
       planCluster("db", a, root)
         .steps.filter((s) => s.freshDependsOn)
         .map((s) => `${s.name} <- ${s.freshDependsOn!.join(", ")}`);
-    // Joins keep their chain: a destroy parts nodes in the reverse order of the recorded edges.
-    for (const engine of ["pglogical", "bdr"] as const) {
-      assert.deepStrictEqual(fresh(args(["n1", "n2", "n3", "n4"], { engine })), [
-        "db-n2-config <- db-n2-server",
-        "db-n3-config <- db-n3-server",
-        "db-n4-config <- db-n4-server",
-      ]);
-    }
+    assert.deepStrictEqual(fresh(args(["n1", "n2", "n3", "n4"])), [
+      "db-n2-config <- db-n2-server",
+      "db-n2-join <- db-n2-setup, db-n1-setup",
+      "db-n3-config <- db-n3-server",
+      "db-n3-join <- db-n3-setup, db-n1-setup, db-n2-setup",
+      "db-n4-config <- db-n4-server",
+      "db-n4-join <- db-n4-setup, db-n1-setup, db-n2-setup, db-n3-setup",
+    ]);
+    // BDR's join_node_group keeps its order; its configs still need no rolling order.
+    assert.deepStrictEqual(fresh(args(["n1", "n2", "n3"], { engine: "bdr" })), [
+      "db-n2-config <- db-n2-server",
+      "db-n3-config <- db-n3-server",
+    ]);
   });
 
   it("every dependency names an earlier step (a valid topological order)", () => {

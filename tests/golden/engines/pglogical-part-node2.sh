@@ -199,8 +199,15 @@ SQL
   sql_local <<'SQL'
 SET statement_timeout = '300000ms';
 -- Stop every apply worker at once and wait until they exited, so no drop waits (1 s each)
--- for its own worker.
-SELECT pglogical.alter_subscription_disable(sub_name, true) FROM pglogical.subscription WHERE sub_enabled;
+-- for its own worker. Under the catalog lock: peers parting at the same time drop some
+-- of these subscriptions on this node too (their forget).
+DO $pb$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  PERFORM pglogical.alter_subscription_disable(sub_name, true)
+     FROM pglogical.subscription WHERE sub_enabled;
+END
+$pb$;
 DO $pb$
 DECLARE
   deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => 10);
@@ -218,7 +225,16 @@ BEGIN
   END LOOP;
 END
 $pb$;
-SELECT pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription ORDER BY sub_name;
+DO $pb$
+DECLARE
+  s record;
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  FOR s IN SELECT sub_name FROM pglogical.subscription ORDER BY sub_name LOOP
+    PERFORM pglogical.drop_subscription(s.sub_name, true);
+  END LOOP;
+END
+$pb$;
 SQL
 fi
 # Peers from the plan, in case the catalog is gone already (it may be stale: best effort).
@@ -242,7 +258,13 @@ peer_cleanup() {
 SET statement_timeout = '310000ms';
 SELECT to_regclass('pglogical.local_node') IS NOT NULL AS pulumi_bdr_has_pglogical \gset
 \if :pulumi_bdr_has_pglogical
-SELECT count(pglogical.alter_subscription_disable(s.sub_name, true)) FROM pglogical.subscription s WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'node2') AND s.sub_enabled \g /dev/null
+DO $pb$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  PERFORM pglogical.alter_subscription_disable(s.sub_name, true)
+     FROM pglogical.subscription s WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'node2') AND s.sub_enabled;
+END
+$pb$;
 DO $pb$
 DECLARE
   deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => 10);
@@ -268,6 +290,7 @@ BEGIN
   IF to_regclass('pglogical.local_node') IS NULL THEN
     RETURN;
   END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
              JOIN pglogical.node n ON n.node_id = sub.sub_origin
             WHERE n.node_name = 'node2' LOOP
@@ -359,7 +382,12 @@ BEGIN
   END LOOP;
 END
 $pb$;
-SELECT pglogical.drop_node('node2', true);
+DO $pb$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  PERFORM pglogical.drop_node('node2', true);
+END
+$pb$;
 SQL
 fi
 if [ "${#unreached[@]}" -gt 0 ]; then

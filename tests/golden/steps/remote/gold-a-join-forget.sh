@@ -12,7 +12,13 @@ sql_local <<'SQL'
 SET statement_timeout = '310000ms';
 SELECT to_regclass('pglogical.local_node') IS NOT NULL AS pulumi_bdr_has_pglogical \gset
 \if :pulumi_bdr_has_pglogical
-SELECT count(pglogical.alter_subscription_disable(s.sub_name, true)) FROM pglogical.subscription s WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'a') AND s.sub_enabled \g /dev/null
+DO $pb$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
+  PERFORM pglogical.alter_subscription_disable(s.sub_name, true)
+     FROM pglogical.subscription s WHERE s.sub_origin = (SELECT node_id FROM pglogical.node WHERE node_name = 'a') AND s.sub_enabled;
+END
+$pb$;
 DO $pb$
 DECLARE
   deadline timestamptz := pg_catalog.clock_timestamp() + make_interval(secs => 10);
@@ -38,6 +44,7 @@ BEGIN
   IF to_regclass('pglogical.local_node') IS NULL THEN
     RETURN;
   END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
   FOR s IN SELECT sub.sub_name FROM pglogical.subscription sub
              JOIN pglogical.node n ON n.node_id = sub.sub_origin
             WHERE n.node_name = 'a' LOOP
