@@ -310,6 +310,9 @@ function bootstrapScript(ctx: ClusterContext, node: NodePlan): string {
   return [
     "# pglogical: bootstrap of the group on its first node",
     logLine(`pglogical: bootstrapping group ${ctx.nodeGroupName} on node ${node.name}`),
+    "# The other nodes' joins subscribe here: wake the manager while it starts their workers.",
+    shippedScript("pglogical-wake.sh").replace(/\n$/, ""),
+    `wake_manager_start ${ctx.waitTimeoutSeconds}`,
     local(
       dedent`
         ${assertLocalNode(node.name)}
@@ -361,11 +364,23 @@ function joinNodeScript(ctx: ClusterContext, node: NodePlan): string {
     `J_FRESH_SQL=${q(freshSql())}`,
     `DRAIN_MARK_SQL=${q(drain.mark)}`,
     `DRAIN_APPLIED_SQL=${q(drain.applied)}`,
-    "# This node's own replication set and the event trigger for tables created later.",
+    "# The join's copy-stamping helpers go; this node's own replication set and the event trigger",
+    "# for tables created later.",
     "pglogical_own_set() {",
-    indent(local([autoReplicateSql(), ensureTablesSql()].join("\n")), 2),
+    indent(
+      local(
+        [
+          "DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;",
+          "DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;",
+          autoReplicateSql(),
+          ensureTablesSql(),
+        ].join("\n"),
+      ),
+      2,
+    ),
     "}",
     shippedScript("drain.sh"),
+    shippedScript("pglogical-wake.sh"),
     shippedScript("pglogical-join.sh"),
   ].join("\n");
 }

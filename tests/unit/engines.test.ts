@@ -210,31 +210,33 @@ describe("engines", () => {
 
     it("copies structure and data only from the join target, and forwards no origins", () => {
       const join = e.joinScript(ctx, ctx.nodes[2]);
-      // One create_subscription, in create_sub, with forward_origins '{}'; only the join target's
+      // One create_subscription, in create_subs, with forward_origins '{}'; only the join target's
       // is created with synchronize (structure and data) true.
       assert.strictEqual((join.match(/PERFORM pglogical\.create_subscription\(/g) ?? []).length, 1);
       assert.strictEqual((join.match(/forward_origins := '\{\}'::text\[\]/g) ?? []).length, 1);
-      const calls = join.match(/^ *create_sub .*$/gm) ?? [];
+      const calls = join.match(/^ *(\[ .* \] \|\| )?create_subs .*$/gm) ?? [];
       assert.deepStrictEqual(
-        calls.map((c) => c.trim()),
+        calls.map((c) => c.trim().replace(/^\[ .* \] \|\| /, "")),
         [
-          'create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false',
-          'create_sub "" "$target_sub" "$J_TARGET_DSN" true',
-          'create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false',
-          'create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false',
+          'create_subs "" false 0 "${pairs[@]}"',
+          'create_subs "" true 0 "$target_sub" "$J_TARGET_DSN"',
+          'create_subs "" false 1 "${pairs[@]}"',
+          'create_subs "${J_EARLIER_DSNS[$i]}" false 0 "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN"',
         ],
       );
-      // Parking happens before the copy; resuming after it.
-      const copy = join.indexOf('create_sub "" "$target_sub" "$J_TARGET_DSN" true');
-      assert.ok(join.indexOf("alter_subscription_disable") < copy);
-      assert.ok(join.indexOf("alter_subscription_enable") > copy);
+      // Parking (created, then disabled) happens before the copy; resuming (ENABLE=1) after it.
+      const park = join.indexOf('create_subs "" false 0 "${pairs[@]}"');
+      const copy = join.indexOf('create_subs "" true 0 "$target_sub" "$J_TARGET_DSN"');
+      const resume = join.indexOf('create_subs "" false 1 "${pairs[@]}"');
+      assert.ok(park < copy && join.indexOf("alter_subscription_disable", park) < copy);
+      assert.ok(resume > copy);
       assert.ok(join.includes("J_TARGET=node0\n"));
       assert.ok(join.includes("J_TIMEOUT=300\n"));
       assert.ok(join.includes("J_EARLIER_NAMES=(\n  node0\n  node1\n)\n"));
     });
 
     it("a join's code is the same text for every node: only its data lines differ", () => {
-      const code = (text: string) => text.slice(text.indexOf("# This node's own replication set"));
+      const code = (text: string) => text.slice(text.indexOf("# The join's copy-stamping helpers go"));
       const j1 = e.joinScript(ctx, ctx.nodes[1]);
       const j2 = e.joinScript(ctx, ctx.nodes[2]);
       assert.strictEqual(code(j1), code(j2));

@@ -724,9 +724,10 @@ SQL
 # J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
 # join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
 # substitute, read them back with current_setting('pulumi_bdr.x').
-# Needs the preamble library (sql_local, sql_peer, log) and lib/sh/drain.sh (drain_to, with the
-# engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL). Waits that do not depend on each other (one per
-# earlier node) run in parallel: only the genuine ordering constraints stay serial.
+# Needs the preamble library (sql_local, sql_peer, log), lib/sh/drain.sh (drain_to, with the
+# engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL) and lib/sh/pglogical-wake.sh (wake_manager_start).
+# Waits that do not depend on each other (one per earlier node) run in parallel: only the genuine
+# ordering constraints stay serial.
 : "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}" "${J_FRESH_SQL:?}"
 case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
 if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
@@ -736,6 +737,8 @@ fi
 for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
   [[ "$n" =~ ^[a-z][a-z0-9_]{0,23}$ ]] || { log "pglogical join: invalid node name '$n'"; exit 1; }
 done
+# Wake this node's pglogical manager while subscriptions are made here (lib/sh/pglogical-wake.sh).
+wake_manager_start "$J_TIMEOUT"
 J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
 J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
 
@@ -754,26 +757,45 @@ on() {
   if [ -z "$dsn" ]; then sql_local "$PG_DB" "$@"; else sql_peer "$dsn" "$@"; fi
 }
 
-# create_sub DSN SUB PROVIDER_DSN SYNC: idempotent create_subscription where DSN points.
-create_sub() {
-  on "$1" -v sub="$2" -v provider="$3" -v sync="$4" <<'SQL'
-SET pulumi_bdr.sub = :'sub';
-SET pulumi_bdr.provider = :'provider';
+# create_subs DSN SYNC ENABLE SUB PROVIDER_DSN [SUB PROVIDER_DSN]...: where DSN points, in one
+# session and transaction, creates each subscription that does not exist yet (SYNC: copy structure
+# and data) and, with ENABLE=1, enables each one that exists disabled (parked by step 1).
+create_subs() {
+  local dsn=$1 sync=$2 enable=$3 list="" nl=$'\n'
+  shift 3
+  while [ "$#" -ge 2 ]; do
+    case "$1$2" in *$'\t'* | *"$nl"*) log "pglogical join: a subscription name or DSN holds a tab or a newline"; exit 1 ;; esac
+    list+="$1"$'\t'"$2"$'\n'
+    shift 2
+  done
+  on "$dsn" -v subs="${list%$'\n'}" -v sync="$sync" -v enable="$enable" <<'SQL'
+SET pulumi_bdr.subs = :'subs';
 SET pulumi_bdr.sync = :'sync';
+SET pulumi_bdr.enable = :'enable';
 DO $pb$
+DECLARE
+  line text;
+  sub text;
 BEGIN
   -- Serialize with any other run (e.g. the orphaned backend of a killed run still creating
-  -- this subscription): the check below then sees its committed result.
+  -- this subscription, or another node's join making one here): the checks below then see
+  -- its committed result.
   PERFORM pg_catalog.pg_advisory_xact_lock(7262840001);
-  IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = current_setting('pulumi_bdr.sub')) THEN
-    PERFORM pglogical.create_subscription(
-      subscription_name := current_setting('pulumi_bdr.sub'),
-      provider_dsn := current_setting('pulumi_bdr.provider'),
-      replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
-      synchronize_structure := current_setting('pulumi_bdr.sync')::boolean,
-      synchronize_data := current_setting('pulumi_bdr.sync')::boolean,
-      forward_origins := '{}'::text[]);
-  END IF;
+  FOREACH line IN ARRAY string_to_array(current_setting('pulumi_bdr.subs'), E'\n') LOOP
+    sub := split_part(line, E'\t', 1);
+    IF NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = sub) THEN
+      PERFORM pglogical.create_subscription(
+        subscription_name := sub,
+        provider_dsn := split_part(line, E'\t', 2),
+        replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql']::text[],
+        synchronize_structure := current_setting('pulumi_bdr.sync')::boolean,
+        synchronize_data := current_setting('pulumi_bdr.sync')::boolean,
+        forward_origins := '{}'::text[]);
+    ELSIF current_setting('pulumi_bdr.enable') = '1'
+          AND EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = sub AND NOT sub_enabled) THEN
+      PERFORM pglogical.alter_subscription_enable(sub, true);
+    END IF;
+  END LOOP;
 END
 $pb$;
 SQL
@@ -826,11 +848,56 @@ BEGIN
     IF clock_timestamp() > deadline THEN
       RAISE EXCEPTION 'pglogical subscriptions not replicating after %s: %', secs, pending;
     END IF;
-    PERFORM pg_catalog.pg_sleep(0.2);
+    PERFORM pg_catalog.pg_sleep(0.02);
   END LOOP;
 END
 $pb$;
 SQL
+}
+
+# wait_ready DSN WHERE SUB...: where DSN points, one session polls (every 10 ms) until each
+# subscription exists, its initial sync (none to copy here) is done with every table it lists
+# ready, and it is replicating; on timeout its status, then exit 1. For subscriptions that copy
+# nothing (steps 5 and 6): pglogical's wait_for_subscription_sync_complete polls every 200 ms.
+wait_ready() {
+  local dsn=$1 where=$2 subs
+  shift 2
+  subs=$(printf '%s\n' "$@")
+  if ! on "$dsn" -v subs="${subs%$'\n'}" -v tms="$J_TIMEOUT_LONG_MS" -v secs="$J_TIMEOUT" <<'SQL'
+SET statement_timeout = :'tms';
+SET pulumi_bdr.subs = :'subs';
+SET pulumi_bdr.secs = :'secs';
+DO $pb$
+DECLARE
+  subs text[] := string_to_array(current_setting('pulumi_bdr.subs'), E'\n');
+  secs int := current_setting('pulumi_bdr.secs')::int;
+  deadline timestamptz := clock_timestamp() + make_interval(secs => secs);
+  pending text;
+BEGIN
+  LOOP
+    SELECT string_agg(x || ' (' || coalesce(st.status, 'missing') || ', sync ' || coalesce(ss.sync_status::text, 'none') || ')', ', ' ORDER BY x)
+      INTO pending
+      FROM unnest(subs) AS x
+      LEFT JOIN pglogical.subscription s ON s.sub_name = x
+      LEFT JOIN pglogical.local_sync_status ss
+        ON ss.sync_subid = s.sub_id AND ss.sync_nspname IS NULL AND ss.sync_relname IS NULL
+      LEFT JOIN pglogical.show_subscription_status() st ON st.subscription_name = x
+     WHERE s.sub_id IS NULL OR ss.sync_status IS DISTINCT FROM 'r' OR st.status IS DISTINCT FROM 'replicating'
+        OR EXISTS (SELECT 1 FROM pglogical.local_sync_status t
+                    WHERE t.sync_subid = s.sub_id AND t.sync_relname IS NOT NULL AND t.sync_status <> 'r');
+    EXIT WHEN pending IS NULL;
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'pglogical subscriptions not ready after %s: %', secs, pending;
+    END IF;
+    PERFORM pg_catalog.pg_sleep(0.01);
+  END LOOP;
+END
+$pb$;
+SQL
+  then
+    log "pglogical: subscriptions on $where not ready within ${J_TIMEOUT}s: $*"
+    exit 1
+  fi
 }
 
 log "pglogical: joining node $J_NODE through $J_TARGET"
@@ -880,8 +947,8 @@ SQL
 #    would carry (J_FRESH_SQL: no table, function, type, large object or extension of their own),
 #    this node subscribes to every earlier node without a copy (steps 5-7 below, the join target
 #    among them), and the earlier nodes to it: no copy, no drain. Every subscription is made by
-#    exactly one join, so such joins even tolerate running at once (the program still chains
-#    them: a destroy parts nodes in the reverse order of the recorded edges).
+#    exactly one join, so such joins run at once (the plan's one-pass edges; a destroy then parts
+#    those nodes at once, which the part and the forget allow: they take the catalog lock).
 fresh_dir=$(mktemp -d) || exit 1
 pids=()
 { on "" <<<"$J_FRESH_SQL" >"$fresh_dir/self" 2>/dev/null || true; } &
@@ -905,9 +972,9 @@ elif [ "$target_sync" != r ]; then
   # 1. Subscribe to every other earlier node first, without copying: creating the subscription
   #    creates its slot there, so changes committed there from now on stream to this node.
   #    Park each one (disabled) until the tables exist here.
-  for i in "${!other_names[@]}"; do
-    create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
-  done
+  pairs=()
+  for i in "${!other_names[@]}"; do pairs+=("${other_subs[$i]}" "${other_dsns[$i]}"); done
+  [ "${#pairs[@]}" -eq 0 ] || create_subs "" false 0 "${pairs[@]}"
   pids=()
   for i in "${!other_names[@]}"; do
     {
@@ -987,40 +1054,26 @@ SQL
     wait_all "${pids[@]}"
   fi
   # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
-  create_sub "" "$target_sub" "$J_TARGET_DSN" true
+  create_subs "" true 0 "$target_sub" "$J_TARGET_DSN"
   wait_sync "" "$J_NODE" "$target_sub"
 fi
 # 4. This node's own replication set: every public table with a primary key, and the event
 #    trigger for tables created later (the trigger came with the structure; re-assert it).
-#    The copy-stamping helpers (step 2a) are dropped, with the triggers they created.
-on "" <<'SQL'
-DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
-DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
-SQL
+#    The copy-stamping helpers (step 2a) are dropped first, with the triggers they created (one
+#    session: the engine's pglogical_own_set).
 pglogical_own_set
-# 5. Resume the parked subscriptions from the other earlier nodes.
-for i in "${!other_names[@]}"; do
-  create_sub "" "${other_subs[$i]}" "${other_dsns[$i]}" false
-  on "" -v sub="${other_subs[$i]}" <<'SQL'
-SELECT pglogical.alter_subscription_enable(sub_name, true) FROM pglogical.subscription
- WHERE sub_name = :'sub' AND NOT sub_enabled;
-SQL
-done
-pids=()
-for i in "${!other_names[@]}"; do
-  wait_sync "" "$J_NODE" "${other_subs[$i]}" &
-  pids+=("$!")
-done
-wait_all "${pids[@]}"
-# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet).
-for i in "${!J_EARLIER_NAMES[@]}"; do
-  create_sub "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN" false
-done
+# 5. Resume the parked subscriptions from the other earlier nodes (a new cluster: create them).
+pairs=()
+for i in "${!other_names[@]}"; do pairs+=("${other_subs[$i]}" "${other_dsns[$i]}"); done
+[ "${#pairs[@]}" -eq 0 ] || create_subs "" false 1 "${pairs[@]}"
+[ "${#other_subs[@]}" -eq 0 ] || wait_ready "" "$J_NODE" "${other_subs[@]}"
+# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet), each
+#    earlier node in parallel.
 pids=()
 for i in "${!J_EARLIER_NAMES[@]}"; do
   {
-    wait_sync "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
-    wait_replicating "${J_EARLIER_DSNS[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
+    create_subs "${J_EARLIER_DSNS[$i]}" false 0 "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}" "$J_DSN"
+    wait_ready "${J_EARLIER_DSNS[$i]}" "${J_EARLIER_NAMES[$i]}" "sub_${J_NODE}_${J_EARLIER_NAMES[$i]}"
   } &
   pids+=("$!")
 done
@@ -1028,6 +1081,71 @@ wait_all "${pids[@]}"
 # 7. Everything this node receives is replicating.
 wait_replicating "" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"
+# ==== lib/sh/pglogical-wake.sh ====
+# shellcheck shell=bash
+# pglogical: wakes this node's pglogical manager while it starts apply workers. Sourced after
+# common.sh; functions only. Used by the join steps (lib/sh/pglogical-join.sh, the bootstrap).
+#
+# Why: the manager starts the apply worker of each new (or re-enabled) subscription one at a
+# time, and after registering one it checks whether it attached in 1 s steps
+# (pglogical_worker.c wait_for_worker_startup: WaitLatch(..., 1000L)), holding a lock on
+# pglogical.local_node that the next subscription made on the node waits for. The worker
+# attaches within milliseconds, nothing sets the manager's latch then, so the k-th subscription
+# made on one node waits about k - 1 s (measured: 4 subscriptions enabled at once got their
+# workers after 3.1 s; with this waker after 0.16 s). SIGUSR1 sets a backend's latch and does
+# nothing else when no procsignal is pending (PostgreSQL's procsignal_sigusr1_handler; the
+# postmaster itself wakes a worker's registrant that way), and the manager then re-checks.
+#
+# wake_manager_start SECONDS: starts the waker in the background, its output away from the step's
+# (the step ends without waiting for it). It sends SIGUSR1 to the database's pglogical manager
+# every 20 ms while the calling step runs, then until no enabled subscription of the node has
+# been without its apply worker for WAKE_QUIET seconds (subscriptions that other nodes' joins
+# make here arrive after this node's own join may have ended), and never longer than SECONDS.
+# Best effort: a signal that cannot be sent (another OS user) only leaves the 1 s steps.
+WAKE_QUIET=${WAKE_QUIET:-3}
+
+# One line: the manager's PID (0 when none runs) and how many enabled subscriptions have no
+# apply worker, separated by |.
+WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
+   WHERE a.backend_type = 'pglogical manager ' || d.oid LIMIT 1), 0) || '|' ||
+  (SELECT count(*) FROM pglogical.subscription s
+    WHERE s.sub_enabled AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                                         WHERE a.backend_type = 'pglogical apply ' || d.oid || ':' || s.sub_id))
+  FROM pg_catalog.pg_database d WHERE d.datname = current_database();"
+
+wake_manager_loop() {
+  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 n tick every
+  # A file descriptor nobody writes to: `read -t` on it sleeps without a process per sleep.
+  exec {tick}<> <(:)
+  while [ $((SECONDS - start)) -lt "$limit" ]; do
+    row=$(sql_local "$PG_DB" -c "$WAKE_STATE_SQL" 2>/dev/null) || row="0|0"
+    pid=${row%%|*}
+    missing=${row#*|}
+    [[ "$pid" =~ ^[0-9]+$ ]] || pid=0
+    [ "$missing" = 0 ] || quiet=$SECONDS
+    # While the step runs, the state is asked once a second (the manager's PID may change);
+    # after it, four times a second, to stop once quiet.
+    every=50
+    if ! kill -0 "$owner" 2>/dev/null; then
+      [ $((SECONDS - quiet)) -lt "$WAKE_QUIET" ] || return 0
+      every=12
+    fi
+    for ((n = 0; n < every; n++)); do
+      [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
+      read -r -t 0.02 -u "$tick" _ || true
+    done
+  done
+}
+
+wake_manager_start() {
+  local limit=$1 owner=$$
+  case "$limit" in '' | *[!0-9]*) log "wake_manager_start: SECONDS must be a number, got '$limit'"; return 1 ;; esac
+  (
+    set +e
+    trap '' HUP
+    wake_manager_loop "$limit" "$owner"
+  ) </dev/null >/dev/null 2>&1 &
+}
 # ==== lib/sh/pglogical-watch.sh ====
 # shellcheck shell=bash
 # pulumi-bdr pglogical watcher: the body of a small daemon that runs beside a node's PostgreSQL

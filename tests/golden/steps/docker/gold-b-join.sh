@@ -56,9 +56,12 @@ BEGIN
   END LOOP;
 END
 $pb$;'
-# This node's own replication set and the event trigger for tables created later.
+# The join's copy-stamping helpers go; this node's own replication set and the event trigger
+# for tables created later.
 pglogical_own_set() {
   sql_local <<'SQL'
+DROP EVENT TRIGGER IF EXISTS pulumi_bdr_join_stamp;
+DROP SCHEMA IF EXISTS pulumi_bdr_join CASCADE;
 CREATE SCHEMA IF NOT EXISTS pulumi_bdr;
 CREATE OR REPLACE FUNCTION pulumi_bdr.pglogical_auto_replicate() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS
@@ -129,6 +132,8 @@ $pb$;
 SQL
 }
 # <lib/sh/drain.sh>
+
+# <lib/sh/pglogical-wake.sh>
 
 # <lib/sh/pglogical-join.sh>
 ;;

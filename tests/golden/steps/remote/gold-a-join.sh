@@ -13,6 +13,9 @@ PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
 as_pg rm -f -- "$PG_RUN"/never-joined
 # pglogical: bootstrap of the group on its first node
 log 'pglogical: bootstrapping group gold on node a'
+# The other nodes' joins subscribe here: wake the manager while it starts their workers.
+# <lib/sh/pglogical-wake.sh>
+wake_manager_start 300
 sql_local <<'SQL'
 DO $pb$
 DECLARE
