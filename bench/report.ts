@@ -104,7 +104,10 @@ SCRAM verifier, database, \`pglogical.create_node\`, a subscription for every or
 postgres user. Ports stay below Linux's ephemeral range (32768–60999). Every run removes what it
 created, also on failure or Ctrl-C.
 
-- **up**: wall time of \`stack.up()\` (or of \`baseline.sh up\`) plus the same verification for both: a
+- **up**: wall time of the CLI's \`pulumi up\` process that \`stack.up()\` runs (what a person typing
+  \`pulumi up --yes --skip-preview\` waits for; since 2026-12-01: \`stack.up()\` also runs
+  \`pulumi stack select\` before and \`stack output\` twice and \`stack history\` after it, 1.5–2.5 s
+  here, given in each figure's note) or of \`baseline.sh up\`, plus the same verification for both: a
   table created through \`pglogical.replicate_ddl_command\`, a row inserted on the first and one on
   the last node, both seen on every node, and a query through PgBouncer. Baseline, 5-node and
   3-node runs are interleaved, and the ratios are taken run by run, so that background load hits

@@ -78,8 +78,9 @@ export interface PlanStep {
   /**
    * The step's edges instead of `dependsOn` when the cluster is built from nothing (every node's
    * probe reports a data directory never initialized, lib/hosts/probe.ts): configs need no
-   * rolling order, and (pglogical) a join needs only its own setup and every earlier node's
-   * setup, since no node holds data to copy (lib/sh/pglogical-join.sh then subscribes in both
+   * rolling order, a setup needs only its server (the server step wrote the config step's files),
+   * and (pglogical) a join needs only its own and every earlier node's setup and config, since no
+   * node holds data to copy (lib/sh/pglogical-join.sh then subscribes in both
    * directions without a copy). Pulumi deletes in the reverse order of the edges it recorded, so
    * such joins are parted side by side by a `destroy`: the part and the peers' forget take the
    * engine's catalog lock on every node they change (lib/engines/pglogical.ts), which makes that
@@ -406,7 +407,8 @@ export function planSteps(
   // pglogical joins of empty nodes may run at once (each subscribes to and from every earlier
   // node, nothing is copied); BDR's join_node_group keeps its order.
   const meshJoins = ctx.engine === "pglogical";
-  const setups: string[] = [];
+  /** Every earlier node's setup and config step. */
+  const earlierReady: string[] = [];
   for (const node of ctx.nodes) {
     const serverDeps: string[] = [];
     if (hosts[node.name].kind === "docker") serverDeps.push(dockerSteps(hosts[node.name], node.name));
@@ -424,11 +426,17 @@ export function planSteps(
     const config = add("config", previousConfig ? [server, previousConfig] : [server]);
     if (previousConfig) fresh([server]);
     previousConfig = config;
+    // The server step wrote the very files the config step writes and started the server with
+    // them: on a new node the config step changes nothing, so the setup need not wait for it.
     const setup = add("setup", [config]);
-    previousJoin = add("join", previousJoin ? [setup, previousJoin] : [setup]);
-    // (Nor the first node's bootstrap: its event trigger serves tables created later.)
-    if (meshJoins && setups.length > 0) fresh([setup, ...setups]);
-    setups.push(setup);
+    fresh([server]);
+    const usualJoin = previousJoin ? [setup, previousJoin] : [setup];
+    previousJoin = add("join", usualJoin);
+    // A join waits for its own node's and every earlier node's setup and config (no config step
+    // runs beside a join that touches its node). Not for the first node's bootstrap: its event
+    // trigger serves tables created later.
+    fresh(meshJoins ? [setup, config, ...earlierReady] : [...usualJoin, config]);
+    earlierReady.push(setup, config);
     if (hasGuard(hosts[node.name])) add("guard", [setup]);
   }
   if (proxyHost) {

@@ -41,13 +41,16 @@ export interface BundleScripts {
  * on stdin (the secret lines) is data for the script, never code.
  */
 export function renderBundle(scripts: BundleScripts): string {
-  const branch = (op: BundleOp, text: string | undefined) =>
+  const branch = (op: string, text: string | undefined) =>
     text === undefined ? [] : [`${op})`, text.replace(/\n$/, ""), ";;"];
+  // An update that is the create script (config, setup, proxy, guards) shares its branch: the
+  // bundle is kept in state twice (inputs and outputs), encrypted when it carries secrets.
+  const sameUpdate = scripts.update !== undefined && scripts.update === scripts.create;
   return [
     "# pulumi-bdr step bundle: bash -s -- create|update|delete|forget, secret lines after it",
     'case "${1:-}" in',
-    ...branch("create", scripts.create),
-    ...branch("update", scripts.update),
+    ...(sameUpdate ? branch("create | update", scripts.create) : branch("create", scripts.create)),
+    ...(sameUpdate ? [] : branch("update", scripts.update)),
     ...branch("delete", scripts.delete),
     ...branch("forget", scripts.forget),
     ...branch("probe", scripts.probe),

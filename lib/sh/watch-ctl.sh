@@ -28,7 +28,7 @@ watch_install() {
 watch_start() {
   watch_pid >/dev/null && return 0
   daemon setsid -f bash "$PG_RUN/watch.sh" </dev/null >/dev/null 2>&1
-  for _ in $(seq 1 80); do watch_pid >/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 1 400); do watch_pid >/dev/null && return 0; sleep 0.02; done
   log "the replication watcher of port $PG_PORT did not start (see $PG_RUN/watch.log)"
   return 1
 }

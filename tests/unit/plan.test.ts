@@ -68,23 +68,35 @@ describe("planCluster", () => {
     );
   });
 
-  it("a cluster built from nothing has one-pass edges: configs unchained, pglogical joins beside each other", () => {
+  it("a cluster built from nothing has one-pass edges: configs unchained, setups beside configs, pglogical joins beside each other", () => {
     const fresh = (a: BdrClusterArgs) =>
       planCluster("db", a, root)
         .steps.filter((s) => s.freshDependsOn)
         .map((s) => `${s.name} <- ${s.freshDependsOn!.join(", ")}`);
     assert.deepStrictEqual(fresh(args(["n1", "n2", "n3", "n4"])), [
+      "db-n1-setup <- db-n1-server",
+      "db-n1-join <- db-n1-setup, db-n1-config",
       "db-n2-config <- db-n2-server",
-      "db-n2-join <- db-n2-setup, db-n1-setup",
+      "db-n2-setup <- db-n2-server",
+      "db-n2-join <- db-n2-setup, db-n2-config, db-n1-setup, db-n1-config",
       "db-n3-config <- db-n3-server",
-      "db-n3-join <- db-n3-setup, db-n1-setup, db-n2-setup",
+      "db-n3-setup <- db-n3-server",
+      "db-n3-join <- db-n3-setup, db-n3-config, db-n1-setup, db-n1-config, db-n2-setup, db-n2-config",
       "db-n4-config <- db-n4-server",
-      "db-n4-join <- db-n4-setup, db-n1-setup, db-n2-setup, db-n3-setup",
+      "db-n4-setup <- db-n4-server",
+      "db-n4-join <- db-n4-setup, db-n4-config, db-n1-setup, db-n1-config, db-n2-setup, db-n2-config, db-n3-setup, db-n3-config",
     ]);
-    // BDR's join_node_group keeps its order; its configs still need no rolling order.
+    // BDR's join_node_group keeps its order (and waits for its node's config too); its configs
+    // still need no rolling order, its setups no config.
     assert.deepStrictEqual(fresh(args(["n1", "n2", "n3"], { engine: "bdr" })), [
+      "db-n1-setup <- db-n1-server",
+      "db-n1-join <- db-n1-setup, db-n1-config",
       "db-n2-config <- db-n2-server",
+      "db-n2-setup <- db-n2-server",
+      "db-n2-join <- db-n2-setup, db-n1-join, db-n2-config",
       "db-n3-config <- db-n3-server",
+      "db-n3-setup <- db-n3-server",
+      "db-n3-join <- db-n3-setup, db-n2-join, db-n3-config",
     ]);
   });
 
