@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # pulumi-bdr forget on peers: runs on the runner (the machine that runs `pulumi up`) as the delete
 # of a node's `<join>-forget` step: every surviving peer runs the `forget` operation of a bundle,
-# each through its own transport, one after another; a peer that fails is reported and the
+# each through its own transport, all peers at once; a peer that fails is reported and the
 # others still run. The same text whatever the cluster size: the peers come as data lines.
 #
 # Value: FP_LEAVING, the leaving node's name (messages).
@@ -57,10 +57,17 @@ forget_on_peers() {
     [ -z "$line" ] || peers+=("$line")
   done
   bundle=$(cat)
+  # Every peer at once (each through its own transport); a failure only warns.
+  local pids=() names=() i
   for line in "${peers[@]}"; do
     IFS=$'\t' read -r -a fields <<<"$line"
-    if ! forget_on_peer "$bundle" "${fields[@]}"; then
-      echo "pulumi-bdr: WARNING: peer ${fields[1]:-?} could not forget node $FP_LEAVING" >&2
+    forget_on_peer "$bundle" "${fields[@]}" </dev/null &
+    pids+=("$!")
+    names+=("${fields[1]:-?}")
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      echo "pulumi-bdr: WARNING: peer ${names[$i]} could not forget node $FP_LEAVING" >&2
     fi
   done
   exit 0
