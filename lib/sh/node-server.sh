@@ -89,8 +89,10 @@ server_create() {
 
 server_delete() {
   if has_watcher; then watch_stop; fi
+  # Immediate: the data directory is removed right after, so the shutdown checkpoint of a fast
+  # stop would write (and fsync) what is deleted next.
   if [ -d "$N_DATA" ] && as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; then
-    as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m fast -w -t 120 stop >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m immediate -w -t 120 stop >/dev/null
   fi
   rm -rf "$N_DIR"
   rmdir "$(dirname "$N_DIR")" 2>/dev/null || true

@@ -37,9 +37,9 @@ watch_stop() {
   pid=$(watch_pid) || { as_pg rm -f "$PG_RUN/watch.pid"; return 0; }
   as_pg kill -TERM -- "-$pid" 2>/dev/null || as_pg kill -TERM "$pid" 2>/dev/null || true
   # Gone, or a zombie its new parent has not reaped yet.
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 250); do
     case "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" in "" | Z) break ;; esac
-    sleep 0.1
+    sleep 0.02
   done
   as_pg rm -f "$PG_RUN/watch.pid"
 }

@@ -266,7 +266,7 @@ drain_to() {
 # shellcheck shell=bash
 # pulumi-bdr forget on peers: runs on the runner (the machine that runs `pulumi up`) as the delete
 # of a node's `<join>-forget` step: every surviving peer runs the `forget` operation of a bundle,
-# each through its own transport, one after another; a peer that fails is reported and the
+# each through its own transport, all peers at once; a peer that fails is reported and the
 # others still run. The same text whatever the cluster size: the peers come as data lines.
 #
 # Value: FP_LEAVING, the leaving node's name (messages).
@@ -322,10 +322,17 @@ forget_on_peers() {
     [ -z "$line" ] || peers+=("$line")
   done
   bundle=$(cat)
+  # Every peer at once (each through its own transport); a failure only warns.
+  local pids=() names=() i
   for line in "${peers[@]}"; do
     IFS=$'\t' read -r -a fields <<<"$line"
-    if ! forget_on_peer "$bundle" "${fields[@]}"; then
-      echo "pulumi-bdr: WARNING: peer ${fields[1]:-?} could not forget node $FP_LEAVING" >&2
+    forget_on_peer "$bundle" "${fields[@]}" </dev/null &
+    pids+=("$!")
+    names+=("${fields[1]:-?}")
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      echo "pulumi-bdr: WARNING: peer ${names[$i]} could not forget node $FP_LEAVING" >&2
     fi
   done
   exit 0
@@ -628,8 +635,10 @@ server_create() {
 
 server_delete() {
   if has_watcher; then watch_stop; fi
+  # Immediate: the data directory is removed right after, so the shutdown checkpoint of a fast
+  # stop would write (and fsync) what is deleted next.
   if [ -d "$N_DATA" ] && as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" status >/dev/null 2>&1; then
-    as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m fast -w -t 120 stop >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$N_DATA" -m immediate -w -t 120 stop >/dev/null
   fi
   rm -rf "$N_DIR"
   rmdir "$(dirname "$N_DIR")" 2>/dev/null || true
@@ -2003,9 +2012,9 @@ watch_stop() {
   pid=$(watch_pid) || { as_pg rm -f "$PG_RUN/watch.pid"; return 0; }
   as_pg kill -TERM -- "-$pid" 2>/dev/null || as_pg kill -TERM "$pid" 2>/dev/null || true
   # Gone, or a zombie its new parent has not reaped yet.
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 250); do
     case "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" in "" | Z) break ;; esac
-    sleep 0.1
+    sleep 0.02
   done
   as_pg rm -f "$PG_RUN/watch.pid"
 }
