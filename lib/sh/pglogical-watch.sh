@@ -122,7 +122,9 @@ SQL
   # line: start time and node name; then one line per synced, enabled subscription.
   out=$(wsql_local 2>/dev/null <<'SQL'
 SELECT pg_catalog.pg_postmaster_start_time(),
-       (SELECT n.node_name FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id);
+       (SELECT n.node_name FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id),
+       (SELECT a.pid FROM pg_catalog.pg_stat_activity a, pg_catalog.pg_database d
+         WHERE d.datname = current_database() AND a.backend_type = 'pglogical manager ' || d.oid LIMIT 1);
 SELECT s.subscription_name, s.status, s.provider_node, s.provider_dsn
   FROM pglogical.show_subscription_status() s
   JOIN pglogical.subscription u ON u.sub_name = s.subscription_name
@@ -134,13 +136,17 @@ SQL
   ) || return 0
   head=${out%%$'\n'*}
   rows=${out#"$head"}
-  st=${head%%|*}
-  me=${head#*|}
+  IFS='|' read -r st me manager_pid <<<"$head"
+  [[ "$manager_pid" =~ ^[1-9][0-9]*$ ]] || manager_pid=""
+  local was_poking=$poke_manager
+  poke_manager=0
   while IFS='|' read -r sub status prov dsn; do
     [ -n "$sub" ] && [ -n "$prov" ] || continue
     if [ -z "${dsn_of[$prov]:-}" ]; then peers+=("$dsn"); fi
     dsn_of[$prov]=$dsn
     if [ "$status" = down ]; then
+      # The manager may be starting it (1 s per worker): wake it until the next poll.
+      poke_manager=1
       # Down on two polls in a row: not a worker the manager is just starting.
       [ -z "${was_down[$sub]:-}" ] || down_of[$prov]+="$sub"$'\n'
       now_down[$sub]=1
@@ -148,6 +154,12 @@ SQL
   done <<<"$rows"
   was_down=()
   for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
+  if [ "$poke_manager" = 1 ] && [ -n "$manager_pid" ]; then
+    if [ "$was_poking" = 0 ]; then
+      wlog "${#now_down[@]} subscription(s) without an apply worker: waking the pglogical manager every 20 ms"
+    fi
+    poke_start
+  fi
   # This node restarted: its peers' apply workers for it may be idle.
   if [ -n "$st" ] && [ "$st" != "$last_start" ]; then
     if [ -n "$last_start" ] && [ -n "$me" ] && [ "${#peers[@]}" -gt 0 ]; then
@@ -174,6 +186,28 @@ SQL
   done
 }
 
+# poke_start: while a subscription of this node has no apply worker (after this node's restart
+# the manager starts them one at a time, checking each in 1 s steps: about k - 1 s for k
+# subscriptions), a background job wakes the manager with SIGUSR1 every 20 ms until the next
+# poll (as lib/sh/pglogical-wake.sh does during a join; the signal only sets the manager's latch).
+# In the background: the peers' wake-up that follows a restart takes a while itself.
+exec {tick}<> <(:)
+poker_pid=""
+poke_start() {
+  local secs=${WATCH_INTERVAL%%.*}
+  [[ "$secs" =~ ^[0-9]+$ ]] && ((secs > 0)) || secs=1
+  if [ -n "$poker_pid" ] && kill -0 "$poker_pid" 2>/dev/null; then return 0; fi
+  (
+    for ((n = 0; n < secs * 50; n++)); do
+      kill -USR1 "$manager_pid" 2>/dev/null || exit 0
+      read -r -t 0.02 -u "$tick" _
+    done
+  ) &
+  poker_pid=$!
+}
+
+poke_manager=0
+manager_pid=""
 wlog "watching port $PG_PORT every ${WATCH_INTERVAL}s"
 while :; do
   # A builtin read: no process per poll for the pid check.
