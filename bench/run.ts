@@ -531,8 +531,14 @@ async function sectionCommand(): Promise<void> {
           `npm run destroy ${sec(down).toFixed(1)} s (baseline down ${sec(bd).toFixed(1)} s)`,
       );
     } catch (e) {
-      problems.push(`command run ${i}: ${String(e).slice(0, 1500)}`);
-      log(`command run ${i} FAILED: ${String(e).slice(0, 3000)}`);
+      // The command's own output (it went to files in the run's directory, removed below).
+      const tail = ["up.log", "destroy.log"]
+        .map((f) => path.join(tmp, f))
+        .filter((f) => fs.existsSync(f))
+        .map((f) => `--- ${path.basename(f)} ---\n${fs.readFileSync(f, "utf8").slice(-3000)}`)
+        .join("\n");
+      problems.push(`command run ${i}: ${String(e).slice(0, 1500)}\n${tail.slice(-1500)}`);
+      log(`command run ${i} FAILED: ${String(e).slice(0, 3000)}\n${tail}`);
       if (live) await sh(`cd ${root} && ${env} npm run --silent destroy`, {}, 900_000);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
