@@ -11,6 +11,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Engine, getEngine, pglogicalSubscriptionName, SEQUENCE_STEP } from "../../lib/engines";
 import { bdrDataGroupName } from "../../lib/engines/bdr";
+import { SUBSCRIPTION_LOCK_KEY } from "../../lib/engines/pglogical";
 import { dollarQuote, heredoc, indentScript, statementTimeout } from "../../lib/engines/types";
 import { connString, quoteLiteral } from "../../lib/render/quote";
 import { renderPreamble } from "../../lib/render/shell";
@@ -265,6 +266,26 @@ describe("engines", () => {
         "every enabled subscription from the restarted node is bounced (a worker may look replicating on a dead connection)",
       );
       assert.strictEqual(getEngine("bdr").afterRestartScript, undefined);
+    });
+
+    it("the join, the part and the forget change the catalog under one advisory lock", () => {
+      const lock = `pg_catalog.pg_advisory_xact_lock(${SUBSCRIPTION_LOCK_KEY});`;
+      const join = e.joinScript(ctx, ctx.nodes[2]);
+      const part = e.partScript(ctx, ctx.nodes[2]);
+      const forget = e.forgetNodeSql!(ctx, ctx.nodes[2]);
+      // The join's create_subs (lib/sh/pglogical-join.sh holds the key as a literal).
+      assert.ok(join.includes(lock), "join");
+      // Part: disable, drop, drop_node on the leaving node, and the forget on every peer.
+      assert.strictEqual(part.split(lock).length - 1, 5, "part: 3 blocks on the node + the forget's 2");
+      // Forget: the disable and the drops (each re-reads the catalog after taking the lock).
+      assert.strictEqual(forget.split(lock).length - 1, 2, "forget");
+      // No catalog change outside those blocks (a bare SELECT would run without the lock).
+      for (const text of [part, forget]) {
+        assert.ok(
+          !/SELECT (count\()?pglogical\.(alter_subscription_disable|drop_subscription|drop_node)/.test(text),
+          text,
+        );
+      }
     });
 
     it("the bootstrap installs the auto-replication event trigger, enabled ALWAYS", () => {
