@@ -1,5 +1,6 @@
 import * as fs from "fs";
 import * as path from "path";
+import { minifyShell } from "./minify";
 import { shellQuote } from "./quote";
 
 /** What a script needs to talk to the PostgreSQL server on the host it runs on. */
@@ -23,15 +24,15 @@ export const SHIPPED_SH_DIR = path.resolve(__dirname, "..", "sh");
 const shippedCache = new Map<string, string>();
 
 /**
- * The text of a shell file shipped with the package (`lib/sh/<name>`). Scripts embed it, so a
- * script kept in state runs the code of the version that rendered it, wherever the package is
- * installed later.
+ * The text of a shell file shipped with the package (`lib/sh/<name>`), without its comment and
+ * blank lines (./minify.ts). Scripts embed it, so a script kept in state runs the code of the
+ * version that rendered it, wherever the package is installed later.
  */
 export function shippedScript(name: string): string {
   if (!/^[a-z0-9-]+\.sh$/.test(name)) throw new Error(`shippedScript: bad name ${JSON.stringify(name)}`);
   let text = shippedCache.get(name);
   if (text === undefined) {
-    text = fs.readFileSync(path.join(SHIPPED_SH_DIR, name), "utf8");
+    text = minifyShell(fs.readFileSync(path.join(SHIPPED_SH_DIR, name), "utf8"));
     shippedCache.set(name, text);
   }
   return text;

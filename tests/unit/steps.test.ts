@@ -84,17 +84,17 @@ describe("renderStep", () => {
       p,
       p.steps.find((s) => s.name === "db-n2-config")!,
     ).create;
-    const m =
-      /\nN_PROXY_TEXT=('[^\n]*(?:\n[^\n]*)*?')\n(?=# shellcheck shell=bash\n# pulumi-bdr node server)/.exec(
-        config,
-      );
-    assert.ok(m, "N_PROXY_TEXT is a value before the node's library");
+    const serverLib = shippedScript("node-server.sh");
+    const start = config.indexOf("\nN_PROXY_TEXT='");
+    const libAt = config.indexOf(serverLib, start);
+    assert.ok(start >= 0 && libAt > start, "N_PROXY_TEXT is a value before the node's library");
+    const handoff = config.slice(start + "\nN_PROXY_TEXT=".length, libAt - 1);
     // The hand-off is the proxy's own script: its preamble, common values, proxy.sh, the entry point.
     assert.match(config, /\nPG_OS_USER=postgres\nPGPASSFILE=\/var\/lib\/pulumi-bdr\/db\/proxy\/\.pgpass\n/);
     assert.match(config, /\nHA_SOCK=\/var\/lib\/pulumi-bdr\/db\/proxy\/haproxy\.sock\n/);
     assert.match(config, /\nproxy_handoff "\$@"\n'\n/);
     assert.ok(
-      !/\n(NEW_WRITE|P_NODE_NAMES|P_HA_CFG_TEXT)=/.test(m[1]),
+      !/\n(NEW_WRITE|P_NODE_NAMES|P_HA_CFG_TEXT)=/.test(handoff),
       "no node list, write node or config in it",
     );
     // The node runs it around a restart only.

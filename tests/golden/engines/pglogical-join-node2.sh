@@ -120,34 +120,6 @@ END
 $pb$;
 SQL
 }
-# shellcheck shell=bash
-# pulumi-bdr drain: waits until peers have applied what one node committed. Sourced after
-# common.sh; functions only. Used by the proxy (switchover, hand-off) and by the pglogical part.
-#
-# Values:
-#   DRAIN_MARK_SQL     the engine's SQL run on the source node: commits a replicated marker and
-#                      prints one LSN, at or after the commit of every transaction the node
-#                      committed before (lib/engines/types.ts drainProgressSql)
-#   DRAIN_APPLIED_SQL  the engine's SQL run on a target node once the settings
-#                      pulumi_bdr.drain_source (the source's node name), pulumi_bdr.drain_lsn and
-#                      pulumi_bdr.drain_seconds are set: returns once the target has applied the
-#                      source's changes up to that LSN, fails when that takes longer than the seconds
-#
-# Why not the engine's wait_slot_confirm_lsn: it waits for the peers' *flush feedback*, which an
-# idle apply worker sends late (7-18 s after a write burst, BENCHMARKS.md); the peers' replication
-# origins show what they have applied the moment they commit it (a few ms here).
-#
-# drain_to SECONDS SOURCE SOURCE_DSN [TARGET TARGET_DSN]...: SOURCE_DSN "" is this host's own
-# server (sql_local). All targets are asked in parallel, each bounded by SECONDS (a whole number).
-# Status: 0 when every reachable target applied the changes; 1 when a target failed or timed out;
-# 2 when the source is unreachable (nothing marked). DRAIN_UNREACHED and DRAIN_FAILED list the
-# targets that could not be asked (psql exit 2: connection) or that failed; DRAIN_MS is the time
-# the wait took (from the marker on).
-#
-# In two phases, for a caller that must keep the wait itself short (the pause switchover):
-# drain_prepare (same arguments) starts one psql session per node, connected ahead of time, each
-# reading its SQL later from a fifo; drain_run sends the marker and the waits and collects the
-# results (drain_to's status); drain_abort ends prepared sessions that will not run.
 DRAIN_UNREACHED=()
 DRAIN_FAILED=()
 DRAIN_MS=0
@@ -158,10 +130,6 @@ DRAIN_NAMES=()
 DRAIN_PIDS=()
 DRAIN_FDS=()
 drain_now_ms() { date +%s%3N; }
-# drain_session INDEX DSN [PSQL-ARGS...]: a psql session on DSN ("" = this host's server) whose
-# stdin is the fifo $DRAIN_DIR/INDEX.in, kept open for writing in DRAIN_FDS[INDEX]. Every input
-# ends with \q, so a session never waits for an end of file that a copy of the fifo's write end
-# (inherited by a sibling or any other child) would hold back.
 drain_session() {
   local i=$1 dsn=$2 fd f
   shift 2
@@ -178,8 +146,6 @@ drain_session() {
   exec {fd}>"$DRAIN_DIR/$i.in"
   DRAIN_FDS[i]=$fd
 }
-# drain_feed INDEX TEXT: the session's whole input and \q, then end of input (a session that
-# already ended, e.g. could not connect, is skipped: no SIGPIPE reaches this shell)
 drain_feed() {
   local fd=${DRAIN_FDS[$1]}
   [ -n "$fd" ] || return 0
@@ -231,7 +197,6 @@ drain_run() {
   fi
   if ! [[ "$lsn" =~ ^[0-9A-F]+/[0-9A-F]+$ ]]; then log "drain: the marker on $DRAIN_SOURCE printed no LSN: '$lsn'"; drain_abort; return 1; fi
   for i in "${!DRAIN_NAMES[@]}"; do
-    # The LSN matched the pattern above: safe as a psql variable's value.
     drain_feed "$i" "\\set lsn '$lsn'
 SELECT pg_catalog.set_config('pulumi_bdr.drain_source', :'source', false),
   pg_catalog.set_config('pulumi_bdr.drain_lsn', :'lsn', false),
@@ -266,40 +231,15 @@ drain_to() {
   drain_run
 }
 
-# shellcheck shell=bash
-# pglogical: wakes this node's pglogical manager while it starts apply workers. Sourced after
-# common.sh; functions only. Used by the join steps (lib/sh/pglogical-join.sh, the bootstrap).
-#
-# Why: the manager starts the apply worker of each new (or re-enabled) subscription one at a
-# time, and after registering one it checks whether it attached in 1 s steps
-# (pglogical_worker.c wait_for_worker_startup: WaitLatch(..., 1000L)), holding a lock on
-# pglogical.local_node that the next subscription made on the node waits for. The worker
-# attaches within milliseconds, nothing sets the manager's latch then, so the k-th subscription
-# made on one node waits about k - 1 s (measured: 4 subscriptions enabled at once got their
-# workers after 3.1 s; with this waker after 0.16 s). SIGUSR1 sets a backend's latch and does
-# nothing else when no procsignal is pending (PostgreSQL's procsignal_sigusr1_handler; the
-# postmaster itself wakes a worker's registrant that way), and the manager then re-checks.
-#
-# wake_manager_start SECONDS: starts the waker in the background, its output away from the step's
-# (the step ends without waiting for it). It sends SIGUSR1 to the database's pglogical manager
-# every 20 ms while the calling step runs, then until no enabled subscription of the node has
-# been without its apply worker for WAKE_QUIET seconds (subscriptions that other nodes' joins
-# make here arrive after this node's own join may have ended), and never longer than SECONDS.
-# Best effort: a signal that cannot be sent (another OS user) only leaves the 1 s steps.
 WAKE_QUIET=${WAKE_QUIET:-3}
-
-# One line: the manager's PID (0 when none runs) and how many enabled subscriptions have no
-# apply worker, separated by |.
 WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
    WHERE a.backend_type = 'pglogical manager ' || d.oid LIMIT 1), 0) || '|' ||
   (SELECT count(*) FROM pglogical.subscription s
     WHERE s.sub_enabled AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                                          WHERE a.backend_type = 'pglogical apply ' || d.oid || ':' || s.sub_id))
   FROM pg_catalog.pg_database d WHERE d.datname = current_database();"
-
 wake_manager_loop() {
   local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 n tick every
-  # A file descriptor nobody writes to: `read -t` on it sleeps without a process per sleep.
   exec {tick}<> <(:)
   while [ $((SECONDS - start)) -lt "$limit" ]; do
     row=$(sql_local "$PG_DB" -c "$WAKE_STATE_SQL" 2>/dev/null) || row="0|0"
@@ -307,8 +247,6 @@ wake_manager_loop() {
     missing=${row#*|}
     [[ "$pid" =~ ^[0-9]+$ ]] || pid=0
     [ "$missing" = 0 ] || quiet=$SECONDS
-    # While the step runs, the state is asked once a second (the manager's PID may change);
-    # after it, four times a second, to stop once quiet.
     every=50
     if ! kill -0 "$owner" 2>/dev/null; then
       [ $((SECONDS - quiet)) -lt "$WAKE_QUIET" ] || return 0
@@ -320,7 +258,6 @@ wake_manager_loop() {
     done
   done
 }
-
 wake_manager_start() {
   local limit=$1 owner=$$
   case "$limit" in '' | *[!0-9]*) log "wake_manager_start: SECONDS must be a number, got '$limit'"; return 1 ;; esac
@@ -331,18 +268,6 @@ wake_manager_start() {
   ) </dev/null >/dev/null 2>&1 &
 }
 
-# shellcheck shell=bash
-# pglogical: a node joins the group through the join target.
-#
-# The same text for every node and every cluster size: the values come from the data lines the
-# engine puts before it (J_NODE, J_DSN, J_TARGET, J_TARGET_DSN, J_TIMEOUT, J_FRESH_SQL and the arrays
-# J_EARLIER_NAMES / J_EARLIER_DSNS: every node that joined before this one, in join order, the
-# join target included). SQL gets them as psql variables (`:'x'`); DO blocks, where psql does not
-# substitute, read them back with current_setting('pulumi_bdr.x').
-# Needs the preamble library (sql_local, sql_peer, log), lib/sh/drain.sh (drain_to, with the
-# engine's DRAIN_MARK_SQL / DRAIN_APPLIED_SQL) and lib/sh/pglogical-wake.sh (wake_manager_start).
-# Waits that do not depend on each other (one per earlier node) run in parallel: only the genuine
-# ordering constraints stay serial.
 : "${J_NODE:?}" "${J_DSN:?}" "${J_TARGET:?}" "${J_TARGET_DSN:?}" "${J_TIMEOUT:?}" "${J_FRESH_SQL:?}"
 case "$J_TIMEOUT" in '' | *[!0-9]*) log "pglogical join: J_TIMEOUT must be a number of seconds"; exit 1 ;; esac
 if [ "${#J_EARLIER_NAMES[@]}" -eq 0 ] || [ "${#J_EARLIER_NAMES[@]}" -ne "${#J_EARLIER_DSNS[@]}" ]; then
@@ -352,29 +277,19 @@ fi
 for n in "$J_NODE" "$J_TARGET" "${J_EARLIER_NAMES[@]}"; do
   [[ "$n" =~ ^[a-z][a-z0-9_]{0,23}$ ]] || { log "pglogical join: invalid node name '$n'"; exit 1; }
 done
-# Wake this node's pglogical manager while subscriptions are made here (lib/sh/pglogical-wake.sh).
 wake_manager_start "$J_TIMEOUT"
 J_TIMEOUT_MS="$((J_TIMEOUT * 1000))ms"
 J_TIMEOUT_LONG_MS="$(((J_TIMEOUT + 10) * 1000))ms"
-
-# wait_all PID...: waits for every background job; exits 1 after all ended if any failed (each
-# job logged its own failure).
 wait_all() {
   local p rc=0
   for p in "$@"; do wait "$p" || rc=1; done
   [ "$rc" = 0 ] || exit 1
 }
-
-# on DSN [PSQL-ARGS...]: the SQL on stdin runs on this node (DSN empty) or on the peer at DSN.
 on() {
   local dsn=$1
   shift
   if [ -z "$dsn" ]; then sql_local "$PG_DB" "$@"; else sql_peer "$dsn" "$@"; fi
 }
-
-# create_subs DSN SYNC ENABLE SUB PROVIDER_DSN [SUB PROVIDER_DSN]...: where DSN points, in one
-# session and transaction, creates each subscription that does not exist yet (SYNC: copy structure
-# and data) and, with ENABLE=1, enables each one that exists disabled (parked by step 1).
 create_subs() {
   local dsn=$1 sync=$2 enable=$3 list="" nl=$'\n'
   shift 3
@@ -415,9 +330,6 @@ END
 $pb$;
 SQL
 }
-
-# wait_sync DSN WHERE SUB: bounded wait for a subscription's initial sync; on failure the
-# server's error and the subscription status, then exit 1.
 wait_sync() {
   if ! on "$1" -v sub="$3" -v tms="$J_TIMEOUT_MS" <<'SQL'
 SET statement_timeout = :'tms';
@@ -431,8 +343,6 @@ SQL
     exit 1
   fi
 }
-
-# wait_replicating DSN SUB...: poll until the subscriptions exist and are replicating.
 wait_replicating() {
   local dsn=$1 subs
   shift
@@ -469,11 +379,6 @@ END
 $pb$;
 SQL
 }
-
-# wait_ready DSN WHERE SUB...: where DSN points, one session polls (every 10 ms) until each
-# subscription exists, its initial sync (none to copy here) is done with every table it lists
-# ready, and it is replicating; on timeout its status, then exit 1. For subscriptions that copy
-# nothing (steps 5 and 6): pglogical's wait_for_subscription_sync_complete polls every 200 ms.
 wait_ready() {
   local dsn=$1 where=$2 subs
   shift 2
@@ -514,7 +419,6 @@ SQL
     exit 1
   fi
 }
-
 log "pglogical: joining node $J_NODE through $J_TARGET"
 on "" -v node="$J_NODE" <<'SQL'
 SET pulumi_bdr.node = :'node';
@@ -533,8 +437,6 @@ BEGIN
 END
 $pb$;
 SQL
-
-# The other earlier nodes (all but the join target) and this node's subscriptions from them.
 other_names=()
 other_dsns=()
 other_subs=()
@@ -547,9 +449,6 @@ for i in "${!J_EARLIER_NAMES[@]}"; do
   other_subs+=("sub_${J_EARLIER_NAMES[$i]}_${J_NODE}")
 done
 target_sub="sub_${J_TARGET}_${J_NODE}"
-
-# Sync state of the subscription that copies structure and data from the join target:
-# none | i (init) | s/d/c (structure/data/constraints) | u (catchup) | r (ready).
 target_sync=$(on "" -v sub="$target_sub" <<'SQL'
 SELECT coalesce((SELECT st.sync_status::text
                    FROM pglogical.local_sync_status st
@@ -558,12 +457,6 @@ SELECT coalesce((SELECT st.sync_status::text
                     AND st.sync_nspname IS NULL AND st.sync_relname IS NULL), 'none');
 SQL
 )
-# 0. A cluster built from nothing: when this node and every earlier node hold nothing a copy
-#    would carry (J_FRESH_SQL: no table, function, type, large object or extension of their own),
-#    this node subscribes to every earlier node without a copy (steps 5-7 below, the join target
-#    among them), and the earlier nodes to it: no copy, no drain. Every subscription is made by
-#    exactly one join, so such joins run at once (the plan's one-pass edges; a destroy then parts
-#    those nodes at once, which the part and the forget allow: they take the catalog lock).
 fresh_dir=$(mktemp -d) || exit 1
 pids=()
 { on "" <<<"$J_FRESH_SQL" >"$fresh_dir/self" 2>/dev/null || true; } &
@@ -584,9 +477,6 @@ if [ "$fresh" = 1 ] && { [ "$target_sync" = none ] || [ "$target_sync" = r ]; };
   other_dsns=("${J_EARLIER_DSNS[@]}")
   other_subs=("${earlier_subs[@]}")
 elif [ "$target_sync" != r ]; then
-  # 1. Subscribe to every other earlier node first, without copying: creating the subscription
-  #    creates its slot there, so changes committed there from now on stream to this node.
-  #    Park each one (disabled) until the tables exist here.
   pairs=()
   for i in "${!other_names[@]}"; do pairs+=("${other_subs[$i]}" "${other_dsns[$i]}"); done
   [ "${#pairs[@]}" -eq 0 ] || create_subs "" false 0 "${pairs[@]}"
@@ -603,10 +493,6 @@ SQL
   done
   wait_all "${pids[@]}"
   if [ "${#other_names[@]}" -gt 0 ]; then
-    # 2a. Stamp the copy: rows COPYed from the join target would otherwise carry the copy's
-    #     commit time, and last_update_wins would then discard every update the other nodes
-    #     made while the copy ran. Stamped with the time taken here (before step 2), the copy
-    #     loses against exactly those changes the target may not hold yet.
     if [ "$target_sync" = none ]; then
       on "" -v app="${target_sub}_copy" <<'SQL'
 CREATE SCHEMA IF NOT EXISTS pulumi_bdr_join;
@@ -652,9 +538,6 @@ END
 $pb$;
 SQL
     fi
-    # 2. Make sure the join target already holds everything those nodes committed before their
-    #    slot for this node existed: a drain of each of them toward the join target (drain.sh: a
-    #    marker there, then the target's applied position for it), all in parallel.
     pids=()
     for i in "${!other_names[@]}"; do
       {
@@ -668,22 +551,14 @@ SQL
     done
     wait_all "${pids[@]}"
   fi
-  # 3. Structure and data from the join target (pg_dump/pg_restore + COPY, one snapshot).
   create_subs "" true 0 "$target_sub" "$J_TARGET_DSN"
   wait_sync "" "$J_NODE" "$target_sub"
 fi
-# 4. This node's own replication set: every public table with a primary key, and the event
-#    trigger for tables created later (the trigger came with the structure; re-assert it).
-#    The copy-stamping helpers (step 2a) are dropped first, with the triggers they created (one
-#    session: the engine's pglogical_own_set).
 pglogical_own_set
-# 5. Resume the parked subscriptions from the other earlier nodes (a new cluster: create them).
 pairs=()
 for i in "${!other_names[@]}"; do pairs+=("${other_subs[$i]}" "${other_dsns[$i]}"); done
 [ "${#pairs[@]}" -eq 0 ] || create_subs "" false 1 "${pairs[@]}"
 [ "${#other_subs[@]}" -eq 0 ] || wait_ready "" "$J_NODE" "${other_subs[@]}"
-# 6. Every earlier node subscribes to this node (no copy: it holds nothing of its own yet), each
-#    earlier node in parallel.
 pids=()
 for i in "${!J_EARLIER_NAMES[@]}"; do
   {
@@ -693,6 +568,5 @@ for i in "${!J_EARLIER_NAMES[@]}"; do
   pids+=("$!")
 done
 wait_all "${pids[@]}"
-# 7. Everything this node receives is replicating.
 wait_replicating "" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"

@@ -24,34 +24,6 @@ BEGIN
   END LOOP;
 END
 $pb$;'
-# shellcheck shell=bash
-# pulumi-bdr drain: waits until peers have applied what one node committed. Sourced after
-# common.sh; functions only. Used by the proxy (switchover, hand-off) and by the pglogical part.
-#
-# Values:
-#   DRAIN_MARK_SQL     the engine's SQL run on the source node: commits a replicated marker and
-#                      prints one LSN, at or after the commit of every transaction the node
-#                      committed before (lib/engines/types.ts drainProgressSql)
-#   DRAIN_APPLIED_SQL  the engine's SQL run on a target node once the settings
-#                      pulumi_bdr.drain_source (the source's node name), pulumi_bdr.drain_lsn and
-#                      pulumi_bdr.drain_seconds are set: returns once the target has applied the
-#                      source's changes up to that LSN, fails when that takes longer than the seconds
-#
-# Why not the engine's wait_slot_confirm_lsn: it waits for the peers' *flush feedback*, which an
-# idle apply worker sends late (7-18 s after a write burst, BENCHMARKS.md); the peers' replication
-# origins show what they have applied the moment they commit it (a few ms here).
-#
-# drain_to SECONDS SOURCE SOURCE_DSN [TARGET TARGET_DSN]...: SOURCE_DSN "" is this host's own
-# server (sql_local). All targets are asked in parallel, each bounded by SECONDS (a whole number).
-# Status: 0 when every reachable target applied the changes; 1 when a target failed or timed out;
-# 2 when the source is unreachable (nothing marked). DRAIN_UNREACHED and DRAIN_FAILED list the
-# targets that could not be asked (psql exit 2: connection) or that failed; DRAIN_MS is the time
-# the wait took (from the marker on).
-#
-# In two phases, for a caller that must keep the wait itself short (the pause switchover):
-# drain_prepare (same arguments) starts one psql session per node, connected ahead of time, each
-# reading its SQL later from a fifo; drain_run sends the marker and the waits and collects the
-# results (drain_to's status); drain_abort ends prepared sessions that will not run.
 DRAIN_UNREACHED=()
 DRAIN_FAILED=()
 DRAIN_MS=0
@@ -62,10 +34,6 @@ DRAIN_NAMES=()
 DRAIN_PIDS=()
 DRAIN_FDS=()
 drain_now_ms() { date +%s%3N; }
-# drain_session INDEX DSN [PSQL-ARGS...]: a psql session on DSN ("" = this host's server) whose
-# stdin is the fifo $DRAIN_DIR/INDEX.in, kept open for writing in DRAIN_FDS[INDEX]. Every input
-# ends with \q, so a session never waits for an end of file that a copy of the fifo's write end
-# (inherited by a sibling or any other child) would hold back.
 drain_session() {
   local i=$1 dsn=$2 fd f
   shift 2
@@ -82,8 +50,6 @@ drain_session() {
   exec {fd}>"$DRAIN_DIR/$i.in"
   DRAIN_FDS[i]=$fd
 }
-# drain_feed INDEX TEXT: the session's whole input and \q, then end of input (a session that
-# already ended, e.g. could not connect, is skipped: no SIGPIPE reaches this shell)
 drain_feed() {
   local fd=${DRAIN_FDS[$1]}
   [ -n "$fd" ] || return 0
@@ -135,7 +101,6 @@ drain_run() {
   fi
   if ! [[ "$lsn" =~ ^[0-9A-F]+/[0-9A-F]+$ ]]; then log "drain: the marker on $DRAIN_SOURCE printed no LSN: '$lsn'"; drain_abort; return 1; fi
   for i in "${!DRAIN_NAMES[@]}"; do
-    # The LSN matched the pattern above: safe as a psql variable's value.
     drain_feed "$i" "\\set lsn '$lsn'
 SELECT pg_catalog.set_config('pulumi_bdr.drain_source', :'source', false),
   pg_catalog.set_config('pulumi_bdr.drain_lsn', :'lsn', false),
