@@ -776,7 +776,8 @@ export const pglogicalEngine: Engine = {
   },
 
   watcherScript(): string {
-    return shippedScript("pglogical-watch.sh");
+    // The watcher wakes the manager after a restart with the joins' poke_manager.
+    return shippedScript("pglogical-wake.sh") + shippedScript("pglogical-watch.sh");
   },
 
   afterRestartScript(ctx: ClusterContext, node: NodePlan): string {

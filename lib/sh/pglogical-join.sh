@@ -99,48 +99,11 @@ SQL
   fi
 }
 
-# wait_replicating DSN SUB...: poll until the subscriptions exist and are replicating.
-wait_replicating() {
-  local dsn=$1 subs
-  shift
-  subs=$(printf '%s\n' "$@")
-  on "$dsn" -v subs="$subs" -v tms="$J_TIMEOUT_LONG_MS" -v secs="$J_TIMEOUT" <<'SQL'
-SET statement_timeout = :'tms';
-SET pulumi_bdr.subs = :'subs';
-SET pulumi_bdr.secs = :'secs';
-DO $pb$
-DECLARE
-  subs text[] := string_to_array(current_setting('pulumi_bdr.subs'), E'\n');
-  secs int := current_setting('pulumi_bdr.secs')::int;
-  deadline timestamptz := clock_timestamp() + make_interval(secs => secs);
-  missing text;
-  pending text;
-BEGIN
-  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
-    FROM unnest(subs) AS x
-   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
-  IF missing IS NOT NULL THEN
-    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
-  END IF;
-  LOOP
-    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
-      FROM pglogical.show_subscription_status()
-     WHERE subscription_name = ANY (subs) AND status <> 'replicating';
-    EXIT WHEN pending IS NULL;
-    IF clock_timestamp() > deadline THEN
-      RAISE EXCEPTION 'pglogical subscriptions not replicating after %s: %', secs, pending;
-    END IF;
-    PERFORM pg_catalog.pg_sleep(0.02);
-  END LOOP;
-END
-$pb$;
-SQL
-}
-
 # wait_ready DSN WHERE SUB...: where DSN points, one session polls (every 10 ms) until each
-# subscription exists, its initial sync (none to copy here) is done with every table it lists
-# ready, and it is replicating; on timeout its status, then exit 1. For subscriptions that copy
-# nothing (steps 5 and 6): pglogical's wait_for_subscription_sync_complete polls every 200 ms.
+# subscription exists, its initial sync is done with every table it lists ready, and it is
+# replicating; on timeout its status, then exit 1. For subscriptions that copy nothing (steps 5
+# and 6; pglogical's wait_for_subscription_sync_complete polls every 200 ms) and for the last
+# check of step 7 (the target's subscription, copied in step 3, is synced by then).
 wait_ready() {
   local dsn=$1 where=$2 subs
   shift 2
@@ -360,6 +323,6 @@ for i in "${!J_EARLIER_NAMES[@]}"; do
   pids+=("$!")
 done
 wait_all "${pids[@]}"
-# 7. Everything this node receives is replicating.
-wait_replicating "" "${earlier_subs[@]}"
+# 7. Everything this node receives is ready and replicating (the target's subscription too).
+wait_ready "" "$J_NODE" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"

@@ -18,7 +18,21 @@
 # been without its apply worker for WAKE_QUIET seconds (subscriptions that other nodes' joins
 # make here arrive after this node's own join may have ended), and never longer than SECONDS.
 # Best effort: a signal that cannot be sent (another OS user) only leaves the 1 s steps.
+#
+# poke_manager PID TICKS: the waking itself, also used by the watcher (lib/sh/pglogical-watch.sh)
+# after a restart: SIGUSR1 to PID every 20 ms, TICKS times; PID 0 only waits. Always status 0.
 WAKE_QUIET=${WAKE_QUIET:-3}
+WAKE_TICK_FD=""
+
+poke_manager() {
+  local pid=$1 ticks=$2 n
+  # A file descriptor nobody writes to: `read -t` on it sleeps without a process per sleep.
+  [ -n "$WAKE_TICK_FD" ] || exec {WAKE_TICK_FD}<> <(:)
+  for ((n = 0; n < ticks; n++)); do
+    [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
+    read -r -t 0.02 -u "$WAKE_TICK_FD" _ || true
+  done
+}
 
 # One line: the manager's PID (0 when none runs) and how many enabled subscriptions have no
 # apply worker, separated by |.
@@ -30,9 +44,7 @@ WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
   FROM pg_catalog.pg_database d WHERE d.datname = current_database();"
 
 wake_manager_loop() {
-  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 n tick every
-  # A file descriptor nobody writes to: `read -t` on it sleeps without a process per sleep.
-  exec {tick}<> <(:)
+  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 every
   while [ $((SECONDS - start)) -lt "$limit" ]; do
     row=$(sql_local "$PG_DB" -c "$WAKE_STATE_SQL" 2>/dev/null) || row="0|0"
     pid=${row%%|*}
@@ -46,10 +58,7 @@ wake_manager_loop() {
       [ $((SECONDS - quiet)) -lt "$WAKE_QUIET" ] || return 0
       every=12
     fi
-    for ((n = 0; n < every; n++)); do
-      [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
-      read -r -t 0.02 -u "$tick" _ || true
-    done
+    poke_manager "$pid" "$every"
   done
 }
 

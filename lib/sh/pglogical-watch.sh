@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # pulumi-bdr pglogical watcher: the body of a small daemon that runs beside a node's PostgreSQL
-# (file $PG_RUN/watch.sh = the step's values + common.sh + this; started by watch-ctl.sh's
-# watch_start as the server's OS user, in a session of its own, with a clean environment).
+# (file $PG_RUN/watch.sh = the step's values + common.sh + pglogical-wake.sh + this; started by
+# watch-ctl.sh's watch_start as the server's OS user, in a session of its own, with a clean
+# environment).
 #
 # Why: pglogical's manager restarts a failed apply worker about 5 s after it failed and then only
 # every 180 s. A provider restarted by anything but `pulumi up` (an operator, systemd, a crash)
@@ -138,15 +139,15 @@ SQL
   rows=${out#"$head"}
   IFS='|' read -r st me manager_pid <<<"$head"
   [[ "$manager_pid" =~ ^[1-9][0-9]*$ ]] || manager_pid=""
-  local was_poking=$poke_manager
-  poke_manager=0
+  local was_poking=$want_poke
+  want_poke=0
   while IFS='|' read -r sub status prov dsn; do
     [ -n "$sub" ] && [ -n "$prov" ] || continue
     if [ -z "${dsn_of[$prov]:-}" ]; then peers+=("$dsn"); fi
     dsn_of[$prov]=$dsn
     if [ "$status" = down ]; then
       # The manager may be starting it (1 s per worker): wake it until the next poll.
-      poke_manager=1
+      want_poke=1
       # Down on two polls in a row: not a worker the manager is just starting.
       [ -z "${was_down[$sub]:-}" ] || down_of[$prov]+="$sub"$'\n'
       now_down[$sub]=1
@@ -154,7 +155,7 @@ SQL
   done <<<"$rows"
   was_down=()
   for sub in "${!now_down[@]}"; do was_down[$sub]=1; done
-  if [ "$poke_manager" = 1 ] && [ -n "$manager_pid" ]; then
+  if [ "$want_poke" = 1 ] && [ -n "$manager_pid" ]; then
     if [ "$was_poking" = 0 ]; then
       wlog "${#now_down[@]} subscription(s) without an apply worker: waking the pglogical manager every 20 ms"
     fi
@@ -189,24 +190,19 @@ SQL
 # poke_start: while a subscription of this node has no apply worker (after this node's restart
 # the manager starts them one at a time, checking each in 1 s steps: about k - 1 s for k
 # subscriptions), a background job wakes the manager with SIGUSR1 every 20 ms until the next
-# poll (as lib/sh/pglogical-wake.sh does during a join; the signal only sets the manager's latch).
-# In the background: the peers' wake-up that follows a restart takes a while itself.
-exec {tick}<> <(:)
+# poll (lib/sh/pglogical-wake.sh's poke_manager, which the join steps use too; the signal only
+# sets the manager's latch). In the background: the peers' wake-up that follows a restart takes a
+# while itself.
 poker_pid=""
 poke_start() {
   local secs=${WATCH_INTERVAL%%.*}
   [[ "$secs" =~ ^[0-9]+$ ]] && ((secs > 0)) || secs=1
   if [ -n "$poker_pid" ] && kill -0 "$poker_pid" 2>/dev/null; then return 0; fi
-  (
-    for ((n = 0; n < secs * 50; n++)); do
-      kill -USR1 "$manager_pid" 2>/dev/null || exit 0
-      read -r -t 0.02 -u "$tick" _
-    done
-  ) &
+  poke_manager "$manager_pid" $((secs * 50)) &
   poker_pid=$!
 }
 
-poke_manager=0
+want_poke=0
 manager_pid=""
 wlog "watching port $PG_PORT every ${WATCH_INTERVAL}s"
 while :; do

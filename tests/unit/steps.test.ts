@@ -237,16 +237,18 @@ describe("renderStep", () => {
       p,
       p.steps.find((s) => s.name === "db-n1-server")!,
     );
-    // The watcher's file is a value: the node's values, common.sh, then pglogical-watch.sh.
+    // The watcher's file is a value: the node's values, common.sh, then pglogical-wake.sh (its
+    // poke_manager) and pglogical-watch.sh.
     const n1 = p.ctx.nodes.find((n) => n.name === "n1")!;
-    const file = nodeWatcher(n1, p.ctx.database, shippedScript("pglogical-watch.sh"))!.file;
+    const body = shippedScript("pglogical-wake.sh") + shippedScript("pglogical-watch.sh");
+    const file = nodeWatcher(n1, p.ctx.database, body)!.file;
     assert.ok(
       server.create.includes(`\nN_WATCH_TEXT=${shellQuote(file)}\n`),
       "N_WATCH_TEXT in the server step",
     );
     assert.ok(file.startsWith("#!/bin/bash\n"));
     assert.match(file, /^PG_PORT=15432$/m);
-    assert.ok(file.endsWith(shippedScript("pglogical-watch.sh")), "the watcher body comes last");
+    assert.ok(file.endsWith(body), "the watcher body comes last");
     assert.match(server.create, /^N_WATCHER=1$/m);
     assert.match(server.create, /^watch_ensure\(\) \{$/m);
     const lib = shippedScript("node-server.sh");

@@ -2,6 +2,15 @@
 log 'pglogical: bootstrapping group demo_group on node node0'
 # The other nodes' joins subscribe here: wake the manager while it starts their workers.
 WAKE_QUIET=${WAKE_QUIET:-3}
+WAKE_TICK_FD=""
+poke_manager() {
+  local pid=$1 ticks=$2 n
+  [ -n "$WAKE_TICK_FD" ] || exec {WAKE_TICK_FD}<> <(:)
+  for ((n = 0; n < ticks; n++)); do
+    [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
+    read -r -t 0.02 -u "$WAKE_TICK_FD" _ || true
+  done
+}
 WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
    WHERE a.backend_type = 'pglogical manager ' || d.oid LIMIT 1), 0) || '|' ||
   (SELECT count(*) FROM pglogical.subscription s
@@ -9,8 +18,7 @@ WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
                                          WHERE a.backend_type = 'pglogical apply ' || d.oid || ':' || s.sub_id))
   FROM pg_catalog.pg_database d WHERE d.datname = current_database();"
 wake_manager_loop() {
-  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 n tick every
-  exec {tick}<> <(:)
+  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 every
   while [ $((SECONDS - start)) -lt "$limit" ]; do
     row=$(sql_local "$PG_DB" -c "$WAKE_STATE_SQL" 2>/dev/null) || row="0|0"
     pid=${row%%|*}
@@ -22,10 +30,7 @@ wake_manager_loop() {
       [ $((SECONDS - quiet)) -lt "$WAKE_QUIET" ] || return 0
       every=12
     fi
-    for ((n = 0; n < every; n++)); do
-      [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
-      read -r -t 0.02 -u "$tick" _ || true
-    done
+    poke_manager "$pid" "$every"
   done
 }
 wake_manager_start() {

@@ -230,6 +230,15 @@ drain_to() {
 }
 
 WAKE_QUIET=${WAKE_QUIET:-3}
+WAKE_TICK_FD=""
+poke_manager() {
+  local pid=$1 ticks=$2 n
+  [ -n "$WAKE_TICK_FD" ] || exec {WAKE_TICK_FD}<> <(:)
+  for ((n = 0; n < ticks; n++)); do
+    [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
+    read -r -t 0.02 -u "$WAKE_TICK_FD" _ || true
+  done
+}
 WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
    WHERE a.backend_type = 'pglogical manager ' || d.oid LIMIT 1), 0) || '|' ||
   (SELECT count(*) FROM pglogical.subscription s
@@ -237,8 +246,7 @@ WAKE_STATE_SQL="SELECT coalesce((SELECT a.pid FROM pg_catalog.pg_stat_activity a
                                          WHERE a.backend_type = 'pglogical apply ' || d.oid || ':' || s.sub_id))
   FROM pg_catalog.pg_database d WHERE d.datname = current_database();"
 wake_manager_loop() {
-  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 n tick every
-  exec {tick}<> <(:)
+  local limit=$1 owner=$2 start=$SECONDS quiet=$SECONDS row pid=0 missing=0 every
   while [ $((SECONDS - start)) -lt "$limit" ]; do
     row=$(sql_local "$PG_DB" -c "$WAKE_STATE_SQL" 2>/dev/null) || row="0|0"
     pid=${row%%|*}
@@ -250,10 +258,7 @@ wake_manager_loop() {
       [ $((SECONDS - quiet)) -lt "$WAKE_QUIET" ] || return 0
       every=12
     fi
-    for ((n = 0; n < every; n++)); do
-      [ "$pid" = 0 ] || kill -USR1 "$pid" 2>/dev/null || true
-      read -r -t 0.02 -u "$tick" _ || true
-    done
+    poke_manager "$pid" "$every"
   done
 }
 wake_manager_start() {
@@ -340,42 +345,6 @@ SELECT subscription_name || ': ' || status || ' (provider ' || provider_node || 
 SQL
     exit 1
   fi
-}
-wait_replicating() {
-  local dsn=$1 subs
-  shift
-  subs=$(printf '%s\n' "$@")
-  on "$dsn" -v subs="$subs" -v tms="$J_TIMEOUT_LONG_MS" -v secs="$J_TIMEOUT" <<'SQL'
-SET statement_timeout = :'tms';
-SET pulumi_bdr.subs = :'subs';
-SET pulumi_bdr.secs = :'secs';
-DO $pb$
-DECLARE
-  subs text[] := string_to_array(current_setting('pulumi_bdr.subs'), E'\n');
-  secs int := current_setting('pulumi_bdr.secs')::int;
-  deadline timestamptz := clock_timestamp() + make_interval(secs => secs);
-  missing text;
-  pending text;
-BEGIN
-  SELECT string_agg(x, ', ' ORDER BY x) INTO missing
-    FROM unnest(subs) AS x
-   WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription s WHERE s.sub_name = x);
-  IF missing IS NOT NULL THEN
-    RAISE EXCEPTION 'pglogical subscriptions missing: %', missing;
-  END IF;
-  LOOP
-    SELECT string_agg(subscription_name || ' (' || status || ')', ', ' ORDER BY subscription_name) INTO pending
-      FROM pglogical.show_subscription_status()
-     WHERE subscription_name = ANY (subs) AND status <> 'replicating';
-    EXIT WHEN pending IS NULL;
-    IF clock_timestamp() > deadline THEN
-      RAISE EXCEPTION 'pglogical subscriptions not replicating after %s: %', secs, pending;
-    END IF;
-    PERFORM pg_catalog.pg_sleep(0.02);
-  END LOOP;
-END
-$pb$;
-SQL
 }
 wait_ready() {
   local dsn=$1 where=$2 subs
@@ -566,5 +535,5 @@ for i in "${!J_EARLIER_NAMES[@]}"; do
   pids+=("$!")
 done
 wait_all "${pids[@]}"
-wait_replicating "" "${earlier_subs[@]}"
+wait_ready "" "$J_NODE" "${earlier_subs[@]}"
 log "pglogical: node $J_NODE joined (${#J_EARLIER_NAMES[@]} providers, ${#J_EARLIER_NAMES[@]} subscribers)"

@@ -53,6 +53,7 @@ PG_DB=bdrdb
 PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/b/pgpass
 # <lib/sh/common.sh>
+# <lib/sh/pglogical-wake.sh>
 # <lib/sh/pglogical-watch.sh>
 '
 # <lib/sh/node-server.sh>

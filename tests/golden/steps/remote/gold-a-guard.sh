@@ -26,6 +26,7 @@ PG_DB=bdrdb
 PG_OS_USER=postgres
 PGPASSFILE=/var/lib/pulumi-bdr/gold/a/pgpass
 # <lib/sh/common.sh>
+# <lib/sh/pglogical-wake.sh>
 # <lib/sh/pglogical-watch.sh>
 '
 GUARD_TOKEN=0
