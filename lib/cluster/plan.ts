@@ -80,11 +80,12 @@ export interface PlanStep {
    * probe reports a data directory never initialized, lib/hosts/probe.ts): configs need no
    * rolling order, a setup needs only its server (the server step wrote the config step's files),
    * and (pglogical) a join needs only its own and every earlier node's setup and config, since no
-   * node holds data to copy (lib/sh/pglogical-join.sh then subscribes in both
-   * directions without a copy). Pulumi deletes in the reverse order of the edges it recorded, so
-   * such joins are parted side by side by a `destroy`: the part and the peers' forget take the
-   * engine's catalog lock on every node they change (lib/engines/pglogical.ts), which makes that
-   * safe. Absent: the same as `dependsOn`.
+   * node holds data to copy (lib/sh/pglogical-join.sh then subscribes in both directions
+   * without a copy); the proxy needs every node's setup and config, not the joins. Pulumi
+   * deletes in the reverse order of the edges it recorded, so such joins are parted side by side
+   * by a `destroy`: the part and the peers' forget take the engine's catalog lock on every node
+   * they change (lib/engines/pglogical.ts), which makes that safe. Absent: the same as
+   * `dependsOn`.
    */
   freshDependsOn?: string[];
 }
@@ -441,8 +442,17 @@ export function planSteps(
   }
   if (proxyHost) {
     const deps = ctx.nodes.map((n) => stepName.join(cluster, n.name));
-    if (proxyHost.kind === "docker") deps.unshift(dockerSteps(proxyHost));
-    steps.push({ name: stepName.proxy(cluster), kind: "proxy", dependsOn: deps });
+    const container = proxyHost.kind === "docker" ? [dockerSteps(proxyHost)] : [];
+    // A cluster built from nothing: HAProxy and PgBouncer start beside the joins, once every
+    // node's server runs with its roles and pg_hba (setup and config). Nothing reaches the proxy
+    // before this `up` ends, and a node's join never goes through it. Otherwise (a resize, a
+    // changed cluster) the proxy waits for every join: it may route writes to a new node.
+    steps.push({
+      name: stepName.proxy(cluster),
+      kind: "proxy",
+      dependsOn: [...container, ...deps],
+      freshDependsOn: [...container, ...earlierReady],
+    });
     if (hasGuard(proxyHost)) {
       steps.push({ name: stepName.proxyGuard(cluster), kind: "guard", dependsOn: [stepName.proxy(cluster)] });
     }

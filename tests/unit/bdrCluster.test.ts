@@ -112,9 +112,14 @@ describe("BdrCluster (mocks)", () => {
       ],
       "n3 joins beside n2: it needs every earlier node's setup and config, not n2's join",
     );
-    assert.deepStrictEqual(depNames(byName("fr-proxy")), ["fr-n1-join", "fr-n2-join", "fr-n3-join"]);
+    assert.deepStrictEqual(
+      depNames(byName("fr-proxy")),
+      ["fr-n1-config", "fr-n1-setup", "fr-n2-config", "fr-n2-setup", "fr-n3-config", "fr-n3-setup"],
+      "the proxy starts beside the joins",
+    );
     // One node that holds data (or cannot be asked): the usual chain.
     await make("ch", ["n1", "n2", "proxy"]);
+    assert.deepStrictEqual(depNames(byName("ch-proxy")), ["ch-n1-join", "ch-n2-join", "ch-n3-join"]);
     assert.deepStrictEqual(depNames(byName("ch-n3-config")), ["ch-n2-config", "ch-n3-server"]);
     assert.deepStrictEqual(depNames(byName("ch-n3-setup")), ["ch-n3-config"]);
     assert.deepStrictEqual(depNames(byName("ch-n3-join")), [

@@ -68,7 +68,7 @@ describe("planCluster", () => {
     );
   });
 
-  it("a cluster built from nothing has one-pass edges: configs unchained, setups beside configs, pglogical joins beside each other", () => {
+  it("a cluster built from nothing has one-pass edges: configs unchained, setups beside configs, pglogical joins beside each other, the proxy beside the joins", () => {
     const fresh = (a: BdrClusterArgs) =>
       planCluster("db", a, root)
         .steps.filter((s) => s.freshDependsOn)
@@ -85,6 +85,8 @@ describe("planCluster", () => {
       "db-n4-config <- db-n4-server",
       "db-n4-setup <- db-n4-server",
       "db-n4-join <- db-n4-setup, db-n4-config, db-n1-setup, db-n1-config, db-n2-setup, db-n2-config, db-n3-setup, db-n3-config",
+      // The proxy starts beside the joins, once every server runs with its roles and pg_hba.
+      "db-proxy <- db-n1-setup, db-n1-config, db-n2-setup, db-n2-config, db-n3-setup, db-n3-config, db-n4-setup, db-n4-config",
     ]);
     // BDR's join_node_group keeps its order (and waits for its node's config too); its configs
     // still need no rolling order, its setups no config.
@@ -97,6 +99,7 @@ describe("planCluster", () => {
       "db-n3-config <- db-n3-server",
       "db-n3-setup <- db-n3-server",
       "db-n3-join <- db-n3-setup, db-n2-join, db-n3-config",
+      "db-proxy <- db-n1-setup, db-n1-config, db-n2-setup, db-n2-config, db-n3-setup, db-n3-config",
     ]);
   });
 
