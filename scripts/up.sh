@@ -30,32 +30,49 @@ fi
 passfile="${XDG_CONFIG_HOME:-$HOME/.config}/pulumi-bdr/$stack.passphrase"
 stack_exists() { pulumi stack ls --json 2>/dev/null | grep -q "\"name\": \"$1\""; }
 
+# Each `pulumi` process costs 0.2-0.4 s here: a new stack takes one (`stack init`, which fails
+# when the stack exists), a known one one (`stack select`).
+created=0
 if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
-  if stack_exists "$stack"; then
-    echo "up: stack '$stack' exists but no passphrase is known: set PULUMI_CONFIG_PASSPHRASE or" >&2
-    echo "up: PULUMI_CONFIG_PASSPHRASE_FILE (or put it in $passfile, mode 0600)" >&2
-    exit 1
-  fi
   mkdir -p "$(dirname "$passfile")"
   chmod 0700 "$(dirname "$passfile")"
   (
     umask 077
     head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40 >"$passfile.tmp"
   )
+  # The passphrase is kept only when it created the stack: a stack that exists already was
+  # encrypted with another one.
+  if ! init_out=$(PULUMI_CONFIG_PASSPHRASE_FILE="$passfile.tmp" pulumi stack init "$stack" 2>&1); then
+    rm -f "$passfile.tmp"
+    if stack_exists "$stack"; then
+      echo "up: stack '$stack' exists but no passphrase is known: set PULUMI_CONFIG_PASSPHRASE or" >&2
+      echo "up: PULUMI_CONFIG_PASSPHRASE_FILE (or put it in $passfile, mode 0600)" >&2
+    else
+      printf '%s\n' "$init_out" >&2
+    fi
+    exit 1
+  fi
   mv "$passfile.tmp" "$passfile"
   export PULUMI_CONFIG_PASSPHRASE_FILE="$passfile"
+  created=1
   echo "up: generated the passphrase of stack '$stack' and stored it in $passfile (mode 0600)."
   echo "up: keep it: the stack's secrets cannot be decrypted without it."
-fi
-
-if ! pulumi stack select "$stack" >/dev/null 2>&1; then
+elif ! pulumi stack select "$stack" >/dev/null 2>&1; then
   pulumi stack init "$stack" >/dev/null
+  created=1
+fi
+if [ "$created" = 1 ]; then
   echo "up: created stack '$stack' (state: $PULUMI_BACKEND_URL; Pulumi.$stack.yaml is git-ignored)"
 fi
 # The password is set when the stack's config file names it (read without a second `pulumi`
-# process, ~0.6 s here); otherwise `pulumi config get` decides (config from elsewhere).
-if ! grep -q '^  pulumi-bdr:replicationPassword:' "Pulumi.$stack.yaml" 2>/dev/null &&
-  ! pulumi config get replicationPassword >/dev/null 2>&1; then
+# process); otherwise, unless the stack was just created (its config can then only come from
+# Pulumi.yaml), `pulumi config get` decides (config from elsewhere).
+has_password() {
+  grep -q '^  pulumi-bdr:replicationPassword:' "Pulumi.$stack.yaml" 2>/dev/null && return 0
+  if [ "$created" = 1 ] && ! grep -q 'replicationPassword' Pulumi.yaml; then return 1; fi
+  pulumi config get replicationPassword >/dev/null 2>&1
+}
+if ! has_password; then
   # The value goes through stdin, never through a command line.
   head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 | pulumi config set --secret replicationPassword
 fi

@@ -160,4 +160,23 @@ describe("quick start: npm run up / npm run destroy (README)", function () {
     }
     assert.strictEqual(fs.existsSync(`/var/lib/pulumi-bdr/${CLUSTER}`), false, "data directory left");
   });
+
+  it("npm run up refuses a stack that exists when its passphrase is not known, and keeps no new one", async function () {
+    const passfile = path.join(tmp, "config", "pulumi-bdr", `${STACK}.passphrase`);
+    const aside = `${passfile}.aside`;
+    fs.renameSync(passfile, aside);
+    try {
+      const r = await npm("up", CONFIG);
+      assert.notStrictEqual(r.code, 0, r.out.slice(-4000));
+      assert.match(r.out, new RegExp(`stack '${STACK}' exists but no passphrase is known`));
+      assert.doesNotMatch(r.out, /generated the passphrase/);
+      assert.deepStrictEqual(
+        fs.readdirSync(path.dirname(passfile)).filter((f) => !f.endsWith(".aside")),
+        [],
+        "no passphrase file (or temporary one) was left",
+      );
+    } finally {
+      fs.renameSync(aside, passfile);
+    }
+  });
 });
