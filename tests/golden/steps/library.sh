@@ -962,7 +962,7 @@ wait_for() {
   local limit=$1 what=$2 start=$SECONDS; shift 2
   until "$@"; do
     if [ $((SECONDS - start)) -ge "$limit" ]; then log "timed out after ${limit}s waiting for $what"; return 1; fi
-    sleep 0.1
+    sleep 0.02
   done
 }
 stop_pid() {
