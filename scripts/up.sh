@@ -49,6 +49,11 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
       echo "up: PULUMI_CONFIG_PASSPHRASE_FILE (or put it in $passfile, mode 0600)" >&2
     else
       printf '%s\n' "$init_out" >&2
+      if grep -q '^encryptionsalt:' "Pulumi.$stack.yaml" 2>/dev/null; then
+        echo "up: Pulumi.$stack.yaml holds the encryption salt of an earlier stack '$stack' (removed from" >&2
+        echo "up: the backend, its file kept): give that stack's passphrase in PULUMI_CONFIG_PASSPHRASE," >&2
+        echo "up: or move Pulumi.$stack.yaml away to start a new stack '$stack'" >&2
+      fi
     fi
     exit 1
   fi

@@ -179,4 +179,16 @@ describe("quick start: npm run up / npm run destroy (README)", function () {
       fs.renameSync(aside, passfile);
     }
   });
+
+  it("npm run up explains a stack config file left by a removed stack, and keeps no new passphrase", async function () {
+    // `pulumi stack rm --preserve-config` keeps Pulumi.<stack>.yaml and its encryption salt.
+    const rm = await pulumi(`stack rm --yes --force --preserve-config ${STACK}`);
+    assert.strictEqual(rm.code, 0, rm.out);
+    const passfile = path.join(tmp, "config", "pulumi-bdr", `${STACK}.passphrase`);
+    fs.rmSync(passfile);
+    const r = await npm("up", CONFIG);
+    assert.notStrictEqual(r.code, 0, r.out.slice(-4000));
+    assert.match(r.out, new RegExp(`Pulumi\\.${STACK}\\.yaml holds the encryption salt of an earlier stack`));
+    assert.deepStrictEqual(fs.readdirSync(path.dirname(passfile)), [], "no passphrase file was left");
+  });
 });
